@@ -1,0 +1,95 @@
+//! Typed, durable activities: the model.
+//!
+//! Annotate a plain `async fn` with [`#[activity]`](macro@activity); the macro keeps
+//! the function as it is and generates, under the same name, a marker type that
+//! implements [`ActivityDefinition`], registers the activity (through `inventory`)
+//! and offers a typed stub: `charge::call(&caller, card, cents)`.
+//!
+//! ```
+//! use activity_core::{activity, ActivityContext, ActivityError, TestActivityEnvironment};
+//!
+//! /// Greets someone, politely.
+//! #[activity(start_to_close = "10s", retry(maximum_attempts = 3))]
+//! async fn greet(ctx: ActivityContext, name: String, times: u32) -> Result<String, ActivityError> {
+//!     ctx.heartbeat(&times)?;
+//!     Ok(format!("Hello, {name}!").repeat(times as usize))
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let env = TestActivityEnvironment::new();
+//! // The function stays a plain function...
+//! assert_eq!(greet(env.context(), "Ada".into(), 1).await.unwrap(), "Hello, Ada!");
+//! // ...and the stub checks arguments and result types at compile time.
+//! let text: String = greet::call(&env, "Bob".into(), 2).await.unwrap();
+//! assert_eq!(text, "Hello, Bob!Hello, Bob!");
+//! assert_eq!(env.heartbeats::<u32>().unwrap(), [1, 2]);
+//! # }
+//! ```
+//!
+//! Modules: [`payload`] (serialization), [`options`] (SEMANTICS 1.1 and 1.3),
+//! [`failure`] (SEMANTICS 4), [`context`], [`definition`] (marker types and shared
+//! state), [`registry`], [`caller`] (typed stubs), [`testing`].
+
+// Generated code names `::activity_core::…`; this makes those paths work here too.
+#[allow(unused_extern_crates)]
+extern crate self as activity_core;
+
+pub mod caller;
+pub mod clock;
+pub mod context;
+pub mod definition;
+pub mod failure;
+pub mod options;
+pub mod payload;
+pub mod protocol;
+pub mod registry;
+pub mod testing;
+
+pub use activity_macros::{activity, ActivityError};
+pub use caller::{ActivityCaller, ActivityRequest, ActivityStub};
+pub use context::{ActivityContext, ActivityInfo, CancelReason, HeartbeatError, TaskToken};
+pub use definition::{ActivityDefinition, ActivityImplementation, State, StateMap};
+pub use failure::{
+    ActivityCallError, ActivityError, ActivityFailure, ApplicationFailure, CanceledFailure,
+    ErrorTypes, Failure, RetryState, TimeoutFailure, TimeoutKind,
+};
+pub use options::{ActivityOptions, CancellationType, OptionsError, RetryOptions, RetryPolicy};
+pub use payload::{Payload, PayloadError};
+pub use registry::{ActivityDescriptor, Registry, RegistryError};
+pub use testing::TestActivityEnvironment;
+
+/// What generated code uses. Not a public API: may change in any release.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::definition::{BoxFuture, StateType};
+    pub use crate::failure::ErrorVariant;
+    pub use crate::registry::{ActivityRegistration, SourceLocation};
+    pub use ::core::time::Duration;
+    pub use inventory;
+    pub use std::{string::String, vec::Vec};
+
+    use crate::{failure::ErrorTypes, ActivityError};
+
+    /// The bound on every argument and result, checked where the type is written.
+    pub fn assert_argument<T: crate::payload::ActivityArgument>() {}
+
+    /// The bound on an activity's error type.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot be returned as an activity error",
+        label = "no conversion into `ActivityError`",
+        note = "add `#[derive(ActivityError)]` to `{Self}`, implement `From<{Self}> for activity_core::ActivityError`, or return `activity_core::ActivityError`"
+    )]
+    pub trait IntoActivityError: Into<ActivityError> {}
+    impl<E: Into<ActivityError>> IntoActivityError for E {}
+
+    /// Checks the error type of an activity.
+    pub fn assert_error<E: IntoActivityError>() {}
+
+    /// The bound on a shared-state type.
+    pub fn assert_state<T: Send + Sync + 'static>() {}
+
+    /// The error type name of `E::variant`, as `#[derive(ActivityError)]` declared it.
+    pub fn variant_error_type<E: ErrorTypes>(variant: &'static str) -> String {
+        E::error_type_of(variant).unwrap_or(variant).to_owned()
+    }
+}

@@ -1,0 +1,1 @@
+//! The protocol between workers/clients and the engine.

@@ -1,0 +1,280 @@
+//! Builds the tokens of `#[activity]`: the user's function unchanged, a marker type
+//! of the same name (type namespace) with the typed stub, the trait impls, the
+//! registration, and bound checks spanned on the user's types.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::{spanned::Spanned, ItemFn, Path};
+
+use crate::{
+    attr::{ActivityArgs, NonRetryable, RetryArgs},
+    ctxt::Errors,
+    duration::DurationLit,
+    signature::{self, Param, Signature},
+};
+
+pub(crate) fn activity(args: TokenStream, item: TokenStream) -> TokenStream {
+    let func: ItemFn = match syn::parse2(item.clone()) {
+        Ok(func) => func,
+        Err(_) => {
+            let err = syn::Error::new(
+                Span::call_site(),
+                "#[activity] applies to an `async fn`, e.g. `#[activity] async fn charge(ctx: ActivityContext, cents: u64) -> Result<Receipt, ActivityError>`",
+            );
+            let errors = err.to_compile_error();
+            return quote!(#item #errors);
+        }
+    };
+    let mut errors = Errors::default();
+    let args = match ActivityArgs::parse(args, &mut errors) {
+        Ok(args) => Some(args),
+        Err(err) => {
+            errors.push(err);
+            None
+        }
+    };
+    let mut sig_errors = Errors::default();
+    let sig = signature::check(&func, &mut sig_errors);
+    let expanded = match (args, sig, sig_errors.is_empty()) {
+        (Some(args), Some(sig), true) => generate(&func, &args, &sig),
+        _ => TokenStream::new(),
+    };
+    let mut all = errors;
+    if let Some(e) = sig_errors.into_error() {
+        all.push(e);
+    }
+    let errors = all.into_compile_errors();
+    quote! {
+        #func
+        #expanded
+        #errors
+    }
+}
+
+fn generate(func: &ItemFn, args: &ActivityArgs, sig: &Signature) -> TokenStream {
+    let krate: Path = args
+        .krate
+        .clone()
+        .unwrap_or_else(|| syn::parse_quote!(::activity_core));
+    let p = quote!(#krate::__private);
+    let vis = &func.vis;
+    let ident = &func.sig.ident;
+    let name = args
+        .name
+        .as_ref()
+        .map(|n| n.value())
+        .unwrap_or_else(|| ident.to_string());
+
+    let arg_names: Vec<_> = sig.arguments().map(|(n, _)| n).collect();
+    let arg_name_strs: Vec<String> = arg_names.iter().map(|n| n.to_string()).collect();
+    let arg_types: Vec<_> = sig.arguments().map(|(_, t)| t).collect();
+    let caller = if arg_name_strs.iter().any(|n| n == "caller") {
+        format_ident!("__caller")
+    } else {
+        format_ident!("caller")
+    };
+
+    // Positional variables for invoke: arguments come from the input tuple,
+    // states from the state map.
+    let mut call_args = Vec::new();
+    let mut input_vars = Vec::new();
+    let mut state_lets = Vec::new();
+    let mut state_types = Vec::new();
+    if sig.has_context {
+        call_args.push(quote!(__ctx));
+    }
+    for (index, param) in sig.params.iter().enumerate() {
+        let var = format_ident!("__p{}", index);
+        match param {
+            Param::Argument { .. } => input_vars.push(var.clone()),
+            Param::State { inner } => {
+                state_lets.push(quote! {
+                    let #var = __state.require::<#inner>(#name)?;
+                });
+                state_types.push(inner);
+            }
+        }
+        call_args.push(quote!(#var));
+    }
+
+    let output = &sig.output;
+    let checks = {
+        let arguments = arg_types.iter().map(|ty| {
+            quote_spanned!(ty.span()=> #p::assert_argument::<#ty>();)
+        });
+        let states = state_types.iter().map(|ty| {
+            quote_spanned!(ty.span()=> #p::assert_state::<#ty>();)
+        });
+        let output_check = quote_spanned!(output.span()=> #p::assert_argument::<#output>(););
+        let error_check = sig.error.as_ref().map(|e| {
+            quote_spanned!(e.span()=> #p::assert_error::<#e>();)
+        });
+        quote! {
+            #[allow(dead_code, clippy::all)]
+            fn __activity_bounds() {
+                #(#arguments)*
+                #(#states)*
+                #output_check
+                #error_check
+            }
+        }
+    };
+    let defaults = default_options(&krate, &p, args);
+    let doc = format!(
+        "Activity `{name}`: the definition and typed stub of [`{ident}`](fn@{ident}).\n\n\
+         Call it with `{ident}::call(&caller, {})` from a workflow, a client or the test environment.",
+        arg_name_strs.join(", ")
+    );
+    let call_doc = format!(
+        "Calls activity `{name}` through `{caller}`; `.await` the returned stub for the result. \
+         Call-site options (`.start_to_close(…)`, `.task_queue(…)`, …) override the definition's, field by field."
+    );
+    let send_check = quote_spanned! {ident.span()=>
+        ::std::boxed::Box::pin(async move {
+            #ident(#(#call_args),*).await.map_err(::core::convert::Into::into)
+        })
+    };
+
+    quote! {
+        #[doc = #doc]
+        #[allow(non_camel_case_types, dead_code)]
+        #vis struct #ident {
+            _private: (),
+        }
+
+        #[allow(dead_code, clippy::too_many_arguments)]
+        impl #ident {
+            /// The activity type name.
+            pub const NAME: &'static str = #name;
+
+            #[doc = #call_doc]
+            pub fn call<'c, C: #krate::ActivityCaller>(
+                #caller: &'c C,
+                #(#arg_names: #arg_types),*
+            ) -> #krate::ActivityStub<'c, C, #ident> {
+                #krate::ActivityStub::new(#caller, (#(#arg_names,)*))
+            }
+        }
+
+        const _: () = {
+            impl #krate::ActivityDefinition for #ident {
+                const NAME: &'static str = #name;
+                const ARGUMENTS: &'static [&'static str] = &[#(#arg_name_strs),*];
+                type Input = (#(#arg_types,)*);
+                type Output = #output;
+
+                fn default_options() -> #krate::ActivityOptions {
+                    #defaults
+                }
+            }
+
+            impl #krate::ActivityImplementation for #ident {
+                fn required_state() -> #p::Vec<#p::StateType> {
+                    ::std::vec![#(#p::StateType::of::<#state_types>()),*]
+                }
+
+                #[allow(unused_variables)]
+                fn invoke(
+                    __ctx: #krate::ActivityContext,
+                    __state: &#krate::StateMap,
+                    __input: Self::Input,
+                ) -> ::core::result::Result<
+                    #p::BoxFuture<'static, ::core::result::Result<Self::Output, #krate::ActivityError>>,
+                    #krate::ActivityError,
+                > {
+                    let (#(#input_vars,)*) = __input;
+                    #(#state_lets)*
+                    ::core::result::Result::Ok(#send_check)
+                }
+            }
+
+            #p::inventory::submit! {
+                #p::ActivityRegistration::of::<#ident>(#p::SourceLocation {
+                    file: ::core::file!(),
+                    line: ::core::line!(),
+                    module_path: ::core::module_path!(),
+                })
+            }
+
+            #checks
+        };
+    }
+}
+
+fn duration(p: &TokenStream, d: &DurationLit) -> TokenStream {
+    let millis = d.millis;
+    quote!(#p::Duration::from_millis(#millis))
+}
+
+fn default_options(krate: &Path, p: &TokenStream, args: &ActivityArgs) -> TokenStream {
+    let mut steps = Vec::new();
+    let setters = [
+        ("schedule_to_close", &args.schedule_to_close),
+        ("start_to_close", &args.start_to_close),
+        ("schedule_to_start", &args.schedule_to_start),
+        ("heartbeat_timeout", &args.heartbeat),
+    ];
+    for (setter, value) in setters {
+        if let Some(d) = value {
+            let setter = format_ident!("{}", setter);
+            let d = duration(p, d);
+            steps.push(quote!(__options = __options.#setter(#d);));
+        }
+    }
+    if let Some(queue) = &args.task_queue {
+        steps.push(quote!(__options = __options.task_queue(#queue);));
+    }
+    if let Some(retry) = &args.retry {
+        let retry = retry_options(krate, p, retry);
+        steps.push(quote!(__options = __options.retry(#retry);));
+    }
+    quote! {
+        let mut __options = #krate::ActivityOptions::new();
+        #(#steps)*
+        __options
+    }
+}
+
+fn retry_options(krate: &Path, p: &TokenStream, retry: &RetryArgs) -> TokenStream {
+    let mut steps = Vec::new();
+    if let Some(d) = &retry.initial_interval {
+        let d = duration(p, d);
+        steps.push(quote!(__retry = __retry.initial_interval(#d);));
+    }
+    if let Some(c) = retry.backoff_coefficient {
+        steps.push(quote!(__retry = __retry.backoff_coefficient(#c);));
+    }
+    if let Some(d) = &retry.maximum_interval {
+        let d = duration(p, d);
+        steps.push(quote!(__retry = __retry.maximum_interval(#d);));
+    }
+    if let Some(n) = retry.maximum_attempts {
+        steps.push(quote!(__retry = __retry.maximum_attempts(#n);));
+    }
+    for entry in &retry.non_retryable {
+        match entry {
+            NonRetryable::Name(lit) => steps.push(quote!(__retry = __retry.non_retryable(#lit);)),
+            NonRetryable::Variant { path } => {
+                let mut ty = path.clone();
+                let variant = ty
+                    .segments
+                    .pop()
+                    .map(|s| s.into_value().ident.to_string())
+                    .unwrap_or_default();
+                // `Type::` has a trailing separator after `pop`; drop it.
+                let ty_segments = ty.segments.iter();
+                let leading = &ty.leading_colon;
+                let ty = quote!(#leading #(#ty_segments)::*);
+                steps.push(quote_spanned! {path.span()=>
+                    let _ = |__e: &#ty| ::core::matches!(__e, #path { .. });
+                    __retry = __retry.non_retryable(#p::variant_error_type::<#ty>(#variant));
+                });
+            }
+        }
+    }
+    quote! {{
+        let mut __retry = #krate::RetryOptions::new();
+        #(#steps)*
+        __retry
+    }}
+}

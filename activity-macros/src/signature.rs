@@ -1,0 +1,259 @@
+//! Checks the signature of an `#[activity]` function and extracts what expansion needs.
+
+use proc_macro2::Ident;
+use quote::{format_ident, ToTokens};
+use syn::{
+    visit::Visit, FnArg, GenericArgument, ItemFn, Pat, PathArguments, ReturnType, Type, TypePath,
+};
+
+use crate::ctxt::Errors;
+
+/// Tuples of up to this many arguments implement `ActivityInput`.
+const MAX_ARGUMENTS: usize = 16;
+
+pub(crate) struct Signature {
+    pub(crate) has_context: bool,
+    pub(crate) params: Vec<Param>,
+    pub(crate) output: Type,
+    /// `E` of `Result<T, E>`, when written.
+    pub(crate) error: Option<Type>,
+}
+
+pub(crate) enum Param {
+    /// A serialized argument.
+    Argument { name: Ident, ty: Type },
+    /// `State<T>`: shared state, with `T`.
+    State { inner: Type },
+}
+
+impl Signature {
+    pub(crate) fn arguments(&self) -> impl Iterator<Item = (&Ident, &Type)> {
+        self.params.iter().filter_map(|p| match p {
+            Param::Argument { name, ty } => Some((name, ty)),
+            Param::State { .. } => None,
+        })
+    }
+}
+
+/// Checks `func`; every problem goes to `errors`. Returns `None` when the
+/// signature cannot be expanded.
+pub(crate) fn check(func: &ItemFn, errors: &mut Errors) -> Option<Signature> {
+    let sig = &func.sig;
+    let name = &sig.ident;
+    if sig.asyncness.is_none() {
+        errors.at(
+            sig.fn_token,
+            format!("an activity must be an `async fn`: write `async fn {name}`"),
+        );
+    }
+    if let Some(unsafety) = &sig.unsafety {
+        errors.at(unsafety, "an activity cannot be `unsafe`: the worker calls it like any safe function");
+    }
+    if let Some(constness) = &sig.constness {
+        errors.at(constness, "an activity cannot be `const`");
+    }
+    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        let blame: &dyn ToTokens = if sig.generics.params.is_empty() {
+            &sig.generics.where_clause
+        } else {
+            &sig.generics
+        };
+        errors.at(
+            blame,
+            "an activity cannot be generic: the worker decodes each activity name into one concrete signature; write one activity per concrete type",
+        );
+    }
+    if let Some(variadic) = &sig.variadic {
+        errors.at(variadic, "an activity cannot be variadic");
+    }
+
+    let mut has_context = false;
+    let mut params = Vec::new();
+    for (index, input) in sig.inputs.iter().enumerate() {
+        let typed = match input {
+            FnArg::Receiver(receiver) => {
+                errors.at(
+                    receiver,
+                    "`self` is not allowed: an activity is a free function. For shared state (a database pool, an HTTP client), take a `State<T>` parameter and provide the value with `.state(value)` on the worker",
+                );
+                continue;
+            }
+            FnArg::Typed(typed) => typed,
+        };
+        let ty = &*typed.ty;
+        if is_named(ty, "ActivityContext") {
+            if index != 0 {
+                errors.at(
+                    ty,
+                    format!(
+                        "`ActivityContext` must be the first parameter: move `{}` to the front",
+                        typed.pat.to_token_stream()
+                    ),
+                );
+            }
+            has_context = true;
+            continue;
+        }
+        if let Type::Reference(reference) = ty {
+            if is_named(&reference.elem, "ActivityContext") {
+                errors.at(
+                    reference.and_token,
+                    "take `ActivityContext` by value: it is cheap to clone and is owned by the running attempt",
+                );
+                continue;
+            }
+        }
+        if let Some(inner) = state_inner(ty) {
+            check_owned(inner, "a shared-state type", errors);
+            params.push(Param::State {
+                inner: inner.clone(),
+            });
+            continue;
+        }
+        check_owned(ty, "an activity argument", errors);
+        let name = match &*typed.pat {
+            Pat::Ident(p) => p.ident.clone(),
+            _ => format_ident!("arg{}", index),
+        };
+        params.push(Param::Argument {
+            name,
+            ty: ty.clone(),
+        });
+    }
+    let arguments = params
+        .iter()
+        .filter(|p| matches!(p, Param::Argument { .. }))
+        .count();
+    if arguments > MAX_ARGUMENTS {
+        errors.at(
+            &sig.inputs,
+            format!("an activity takes at most {MAX_ARGUMENTS} arguments, found {arguments}: group some of them into a struct"),
+        );
+    }
+
+    let (output, error) = match &sig.output {
+        ReturnType::Default => {
+            errors.at(
+                name,
+                format!("an activity must return `Result<T, E>`: add a return type, e.g. `async fn {name}(…) -> Result<(), ActivityError>`"),
+            );
+            return None;
+        }
+        ReturnType::Type(_, ty) => match result_types(ty) {
+            Some(found) => found,
+            None => {
+                errors.at(
+                    ty,
+                    format!(
+                        "an activity must return `Result<T, E>` (`E` is `ActivityError` or a type with `#[derive(ActivityError)]`); wrap it: `Result<{}, ActivityError>`",
+                        ty.to_token_stream()
+                    ),
+                );
+                return None;
+            }
+        },
+    };
+    check_owned(&output, "an activity result", errors);
+
+    Some(Signature {
+        has_context,
+        params,
+        output,
+        error,
+    })
+}
+
+fn last_segment(ty: &Type) -> Option<&syn::PathSegment> {
+    match ty {
+        Type::Path(TypePath { qself: None, path }) => path.segments.last(),
+        Type::Group(group) => last_segment(&group.elem),
+        Type::Paren(paren) => last_segment(&paren.elem),
+        _ => None,
+    }
+}
+
+fn is_named(ty: &Type, name: &str) -> bool {
+    last_segment(ty).is_some_and(|s| s.ident == name)
+}
+
+fn generic_types(segment: &syn::PathSegment) -> Vec<&Type> {
+    match &segment.arguments {
+        PathArguments::AngleBracketed(args) => args
+            .args
+            .iter()
+            .filter_map(|a| match a {
+                GenericArgument::Type(t) => Some(t),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// `T` of `State<T>`.
+fn state_inner(ty: &Type) -> Option<&Type> {
+    let segment = last_segment(ty)?;
+    if segment.ident != "State" {
+        return None;
+    }
+    match generic_types(segment).as_slice() {
+        [inner] => Some(inner),
+        _ => None,
+    }
+}
+
+/// `(T, Some(E))` of `Result<T, E>`, `(T, None)` of an alias `Result<T>`.
+fn result_types(ty: &Type) -> Option<(Type, Option<Type>)> {
+    let segment = last_segment(ty)?;
+    if segment.ident != "Result" {
+        return None;
+    }
+    match generic_types(segment).as_slice() {
+        [ok] => Some(((*ok).clone(), None)),
+        [ok, err] => Some(((*ok).clone(), Some((*err).clone()))),
+        _ => None,
+    }
+}
+
+/// Reports borrowed types and non-`'static` lifetimes in `ty`.
+fn check_owned(ty: &Type, what: &str, errors: &mut Errors) {
+    struct Borrows<'a> {
+        what: &'a str,
+        errors: &'a mut Errors,
+    }
+    impl<'ast> Visit<'ast> for Borrows<'_> {
+        fn visit_type_reference(&mut self, reference: &'ast syn::TypeReference) {
+            let owned = match &*reference.elem {
+                Type::Path(p) if p.path.is_ident("str") => "String".to_owned(),
+                Type::Slice(slice) => format!("Vec<{}>", slice.elem.to_token_stream()),
+                other => other.to_token_stream().to_string(),
+            };
+            self.errors.at(
+                reference.and_token,
+                format!(
+                    "{} must be owned: it is deserialized from a payload, so it cannot borrow. Use `{owned}` instead of `{}`",
+                    self.what,
+                    reference.to_token_stream()
+                ),
+            );
+        }
+        fn visit_lifetime(&mut self, lifetime: &'ast syn::Lifetime) {
+            if lifetime.ident != "static" {
+                self.errors.at(
+                    lifetime,
+                    format!(
+                        "{} must be owned: it is deserialized from a payload, so it cannot borrow for `{lifetime}`; use an owned type (or `'static`)",
+                        self.what
+                    ),
+                );
+            }
+        }
+        fn visit_type_impl_trait(&mut self, impl_trait: &'ast syn::TypeImplTrait) {
+            self.errors.at(
+                impl_trait,
+                format!("{} must be a concrete type, not `impl Trait`", self.what),
+            );
+        }
+    }
+    Borrows { what, errors }.visit_type(ty);
+}
