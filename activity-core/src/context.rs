@@ -34,7 +34,7 @@ impl TaskToken {
     /// Parses the hex form; `None` when it is not even-length hex.
     pub fn from_hex(text: &str) -> Option<Self> {
         let text = text.trim();
-        if text.len() % 2 != 0 {
+        if !text.len().is_multiple_of(2) {
             return None;
         }
         (0..text.len())

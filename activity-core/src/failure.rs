@@ -368,6 +368,10 @@ pub enum ActivityCallError {
     /// The input could not be encoded, or the result decoded.
     #[error(transparent)]
     Payload(#[from] PayloadError),
+    /// The engine refused the call or could not be reached (see
+    /// [`ProtocolError::is_retryable`](crate::protocol::ProtocolError::is_retryable)).
+    #[error(transparent)]
+    Protocol(#[from] crate::protocol::ProtocolError),
 }
 
 impl ActivityCallError {

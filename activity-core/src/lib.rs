@@ -79,11 +79,22 @@ pub mod __private {
         label = "no conversion into `ActivityError`",
         note = "add `#[derive(ActivityError)]` to `{Self}`, implement `From<{Self}> for activity_core::ActivityError`, or return `activity_core::ActivityError`"
     )]
-    pub trait IntoActivityError: Into<ActivityError> {}
-    impl<E: Into<ActivityError>> IntoActivityError for E {}
+    pub trait IntoActivityError {
+        /// Converts the error.
+        fn into_activity_error(self) -> ActivityError;
+    }
 
-    /// Checks the error type of an activity.
-    pub fn assert_error<E: IntoActivityError>() {}
+    #[diagnostic::do_not_recommend]
+    impl<E: Into<ActivityError>> IntoActivityError for E {
+        fn into_activity_error(self) -> ActivityError {
+            self.into()
+        }
+    }
+
+    /// Converts an activity's error (what `?` would do).
+    pub fn into_activity_error<E: IntoActivityError>(error: E) -> ActivityError {
+        error.into_activity_error()
+    }
 
     /// The bound on a shared-state type.
     pub fn assert_state<T: Send + Sync + 'static>() {}

@@ -150,11 +150,17 @@ pub enum PayloadError {
 )]
 pub trait ActivityArgument: Serialize + DeserializeOwned + JsonSchema + Send + 'static {}
 
+#[diagnostic::do_not_recommend]
 impl<T: Serialize + DeserializeOwned + JsonSchema + Send + 'static> ActivityArgument for T {}
 
 /// The arguments of an activity, as a tuple in parameter order: one payload per argument.
 ///
 /// Implemented for tuples of up to 16 [`ActivityArgument`]s.
+#[diagnostic::on_unimplemented(
+    message = "the parameters of this activity cannot all be serialized",
+    label = "every argument must be an owned, serializable type with a JSON Schema",
+    note = "see the error on each argument that is not"
+)]
 pub trait ActivityInput: Sized + Send + 'static {
     /// Number of arguments.
     const ARITY: usize;
@@ -185,6 +191,7 @@ fn argument_label(activity: &str, names: &[&str], index: usize) -> String {
 
 macro_rules! tuple_input {
     ($arity:expr; $($idx:tt $T:ident),*) => {
+        #[diagnostic::do_not_recommend]
         impl<$($T: ActivityArgument),*> ActivityInput for ($($T,)*) {
             const ARITY: usize = $arity;
 

@@ -105,17 +105,11 @@ fn generate(func: &ItemFn, args: &ActivityArgs, sig: &Signature) -> TokenStream 
         let states = state_types.iter().map(|ty| {
             quote_spanned!(ty.span()=> #p::assert_state::<#ty>();)
         });
-        let output_check = quote_spanned!(output.span()=> #p::assert_argument::<#output>(););
-        let error_check = sig.error.as_ref().map(|e| {
-            quote_spanned!(e.span()=> #p::assert_error::<#e>();)
-        });
         quote! {
             #[allow(dead_code, clippy::all)]
             fn __activity_bounds() {
                 #(#arguments)*
                 #(#states)*
-                #output_check
-                #error_check
             }
         }
     };
@@ -129,11 +123,24 @@ fn generate(func: &ItemFn, args: &ActivityArgs, sig: &Signature) -> TokenStream 
         "Calls activity `{name}` through `{caller}`; `.await` the returned stub for the result. \
          Call-site options (`.start_to_close(…)`, `.task_queue(…)`, …) override the definition's, field by field."
     );
+    // Converting the error is checked on the error type, so a type that does not
+    // convert is reported there, once.
+    let convert = match &sig.error {
+        Some(e) => {
+            let trait_path = respan(quote!(#p::IntoActivityError), e.span());
+            quote_spanned!(e.span()=> <#e as #trait_path>::into_activity_error)
+        }
+        None => quote!(#p::into_activity_error),
+    };
     let send_check = quote_spanned! {ident.span()=>
         ::std::boxed::Box::pin(async move {
-            #ident(#(#call_args),*).await.map_err(::core::convert::Into::into)
+            #ident(#(#call_args),*).await.map_err(#convert)
         })
     };
+    // Errors about the input tuple point at the parameter list.
+    let params_span = func.sig.paren_token.span.join();
+    let input_type = quote_spanned!(params_span=> (#(#arg_types,)*));
+    let call_ident = syn::Ident::new("call", ident.span());
 
     quote! {
         #[doc = #doc]
@@ -148,7 +155,7 @@ fn generate(func: &ItemFn, args: &ActivityArgs, sig: &Signature) -> TokenStream 
             pub const NAME: &'static str = #name;
 
             #[doc = #call_doc]
-            pub fn call<'c, C: #krate::ActivityCaller>(
+            pub fn #call_ident<'c, C: #krate::ActivityCaller>(
                 #caller: &'c C,
                 #(#arg_names: #arg_types),*
             ) -> #krate::ActivityStub<'c, C, #ident> {
@@ -160,7 +167,7 @@ fn generate(func: &ItemFn, args: &ActivityArgs, sig: &Signature) -> TokenStream 
             impl #krate::ActivityDefinition for #ident {
                 const NAME: &'static str = #name;
                 const ARGUMENTS: &'static [&'static str] = &[#(#arg_name_strs),*];
-                type Input = (#(#arg_types,)*);
+                type Input = #input_type;
                 type Output = #output;
 
                 fn default_options() -> #krate::ActivityOptions {
@@ -277,4 +284,21 @@ fn retry_options(krate: &Path, p: &TokenStream, retry: &RetryArgs) -> TokenStrea
         #(#steps)*
         __retry
     }}
+}
+
+/// `tokens` with every span set to `span`, so that errors in them point there.
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut tree| {
+            if let proc_macro2::TokenTree::Group(group) = &tree {
+                let mut inner = proc_macro2::Group::new(group.delimiter(), respan(group.stream(), span));
+                inner.set_span(span);
+                tree = proc_macro2::TokenTree::Group(inner);
+            } else {
+                tree.set_span(span);
+            }
+            tree
+        })
+        .collect()
 }

@@ -233,7 +233,7 @@ fn check_owned(ty: &Type, what: &str, errors: &mut Errors) {
                 format!(
                     "{} must be owned: it is deserialized from a payload, so it cannot borrow. Use `{owned}` instead of `{}`",
                     self.what,
-                    reference.to_token_stream()
+                    reference.to_token_stream().to_string().replace("& ", "&")
                 ),
             );
         }
