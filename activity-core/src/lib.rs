@@ -57,6 +57,13 @@ pub use options::{ActivityOptions, CancellationType, OptionsError, RetryOptions,
 pub use payload::{Payload, PayloadError};
 pub use registry::{ActivityDescriptor, Registry, RegistryError};
 pub use testing::TestActivityEnvironment;
+pub use clock::Clock;
+pub use protocol::client::{ActivityHandle, AsyncCompletion, Client};
+pub use protocol::{
+    ActivityProtocol, ActivityTask, ClosedReason, ExecutionDescription, ExecutionOutcome,
+    ExecutionRef, ExecutionState, HeartbeatResponse, PollActivityTaskRequest, ProtocolError,
+    TaskQueueDescription, TaskTarget,
+};
 
 /// What generated code uses. Not a public API: may change in any release.
 #[doc(hidden)]

@@ -1,5 +1,32 @@
-//! The engine of typed, durable activities and the `activity-server` binary.
+//! The engine of typed, durable activities.
 //!
-//! Not implemented yet: this crate is the place for the engine (history,
-//! dispatch, durable timers, retries, rate limits), its SQLite store, and the
-//! gRPC service (see the project's DESIGN.md).
+//! [`Engine`] runs activity executions with the full semantics of the project's
+//! SEMANTICS.md (options, the life of an execution, retries, heartbeats,
+//! cancellation, asynchronous completion, dispatch and rate limits, durability)
+//! on an authoritative store ([`store`]: SQLite now, file or in-memory), and
+//! implements the protocol workers and clients use
+//! ([`activity_core::ActivityProtocol`]) in-process.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use activity_core::Client;
+//! use activity_server::{Engine, EngineConfig};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let engine = Engine::open(EngineConfig::file("activities.db")).await?;
+//! let client = Client::new(engine.protocol()).with_task_queue("default");
+//! // greet::call(&client, "Ada".into()).await?  — a worker polls "default".
+//! # Ok(()) }
+//! ```
+//!
+//! Modules: [`engine`] (dispatch, timers, retries, rate limits), [`store`] (the
+//! store API and its SQLite backend), [`token`] (task tokens), [`clock`] (system
+//! and virtual clocks). The gRPC service comes later, as a thin adapter.
+
+pub mod clock;
+pub mod engine;
+pub mod store;
+pub mod token;
+
+pub use clock::{SystemClock, VirtualClock};
+pub use engine::{Engine, EngineConfig, EngineError, StoreLocation};

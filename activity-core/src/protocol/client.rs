@@ -1,0 +1,331 @@
+//! The typed client for standalone activities, over any [`ActivityProtocol`].
+//!
+//! [`Client`] implements [`ActivityCaller`], so a generated stub runs a standalone
+//! activity and awaits its typed result:
+//!
+//! ```no_run
+//! use activity_core::{activity, ActivityError, Client};
+//!
+//! /// Greets someone.
+//! #[activity(start_to_close = "10s")]
+//! async fn greet(name: String) -> Result<String, ActivityError> {
+//!     Ok(format!("Hello, {name}!"))
+//! }
+//!
+//! async fn demo(client: &Client) -> Result<(), Box<dyn std::error::Error>> {
+//!     // Schedule, then await the typed result.
+//!     let text: String = greet::call(client, "Ada".into()).await?;
+//!     // Or start with an id and keep a typed handle.
+//!     let handle = client
+//!         .start(greet::call(client, "Bob".into()).activity_id("greet-bob"))
+//!         .await?;
+//!     let text: String = handle.result().await?;
+//!     # let _ = text;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! [`Client::async_completion`] gives a handle that completes an attempt from
+//! anywhere by task token (or by id, [`Client::async_completion_by_id`]); its
+//! `complete` takes the activity's output type, so a wrong result does not compile.
+//!
+//! Generic over nothing but the activity: the client holds an
+//! `Arc<dyn ActivityProtocol>`, in-process engine or remote alike.
+
+use std::{fmt, marker::PhantomData, sync::Arc, time::Duration};
+
+use serde::Serialize;
+
+use crate::{
+    caller::{ActivityCaller, ActivityRequest, ActivityStub},
+    context::TaskToken,
+    definition::{ActivityDefinition, BoxFuture},
+    failure::{ActivityCallError, ApplicationFailure},
+    payload::{ActivityInput, Payload},
+};
+
+use super::{
+    ActivityProtocol, ExecutionDescription, ExecutionOutcome, ExecutionRef, ExecutionState,
+    HeartbeatResponse, ProtocolError, ScheduleActivityRequest, TaskTarget,
+};
+
+/// Runs standalone activities through an [`ActivityProtocol`]. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    protocol: Arc<dyn ActivityProtocol>,
+    task_queue: Option<String>,
+    outcome_wait: Duration,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("task_queue", &self.task_queue)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// A client of `protocol`, with no default task queue.
+    pub fn new(protocol: Arc<dyn ActivityProtocol>) -> Self {
+        Self {
+            protocol,
+            task_queue: None,
+            outcome_wait: Duration::from_secs(60),
+        }
+    }
+
+    /// Sets the task queue used when neither the call nor the definition sets one.
+    pub fn with_task_queue(mut self, task_queue: impl Into<String>) -> Self {
+        self.task_queue = Some(task_queue.into());
+        self
+    }
+
+    /// Sets how long one long poll for an outcome waits before polling again
+    /// (default 60 s; awaiting a result is not bounded by it).
+    pub fn with_outcome_wait(mut self, wait: Duration) -> Self {
+        self.outcome_wait = wait;
+        self
+    }
+
+    /// The protocol this client talks to.
+    pub fn protocol(&self) -> &Arc<dyn ActivityProtocol> {
+        &self.protocol
+    }
+
+    /// Schedules the activity of `stub` and returns a typed handle to it at once.
+    pub async fn start<A: ActivityDefinition>(
+        &self,
+        stub: ActivityStub<'_, Client, A>,
+    ) -> Result<ActivityHandle<A>, ActivityCallError> {
+        self.start_request(stub.into_request()).await
+    }
+
+    /// Schedules `request` and returns a typed handle to it at once.
+    pub async fn start_request<A: ActivityDefinition>(
+        &self,
+        request: ActivityRequest<A>,
+    ) -> Result<ActivityHandle<A>, ActivityCallError> {
+        let mut options = request.effective_options();
+        if options.task_queue.is_none() {
+            options.task_queue = self.task_queue.clone();
+        }
+        let mut schedule =
+            ScheduleActivityRequest::new(A::NAME, request.input.to_payloads()?, options);
+        schedule.activity_id = request.activity_id;
+        let response = self
+            .protocol
+            .schedule_activity(schedule)
+            .await
+            .map_err(call_error)?;
+        Ok(self.handle(response.execution))
+    }
+
+    /// A typed handle to an existing execution of `A`.
+    pub fn handle<A: ActivityDefinition>(&self, execution: ExecutionRef) -> ActivityHandle<A> {
+        ActivityHandle {
+            client: self.clone(),
+            execution,
+            _activity: PhantomData,
+        }
+    }
+
+    /// A handle that completes, fails, cancels or heartbeats the attempt of `token`
+    /// (SEMANTICS 1.6), typed by the activity's output.
+    pub fn async_completion<A: ActivityDefinition>(&self, token: TaskToken) -> AsyncCompletion<A> {
+        AsyncCompletion {
+            client: self.clone(),
+            target: TaskTarget::Token(token),
+            _activity: PhantomData,
+        }
+    }
+
+    /// Like [`Client::async_completion`], acting on the current attempt of an
+    /// execution identified by id.
+    pub fn async_completion_by_id<A: ActivityDefinition>(
+        &self,
+        execution: ExecutionRef,
+    ) -> AsyncCompletion<A> {
+        AsyncCompletion {
+            client: self.clone(),
+            target: TaskTarget::Execution(execution),
+            _activity: PhantomData,
+        }
+    }
+
+    async fn outcome(&self, execution: &ExecutionRef) -> Result<ExecutionOutcome, ProtocolError> {
+        loop {
+            if let Some(outcome) = self
+                .protocol
+                .wait_outcome(execution.clone(), self.outcome_wait)
+                .await?
+            {
+                return Ok(outcome);
+            }
+        }
+    }
+}
+
+fn call_error(err: ProtocolError) -> ActivityCallError {
+    match err {
+        ProtocolError::InvalidOptions(options) => ActivityCallError::InvalidOptions(options),
+        other => ActivityCallError::Protocol(other),
+    }
+}
+
+// `ActivityCallError` is the caller API's error type; its size is not ours to change.
+#[allow(clippy::result_large_err)]
+fn typed_result<A: ActivityDefinition>(
+    outcome: ExecutionOutcome,
+) -> Result<A::Output, ActivityCallError> {
+    match outcome {
+        ExecutionOutcome::Completed(payload) => {
+            Ok(payload.decode_as(&format!("result of activity `{}`", A::NAME))?)
+        }
+        ExecutionOutcome::Failed(failure) => Err(ActivityCallError::Failed(failure)),
+    }
+}
+
+impl ActivityCaller for Client {
+    type Call<'a, A: ActivityDefinition> = BoxFuture<'a, Result<A::Output, ActivityCallError>>;
+
+    /// Schedules a standalone execution and awaits its typed result.
+    fn call_activity<A: ActivityDefinition>(
+        &self,
+        request: ActivityRequest<A>,
+    ) -> Self::Call<'_, A> {
+        Box::pin(async move {
+            let handle = self.start_request(request).await?;
+            handle.result().await
+        })
+    }
+}
+
+/// A typed handle to one execution of activity `A`.
+pub struct ActivityHandle<A: ActivityDefinition> {
+    client: Client,
+    execution: ExecutionRef,
+    _activity: PhantomData<fn() -> A>,
+}
+
+impl<A: ActivityDefinition> fmt::Debug for ActivityHandle<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ActivityHandle")
+            .field("activity", &A::NAME)
+            .field("execution", &self.execution)
+            .finish()
+    }
+}
+
+impl<A: ActivityDefinition> Clone for ActivityHandle<A> {
+    fn clone(&self) -> Self {
+        Self {
+            client: self.client.clone(),
+            execution: self.execution.clone(),
+            _activity: PhantomData,
+        }
+    }
+}
+
+impl<A: ActivityDefinition> ActivityHandle<A> {
+    /// The execution.
+    pub fn execution(&self) -> &ExecutionRef {
+        &self.execution
+    }
+
+    /// The activity id.
+    pub fn activity_id(&self) -> &str {
+        &self.execution.activity_id
+    }
+
+    /// Waits for the execution to be final; its typed result or its failure.
+    pub async fn result(&self) -> Result<A::Output, ActivityCallError> {
+        let outcome = self
+            .client
+            .outcome(&self.execution)
+            .await
+            .map_err(call_error)?;
+        typed_result::<A>(outcome)
+    }
+
+    /// Requests cancellation (SEMANTICS 1.5); answers the state after the request.
+    pub async fn cancel(&self) -> Result<ExecutionState, ProtocolError> {
+        self.client
+            .protocol
+            .request_cancel(self.execution.clone())
+            .await
+    }
+
+    /// Describes the execution.
+    pub async fn describe(&self) -> Result<ExecutionDescription, ProtocolError> {
+        self.client
+            .protocol
+            .describe_execution(self.execution.clone())
+            .await
+    }
+}
+
+/// Completes an attempt of activity `A` from anywhere (SEMANTICS 1.6): the result
+/// must be `A`'s output type.
+pub struct AsyncCompletion<A: ActivityDefinition> {
+    client: Client,
+    target: TaskTarget,
+    _activity: PhantomData<fn() -> A>,
+}
+
+impl<A: ActivityDefinition> fmt::Debug for AsyncCompletion<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncCompletion")
+            .field("activity", &A::NAME)
+            .field("target", &self.target)
+            .finish()
+    }
+}
+
+impl<A: ActivityDefinition> AsyncCompletion<A> {
+    /// Completes the attempt with `result`.
+    pub async fn complete(&self, result: &A::Output) -> Result<(), ActivityCallError> {
+        let payload = Payload::json(result)?;
+        self.client
+            .protocol
+            .complete_activity(self.target.clone(), payload)
+            .await
+            .map_err(call_error)
+    }
+
+    /// Fails the attempt; the engine retries it or closes the execution.
+    pub async fn fail(&self, failure: ApplicationFailure) -> Result<(), ActivityCallError> {
+        self.client
+            .protocol
+            .fail_activity(self.target.clone(), failure, None)
+            .await
+            .map_err(call_error)
+    }
+
+    /// Acknowledges cancellation, with optional details.
+    pub async fn report_canceled<T: Serialize>(
+        &self,
+        details: Option<&T>,
+    ) -> Result<(), ActivityCallError> {
+        let details = details.map(Payload::json).transpose()?;
+        self.client
+            .protocol
+            .report_canceled(self.target.clone(), details)
+            .await
+            .map_err(call_error)
+    }
+
+    /// Records a heartbeat with `details`; the answer says whether cancellation
+    /// was requested.
+    pub async fn heartbeat<T: Serialize + ?Sized>(
+        &self,
+        details: &T,
+    ) -> Result<HeartbeatResponse, ActivityCallError> {
+        let details = Payload::json(details)?;
+        self.client
+            .protocol
+            .record_heartbeat(self.target.clone(), Some(details))
+            .await
+            .map_err(call_error)
+    }
+}

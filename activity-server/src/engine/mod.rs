@@ -1,0 +1,790 @@
+//! The engine: durable activity executions on an authoritative store.
+//!
+//! [`Engine`] implements [`ActivityProtocol`] in-process. Every call runs its rule
+//! (module `rules`) in one store transaction and answers after the commit, so
+//! whatever the engine acknowledged survives a crash (SEMANTICS 5); what lives in
+//! memory only wakes waiters sooner:
+//!
+//! - **Dispatch.** The store is the queue: a poll claims the oldest dispatchable
+//!   SCHEDULED attempt of its queue (FIFO by the time it became dispatchable) and
+//!   starts it in the same transaction, so each attempt goes to at most one worker.
+//!   A poll that finds nothing waits on the queue's in-memory notifier (woken after
+//!   a commit that made something dispatchable) or until the next backoff ends,
+//!   bounded by the poll's wait.
+//! - **Timers.** Every deadline (schedule-to-close, schedule-to-start,
+//!   start-to-close, heartbeat, end of a retry backoff) is a timer row. One task
+//!   sleeps on the injected [`Clock`] until the earliest row is due, fires what is
+//!   due in a transaction (each firing re-checks the execution's state and attempt,
+//!   so a stale timer does nothing), and re-reads the rows; a commit that sets an
+//!   earlier timer wakes it. On open it starts from the rows: timers that came due
+//!   while the engine was down fire at once.
+//! - **Rate limits.** A queue's global rate limit
+//!   (`max_task_queue_activities_per_second`, set by the latest poll that gives
+//!   one) is a token bucket kept in the queue's row and updated in the claiming
+//!   transaction: shared by all pollers, and by all engine nodes once a shared
+//!   database backs them. The bucket starts empty and holds at most
+//!   `max(1, rate)` tokens, so no window of one second sees more than `rate + 1`
+//!   dispatches, across restarts too.
+//! - **Tokens.** HMAC-authenticated (module `token`), key kept in the store.
+//! - **Lifecycle.** [`Engine::close`] stops the timer loop and closes the store;
+//!   dropping every clone of an engine does the same, later. A poll whose caller
+//!   goes away after its claim committed leaves that attempt STARTED with nobody
+//!   running it: its start-to-close (or heartbeat) timeout ends it and the retry
+//!   policy applies, exactly as for a worker that crashed (SEMANTICS 1.3).
+//! - **Several nodes.** Nothing above depends on this process's memory for
+//!   correctness: notifications only shorten waits (a poll re-reads the store at
+//!   the end of its wait, or when the next backoff ends), and
+//!   [`EngineConfig::max_timer_sleep`] bounds how long a node can miss timers set
+//!   by another. See [`crate::store`] for what a shared PostgreSQL store adds.
+//!
+//! Clocks: the engine reads time only from its [`Clock`]; tests inject
+//! [`VirtualClock`](crate::clock::VirtualClock) and skip through timeouts.
+
+mod rules;
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicI64, Ordering},
+        Arc, Mutex, MutexGuard, Weak,
+    },
+    time::Duration,
+};
+
+use activity_core::{
+    clock::{duration_millis, from_millis, to_millis, Clock},
+    definition::BoxFuture,
+    failure::ApplicationFailure,
+    payload::Payload,
+    protocol::{
+        ActivityProtocol, ActivityTask, ExecutionDescription, ExecutionOutcome, ExecutionRef,
+        ExecutionState, HeartbeatResponse, PollActivityTaskRequest, ProtocolError,
+        ScheduleActivityRequest, ScheduleActivityResponse, TaskQueueDescription, TaskTarget,
+    },
+};
+use tokio::sync::{watch, Notify};
+use tracing::Instrument;
+
+use crate::{
+    clock::SystemClock,
+    store::{self, sqlite::SqliteStore, Store, StoreError, Tx},
+    token::{TokenSigner, KEY_LEN},
+};
+
+use rules::{Claim, Effects};
+
+/// Where the engine keeps its state.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum StoreLocation {
+    /// A SQLite file (created if missing).
+    File(PathBuf),
+    /// A fresh in-memory SQLite database (tests; lost on close).
+    Memory,
+}
+
+/// How to open an engine. Defaults: in-memory store, system clock, 4 MiB payloads.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct EngineConfig {
+    /// Where the state is kept.
+    pub store: StoreLocation,
+    /// The clock (inject a virtual one in tests).
+    pub clock: Arc<dyn Clock>,
+    /// Largest accepted payload (input in all, result, details), in bytes.
+    pub max_payload_size: usize,
+    /// Longest wait of one long poll (poll requests asking for more get this).
+    pub max_poll_wait: Duration,
+    /// How long a poller stays listed among a queue's recent pollers.
+    pub poller_retention: Duration,
+    /// Most timers fired in one transaction.
+    pub timer_batch: usize,
+    /// Longest sleep of the timer loop between two reads of the timer rows;
+    /// `None` (the default) sleeps until the earliest row. A store shared by
+    /// several engine nodes sets it (or delivers wake-ups between nodes), since a
+    /// node does not see the timers other nodes set.
+    pub max_timer_sleep: Option<Duration>,
+    /// Longest wait of one `wait_outcome` call.
+    pub max_outcome_wait: Duration,
+}
+
+impl std::fmt::Debug for EngineConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineConfig")
+            .field("store", &self.store)
+            .field("clock", &self.clock)
+            .field("max_payload_size", &self.max_payload_size)
+            .field("max_poll_wait", &self.max_poll_wait)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            store: StoreLocation::Memory,
+            clock: Arc::new(SystemClock),
+            max_payload_size: Self::DEFAULT_MAX_PAYLOAD_SIZE,
+            max_poll_wait: Duration::from_secs(60),
+            poller_retention: Duration::from_secs(300),
+            timer_batch: 256,
+            max_timer_sleep: None,
+            max_outcome_wait: Duration::from_secs(600),
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Default payload size limit: 4 MiB.
+    pub const DEFAULT_MAX_PAYLOAD_SIZE: usize = 4 * 1024 * 1024;
+
+    /// An in-memory store (for tests).
+    pub fn in_memory() -> Self {
+        Self::default()
+    }
+
+    /// A SQLite file.
+    pub fn file(path: impl Into<PathBuf>) -> Self {
+        Self {
+            store: StoreLocation::File(path.into()),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the clock.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Sets the payload size limit in bytes.
+    pub fn with_max_payload_size(mut self, bytes: usize) -> Self {
+        self.max_payload_size = bytes;
+        self
+    }
+
+    /// Sets the longest wait of one long poll.
+    pub fn with_max_poll_wait(mut self, wait: Duration) -> Self {
+        self.max_poll_wait = wait;
+        self
+    }
+}
+
+/// The engine could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The store could not be opened or read; retryable when the store says so
+    /// ([`StoreError::is_retryable`]).
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+    /// The configuration is invalid. Not retryable.
+    #[error("invalid engine configuration: `{field}` {message}")]
+    Config {
+        /// The field.
+        field: &'static str,
+        /// The rule it breaks.
+        message: String,
+    },
+}
+
+impl EngineError {
+    /// Whether opening again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, EngineError::Store(e) if e.is_retryable())
+    }
+}
+
+const MAX_ID_LEN: usize = 1000;
+
+struct Inner {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    signer: TokenSigner,
+    config: EngineConfig,
+    queues: Mutex<HashMap<String, Arc<Notify>>>,
+    outcomes: Mutex<HashMap<String, Arc<Notify>>>,
+    timer_wake: Arc<Notify>,
+    /// The due time the timer loop sleeps until (`i64::MAX` when none): a commit
+    /// that sets an earlier timer wakes it.
+    armed_at: AtomicI64,
+    shutdown: watch::Sender<bool>,
+    timer_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Maps of notifiers stay valid if a holder panicked.
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The in-process engine. Cheap to clone; clones share the engine.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Opens the engine on the configured store and starts its timer loop.
+    /// Must be called within a tokio runtime.
+    pub async fn open(config: EngineConfig) -> Result<Engine, EngineError> {
+        let store: Arc<dyn Store> = match &config.store {
+            StoreLocation::File(path) => {
+                let path = path.clone();
+                Arc::new(
+                    tokio::task::spawn_blocking(move || SqliteStore::open(path))
+                        .await
+                        .map_err(|e| StoreError::Unavailable(e.to_string()))??,
+                )
+            }
+            StoreLocation::Memory => Arc::new(SqliteStore::in_memory()?),
+        };
+        Self::open_with_store(store, config).await
+    }
+
+    /// Opens the engine on an already open store (another backend, or a shared one).
+    pub async fn open_with_store(
+        store: Arc<dyn Store>,
+        config: EngineConfig,
+    ) -> Result<Engine, EngineError> {
+        if config.max_payload_size == 0 {
+            return Err(EngineError::Config {
+                field: "max_payload_size",
+                message: "must be greater than zero".into(),
+            });
+        }
+        if config.timer_batch == 0 {
+            return Err(EngineError::Config {
+                field: "timer_batch",
+                message: "must be greater than zero".into(),
+            });
+        }
+        let key = store::run(
+            &*store,
+            |tx: &mut dyn Tx| -> Result<[u8; KEY_LEN], StoreError> {
+                if let Some(bytes) = tx.meta_get("task_token_key")? {
+                    return <[u8; KEY_LEN]>::try_from(bytes.as_slice()).map_err(|_| {
+                        StoreError::Corrupt(format!(
+                            "the task-token key is {} bytes, expected {KEY_LEN}",
+                            bytes.len()
+                        ))
+                    });
+                }
+                let key = TokenSigner::generate_key()?;
+                tx.meta_put("task_token_key", &key)?;
+                Ok(key)
+            },
+        )
+        .await?;
+        let (shutdown, _) = watch::channel(false);
+        let engine = Engine {
+            inner: Arc::new(Inner {
+                store,
+                clock: config.clock.clone(),
+                signer: TokenSigner::new(key),
+                config,
+                queues: Mutex::default(),
+                outcomes: Mutex::default(),
+                timer_wake: Arc::new(Notify::new()),
+                armed_at: AtomicI64::new(i64::MAX),
+                shutdown,
+                timer_task: Mutex::new(None),
+            }),
+        };
+        let task = tokio::spawn(timer_loop(Arc::downgrade(&engine.inner)));
+        *lock(&engine.inner.timer_task) = Some(task);
+        Ok(engine)
+    }
+
+    /// The engine as a shareable protocol object.
+    pub fn protocol(&self) -> Arc<dyn ActivityProtocol> {
+        Arc::new(self.clone())
+    }
+
+    /// The engine's clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    /// Stops the timer loop, ends waiting polls (with `Unavailable`), and closes
+    /// the store. What was acknowledged is already committed; later calls fail
+    /// with `Unavailable`.
+    pub async fn close(&self) {
+        self.inner.shutdown.send_replace(true);
+        let task = lock(&self.inner.timer_task).take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+        self.inner.store.close().await;
+    }
+
+    fn now_ms(&self) -> i64 {
+        to_millis(self.inner.clock.now())
+    }
+
+    async fn run<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn Tx, &mut Effects) -> Result<R, ProtocolError> + Send + 'static,
+    ) -> Result<R, ProtocolError> {
+        if *self.inner.shutdown.borrow() {
+            return Err(closed());
+        }
+        let (result, effects) = store::run(&*self.inner.store, move |tx: &mut dyn Tx| {
+            let mut effects = Effects::default();
+            f(tx, &mut effects).map(|r| (r, effects))
+        })
+        .await?;
+        self.inner.apply(effects);
+        Ok(result)
+    }
+
+    fn check_payload(
+        &self,
+        what: impl FnOnce() -> String,
+        size: usize,
+    ) -> Result<(), ProtocolError> {
+        let limit = self.inner.config.max_payload_size;
+        if size > limit {
+            return Err(ProtocolError::PayloadTooLarge {
+                what: what(),
+                size,
+                limit,
+            });
+        }
+        Ok(())
+    }
+
+    fn queue_notify(&self, queue: &str) -> Arc<Notify> {
+        lock(&self.inner.queues)
+            .entry(queue.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    async fn schedule(
+        &self,
+        request: ScheduleActivityRequest,
+    ) -> Result<ScheduleActivityResponse, ProtocolError> {
+        check_name("activity_type", &request.activity_type)?;
+        if let Some(id) = &request.activity_id {
+            check_name("activity_id", id)?;
+        }
+        let options = request.options.validate(None)?;
+        check_name("task_queue", &options.task_queue)?;
+        let size = request.input.iter().map(Payload::len).sum();
+        self.check_payload(
+            || format!("the input of activity `{}`", request.activity_type),
+            size,
+        )?;
+        let activity_id = match request.activity_id {
+            Some(id) => id,
+            None => random_id()?,
+        };
+        let now = self.now_ms();
+        let record = rules::new_record(
+            activity_id,
+            request.activity_type,
+            request.input,
+            options,
+            now,
+        );
+        let exec = self
+            .run(move |tx, fx| rules::schedule(tx, fx, record))
+            .await?;
+        tracing::debug!(activity_id = %exec.activity_id, activity_type = %exec.activity_type, task_queue = %exec.task_queue, "scheduled");
+        Ok(ScheduleActivityResponse::new(
+            ExecutionRef::standalone(exec.activity_id),
+            exec.options,
+        ))
+    }
+
+    async fn poll(
+        &self,
+        request: PollActivityTaskRequest,
+    ) -> Result<Option<ActivityTask>, ProtocolError> {
+        check_name("task_queue", &request.task_queue)?;
+        if request.identity.len() > MAX_ID_LEN {
+            return Err(ProtocolError::invalid_argument(
+                "identity",
+                format!("must be at most {MAX_ID_LEN} bytes"),
+            ));
+        }
+        if let Some(rate) = request.max_task_queue_activities_per_second {
+            if !(rate.is_finite() && rate > 0.0) {
+                return Err(ProtocolError::invalid_argument(
+                    "max_task_queue_activities_per_second",
+                    format!("must be a finite number greater than zero, got {rate}"),
+                ));
+            }
+        }
+        let identity = if request.identity.is_empty() {
+            "unknown".to_owned()
+        } else {
+            request.identity
+        };
+        let wait = request.wait.min(self.inner.config.max_poll_wait);
+        let deadline = self.inner.clock.now() + wait;
+        let notify = self.queue_notify(&request.task_queue);
+        let mut shutdown = self.inner.shutdown.subscribe();
+        let mut rate = request.max_task_queue_activities_per_second;
+        loop {
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let now = self.inner.clock.now();
+            let now_ms = to_millis(now);
+            let (queue, who) = (request.task_queue.clone(), identity.clone());
+            let signer = self.inner.signer.clone();
+            let rate_now = rate.take();
+            let claim = self
+                .run(move |tx, fx| rules::claim(tx, fx, &signer, &queue, &who, rate_now, now_ms))
+                .await?;
+            let next = match claim {
+                Claim::Task(task) => {
+                    tracing::debug!(activity_id = %task.info.activity_id, attempt = task.info.attempt, worker = %identity, "attempt started");
+                    return Ok(Some(*task));
+                }
+                Claim::Empty(next) => next,
+                Claim::RateLimited(next) => Some(next),
+            };
+            if now >= deadline {
+                return Ok(None);
+            }
+            let wake = next.map_or(deadline, |n| from_millis(n).min(deadline));
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = self.inner.clock.sleep_until(wake) => {}
+                _ = shutdown.wait_for(|closed| *closed) => return Err(closed()),
+            }
+        }
+    }
+
+    async fn wait(
+        &self,
+        execution: ExecutionRef,
+        wait: Duration,
+    ) -> Result<Option<ExecutionOutcome>, ProtocolError> {
+        let scope = rules::scope_of(&execution)?;
+        let key = rules::waiter_key(scope, &execution.activity_id);
+        let notify = lock(&self.inner.outcomes)
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let deadline = self.inner.clock.now() + wait.min(self.inner.config.max_outcome_wait);
+        let mut shutdown = self.inner.shutdown.subscribe();
+        let result = loop {
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let target = execution.clone();
+            let found = self
+                .run(move |tx, _| rules::find(tx, &target).map(|e| rules::outcome(&e)))
+                .await;
+            match found {
+                Ok(Some(outcome)) => break Ok(Some(outcome)),
+                Err(e) => break Err(e),
+                Ok(None) if self.inner.clock.now() >= deadline => break Ok(None),
+                Ok(None) => {}
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = self.inner.clock.sleep_until(deadline) => {}
+                _ = shutdown.wait_for(|closed| *closed) => break Err(closed()),
+            }
+        };
+        let mut outcomes = lock(&self.inner.outcomes);
+        if outcomes.get(&key).is_some_and(|n| Arc::ptr_eq(n, &notify))
+            && Arc::strong_count(&notify) == 2
+        {
+            outcomes.remove(&key);
+        }
+        result
+    }
+}
+
+impl Inner {
+    fn apply(&self, effects: Effects) {
+        for queue in &effects.queues {
+            if let Some(notify) = lock(&self.queues).get(queue) {
+                notify.notify_waiters();
+            }
+        }
+        for key in &effects.closed {
+            if let Some(notify) = lock(&self.outcomes).get(key) {
+                notify.notify_waiters();
+            }
+        }
+        if let Some(due) = effects.earliest_timer {
+            if due < self.armed_at.load(Ordering::SeqCst) {
+                self.timer_wake.notify_one();
+            }
+        }
+    }
+}
+
+/// The timer loop holds the engine weakly: dropping every [`Engine`] clone ends it
+/// (and so closes the store), even without [`Engine::close`].
+async fn timer_loop(engine: Weak<Inner>) {
+    let Some(mut shutdown) = engine.upgrade().map(|inner| inner.shutdown.subscribe()) else {
+        return;
+    };
+    loop {
+        let Some(inner) = engine.upgrade() else {
+            return;
+        };
+        if *shutdown.borrow() {
+            return;
+        }
+        let now = to_millis(inner.clock.now());
+        let limit = inner.config.timer_batch;
+        // Until this pass has read the rows, any new timer must wake the loop
+        // (`notify_one` keeps a permit if the loop is not waiting yet).
+        inner.armed_at.store(i64::MAX, Ordering::SeqCst);
+        let fired = store::run(&*inner.store, move |tx: &mut dyn Tx| {
+            let mut effects = Effects::default();
+            rules::fire_due_timers(tx, &mut effects, now, limit).map(|r| (r, effects))
+        })
+        .await;
+        let mut sleep_until = match fired {
+            Ok(((count, next), effects)) => {
+                inner.apply(effects);
+                if count >= limit {
+                    continue;
+                }
+                next
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "firing timers failed; retrying in 1 s");
+                Some(now.saturating_add(1000))
+            }
+        };
+        if let Some(max) = inner.config.max_timer_sleep {
+            let latest = now.saturating_add(duration_millis(max));
+            sleep_until = Some(sleep_until.map_or(latest, |at| at.min(latest)));
+        }
+        inner
+            .armed_at
+            .store(sleep_until.unwrap_or(i64::MAX), Ordering::SeqCst);
+        let wake = inner.timer_wake.clone();
+        let sleep: BoxFuture<'static, ()> = match sleep_until {
+            Some(at) => inner.clock.sleep_until(from_millis(at)),
+            None => Box::pin(std::future::pending()),
+        };
+        drop(inner);
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = sleep => {}
+            _ = shutdown.wait_for(|closed| *closed) => return,
+        }
+    }
+}
+
+fn closed() -> ProtocolError {
+    ProtocolError::Unavailable {
+        message: "the engine is closed".into(),
+    }
+}
+
+fn check_name(field: &str, value: &str) -> Result<(), ProtocolError> {
+    if value.trim().is_empty() {
+        return Err(ProtocolError::invalid_argument(field, "must not be empty"));
+    }
+    if value.len() > MAX_ID_LEN {
+        return Err(ProtocolError::invalid_argument(
+            field,
+            format!("must be at most {MAX_ID_LEN} bytes, got {}", value.len()),
+        ));
+    }
+    Ok(())
+}
+
+fn random_id() -> Result<String, ProtocolError> {
+    let mut bytes = [0_u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| ProtocolError::Unavailable {
+        message: format!("no randomness for an activity id: {e}"),
+    })?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// A short label of a target for spans: the token's first bytes, or the id.
+fn target_label(target: &TaskTarget) -> String {
+    match target {
+        TaskTarget::Token(token) => {
+            let hex = token.to_hex();
+            format!("token:{}", hex.get(..16).unwrap_or(&hex))
+        }
+        TaskTarget::Execution(execution) => execution.to_string(),
+    }
+}
+
+fn details_size(details: &Option<Payload>) -> usize {
+    details.as_ref().map_or(0, Payload::len)
+}
+
+impl ActivityProtocol for Engine {
+    fn schedule_activity(
+        &self,
+        request: ScheduleActivityRequest,
+    ) -> BoxFuture<'_, Result<ScheduleActivityResponse, ProtocolError>> {
+        let span = tracing::debug_span!(
+            "schedule_activity",
+            activity_type = %request.activity_type,
+            activity_id = request.activity_id.as_deref().unwrap_or(""),
+        );
+        Box::pin(self.schedule(request).instrument(span))
+    }
+
+    fn poll_activity_task(
+        &self,
+        request: PollActivityTaskRequest,
+    ) -> BoxFuture<'_, Result<Option<ActivityTask>, ProtocolError>> {
+        let span = tracing::debug_span!(
+            "poll_activity_task",
+            task_queue = %request.task_queue,
+            identity = %request.identity,
+        );
+        Box::pin(self.poll(request).instrument(span))
+    }
+
+    fn record_heartbeat(
+        &self,
+        target: TaskTarget,
+        details: Option<Payload>,
+    ) -> BoxFuture<'_, Result<HeartbeatResponse, ProtocolError>> {
+        let span = tracing::debug_span!("record_heartbeat", target = %target_label(&target));
+        Box::pin(
+            async move {
+                self.check_payload(|| "the heartbeat details".into(), details_size(&details))?;
+                let signer = self.inner.signer.clone();
+                let now = self.now_ms();
+                let cancel = self
+                    .run(move |tx, fx| rules::heartbeat(tx, fx, &signer, &target, details, now))
+                    .await?;
+                Ok(HeartbeatResponse::new(cancel))
+            }
+            .instrument(span),
+        )
+    }
+
+    fn complete_activity(
+        &self,
+        target: TaskTarget,
+        result: Payload,
+    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
+        let span = tracing::debug_span!("complete_activity", target = %target_label(&target));
+        Box::pin(
+            async move {
+                self.check_payload(|| "the result".into(), result.len())?;
+                let signer = self.inner.signer.clone();
+                let now = self.now_ms();
+                self.run(move |tx, fx| rules::complete(tx, fx, &signer, &target, result, now))
+                    .await
+            }
+            .instrument(span),
+        )
+    }
+
+    fn fail_activity(
+        &self,
+        target: TaskTarget,
+        failure: ApplicationFailure,
+        last_heartbeat_details: Option<Payload>,
+    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
+        let span = tracing::debug_span!("fail_activity", target = %target_label(&target));
+        Box::pin(
+            async move {
+                let size = failure.message.len()
+                    + failure.error_type.len()
+                    + details_size(&failure.details);
+                self.check_payload(|| "the failure (message and details)".into(), size)?;
+                self.check_payload(
+                    || "the last heartbeat details".into(),
+                    details_size(&last_heartbeat_details),
+                )?;
+                let signer = self.inner.signer.clone();
+                let now = self.now_ms();
+                self.run(move |tx, fx| {
+                    rules::fail(
+                        tx,
+                        fx,
+                        &signer,
+                        &target,
+                        failure,
+                        last_heartbeat_details,
+                        now,
+                    )
+                })
+                .await
+            }
+            .instrument(span),
+        )
+    }
+
+    fn report_canceled(
+        &self,
+        target: TaskTarget,
+        details: Option<Payload>,
+    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
+        let span = tracing::debug_span!("report_canceled", target = %target_label(&target));
+        Box::pin(
+            async move {
+                self.check_payload(|| "the cancellation details".into(), details_size(&details))?;
+                let signer = self.inner.signer.clone();
+                let now = self.now_ms();
+                self.run(move |tx, fx| rules::canceled(tx, fx, &signer, &target, details, now))
+                    .await
+            }
+            .instrument(span),
+        )
+    }
+
+    fn request_cancel(
+        &self,
+        execution: ExecutionRef,
+    ) -> BoxFuture<'_, Result<ExecutionState, ProtocolError>> {
+        Box::pin(async move {
+            let now = self.now_ms();
+            self.run(move |tx, fx| rules::request_cancel(tx, fx, &execution, now))
+                .await
+        })
+    }
+
+    fn describe_execution(
+        &self,
+        execution: ExecutionRef,
+    ) -> BoxFuture<'_, Result<ExecutionDescription, ProtocolError>> {
+        Box::pin(async move {
+            self.run(move |tx, _| rules::find(tx, &execution).map(|e| rules::describe(&e)))
+                .await
+        })
+    }
+
+    fn wait_outcome(
+        &self,
+        execution: ExecutionRef,
+        wait: Duration,
+    ) -> BoxFuture<'_, Result<Option<ExecutionOutcome>, ProtocolError>> {
+        Box::pin(self.wait(execution, wait))
+    }
+
+    fn describe_task_queue(
+        &self,
+        task_queue: String,
+    ) -> BoxFuture<'_, Result<TaskQueueDescription, ProtocolError>> {
+        Box::pin(async move {
+            check_name("task_queue", &task_queue)?;
+            let now = self.now_ms();
+            let retention = self.inner.config.poller_retention;
+            self.run(move |tx, _| rules::describe_queue(tx, &task_queue, now, retention))
+                .await
+        })
+    }
+}

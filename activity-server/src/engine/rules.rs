@@ -1,0 +1,733 @@
+//! The rules of SEMANTICS 1 and 2, as synchronous functions on one store
+//! transaction. Every function here runs inside [`crate::store::run`]: what it
+//! writes is committed before the engine answers, or not at all.
+//!
+//! In-memory side effects (waking long polls, outcome waiters, the timer loop) are
+//! collected in [`Effects`] and applied by the engine only after the commit.
+
+use std::time::Duration;
+
+use activity_core::{
+    clock::{duration_millis, from_millis},
+    context::{ActivityInfo, TaskToken},
+    failure::{
+        ActivityFailure, ApplicationFailure, CanceledFailure, Failure, RetryState, TimeoutFailure,
+        TimeoutKind,
+    },
+    options::ValidatedOptions,
+    payload::Payload,
+    protocol::{
+        ActivityTask, ClosedReason, ExecutionDescription, ExecutionOutcome, ExecutionRef,
+        ExecutionState, PollerInfo, ProtocolError, TaskQueueDescription, TaskTarget,
+    },
+};
+
+use crate::{
+    store::{ExecutionRecord, QueueRecord, StoreError, TimerKind, TimerRecord, Tx},
+    token::{TokenError, TokenSigner},
+};
+
+/// Scope of standalone activities (a workflow run's id scopes its activities later).
+pub(crate) const STANDALONE_SCOPE: &str = "";
+
+/// In-memory wake-ups to send once the transaction is committed.
+#[derive(Debug, Default)]
+pub(crate) struct Effects {
+    /// Queues whose pollers should look again.
+    pub(crate) queues: Vec<String>,
+    /// Executions that became final (keys and their scoped ids).
+    pub(crate) closed: Vec<String>,
+    /// Earliest timer set in this transaction.
+    pub(crate) earliest_timer: Option<i64>,
+}
+
+impl Effects {
+    fn wake_queue(&mut self, queue: &str) {
+        if !self.queues.iter().any(|q| q == queue) {
+            self.queues.push(queue.to_owned());
+        }
+    }
+
+    fn timer_set(&mut self, due: i64) {
+        self.earliest_timer = Some(self.earliest_timer.map_or(due, |t| t.min(due)));
+    }
+}
+
+/// The key outcome waiters are registered under.
+pub(crate) fn waiter_key(scope: &str, activity_id: &str) -> String {
+    format!("{scope}\u{0}{activity_id}")
+}
+
+impl From<StoreError> for ProtocolError {
+    fn from(err: StoreError) -> Self {
+        if err.is_retryable() {
+            ProtocolError::Unavailable {
+                message: err.to_string(),
+            }
+        } else {
+            ProtocolError::Internal {
+                message: err.to_string(),
+            }
+        }
+    }
+}
+
+fn set_timer(
+    tx: &mut dyn Tx,
+    fx: &mut Effects,
+    exec: &ExecutionRecord,
+    kind: TimerKind,
+    due_at: i64,
+) -> Result<(), StoreError> {
+    tx.set_timer(&TimerRecord {
+        execution_key: exec.key,
+        kind,
+        attempt: exec.attempt,
+        due_at,
+    })?;
+    fx.timer_set(due_at);
+    Ok(())
+}
+
+fn ms(d: Duration) -> i64 {
+    duration_millis(d)
+}
+
+/// The scope of an execution reference (standalone only, for now).
+pub(crate) fn scope_of(execution: &ExecutionRef) -> Result<&'static str, ProtocolError> {
+    if execution.workflow_id.is_some() || execution.workflow_run_id.is_some() {
+        return Err(ProtocolError::invalid_argument(
+            "execution.workflow_id",
+            "activities of workflows are not supported by this engine yet; only standalone activities",
+        ));
+    }
+    Ok(STANDALONE_SCOPE)
+}
+
+/// A new execution: SCHEDULED, attempt 1, with its timers.
+pub(crate) fn schedule(
+    tx: &mut dyn Tx,
+    fx: &mut Effects,
+    mut exec: ExecutionRecord,
+) -> Result<ExecutionRecord, ProtocolError> {
+    if let Some(existing) = tx.execution_by_id(&exec.scope, &exec.activity_id)? {
+        return Err(ProtocolError::AlreadyExists {
+            what: format!(
+                "standalone activity `{}` (state {}, attempt {})",
+                existing.activity_id, existing.state, existing.attempt
+            ),
+        });
+    }
+    exec.key = tx.insert_execution(&exec)?;
+    let now = exec.scheduled_at;
+    if let Some(total) = exec.options.schedule_to_close {
+        set_timer(
+            tx,
+            fx,
+            &exec,
+            TimerKind::ScheduleToClose,
+            now.saturating_add(ms(total)),
+        )?;
+    }
+    if let Some(wait) = exec.options.schedule_to_start {
+        set_timer(
+            tx,
+            fx,
+            &exec,
+            TimerKind::ScheduleToStart,
+            now.saturating_add(ms(wait)),
+        )?;
+    }
+    if tx.queue(&exec.task_queue)?.is_none() {
+        tx.put_queue(&QueueRecord {
+            name: exec.task_queue.clone(),
+            rate_limit: None,
+            bucket_tokens: 0.0,
+            bucket_at: now,
+        })?;
+    }
+    fx.wake_queue(&exec.task_queue);
+    Ok(exec)
+}
+
+/// What a claim found.
+pub(crate) enum Claim {
+    /// An attempt, now STARTED by the poller.
+    Task(Box<ActivityTask>),
+    /// Nothing dispatchable; the earliest time something will be (backoff), if any.
+    Empty(Option<i64>),
+    /// The queue's rate limit allows the next dispatch at this time.
+    RateLimited(i64),
+}
+
+/// Refills the queue's token bucket to `now`; burst = max(1, rate).
+fn refill(queue: &mut QueueRecord, now: i64) {
+    if let Some(rate) = queue.rate_limit {
+        let elapsed = now.saturating_sub(queue.bucket_at).max(0) as f64 / 1000.0;
+        queue.bucket_tokens = (queue.bucket_tokens + elapsed * rate).min(rate.max(1.0));
+    }
+    queue.bucket_at = now;
+}
+
+/// Claims the oldest dispatchable attempt of the queue for `identity`, within
+/// the queue's rate limit, in the same transaction that starts it.
+pub(crate) fn claim(
+    tx: &mut dyn Tx,
+    fx: &mut Effects,
+    signer: &TokenSigner,
+    task_queue: &str,
+    identity: &str,
+    rate_limit: Option<f64>,
+    now: i64,
+) -> Result<Claim, ProtocolError> {
+    let mut queue = tx.queue(task_queue)?.unwrap_or_else(|| QueueRecord {
+        name: task_queue.to_owned(),
+        rate_limit: None,
+        bucket_tokens: 0.0,
+        bucket_at: now,
+    });
+    refill(&mut queue, now);
+    if let Some(rate) = rate_limit {
+        if queue.rate_limit != Some(rate) {
+            queue.rate_limit = Some(rate);
+            queue.bucket_tokens = queue.bucket_tokens.min(rate.max(1.0));
+        }
+    }
+    tx.touch_poller(task_queue, identity, now)?;
+    if let Some(rate) = queue.rate_limit {
+        if queue.bucket_tokens < 1.0 {
+            let missing = 1.0 - queue.bucket_tokens;
+            let wait_ms = ((missing / rate) * 1000.0).ceil().max(1.0) as i64;
+            tx.put_queue(&queue)?;
+            return Ok(Claim::RateLimited(now.saturating_add(wait_ms)));
+        }
+    }
+    let Some(mut exec) = tx.next_dispatchable(task_queue, now)? else {
+        tx.put_queue(&queue)?;
+        return Ok(Claim::Empty(tx.next_dispatch_time(task_queue, now)?));
+    };
+    if queue.rate_limit.is_some() {
+        queue.bucket_tokens -= 1.0;
+    }
+    tx.put_queue(&queue)?;
+
+    exec.state = ExecutionState::Started;
+    exec.started_at = Some(now);
+    exec.worker_identity = Some(identity.to_owned());
+    tx.clear_timer(exec.key, TimerKind::ScheduleToStart)?;
+    tx.clear_timer(exec.key, TimerKind::Dispatch)?;
+    set_timer(
+        tx,
+        fx,
+        &exec,
+        TimerKind::StartToClose,
+        now.saturating_add(ms(exec.options.start_to_close)),
+    )?;
+    if let Some(hb) = exec.options.heartbeat_timeout {
+        set_timer(
+            tx,
+            fx,
+            &exec,
+            TimerKind::Heartbeat,
+            now.saturating_add(ms(hb)),
+        )?;
+    }
+    tx.update_execution(&exec)?;
+
+    let token = signer.sign(exec.key, exec.attempt);
+    let mut info = ActivityInfo::new(&exec.activity_type, &exec.activity_id, &exec.task_queue);
+    info.attempt = exec.attempt;
+    info.workflow_id = exec.workflow_id.clone();
+    info.workflow_run_id = exec.workflow_run_id.clone();
+    info.scheduled_time = from_millis(exec.scheduled_at);
+    info.current_attempt_scheduled_time = from_millis(exec.attempt_scheduled_at);
+    info.started_time = from_millis(now);
+    let attempt_deadline = now.saturating_add(ms(exec.options.start_to_close));
+    let deadline = match exec.options.schedule_to_close {
+        Some(total) => attempt_deadline.min(exec.scheduled_at.saturating_add(ms(total))),
+        None => attempt_deadline,
+    };
+    info.deadline = Some(from_millis(deadline));
+    info.heartbeat_timeout = exec.options.heartbeat_timeout;
+    info.task_token = token.clone();
+    Ok(Claim::Task(Box::new(ActivityTask::new(
+        token,
+        info,
+        exec.input,
+        exec.heartbeat_details,
+    ))))
+}
+
+fn describe_ref(exec: &ExecutionRecord) -> String {
+    format!("standalone activity `{}`", exec.activity_id)
+}
+
+/// The execution whose current, STARTED attempt `target` designates.
+pub(crate) fn started_attempt(
+    tx: &mut dyn Tx,
+    signer: &TokenSigner,
+    target: &TaskTarget,
+) -> Result<ExecutionRecord, ProtocolError> {
+    match target {
+        TaskTarget::Token(token) => {
+            let (key, attempt) = verify(signer, token)?;
+            let exec = tx.execution(key)?.ok_or_else(|| ProtocolError::NotFound {
+                what: format!("the execution of task token {}", short(token)),
+            })?;
+            let what = format!("attempt {attempt} of {}", describe_ref(&exec));
+            if exec.state.is_final() {
+                return Err(ProtocolError::AlreadyClosed {
+                    what,
+                    reason: ClosedReason::ExecutionClosed(exec.state),
+                });
+            }
+            if attempt < exec.attempt {
+                let timed_out = match &exec.last_failure {
+                    Some(Failure::Timeout(t)) if attempt + 1 == exec.attempt => Some(t.kind),
+                    _ => None,
+                };
+                return Err(ProtocolError::AlreadyClosed {
+                    what,
+                    reason: timed_out.map_or(
+                        ClosedReason::AttemptSuperseded,
+                        ClosedReason::AttemptTimedOut,
+                    ),
+                });
+            }
+            if attempt > exec.attempt || exec.state != ExecutionState::Started {
+                return Err(ProtocolError::NotFound { what });
+            }
+            Ok(exec)
+        }
+        TaskTarget::Execution(execution) => {
+            let scope = scope_of(execution)?;
+            let exec = tx
+                .execution_by_id(scope, &execution.activity_id)?
+                .ok_or_else(|| ProtocolError::NotFound {
+                    what: execution.to_string(),
+                })?;
+            if exec.state.is_final() {
+                return Err(ProtocolError::AlreadyClosed {
+                    what: describe_ref(&exec),
+                    reason: ClosedReason::ExecutionClosed(exec.state),
+                });
+            }
+            if exec.state != ExecutionState::Started {
+                return Err(ProtocolError::NotFound {
+                    what: format!(
+                        "a started attempt of {} (it is {}, attempt {})",
+                        describe_ref(&exec),
+                        exec.state,
+                        exec.attempt
+                    ),
+                });
+            }
+            Ok(exec)
+        }
+    }
+}
+
+fn short(token: &TaskToken) -> String {
+    let hex = token.to_hex();
+    if hex.len() > 16 {
+        format!("{}…", &hex[..16])
+    } else {
+        hex
+    }
+}
+
+fn verify(signer: &TokenSigner, token: &TaskToken) -> Result<(i64, u32), ProtocolError> {
+    signer
+        .verify(token)
+        .map_err(|e: TokenError| ProtocolError::InvalidToken {
+            reason: e.to_string(),
+        })
+}
+
+/// Records a heartbeat; answers whether cancellation was requested.
+pub(crate) fn heartbeat(
+    tx: &mut dyn Tx,
+    fx: &mut Effects,
+    signer: &TokenSigner,
+    target: &TaskTarget,
+    details: Option<Payload>,
+    now: i64,
+) -> Result<bool, ProtocolError> {
+    let mut exec = started_attempt(tx, signer, target)?;
+    if details.is_some() {
+        exec.heartbeat_details = details;
+    }
+    exec.last_heartbeat_at = Some(now);
+    if let Some(hb) = exec.options.heartbeat_timeout {
+        set_timer(
+            tx,
+            fx,
+            &exec,
+            TimerKind::Heartbeat,
+            now.saturating_add(ms(hb)),
+        )?;
+    }
+    tx.update_execution(&exec)?;
+    Ok(exec.cancel_requested)
+}
+
+fn close(
+    tx: &mut dyn Tx,
+    fx: &mut Effects,
+    exec: &mut ExecutionRecord,
+    state: ExecutionState,
+    now: i64,
+) -> Result<(), ProtocolError> {
+    exec.state = state;
+    exec.closed_at = Some(now);
+    tx.clear_timers(exec.key)?;
+    tx.update_execution(exec)?;
+    fx.closed.push(waiter_key(&exec.scope, &exec.activity_id));
+    Ok(())
+}
+
+/// Completes the started attempt (and the execution).
+pub(crate) fn complete(
+    tx: &mut dyn Tx,
+    fx: &mut Effects,
+    signer: &TokenSigner,
+    target: &TaskTarget,
+    result: Payload,
+    now: i64,
+) -> Result<(), ProtocolError> {
+    let mut exec = started_attempt(tx, signer, target)?;
+    exec.result = Some(result);
+    exec.retry_state = None;
+    close(tx, fx, &mut exec, ExecutionState::Completed, now)
+}
+
+/// Acknowledges cancellation of the started attempt: CANCELED.
+pub(crate) fn canceled(
+    tx: &mut dyn Tx,
+    fx: &mut Effects,
+    signer: &TokenSigner,
+    target: &TaskTarget,
+    details: Option<Payload>,
+    now: i64,
+) -> Result<(), ProtocolError> {
+    let mut exec = started_attempt(tx, signer, target)?;
+    let mut failure = CanceledFailure::default();
+    failure.details = details;
+    exec.last_failure = Some(Failure::Canceled(failure));
+    exec.retry_state = Some(RetryState::CancelRequested);
+    close(tx, fx, &mut exec, ExecutionState::Canceled, now)
+}
+
+/// Fails the started attempt with an application failure: retry or close.
+pub(crate) fn fail(
+    tx: &mut dyn Tx,
+    fx: &mut Effects,
+    signer: &TokenSigner,
+    target: &TaskTarget,
+    failure: ApplicationFailure,
+    last_heartbeat_details: Option<Payload>,
+    now: i64,
+) -> Result<(), ProtocolError> {
+    let mut exec = started_attempt(tx, signer, target)?;
+    if last_heartbeat_details.is_some() {
+        exec.heartbeat_details = last_heartbeat_details;
+    }
+    attempt_failed(tx, fx, &mut exec, Failure::Application(failure), now)
+}
+
+/// The retry decision of SEMANTICS 1.3 for a failed or timed-out started attempt.
+fn attempt_failed(
+    tx: &mut dyn Tx,
+    fx: &mut Effects,
+    exec: &mut ExecutionRecord,
+    failure: Failure,
+    now: i64,
+) -> Result<(), ProtocolError> {
+    let policy = &exec.options.retry_policy;
+    let decision = if exec.cancel_requested {
+        Err(RetryState::CancelRequested)
+    } else {
+        match &failure {
+            Failure::Application(a)
+                if a.non_retryable || policy.is_non_retryable_type(&a.error_type) =>
+            {
+                Err(RetryState::NonRetryableFailure)
+            }
+            _ if policy.attempts_exhausted(exec.attempt) => Err(RetryState::MaximumAttemptsReached),
+            other => {
+                let delay = match other {
+                    Failure::Application(a) => a.next_retry_delay,
+                    _ => None,
+                }
+                .unwrap_or_else(|| policy.backoff(exec.attempt));
+                let next_start = now.saturating_add(ms(delay));
+                match exec.options.schedule_to_close {
+                    Some(total) if next_start >= exec.scheduled_at.saturating_add(ms(total)) => {
+                        Err(RetryState::Timeout)
+                    }
+                    _ => Ok(next_start),
+                }
+            }
+        }
+    };
+    match decision {
+        Ok(next_start) => {
+            for kind in [
+                TimerKind::StartToClose,
+                TimerKind::Heartbeat,
+                TimerKind::ScheduleToStart,
+                TimerKind::Dispatch,
+            ] {
+                tx.clear_timer(exec.key, kind)?;
+            }
+            exec.attempt += 1;
+            exec.state = ExecutionState::Scheduled;
+            exec.attempt_scheduled_at = next_start;
+            exec.started_at = None;
+            exec.worker_identity = None;
+            exec.last_failure = Some(failure);
+            tx.update_execution(exec)?;
+            if next_start > now {
+                set_timer(tx, fx, exec, TimerKind::Dispatch, next_start)?;
+            } else {
+                fx.wake_queue(&exec.task_queue);
+            }
+            if let Some(wait) = exec.options.schedule_to_start {
+                set_timer(
+                    tx,
+                    fx,
+                    exec,
+                    TimerKind::ScheduleToStart,
+                    next_start.saturating_add(ms(wait)),
+                )?;
+            }
+            Ok(())
+        }
+        Err(retry_state) => {
+            let state = match failure {
+                Failure::Timeout(_) => ExecutionState::TimedOut,
+                Failure::Canceled(_) => ExecutionState::Canceled,
+                _ => ExecutionState::Failed,
+            };
+            exec.last_failure = Some(failure);
+            exec.retry_state = Some(retry_state);
+            close(tx, fx, exec, state, now)
+        }
+    }
+}
+
+/// Requests cancellation; answers the state after the request.
+pub(crate) fn request_cancel(
+    tx: &mut dyn Tx,
+    fx: &mut Effects,
+    execution: &ExecutionRef,
+    now: i64,
+) -> Result<ExecutionState, ProtocolError> {
+    let mut exec = find(tx, execution)?;
+    match exec.state {
+        state if state.is_final() => Err(ProtocolError::AlreadyClosed {
+            what: describe_ref(&exec),
+            reason: ClosedReason::ExecutionClosed(state),
+        }),
+        ExecutionState::Scheduled => {
+            exec.cancel_requested = true;
+            exec.last_failure = Some(Failure::Canceled(CanceledFailure::default()));
+            exec.retry_state = Some(RetryState::CancelRequested);
+            close(tx, fx, &mut exec, ExecutionState::Canceled, now)?;
+            Ok(ExecutionState::Canceled)
+        }
+        state => {
+            if !exec.cancel_requested {
+                exec.cancel_requested = true;
+                tx.update_execution(&exec)?;
+            }
+            Ok(state)
+        }
+    }
+}
+
+/// The execution `execution` designates.
+pub(crate) fn find(
+    tx: &mut dyn Tx,
+    execution: &ExecutionRef,
+) -> Result<ExecutionRecord, ProtocolError> {
+    let scope = scope_of(execution)?;
+    tx.execution_by_id(scope, &execution.activity_id)?
+        .ok_or_else(|| ProtocolError::NotFound {
+            what: execution.to_string(),
+        })
+}
+
+/// The outcome of a final execution.
+///
+/// Every transition to a final state records the result (COMPLETED) or the
+/// failure and retry state (the others); the fallbacks below only matter for rows
+/// written by hand, and keep a reader from panicking on them.
+pub(crate) fn outcome(exec: &ExecutionRecord) -> Option<ExecutionOutcome> {
+    match exec.state {
+        ExecutionState::Completed => Some(ExecutionOutcome::Completed(
+            exec.result.clone().unwrap_or_else(|| Payload {
+                encoding: Default::default(),
+                data: b"null".to_vec(),
+            }),
+        )),
+        state if state.is_final() => Some(ExecutionOutcome::Failed(ActivityFailure::new(
+            &exec.activity_type,
+            &exec.activity_id,
+            exec.attempt,
+            exec.retry_state.unwrap_or(RetryState::NonRetryableFailure),
+            exec.last_failure
+                .clone()
+                .unwrap_or_else(|| Failure::Canceled(CanceledFailure::default())),
+        ))),
+        _ => None,
+    }
+}
+
+/// Describes an execution.
+pub(crate) fn describe(exec: &ExecutionRecord) -> ExecutionDescription {
+    let mut execution = ExecutionRef::standalone(&exec.activity_id);
+    execution.workflow_id = exec.workflow_id.clone();
+    execution.workflow_run_id = exec.workflow_run_id.clone();
+    let mut d = ExecutionDescription::new(
+        execution,
+        &exec.activity_type,
+        exec.state,
+        exec.attempt,
+        exec.options.clone(),
+        from_millis(exec.scheduled_at),
+    );
+    d.current_attempt_scheduled_time = from_millis(exec.attempt_scheduled_at);
+    d.started_time = exec.started_at.map(from_millis);
+    d.worker_identity = exec.worker_identity.clone();
+    d.last_heartbeat_time = exec.last_heartbeat_at.map(from_millis);
+    d.heartbeat_details = exec.heartbeat_details.clone();
+    d.last_failure = exec.last_failure.clone();
+    d.retry_state = exec.retry_state;
+    d.cancel_requested = exec.cancel_requested;
+    d.close_time = exec.closed_at.map(from_millis);
+    d.outcome = outcome(exec);
+    d
+}
+
+/// Describes a task queue.
+pub(crate) fn describe_queue(
+    tx: &mut dyn Tx,
+    name: &str,
+    now: i64,
+    poller_retention: Duration,
+) -> Result<TaskQueueDescription, ProtocolError> {
+    let (backlog, dispatchable) = tx.backlog(name, now)?;
+    let pollers = tx
+        .pollers(name, now.saturating_sub(ms(poller_retention)))?
+        .into_iter()
+        .map(|(identity, at)| PollerInfo::new(identity, from_millis(at)))
+        .collect();
+    let rate_limit = tx.queue(name)?.and_then(|q| q.rate_limit);
+    let mut d = TaskQueueDescription::new(name);
+    d.backlog = backlog;
+    d.dispatchable = dispatchable;
+    d.pollers = pollers;
+    d.rate_limit = rate_limit;
+    Ok(d)
+}
+
+/// Fires the timers due at `now` (at most `limit`); answers how many were due
+/// and the next due time.
+pub(crate) fn fire_due_timers(
+    tx: &mut dyn Tx,
+    fx: &mut Effects,
+    now: i64,
+    limit: usize,
+) -> Result<(usize, Option<i64>), ProtocolError> {
+    let due = tx.due_timers(now, limit)?;
+    for timer in &due {
+        tx.clear_timer(timer.execution_key, timer.kind)?;
+        let Some(mut exec) = tx.execution(timer.execution_key)? else {
+            continue;
+        };
+        fire(tx, fx, &mut exec, timer, now)?;
+    }
+    Ok((due.len(), tx.next_timer_due()?))
+}
+
+fn fire(
+    tx: &mut dyn Tx,
+    fx: &mut Effects,
+    exec: &mut ExecutionRecord,
+    timer: &TimerRecord,
+    now: i64,
+) -> Result<(), ProtocolError> {
+    if exec.state.is_final() {
+        return Ok(());
+    }
+    let current = timer.attempt == exec.attempt;
+    let timeout = |kind, exec: &ExecutionRecord| {
+        Failure::Timeout(TimeoutFailure::new(kind, exec.heartbeat_details.clone()))
+    };
+    match timer.kind {
+        TimerKind::ScheduleToClose => {
+            exec.last_failure = Some(timeout(TimeoutKind::ScheduleToClose, exec));
+            exec.retry_state = Some(RetryState::Timeout);
+            tracing::debug!(activity_id = %exec.activity_id, "schedule-to-close timeout");
+            close(tx, fx, exec, ExecutionState::TimedOut, now)?;
+        }
+        TimerKind::ScheduleToStart if current && exec.state == ExecutionState::Scheduled => {
+            exec.last_failure = Some(timeout(TimeoutKind::ScheduleToStart, exec));
+            exec.retry_state = Some(RetryState::Timeout);
+            tracing::debug!(activity_id = %exec.activity_id, attempt = exec.attempt, "schedule-to-start timeout");
+            close(tx, fx, exec, ExecutionState::TimedOut, now)?;
+        }
+        TimerKind::StartToClose | TimerKind::Heartbeat
+            if current && exec.state == ExecutionState::Started =>
+        {
+            let kind = if timer.kind == TimerKind::Heartbeat {
+                TimeoutKind::Heartbeat
+            } else {
+                TimeoutKind::StartToClose
+            };
+            tracing::debug!(activity_id = %exec.activity_id, attempt = exec.attempt, ?kind, "attempt timed out");
+            let failure = timeout(kind, exec);
+            attempt_failed(tx, fx, exec, failure, now)?;
+        }
+        TimerKind::Dispatch if current && exec.state == ExecutionState::Scheduled => {
+            fx.wake_queue(&exec.task_queue);
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// A new SCHEDULED record for attempt 1.
+pub(crate) fn new_record(
+    activity_id: String,
+    activity_type: String,
+    input: Vec<Payload>,
+    options: ValidatedOptions,
+    now: i64,
+) -> ExecutionRecord {
+    ExecutionRecord {
+        key: 0,
+        scope: STANDALONE_SCOPE.to_owned(),
+        activity_id,
+        workflow_id: None,
+        workflow_run_id: None,
+        activity_type,
+        task_queue: options.task_queue.clone(),
+        input,
+        options,
+        state: ExecutionState::Scheduled,
+        attempt: 1,
+        scheduled_at: now,
+        attempt_scheduled_at: now,
+        started_at: None,
+        worker_identity: None,
+        heartbeat_details: None,
+        last_heartbeat_at: None,
+        cancel_requested: false,
+        last_failure: None,
+        retry_state: None,
+        result: None,
+        closed_at: None,
+    }
+}

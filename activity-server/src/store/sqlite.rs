@@ -1,0 +1,929 @@
+//! The SQLite store: bundled SQLite, WAL, one writer thread with group commit.
+//!
+//! # Why one writer thread
+//!
+//! SQLite allows one writer at a time; a dedicated thread that owns the only
+//! connection serializes every transaction without lock contention, and can batch
+//! whatever requests queued up while the previous commit was flushing into one
+//! transaction (group commit). Reads go through the same thread: they are cheap,
+//! and every answer then reflects every acknowledged change.
+//!
+//! Each request waits for its answer on tokio's blocking pool (`spawn_blocking`),
+//! never on the async runtime. Besides keeping the runtime free, this matters for
+//! the virtual clock: a paused tokio clock does not auto-advance while a blocking
+//! task is in flight, so time cannot skip past a timer while the store is still
+//! working on a request that would, say, move that timer.
+//!
+//! # Durability
+//!
+//! A file database runs with `journal_mode=WAL`, `synchronous=FULL` (every commit
+//! is on disk before it is acknowledged) and `locking_mode=EXCLUSIVE` (one engine
+//! per file: a second engine opening the same file is refused, since the engine's
+//! wake-ups are in-process). An in-memory database (for tests) has the same
+//! semantics without the disk.
+//!
+//! # Schema (version 1)
+//!
+//! - `meta(key, value)`: engine metadata: schema version, task-token key.
+//! - `executions`: one row per activity execution: ids (`scope`, `activity_id`,
+//!   unique together; `workflow_id`/`workflow_run_id` left `NULL` by standalone
+//!   activities and there for workflows later), type, queue, input, validated
+//!   options (JSON), state, attempt, times, worker, heartbeat details, cancel flag,
+//!   last failure (JSON), retry state, result. A partial index on
+//!   `(task_queue, attempt_scheduled_at, key) WHERE state = 'SCHEDULED'` is the
+//!   dispatch order (FIFO by dispatchable time).
+//! - `timers(execution_key, kind, attempt, due_at)`: durable timers, one per
+//!   execution and kind, indexed by due time; re-armed from the rows at open.
+//! - `task_queues(name, rate_limit, bucket_tokens, bucket_at)`: the queue's global
+//!   rate limit and its token bucket.
+//! - `pollers(task_queue, identity, last_poll_at)`: recent pollers.
+//!
+//! Payloads are stored as blobs (encoding name + bytes), never re-encoded.
+
+use std::{
+    panic::{catch_unwind, AssertUnwindSafe},
+    path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        mpsc, Arc, Mutex,
+    },
+    thread,
+};
+
+use activity_core::{
+    definition::BoxFuture,
+    failure::{Failure, RetryState},
+    options::ValidatedOptions,
+    payload::{Encoding, Payload},
+    protocol::ExecutionState,
+};
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row};
+
+use super::{ExecutionRecord, QueueRecord, Store, StoreError, TimerKind, TimerRecord, Tx, TxJob};
+
+/// Most jobs committed in one transaction.
+const MAX_BATCH: usize = 256;
+const SCHEMA_VERSION: &str = "1";
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS executions (
+    key                  INTEGER PRIMARY KEY AUTOINCREMENT,
+    scope                TEXT NOT NULL,
+    activity_id          TEXT NOT NULL,
+    workflow_id          TEXT,
+    workflow_run_id      TEXT,
+    activity_type        TEXT NOT NULL,
+    task_queue           TEXT NOT NULL,
+    input                BLOB NOT NULL,
+    options              TEXT NOT NULL,
+    state                TEXT NOT NULL,
+    attempt              INTEGER NOT NULL,
+    scheduled_at         INTEGER NOT NULL,
+    attempt_scheduled_at INTEGER NOT NULL,
+    started_at           INTEGER,
+    worker_identity      TEXT,
+    heartbeat_details    BLOB,
+    last_heartbeat_at    INTEGER,
+    cancel_requested     INTEGER NOT NULL,
+    last_failure         TEXT,
+    retry_state          TEXT,
+    result               BLOB,
+    closed_at            INTEGER,
+    UNIQUE (scope, activity_id)
+);
+CREATE INDEX IF NOT EXISTS executions_dispatch
+    ON executions (task_queue, attempt_scheduled_at, key) WHERE state = 'SCHEDULED';
+CREATE TABLE IF NOT EXISTS timers (
+    execution_key INTEGER NOT NULL REFERENCES executions (key),
+    kind          TEXT NOT NULL,
+    attempt       INTEGER NOT NULL,
+    due_at        INTEGER NOT NULL,
+    PRIMARY KEY (execution_key, kind)
+);
+CREATE INDEX IF NOT EXISTS timers_due ON timers (due_at);
+CREATE TABLE IF NOT EXISTS task_queues (
+    name          TEXT PRIMARY KEY,
+    rate_limit    REAL,
+    bucket_tokens REAL NOT NULL,
+    bucket_at     INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pollers (
+    task_queue   TEXT NOT NULL,
+    identity     TEXT NOT NULL,
+    last_poll_at INTEGER NOT NULL,
+    PRIMARY KEY (task_queue, identity)
+);
+";
+
+enum Message {
+    Job(TxJob, mpsc::SyncSender<Result<(), StoreError>>),
+    Close(mpsc::SyncSender<()>),
+}
+
+/// The SQLite store. See the [module docs](self).
+pub struct SqliteStore {
+    sender: Mutex<Option<mpsc::Sender<Message>>>,
+    location: String,
+    counters: Arc<Counters>,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    transactions: AtomicU64,
+    jobs: AtomicU64,
+}
+
+/// What the writer has done so far: group commit at work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreStats {
+    /// Transactions committed.
+    pub transactions: u64,
+    /// Jobs (engine requests) committed in them.
+    pub jobs: u64,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path: PathBuf = path.as_ref().to_owned();
+        let conn = Connection::open(&path).map_err(sql_error)?;
+        // One engine per file: a locked file is refused at once, not after a wait.
+        conn.busy_timeout(std::time::Duration::ZERO)
+            .map_err(sql_error)?;
+        conn.execute_batch(
+            "PRAGMA locking_mode = EXCLUSIVE;
+             PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;",
+        )
+        .map_err(sql_error)?;
+        Self::start(conn, path.display().to_string())
+    }
+
+    /// Opens a new, empty in-memory database (for tests: gone when closed).
+    pub fn in_memory() -> Result<Self, StoreError> {
+        let conn = Connection::open_in_memory().map_err(sql_error)?;
+        Self::start(conn, ":memory:".to_owned())
+    }
+
+    fn start(conn: Connection, location: String) -> Result<Self, StoreError> {
+        conn.execute_batch("PRAGMA foreign_keys = ON;")
+            .map_err(sql_error)?;
+        conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} COMMIT;"))
+            .map_err(sql_error)?;
+        let version: Option<Vec<u8>> = conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql_error)?;
+        match version {
+            None => {
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
+                    params![SCHEMA_VERSION.as_bytes()],
+                )
+                .map_err(sql_error)?;
+            }
+            Some(v) if v == SCHEMA_VERSION.as_bytes() => {}
+            Some(v) => {
+                return Err(StoreError::Corrupt(format!(
+                    "database schema version {} is not supported by this engine (expects {SCHEMA_VERSION})",
+                    String::from_utf8_lossy(&v)
+                )))
+            }
+        }
+        let (sender, receiver) = mpsc::channel();
+        let counters = Arc::new(Counters::default());
+        let writer_counters = counters.clone();
+        thread::Builder::new()
+            .name("activity-sqlite-writer".into())
+            .spawn(move || writer(conn, receiver, &writer_counters))
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
+        Ok(Self {
+            sender: Mutex::new(Some(sender)),
+            location,
+            counters,
+        })
+    }
+
+    /// Transactions and jobs committed so far.
+    pub fn stats(&self) -> StoreStats {
+        StoreStats {
+            transactions: self.counters.transactions.load(Ordering::Relaxed),
+            jobs: self.counters.jobs.load(Ordering::Relaxed),
+        }
+    }
+
+    fn sender(&self) -> Option<mpsc::Sender<Message>> {
+        self.sender
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+impl Store for SqliteStore {
+    fn transact(&self, job: TxJob) -> BoxFuture<'static, Result<(), StoreError>> {
+        let sender = self.sender();
+        Box::pin(async move {
+            let Some(sender) = sender else {
+                return Err(StoreError::Closed);
+            };
+            let waited = tokio::task::spawn_blocking(move || {
+                let (reply, answer) = mpsc::sync_channel(1);
+                sender
+                    .send(Message::Job(job, reply))
+                    .map_err(|_| StoreError::Closed)?;
+                answer.recv().map_err(|_| StoreError::Closed)?
+            })
+            .await;
+            waited.unwrap_or_else(|e| {
+                Err(StoreError::Unavailable(format!("store request lost: {e}")))
+            })
+        })
+    }
+
+    fn close(&self) -> BoxFuture<'static, ()> {
+        let sender = self.sender.lock().unwrap_or_else(|p| p.into_inner()).take();
+        Box::pin(async move {
+            if let Some(sender) = sender {
+                let _ = tokio::task::spawn_blocking(move || {
+                    let (reply, done) = mpsc::sync_channel(1);
+                    if sender.send(Message::Close(reply)).is_ok() {
+                        // The writer answers after dropping the connection.
+                        let _ = done.recv();
+                    }
+                })
+                .await;
+            }
+        })
+    }
+}
+
+fn writer(conn: Connection, receiver: mpsc::Receiver<Message>, counters: &Counters) {
+    let mut conn = Some(conn);
+    while let Ok(first) = receiver.recv() {
+        let mut jobs = Vec::new();
+        let mut close = None;
+        let mut next = Some(first);
+        while let Some(message) = next.take() {
+            match message {
+                Message::Job(job, reply) => jobs.push((job, reply)),
+                Message::Close(reply) => {
+                    close = Some(reply);
+                    break;
+                }
+            }
+            if jobs.len() < MAX_BATCH {
+                next = receiver.try_recv().ok();
+            }
+        }
+        if let Some(c) = conn.as_ref() {
+            run_batch(c, jobs, counters);
+        } else {
+            for (_, reply) in jobs {
+                let _ = reply.send(Err(StoreError::Closed));
+            }
+        }
+        if let Some(reply) = close {
+            drop(conn.take());
+            let _ = reply.send(());
+            // Answer whatever raced with the close.
+            while let Ok(message) = receiver.try_recv() {
+                if let Message::Job(_, reply) = message {
+                    let _ = reply.send(Err(StoreError::Closed));
+                }
+            }
+            return;
+        }
+    }
+}
+
+fn run_batch(
+    conn: &Connection,
+    jobs: Vec<(TxJob, mpsc::SyncSender<Result<(), StoreError>>)>,
+    counters: &Counters,
+) {
+    if jobs.is_empty() {
+        return;
+    }
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let err = sql_error(e);
+        for (_, reply) in jobs {
+            let _ = reply.send(Err(err.clone()));
+        }
+        return;
+    }
+    let mut replies = Vec::with_capacity(jobs.len());
+    let mut broken: Option<StoreError> = None;
+    for (job, reply) in jobs {
+        if broken.is_some() {
+            replies.push(reply);
+            continue;
+        }
+        if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+            broken = Some(sql_error(e));
+            replies.push(reply);
+            continue;
+        }
+        let mut tx = SqliteTx { conn };
+        let keep = catch_unwind(AssertUnwindSafe(|| job(&mut tx))).unwrap_or(false);
+        let end = if keep {
+            conn.execute_batch("RELEASE job")
+        } else {
+            conn.execute_batch("ROLLBACK TO job; RELEASE job")
+        };
+        if let Err(e) = end {
+            broken = Some(sql_error(e));
+        }
+        replies.push(reply);
+    }
+    let outcome = match broken {
+        Some(err) => Err(err),
+        None => conn.execute_batch("COMMIT").map_err(sql_error),
+    };
+    if outcome.is_ok() {
+        counters.transactions.fetch_add(1, Ordering::Relaxed);
+        counters.jobs.fetch_add(
+            u64::try_from(replies.len()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    } else {
+        // Nothing of the batch is kept; a failed rollback leaves the connection
+        // in autocommit mode anyway once SQLite gave up the transaction.
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    for reply in replies {
+        let _ = reply.send(outcome.clone());
+    }
+}
+
+fn sql_error(err: rusqlite::Error) -> StoreError {
+    match err.sqlite_error_code() {
+        Some(
+            ErrorCode::DatabaseBusy
+            | ErrorCode::DatabaseLocked
+            | ErrorCode::DiskFull
+            | ErrorCode::SystemIoFailure
+            | ErrorCode::OutOfMemory,
+        ) => StoreError::Unavailable(err.to_string()),
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
+            StoreError::Corrupt(err.to_string())
+        }
+        _ => StoreError::Backend(err.to_string()),
+    }
+}
+
+fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {detail}"))
+}
+
+struct SqliteTx<'c> {
+    conn: &'c Connection,
+}
+
+const EXECUTION_COLUMNS: &str = "key, scope, activity_id, workflow_id, workflow_run_id, \
+    activity_type, task_queue, input, options, state, attempt, scheduled_at, \
+    attempt_scheduled_at, started_at, worker_identity, heartbeat_details, last_heartbeat_at, \
+    cancel_requested, last_failure, retry_state, result, closed_at";
+
+/// The columns of a row, read before decoding (rusqlite closures cannot return our errors).
+struct RawExecution {
+    key: i64,
+    scope: String,
+    activity_id: String,
+    workflow_id: Option<String>,
+    workflow_run_id: Option<String>,
+    activity_type: String,
+    task_queue: String,
+    input: Vec<u8>,
+    options: String,
+    state: String,
+    attempt: i64,
+    scheduled_at: i64,
+    attempt_scheduled_at: i64,
+    started_at: Option<i64>,
+    worker_identity: Option<String>,
+    heartbeat_details: Option<Vec<u8>>,
+    last_heartbeat_at: Option<i64>,
+    cancel_requested: bool,
+    last_failure: Option<String>,
+    retry_state: Option<String>,
+    result: Option<Vec<u8>>,
+    closed_at: Option<i64>,
+}
+
+fn raw_execution(row: &Row<'_>) -> rusqlite::Result<RawExecution> {
+    Ok(RawExecution {
+        key: row.get(0)?,
+        scope: row.get(1)?,
+        activity_id: row.get(2)?,
+        workflow_id: row.get(3)?,
+        workflow_run_id: row.get(4)?,
+        activity_type: row.get(5)?,
+        task_queue: row.get(6)?,
+        input: row.get(7)?,
+        options: row.get(8)?,
+        state: row.get(9)?,
+        attempt: row.get(10)?,
+        scheduled_at: row.get(11)?,
+        attempt_scheduled_at: row.get(12)?,
+        started_at: row.get(13)?,
+        worker_identity: row.get(14)?,
+        heartbeat_details: row.get(15)?,
+        last_heartbeat_at: row.get(16)?,
+        cancel_requested: row.get(17)?,
+        last_failure: row.get(18)?,
+        retry_state: row.get(19)?,
+        result: row.get(20)?,
+        closed_at: row.get(21)?,
+    })
+}
+
+impl RawExecution {
+    fn decode(self) -> Result<ExecutionRecord, StoreError> {
+        let key = self.key;
+        let what = |field: &str| format!("execution {key}, column `{field}`");
+        Ok(ExecutionRecord {
+            key,
+            scope: self.scope,
+            activity_id: self.activity_id,
+            workflow_id: self.workflow_id,
+            workflow_run_id: self.workflow_run_id,
+            activity_type: self.activity_type,
+            task_queue: self.task_queue,
+            input: decode_payloads(&self.input).map_err(|e| corrupt(&what("input"), e))?,
+            options: serde_json::from_str::<ValidatedOptions>(&self.options)
+                .map_err(|e| corrupt(&what("options"), e))?,
+            state: ExecutionState::parse(&self.state)
+                .ok_or_else(|| corrupt(&what("state"), &self.state))?,
+            attempt: u32::try_from(self.attempt).map_err(|e| corrupt(&what("attempt"), e))?,
+            scheduled_at: self.scheduled_at,
+            attempt_scheduled_at: self.attempt_scheduled_at,
+            started_at: self.started_at,
+            worker_identity: self.worker_identity,
+            heartbeat_details: self
+                .heartbeat_details
+                .map(|b| decode_payload(&b))
+                .transpose()
+                .map_err(|e| corrupt(&what("heartbeat_details"), e))?,
+            last_heartbeat_at: self.last_heartbeat_at,
+            cancel_requested: self.cancel_requested,
+            last_failure: self
+                .last_failure
+                .map(|f| serde_json::from_str::<Failure>(&f))
+                .transpose()
+                .map_err(|e| corrupt(&what("last_failure"), e))?,
+            retry_state: self
+                .retry_state
+                .map(|r| serde_json::from_str::<RetryState>(&r))
+                .transpose()
+                .map_err(|e| corrupt(&what("retry_state"), e))?,
+            result: self
+                .result
+                .map(|b| decode_payload(&b))
+                .transpose()
+                .map_err(|e| corrupt(&what("result"), e))?,
+            closed_at: self.closed_at,
+        })
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value)
+        .map_err(|e| StoreError::Backend(format!("cannot encode a record: {e}")))
+}
+
+impl SqliteTx<'_> {
+    fn one_execution(
+        &mut self,
+        sql_where: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Option<ExecutionRecord>, StoreError> {
+        let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE {sql_where}");
+        let raw = self
+            .conn
+            .prepare_cached(&sql)
+            .and_then(|mut s| s.query_row(params, raw_execution).optional())
+            .map_err(sql_error)?;
+        raw.map(RawExecution::decode).transpose()
+    }
+}
+
+impl Tx for SqliteTx<'_> {
+    fn meta_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(sql_error)
+    }
+
+    fn meta_put(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )
+            .map(drop)
+            .map_err(sql_error)
+    }
+
+    fn insert_execution(&mut self, r: &ExecutionRecord) -> Result<i64, StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO executions (scope, activity_id, workflow_id, workflow_run_id,
+                    activity_type, task_queue, input, options, state, attempt, scheduled_at,
+                    attempt_scheduled_at, started_at, worker_identity, heartbeat_details,
+                    last_heartbeat_at, cancel_requested, last_failure, retry_state, result,
+                    closed_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                    ?17, ?18, ?19, ?20, ?21)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    r.scope,
+                    r.activity_id,
+                    r.workflow_id,
+                    r.workflow_run_id,
+                    r.activity_type,
+                    r.task_queue,
+                    encode_payloads(&r.input),
+                    to_json(&r.options)
+                        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?,
+                    r.state.as_str(),
+                    r.attempt,
+                    r.scheduled_at,
+                    r.attempt_scheduled_at,
+                    r.started_at,
+                    r.worker_identity,
+                    r.heartbeat_details.as_ref().map(encode_payload),
+                    r.last_heartbeat_at,
+                    r.cancel_requested,
+                    r.last_failure
+                        .as_ref()
+                        .map(to_json)
+                        .transpose()
+                        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?,
+                    r.retry_state
+                        .as_ref()
+                        .map(to_json)
+                        .transpose()
+                        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?,
+                    r.result.as_ref().map(encode_payload),
+                    r.closed_at,
+                ])
+            })
+            .map_err(sql_error)?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    fn update_execution(&mut self, r: &ExecutionRecord) -> Result<(), StoreError> {
+        // Ids, type, queue, input and options never change after insert.
+        let changed = self
+            .conn
+            .prepare_cached(
+                "UPDATE executions SET state = ?2, attempt = ?3, attempt_scheduled_at = ?4,
+                    started_at = ?5, worker_identity = ?6, heartbeat_details = ?7,
+                    last_heartbeat_at = ?8, cancel_requested = ?9, last_failure = ?10,
+                    retry_state = ?11, result = ?12, closed_at = ?13
+                 WHERE key = ?1",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    r.key,
+                    r.state.as_str(),
+                    r.attempt,
+                    r.attempt_scheduled_at,
+                    r.started_at,
+                    r.worker_identity,
+                    r.heartbeat_details.as_ref().map(encode_payload),
+                    r.last_heartbeat_at,
+                    r.cancel_requested,
+                    r.last_failure
+                        .as_ref()
+                        .map(to_json)
+                        .transpose()
+                        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?,
+                    r.retry_state
+                        .as_ref()
+                        .map(to_json)
+                        .transpose()
+                        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?,
+                    r.result.as_ref().map(encode_payload),
+                    r.closed_at,
+                ])
+            })
+            .map_err(sql_error)?;
+        if changed == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Backend(format!(
+                "execution {} does not exist",
+                r.key
+            )))
+        }
+    }
+
+    fn execution(&mut self, key: i64) -> Result<Option<ExecutionRecord>, StoreError> {
+        self.one_execution("key = ?1", params![key])
+    }
+
+    fn execution_by_id(
+        &mut self,
+        scope: &str,
+        activity_id: &str,
+    ) -> Result<Option<ExecutionRecord>, StoreError> {
+        self.one_execution(
+            "scope = ?1 AND activity_id = ?2",
+            params![scope, activity_id],
+        )
+    }
+
+    fn next_dispatchable(
+        &mut self,
+        task_queue: &str,
+        now: i64,
+    ) -> Result<Option<ExecutionRecord>, StoreError> {
+        // The single writer serializes claims; PostgreSQL adds FOR UPDATE SKIP LOCKED.
+        self.one_execution(
+            "state = 'SCHEDULED' AND task_queue = ?1 AND attempt_scheduled_at <= ?2
+             ORDER BY attempt_scheduled_at, key LIMIT 1",
+            params![task_queue, now],
+        )
+    }
+
+    fn next_dispatch_time(
+        &mut self,
+        task_queue: &str,
+        now: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        self.conn
+            .prepare_cached(
+                "SELECT MIN(attempt_scheduled_at) FROM executions
+                 WHERE state = 'SCHEDULED' AND task_queue = ?1 AND attempt_scheduled_at > ?2",
+            )
+            .and_then(|mut s| s.query_row(params![task_queue, now], |r| r.get(0)))
+            .map_err(sql_error)
+    }
+
+    fn backlog(&mut self, task_queue: &str, now: i64) -> Result<(u64, u64), StoreError> {
+        let (all, ready): (i64, i64) = self
+            .conn
+            .prepare_cached(
+                "SELECT COUNT(*), COALESCE(SUM(attempt_scheduled_at <= ?2), 0) FROM executions
+                 WHERE state = 'SCHEDULED' AND task_queue = ?1",
+            )
+            .and_then(|mut s| s.query_row(params![task_queue, now], |r| Ok((r.get(0)?, r.get(1)?))))
+            .map_err(sql_error)?;
+        Ok((all.max(0).unsigned_abs(), ready.max(0).unsigned_abs()))
+    }
+
+    fn queue(&mut self, name: &str) -> Result<Option<QueueRecord>, StoreError> {
+        self.conn
+            .prepare_cached(
+                "SELECT name, rate_limit, bucket_tokens, bucket_at FROM task_queues WHERE name = ?1",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![name], |r| {
+                    Ok(QueueRecord {
+                        name: r.get(0)?,
+                        rate_limit: r.get(1)?,
+                        bucket_tokens: r.get(2)?,
+                        bucket_at: r.get(3)?,
+                    })
+                })
+                .optional()
+            })
+            .map_err(sql_error)
+    }
+
+    fn put_queue(&mut self, q: &QueueRecord) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO task_queues (name, rate_limit, bucket_tokens, bucket_at)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (name) DO UPDATE SET rate_limit = excluded.rate_limit,
+                    bucket_tokens = excluded.bucket_tokens, bucket_at = excluded.bucket_at",
+            )
+            .and_then(|mut s| {
+                s.execute(params![q.name, q.rate_limit, q.bucket_tokens, q.bucket_at])
+            })
+            .map(drop)
+            .map_err(sql_error)
+    }
+
+    fn touch_poller(
+        &mut self,
+        task_queue: &str,
+        identity: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO pollers (task_queue, identity, last_poll_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (task_queue, identity) DO UPDATE SET last_poll_at = excluded.last_poll_at",
+            )
+            .and_then(|mut s| s.execute(params![task_queue, identity, now]))
+            .map(drop)
+            .map_err(sql_error)
+    }
+
+    fn pollers(&mut self, task_queue: &str, since: i64) -> Result<Vec<(String, i64)>, StoreError> {
+        self.conn
+            .prepare_cached(
+                "SELECT identity, last_poll_at FROM pollers
+                 WHERE task_queue = ?1 AND last_poll_at >= ?2
+                 ORDER BY last_poll_at DESC, identity",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![task_queue, since], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect()
+            })
+            .map_err(sql_error)
+    }
+
+    fn set_timer(&mut self, t: &TimerRecord) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO timers (execution_key, kind, attempt, due_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (execution_key, kind) DO UPDATE
+                    SET attempt = excluded.attempt, due_at = excluded.due_at",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    t.execution_key,
+                    t.kind.as_str(),
+                    t.attempt,
+                    t.due_at
+                ])
+            })
+            .map(drop)
+            .map_err(sql_error)
+    }
+
+    fn clear_timer(&mut self, execution_key: i64, kind: TimerKind) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("DELETE FROM timers WHERE execution_key = ?1 AND kind = ?2")
+            .and_then(|mut s| s.execute(params![execution_key, kind.as_str()]))
+            .map(drop)
+            .map_err(sql_error)
+    }
+
+    fn clear_timers(&mut self, execution_key: i64) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("DELETE FROM timers WHERE execution_key = ?1")
+            .and_then(|mut s| s.execute(params![execution_key]))
+            .map(drop)
+            .map_err(sql_error)
+    }
+
+    fn due_timers(&mut self, now: i64, limit: usize) -> Result<Vec<TimerRecord>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows: Vec<(i64, String, i64, i64)> = self
+            .conn
+            .prepare_cached(
+                "SELECT execution_key, kind, attempt, due_at FROM timers
+                 WHERE due_at <= ?1 ORDER BY due_at, execution_key, kind LIMIT ?2",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![now, limit], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })?
+                .collect()
+            })
+            .map_err(sql_error)?;
+        rows.into_iter()
+            .map(|(execution_key, kind, attempt, due_at)| {
+                Ok(TimerRecord {
+                    execution_key,
+                    kind: TimerKind::parse(&kind).ok_or_else(|| corrupt("timer kind", &kind))?,
+                    attempt: u32::try_from(attempt).map_err(|e| corrupt("timer attempt", e))?,
+                    due_at,
+                })
+            })
+            .collect()
+    }
+
+    fn next_timer_due(&mut self) -> Result<Option<i64>, StoreError> {
+        self.conn
+            .query_row("SELECT MIN(due_at) FROM timers", [], |r| r.get(0))
+            .map_err(sql_error)
+    }
+}
+
+// Payload blobs: [encoding name length: u8][encoding name][data]. A list of
+// payloads: [count: u32 BE] then each as [length: u32 BE][payload blob].
+
+fn encoding_name(encoding: Encoding) -> &'static str {
+    encoding.as_str()
+}
+
+fn parse_encoding(name: &[u8]) -> Result<Encoding, String> {
+    if name == Encoding::Json.as_str().as_bytes() {
+        Ok(Encoding::Json)
+    } else {
+        Err(format!(
+            "unknown payload encoding `{}`",
+            String::from_utf8_lossy(name)
+        ))
+    }
+}
+
+fn encode_payload(payload: &Payload) -> Vec<u8> {
+    let name = encoding_name(payload.encoding).as_bytes();
+    let mut out = Vec::with_capacity(1 + name.len() + payload.data.len());
+    // Encoding names are short constants (< 256 bytes).
+    out.push(u8::try_from(name.len()).unwrap_or(u8::MAX));
+    out.extend_from_slice(name);
+    out.extend_from_slice(&payload.data);
+    out
+}
+
+fn decode_payload(blob: &[u8]) -> Result<Payload, String> {
+    let (&len, rest) = blob.split_first().ok_or("empty payload blob")?;
+    let len = usize::from(len);
+    if rest.len() < len {
+        return Err("truncated payload blob".into());
+    }
+    let (name, data) = rest.split_at(len);
+    Ok(Payload {
+        encoding: parse_encoding(name)?,
+        data: data.to_vec(),
+    })
+}
+
+fn encode_payloads(payloads: &[Payload]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(
+        &u32::try_from(payloads.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
+    for p in payloads {
+        let blob = encode_payload(p);
+        out.extend_from_slice(&u32::try_from(blob.len()).unwrap_or(u32::MAX).to_be_bytes());
+        out.extend_from_slice(&blob);
+    }
+    out
+}
+
+fn take_u32(bytes: &mut &[u8]) -> Result<usize, String> {
+    let (head, rest) = bytes.split_at_checked(4).ok_or("truncated payload list")?;
+    *bytes = rest;
+    let mut buf = [0_u8; 4];
+    buf.copy_from_slice(head);
+    usize::try_from(u32::from_be_bytes(buf)).map_err(|e| e.to_string())
+}
+
+fn decode_payloads(mut bytes: &[u8]) -> Result<Vec<Payload>, String> {
+    let count = take_u32(&mut bytes)?;
+    let mut out = Vec::with_capacity(count.min(1024));
+    for _ in 0..count {
+        let len = take_u32(&mut bytes)?;
+        let (blob, rest) = bytes
+            .split_at_checked(len)
+            .ok_or("truncated payload list")?;
+        out.push(decode_payload(blob)?);
+        bytes = rest;
+    }
+    if bytes.is_empty() {
+        Ok(out)
+    } else {
+        Err("trailing bytes after the payload list".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_blobs_round_trip_and_reject_garbage() {
+        let list = vec![Payload::json("a").unwrap(), Payload::json(&[1, 2]).unwrap()];
+        assert_eq!(decode_payloads(&encode_payloads(&list)).unwrap(), list);
+        assert_eq!(decode_payloads(&encode_payloads(&[])).unwrap(), vec![]);
+        assert!(decode_payloads(&[0, 0, 0, 1]).is_err());
+        assert!(decode_payload(&[3, b'x']).is_err());
+        assert!(decode_payload(b"\x03abc{}")
+            .unwrap_err()
+            .contains("unknown payload encoding"));
+    }
+}

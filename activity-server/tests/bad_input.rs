@@ -1,0 +1,414 @@
+//! Bad input is answered with clear errors and leaves stored state unchanged:
+//! invalid options, oversized payloads, malformed, altered and stale tokens,
+//! second completions, unknown ids, invalid request fields.
+
+mod common;
+
+use activity_core::{
+    failure::ApplicationFailure,
+    options::{ActivityOptions, RetryOptions},
+    payload::Payload,
+    protocol::{
+        ClosedReason, ExecutionRef, ExecutionState, PollActivityTaskRequest, ProtocolError,
+        ScheduleActivityRequest, TaskTarget,
+    },
+    TaskToken,
+};
+use activity_server::EngineConfig;
+use common::*;
+
+fn stc(s: u64) -> ActivityOptions {
+    ActivityOptions::new().start_to_close(secs(s))
+}
+
+#[tokio::test(start_paused = true)]
+async fn invalid_options_list_every_broken_rule_and_schedule_nothing() {
+    let env = Env::new().await;
+    let err = env
+        .schedule(
+            "a",
+            ActivityOptions::new().heartbeat_timeout(secs(0)).retry(
+                RetryOptions::new()
+                    .initial_interval(secs(10))
+                    .maximum_interval(secs(1)),
+            ),
+        )
+        .await
+        .unwrap_err();
+    let ProtocolError::InvalidOptions(options) = &err else {
+        panic!("{err:?}")
+    };
+    let fields: Vec<_> = options.problems.iter().map(|p| p.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "heartbeat_timeout",
+            "start_to_close",
+            "retry.maximum_interval"
+        ]
+    );
+    assert!(!err.is_retryable());
+    let err = env
+        .protocol
+        .schedule_activity(ScheduleActivityRequest::new("greet", vec![], stc(1)))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("`task_queue` must be set"),
+        "{err}"
+    );
+    assert!(matches!(
+        env.protocol
+            .describe_execution(ExecutionRef::standalone("a"))
+            .await,
+        Err(ProtocolError::NotFound { .. })
+    ));
+    assert_eq!(
+        env.protocol
+            .describe_task_queue(QUEUE.into())
+            .await
+            .unwrap()
+            .backlog,
+        0
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn oversized_payloads_are_refused_naming_the_limit_and_the_size() {
+    assert_eq!(EngineConfig::default().max_payload_size, 4 * 1024 * 1024);
+    let env = Env::with_config(EngineConfig::in_memory().with_max_payload_size(1024)).await;
+    let big = Payload::json(&"x".repeat(2000)).unwrap();
+    let err = env
+        .protocol
+        .schedule_activity(
+            ScheduleActivityRequest::new("greet", vec![big.clone()], stc(10).task_queue(QUEUE))
+                .with_activity_id("big"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        ProtocolError::PayloadTooLarge {
+            what: "the input of activity `greet`".into(),
+            size: 2002,
+            limit: 1024
+        }
+    );
+    assert!(
+        err.to_string()
+            .contains("2002 bytes, over the limit of 1024 bytes"),
+        "{err}"
+    );
+    assert!(env
+        .protocol
+        .describe_execution(ExecutionRef::standalone("big"))
+        .await
+        .is_err());
+
+    env.schedule("a", stc(10)).await.unwrap();
+    let task = env.poll_now().await.unwrap();
+    env.protocol
+        .record_heartbeat(token(&task), Some(json("small")))
+        .await
+        .unwrap();
+    let before = env.describe("a").await;
+    for err in [
+        env.protocol
+            .complete_activity(token(&task), big.clone())
+            .await
+            .unwrap_err(),
+        env.protocol
+            .record_heartbeat(token(&task), Some(big.clone()))
+            .await
+            .unwrap_err(),
+        env.protocol
+            .fail_activity(
+                token(&task),
+                ApplicationFailure::new("E", "x").with_details(big.clone()),
+                None,
+            )
+            .await
+            .unwrap_err(),
+        env.protocol
+            .fail_activity(
+                token(&task),
+                ApplicationFailure::new("E", "x"),
+                Some(big.clone()),
+            )
+            .await
+            .unwrap_err(),
+        env.protocol
+            .report_canceled(token(&task), Some(big.clone()))
+            .await
+            .unwrap_err(),
+    ] {
+        assert!(
+            matches!(err, ProtocolError::PayloadTooLarge { limit: 1024, .. }),
+            "{err:?}"
+        );
+    }
+    assert_eq!(env.describe("a").await, before, "nothing changed");
+    env.complete(&task, "fits").await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn malformed_and_altered_tokens_are_refused_without_effect() {
+    let env = Env::new().await;
+    env.schedule("a", stc(10)).await.unwrap();
+    let task = env.poll_now().await.unwrap();
+    let before = env.describe("a").await;
+
+    let malformed = TaskTarget::Token(TaskToken::from_bytes(vec![1, 2, 3]));
+    let err = env
+        .protocol
+        .complete_activity(malformed.clone(), json("x"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ProtocolError::InvalidToken { reason } if reason.contains("malformed")),
+        "{err:?}"
+    );
+    assert!(env
+        .protocol
+        .record_heartbeat(malformed, None)
+        .await
+        .is_err());
+
+    // Every single-bit change is caught, including one that names another attempt
+    // (bytes 9..13) or another execution (bytes 1..9).
+    let bytes = task.task_token.as_bytes().to_vec();
+    for i in [0, 1, 8, 12, 13, bytes.len() - 1] {
+        let mut altered = bytes.clone();
+        altered[i] ^= 0x01;
+        let err = env
+            .protocol
+            .complete_activity(TaskTarget::Token(TaskToken::from_bytes(altered)), json("x"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, ProtocolError::InvalidToken { .. }),
+            "byte {i}: {err:?}"
+        );
+    }
+    assert_eq!(env.describe("a").await, before);
+    env.complete(&task, "genuine").await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_of_an_earlier_attempt_is_refused_without_effect() {
+    let env = Env::new().await;
+    env.schedule("a", stc(10)).await.unwrap();
+    let first = env.poll_now().await.unwrap();
+    env.protocol
+        .fail_activity(token(&first), ApplicationFailure::new("E", "x"), None)
+        .await
+        .unwrap();
+    let _second = env.next_task().await;
+    let before = env.describe("a").await;
+    for err in [
+        env.complete(&first, "old").await.unwrap_err(),
+        env.protocol
+            .fail_activity(token(&first), ApplicationFailure::new("E", "x"), None)
+            .await
+            .unwrap_err(),
+        env.protocol
+            .report_canceled(token(&first), None)
+            .await
+            .unwrap_err(),
+    ] {
+        assert!(
+            matches!(
+                err,
+                ProtocolError::AlreadyClosed {
+                    reason: ClosedReason::AttemptSuperseded,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .contains("attempt 1 of standalone activity `a`"),
+            "{err}"
+        );
+    }
+    assert_eq!(env.describe("a").await, before);
+}
+
+#[tokio::test(start_paused = true)]
+async fn completing_a_closed_execution_twice_is_refused_and_keeps_the_first_outcome() {
+    let env = Env::new().await;
+    env.schedule("a", stc(10)).await.unwrap();
+    let task = env.poll_now().await.unwrap();
+    env.complete(&task, "first").await.unwrap();
+    let before = env.describe("a").await;
+    let by_token = env.complete(&task, "second").await.unwrap_err();
+    let by_id = env
+        .protocol
+        .complete_activity(by_id("a"), json("third"))
+        .await
+        .unwrap_err();
+    for err in [by_token, by_id] {
+        assert!(
+            matches!(
+                err,
+                ProtocolError::AlreadyClosed {
+                    reason: ClosedReason::ExecutionClosed(ExecutionState::Completed),
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(!err.is_retryable());
+    }
+    assert_eq!(env.describe("a").await, before);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unknown_execution_id_is_not_found_everywhere() {
+    let env = Env::new().await;
+    let nobody = ExecutionRef::standalone("nobody");
+    let errors = [
+        env.protocol
+            .describe_execution(nobody.clone())
+            .await
+            .map(drop)
+            .unwrap_err(),
+        env.protocol
+            .request_cancel(nobody.clone())
+            .await
+            .map(drop)
+            .unwrap_err(),
+        env.protocol
+            .wait_outcome(nobody.clone(), secs(1))
+            .await
+            .map(drop)
+            .unwrap_err(),
+        env.protocol
+            .complete_activity(by_id("nobody"), json(1))
+            .await
+            .unwrap_err(),
+        env.protocol
+            .record_heartbeat(by_id("nobody"), None)
+            .await
+            .map(drop)
+            .unwrap_err(),
+        env.protocol
+            .fail_activity(by_id("nobody"), ApplicationFailure::new("E", "x"), None)
+            .await
+            .unwrap_err(),
+        env.protocol
+            .report_canceled(by_id("nobody"), None)
+            .await
+            .unwrap_err(),
+    ];
+    for err in errors {
+        assert!(
+            matches!(&err, ProtocolError::NotFound { what } if what.contains("`nobody`")),
+            "{err:?}"
+        );
+    }
+    // A known execution that has no started attempt cannot be completed by id.
+    env.schedule("waiting", stc(10)).await.unwrap();
+    let err = env
+        .protocol
+        .complete_activity(by_id("waiting"), json(1))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("it is SCHEDULED, attempt 1"),
+        "{err}"
+    );
+    assert_eq!(
+        env.describe("waiting").await.state,
+        ExecutionState::Scheduled
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_duplicate_activity_id_is_refused_and_the_first_execution_is_untouched() {
+    let env = Env::new().await;
+    env.schedule("a", stc(10)).await.unwrap();
+    let before = env.describe("a").await;
+    let err = env.schedule("a", stc(99)).await.unwrap_err();
+    assert!(
+        matches!(&err, ProtocolError::AlreadyExists { what } if what.contains("`a`")),
+        "{err:?}"
+    );
+    assert_eq!(env.describe("a").await, before);
+    assert_eq!(
+        env.protocol
+            .describe_task_queue(QUEUE.into())
+            .await
+            .unwrap()
+            .backlog,
+        1
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn invalid_request_fields_are_named() {
+    let env = Env::new().await;
+    let field = |err: ProtocolError| match err {
+        ProtocolError::InvalidArgument { field, .. } => field,
+        other => panic!("expected InvalidArgument, got {other:?}"),
+    };
+    let schedule = |ty: &str, id: &str| {
+        ScheduleActivityRequest::new(ty, vec![], stc(1).task_queue(QUEUE)).with_activity_id(id)
+    };
+    assert_eq!(
+        field(
+            env.protocol
+                .schedule_activity(schedule("", "a"))
+                .await
+                .unwrap_err()
+        ),
+        "activity_type"
+    );
+    assert_eq!(
+        field(
+            env.protocol
+                .schedule_activity(schedule("t", " "))
+                .await
+                .unwrap_err()
+        ),
+        "activity_id"
+    );
+    assert_eq!(
+        field(
+            env.protocol
+                .schedule_activity(schedule("t", &"x".repeat(2000)))
+                .await
+                .unwrap_err()
+        ),
+        "activity_id"
+    );
+    let poll = |queue: &str| PollActivityTaskRequest::new(queue, "w").with_wait(secs(0));
+    assert_eq!(
+        field(env.protocol.poll_activity_task(poll("")).await.unwrap_err()),
+        "task_queue"
+    );
+    for rate in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        let err = env
+            .protocol
+            .poll_activity_task(poll(QUEUE).with_task_queue_rate_limit(rate))
+            .await
+            .unwrap_err();
+        assert_eq!(field(err), "max_task_queue_activities_per_second");
+    }
+    let mut of_workflow = ExecutionRef::standalone("a");
+    of_workflow.workflow_id = Some("wf".into());
+    assert_eq!(
+        field(
+            env.protocol
+                .describe_execution(of_workflow)
+                .await
+                .unwrap_err()
+        ),
+        "execution.workflow_id"
+    );
+    // The engine still works after all of that.
+    env.schedule("ok", stc(10)).await.unwrap();
+    let task = env.poll_now().await.unwrap();
+    env.complete(&task, "fine").await.unwrap();
+}
