@@ -104,3 +104,8 @@ pub mod __private {
         E::error_type_of(variant).unwrap_or(variant).to_owned()
     }
 }
+
+/// The README's examples compile and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

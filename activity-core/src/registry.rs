@@ -32,8 +32,11 @@ impl fmt::Display for SourceLocation {
     }
 }
 
-type InvokeFn =
-    fn(ActivityContext, &StateMap, &[Payload]) -> BoxFuture<'static, Result<Payload, ActivityError>>;
+type InvokeFn = fn(
+    ActivityContext,
+    &StateMap,
+    &[Payload],
+) -> BoxFuture<'static, Result<Payload, ActivityError>>;
 
 /// One registered activity, type-erased. Submitted by `#[activity]`.
 pub struct ActivityRegistration {

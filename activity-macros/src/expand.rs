@@ -99,12 +99,12 @@ fn generate(func: &ItemFn, args: &ActivityArgs, sig: &Signature) -> TokenStream 
 
     let output = &sig.output;
     let checks = {
-        let arguments = arg_types.iter().map(|ty| {
-            quote_spanned!(ty.span()=> #p::assert_argument::<#ty>();)
-        });
-        let states = state_types.iter().map(|ty| {
-            quote_spanned!(ty.span()=> #p::assert_state::<#ty>();)
-        });
+        let arguments = arg_types
+            .iter()
+            .map(|ty| quote_spanned!(ty.span()=> #p::assert_argument::<#ty>();));
+        let states = state_types
+            .iter()
+            .map(|ty| quote_spanned!(ty.span()=> #p::assert_state::<#ty>();));
         quote! {
             #[allow(dead_code, clippy::all)]
             fn __activity_bounds() {
@@ -292,7 +292,8 @@ fn respan(tokens: TokenStream, span: Span) -> TokenStream {
         .into_iter()
         .map(|mut tree| {
             if let proc_macro2::TokenTree::Group(group) = &tree {
-                let mut inner = proc_macro2::Group::new(group.delimiter(), respan(group.stream(), span));
+                let mut inner =
+                    proc_macro2::Group::new(group.delimiter(), respan(group.stream(), span));
                 inner.set_span(span);
                 tree = proc_macro2::TokenTree::Group(inner);
             } else {

@@ -47,7 +47,10 @@ pub(crate) fn check(func: &ItemFn, errors: &mut Errors) -> Option<Signature> {
         );
     }
     if let Some(unsafety) = &sig.unsafety {
-        errors.at(unsafety, "an activity cannot be `unsafe`: the worker calls it like any safe function");
+        errors.at(
+            unsafety,
+            "an activity cannot be `unsafe`: the worker calls it like any safe function",
+        );
     }
     if let Some(constness) = &sig.constness {
         errors.at(constness, "an activity cannot be `const`");
