@@ -280,6 +280,12 @@ impl RegistryBuilder {
         self
     }
 
+    /// Provides shared state of type `T` that the caller keeps a handle to.
+    pub fn shared_state<T: Send + Sync + 'static>(mut self, value: std::sync::Arc<T>) -> Self {
+        self.state.insert_arc(value);
+        self
+    }
+
     /// Provides shared state from a map.
     pub fn states(mut self, states: StateMap) -> Self {
         self.state = states;

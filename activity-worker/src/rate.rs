@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use tokio::{sync::Mutex, time::Instant};
 
-/// Hands out at most `rate` permits per second, with a burst of one second's worth
-/// (at least one).
+/// Hands out permits at most `rate` per second, spaced at least `1 / rate` apart
+/// (a bucket of one token), so the rate holds over any window.
 #[derive(Debug)]
 pub(crate) struct RateLimiter {
     per_second: f64,
@@ -21,7 +21,7 @@ struct Bucket {
 
 impl RateLimiter {
     pub(crate) fn new(per_second: f64) -> Self {
-        let burst = per_second.max(1.0);
+        let burst = 1.0;
         Self {
             per_second,
             burst,
@@ -62,16 +62,16 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn never_more_than_the_rate_after_the_burst() {
+    async fn permits_are_spaced_by_the_rate() {
         let limiter = RateLimiter::new(10.0);
         let start = Instant::now();
         for _ in 0..30 {
             limiter.acquire().await;
         }
-        // 10 at once (the burst), then 20 more at 10/s.
+        // One at once, then 29 more spaced 100 ms apart.
         let elapsed = start.elapsed();
-        assert!(elapsed >= Duration::from_millis(1_990), "{elapsed:?}");
-        assert!(elapsed <= Duration::from_millis(2_100), "{elapsed:?}");
+        assert!(elapsed >= Duration::from_millis(2_890), "{elapsed:?}");
+        assert!(elapsed <= Duration::from_millis(2_950), "{elapsed:?}");
     }
 
     #[tokio::test(start_paused = true)]

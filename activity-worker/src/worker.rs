@@ -109,6 +109,12 @@ impl WorkerBuilder {
         self
     }
 
+    /// Provides shared state of type `T` that the caller keeps a handle to.
+    pub fn shared_state<T: Send + Sync + 'static>(mut self, value: Arc<T>) -> Self {
+        self.registry = self.registry.shared_state(value);
+        self
+    }
+
     /// Serves only the named activities.
     pub fn only<I, S>(mut self, names: I) -> Self
     where
