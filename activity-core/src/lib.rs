@@ -44,8 +44,9 @@ pub mod payload;
 pub mod protocol;
 pub mod registry;
 pub mod testing;
+pub mod workflow;
 
-pub use activity_macros::{activity, ActivityError};
+pub use activity_macros::{activity, workflow, ActivityError};
 pub use caller::{ActivityCaller, ActivityRequest, ActivityStub};
 pub use context::{ActivityContext, ActivityInfo, CancelReason, HeartbeatError, TaskToken};
 pub use definition::{ActivityDefinition, ActivityImplementation, State, StateMap};
@@ -57,6 +58,7 @@ pub use options::{ActivityOptions, CancellationType, OptionsError, RetryOptions,
 pub use payload::{Payload, PayloadError};
 pub use registry::{ActivityDescriptor, Registry, RegistryError};
 pub use testing::TestActivityEnvironment;
+pub use workflow::{WorkflowContext, WorkflowDefinition, WorkflowError, WorkflowImplementation};
 
 /// What generated code uses. Not a public API: may change in any release.
 #[doc(hidden)]
@@ -64,6 +66,7 @@ pub mod __private {
     pub use crate::definition::{BoxFuture, StateType};
     pub use crate::failure::ErrorVariant;
     pub use crate::registry::{ActivityRegistration, SourceLocation};
+    pub use crate::workflow::WorkflowRegistration;
     pub use ::core::time::Duration;
     pub use inventory;
     pub use std::{string::String, vec::Vec};
@@ -94,6 +97,29 @@ pub mod __private {
     /// Converts an activity's error (what `?` would do).
     pub fn into_activity_error<E: IntoActivityError>(error: E) -> ActivityError {
         error.into_activity_error()
+    }
+
+    /// The bound on a workflow's error type.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot be returned as a workflow error",
+        label = "no conversion into `WorkflowError`",
+        note = "implement `From<{Self}> for activity_core::WorkflowError`, or return `activity_core::WorkflowError`"
+    )]
+    pub trait IntoWorkflowError {
+        /// Converts the error.
+        fn into_workflow_error(self) -> crate::WorkflowError;
+    }
+
+    #[diagnostic::do_not_recommend]
+    impl<E: Into<crate::WorkflowError>> IntoWorkflowError for E {
+        fn into_workflow_error(self) -> crate::WorkflowError {
+            self.into()
+        }
+    }
+
+    /// Converts a workflow's error (what `?` would do).
+    pub fn into_workflow_error<E: IntoWorkflowError>(error: E) -> crate::WorkflowError {
+        error.into_workflow_error()
     }
 
     /// The bound on a shared-state type.

@@ -245,11 +245,11 @@ impl RetryArgs {
 }
 
 #[derive(Default)]
-struct Seen(Vec<String>);
+pub(crate) struct Seen(Vec<String>);
 
 impl Seen {
     /// Records `key`; reports a duplicate on its second occurrence.
-    fn first(&mut self, key: &str, path: &Path, errors: &mut Errors) -> bool {
+    pub(crate) fn first(&mut self, key: &str, path: &Path, errors: &mut Errors) -> bool {
         if self.0.iter().any(|k| k == key) {
             errors.at(
                 path,
@@ -263,7 +263,7 @@ impl Seen {
     }
 }
 
-fn path_name(path: &Path) -> String {
+pub(crate) fn path_name(path: &Path) -> String {
     if let Some(ident) = path.get_ident() {
         return ident.to_string();
     }
@@ -271,7 +271,7 @@ fn path_name(path: &Path) -> String {
     quote::quote!(#path).to_string().replace(' ', "")
 }
 
-fn unknown_key(key: &str, valid: &[&str], place: &str) -> String {
+pub(crate) fn unknown_key(key: &str, valid: &[&str], place: &str) -> String {
     let mut message = format!("unknown key `{key}` in {place}");
     if let Some((_, meant)) = ALIASES
         .iter()
@@ -284,7 +284,7 @@ fn unknown_key(key: &str, valid: &[&str], place: &str) -> String {
 }
 
 /// Consumes whatever value follows an unusable key, so parsing can go on.
-fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
+pub(crate) fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
     if meta.input.peek(syn::Token![=]) {
         meta.value()?.parse::<Expr>()?;
     } else if meta.input.peek(syn::token::Paren) {
@@ -295,7 +295,7 @@ fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
     Ok(())
 }
 
-fn string_value(
+pub(crate) fn string_value(
     meta: &ParseNestedMeta<'_>,
     key: &str,
     example: &str,
@@ -352,5 +352,57 @@ fn duration_value(
             );
             Ok(None)
         }
+    }
+}
+
+/// The arguments of `#[workflow(...)]`.
+#[derive(Default)]
+pub(crate) struct WorkflowArgs {
+    pub(crate) name: Option<LitStr>,
+    pub(crate) krate: Option<Path>,
+}
+
+const WORKFLOW_KEYS: &[&str] = &["name", "crate"];
+
+impl WorkflowArgs {
+    pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> syn::Result<Self> {
+        let mut args = WorkflowArgs::default();
+        let mut seen = Seen::default();
+        syn::meta::parser(|meta| {
+            let key = path_name(&meta.path);
+            if !seen.first(&key, &meta.path, errors) {
+                return skip_value(&meta);
+            }
+            match key.as_str() {
+                "name" => {
+                    if let Some(lit) = string_value(&meta, "name", "#[workflow(name = \"checkout\")]", errors)? {
+                        if lit.value().trim().is_empty() {
+                            errors.at(&lit, "`name` must not be empty: it is the workflow's stable type name");
+                        } else {
+                            args.name = Some(lit);
+                        }
+                    }
+                }
+                "crate" => {
+                    if let Some(lit) = string_value(&meta, "crate", "#[workflow(crate = \"my_reexport::activity_core\")]", errors)? {
+                        match lit.parse::<Path>() {
+                            Ok(path) => args.krate = Some(path),
+                            Err(_) => errors.at(&lit, "`crate` must be a path, e.g. \"::activity_core\""),
+                        }
+                    }
+                }
+                _ => {
+                    let mut message = unknown_key(&key, WORKFLOW_KEYS, "#[workflow]");
+                    if KEYS.contains(&key.as_str()) {
+                        message.push_str("; activity options are set on each activity, or at the call site");
+                    }
+                    errors.at(&meta.path, message);
+                    return skip_value(&meta);
+                }
+            }
+            Ok(())
+        })
+        .parse2(tokens)?;
+        Ok(args)
     }
 }

@@ -34,7 +34,7 @@ pub(crate) fn activity(args: TokenStream, item: TokenStream) -> TokenStream {
         }
     };
     let mut sig_errors = Errors::default();
-    let sig = signature::check(&func, &mut sig_errors);
+    let sig = signature::check(&func, signature::ACTIVITY, &mut sig_errors);
     let expanded = match (args, sig, sig_errors.is_empty()) {
         (Some(args), Some(sig), true) => generate(&func, &args, &sig),
         _ => TokenStream::new(),
@@ -287,7 +287,7 @@ fn retry_options(krate: &Path, p: &TokenStream, retry: &RetryArgs) -> TokenStrea
 }
 
 /// `tokens` with every span set to `span`, so that errors in them point there.
-fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+pub(crate) fn respan(tokens: TokenStream, span: Span) -> TokenStream {
     tokens
         .into_iter()
         .map(|mut tree| {

@@ -44,6 +44,7 @@ mod options;
 mod rate;
 mod shutdown;
 mod worker;
+mod workflow;
 
 pub use options::WorkerOptions;
 pub use shutdown::{shutdown_signal, ShutdownHandle};

@@ -16,6 +16,11 @@ pub struct WorkerOptions {
     /// The task queues' global rate, enforced by the engine across all workers
     /// (default: leave the queue's setting as it is).
     pub max_task_queue_activities_per_second: Option<f64>,
+    /// Workflow tasks run at once (default 10).
+    pub max_concurrent_workflow_tasks: usize,
+    /// Workflow instances kept in memory between tasks (default 1000); an evicted
+    /// run replays its history on its next task.
+    pub workflow_cache_size: usize,
     /// Concurrent long polls per task queue (default 2; never more than free slots).
     pub pollers_per_queue: usize,
     /// How long one long poll waits before it is issued again (default 60 s).
@@ -37,6 +42,8 @@ impl Default for WorkerOptions {
             max_concurrent_activities: 100,
             max_activities_per_second: None,
             max_task_queue_activities_per_second: None,
+            max_concurrent_workflow_tasks: 10,
+            workflow_cache_size: 1000,
             pollers_per_queue: 2,
             poll_wait: Duration::from_secs(60),
             identity: format!("worker-{}@{host}", std::process::id()),
@@ -56,6 +63,9 @@ impl WorkerOptions {
         }
         if self.max_concurrent_activities == 0 {
             problems.push("`max_concurrent_activities` must be at least 1".to_owned());
+        }
+        if self.max_concurrent_workflow_tasks == 0 {
+            problems.push("`max_concurrent_workflow_tasks` must be at least 1".to_owned());
         }
         if self.pollers_per_queue == 0 {
             problems.push("`pollers_per_queue` must be at least 1".to_owned());

@@ -17,6 +17,7 @@ use activity_core::{
     protocol::{
         ActivityProtocol, ActivityTask, PollActivityTaskRequest, ProtocolError, TaskTarget,
     },
+    workflow::PollWorkflowTaskRequest,
     ActivityContext, ActivityError, ApplicationFailure, CancelReason, Registry, RegistryError,
 };
 use tokio::{
@@ -31,6 +32,7 @@ use crate::{
     options::WorkerOptions,
     rate::RateLimiter,
     shutdown::{shutdown_signal, ShutdownHandle},
+    workflow::WorkflowExecutor,
 };
 
 /// The worker could not start.
@@ -43,6 +45,9 @@ pub enum WorkerError {
     /// The options are invalid.
     #[error("invalid worker options: {}", .0.join("; "))]
     InvalidOptions(Vec<String>),
+    /// The workflow set is invalid (duplicate names).
+    #[error("invalid workflow registry:\n  - {0}")]
+    Workflows(String),
 }
 
 /// Builds a [`Worker`]: by default it serves every `#[activity]` in the program.
@@ -97,6 +102,19 @@ impl WorkerBuilder {
         self
     }
 
+    /// Sets the number of workflow tasks run at once.
+    pub fn max_concurrent_workflow_tasks(mut self, tasks: usize) -> Self {
+        self.options.max_concurrent_workflow_tasks = tasks;
+        self
+    }
+
+    /// Sets how many workflow instances stay in memory between tasks (0: none,
+    /// every task replays its history).
+    pub fn workflow_cache_size(mut self, instances: usize) -> Self {
+        self.options.workflow_cache_size = instances;
+        self
+    }
+
     /// Sets the graceful shutdown period.
     pub fn graceful_shutdown_period(mut self, period: Duration) -> Self {
         self.options.graceful_shutdown_period = period;
@@ -138,8 +156,15 @@ impl WorkerBuilder {
             return Err(WorkerError::InvalidOptions(problems));
         }
         let registry = self.registry.build()?;
+        let workflows = WorkflowExecutor::new(
+            registry.clone(),
+            self.options.workflow_cache_size,
+        )
+        .map_err(WorkerError::Workflows)?;
         Ok(Worker {
             shared: Arc::new(Shared {
+                workflows,
+                workflow_slots: Arc::new(Semaphore::new(self.options.max_concurrent_workflow_tasks)),
                 protocol: self.protocol,
                 registry,
                 rate: self.options.max_activities_per_second.map(RateLimiter::new),
@@ -202,6 +227,8 @@ struct Running {
 
 struct Shared {
     protocol: Arc<dyn ActivityProtocol>,
+    workflows: WorkflowExecutor,
+    workflow_slots: Arc<Semaphore>,
     registry: Registry,
     options: WorkerOptions,
     rate: Option<RateLimiter>,
@@ -255,6 +282,16 @@ impl Worker {
         &self.shared.registry
     }
 
+    /// Number of workflow instances in the cache.
+    pub fn cached_workflows(&self) -> usize {
+        self.shared.workflows.cached()
+    }
+
+    /// Evicts every cached workflow instance (their next tasks replay history).
+    pub fn evict_workflows(&self) {
+        self.shared.workflows.evict_all();
+    }
+
     /// A handle that starts the graceful shutdown.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         self.shutdown.clone()
@@ -281,6 +318,9 @@ impl Worker {
         for queue in &shared.options.task_queues {
             for _ in 0..shared.options.pollers_per_queue {
                 pollers.spawn(poll_loop(shared.clone(), queue.clone()));
+                if shared.workflows.has_workflows() {
+                    pollers.spawn(workflow_poll_loop(shared.clone(), queue.clone()));
+                }
             }
         }
         tokio::select! {
@@ -302,7 +342,11 @@ impl Worker {
         let all = u32::try_from(shared.options.max_concurrent_activities).unwrap_or(u32::MAX);
         let grace = shared.options.graceful_shutdown_period;
         let idle = || shared.slots.clone().acquire_many_owned(all);
-        if tokio::time::timeout(grace, idle()).await.is_ok() {
+        let workflow_slots =
+            u32::try_from(shared.options.max_concurrent_workflow_tasks).unwrap_or(u32::MAX);
+        let workflows_idle = shared.workflow_slots.clone().acquire_many_owned(workflow_slots);
+        let both_idle = async { tokio::join!(idle(), workflows_idle) };
+        if tokio::time::timeout(grace, both_idle).await.is_ok() {
             return;
         }
         let cancelled = {
@@ -363,6 +407,69 @@ async fn poll_loop(shared: Arc<Shared>, queue: String) {
                 }
                 drop(permit);
                 tracing::warn!(%err, queue = %queue, retry_in = ?backoff, "poll failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+async fn workflow_poll_loop(shared: Arc<Shared>, queue: String) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let Ok(permit) = shared.workflow_slots.clone().acquire_owned().await else {
+            return;
+        };
+        let request = PollWorkflowTaskRequest::new(queue.clone(), shared.options.identity.clone())
+            .with_wait(shared.options.poll_wait);
+        match shared.protocol.poll_workflow_task(request).await {
+            Ok(Some(task)) => {
+                backoff = Duration::from_millis(100);
+                let shared = shared.clone();
+                let span = tracing::info_span!(
+                    "workflow_task",
+                    workflow_type = %task.workflow_type,
+                    workflow_id = %task.workflow_id,
+                    run_id = %task.run_id,
+                    task_queue = %queue,
+                );
+                tokio::spawn(
+                    async move {
+                        let answer = match shared.workflows.run_task(&task).await {
+                            Ok(commands) => {
+                                with_retries(|| {
+                                    shared
+                                        .protocol
+                                        .complete_workflow_task(task.task_token.clone(), commands.clone())
+                                })
+                                .await
+                            }
+                            Err(err) => {
+                                tracing::error!(%err, "workflow task failed");
+                                with_retries(|| {
+                                    shared
+                                        .protocol
+                                        .fail_workflow_task(task.task_token.clone(), err.to_string())
+                                })
+                                .await
+                            }
+                        };
+                        if let Err(err) = answer {
+                            tracing::warn!(%err, "workflow task answer not accepted");
+                        }
+                        drop(permit);
+                    }
+                    .instrument(span),
+                );
+            }
+            Ok(None) => {}
+            Err(ProtocolError::Unsupported { .. }) => {
+                tracing::warn!(queue = %queue, "this connection does not support workflows: workflow polling stopped");
+                return;
+            }
+            Err(err) => {
+                drop(permit);
+                tracing::warn!(%err, queue = %queue, retry_in = ?backoff, "workflow poll failed");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(10));
             }
