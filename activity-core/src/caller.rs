@@ -49,13 +49,15 @@ impl<A: ActivityDefinition> ActivityRequest<A> {
 /// the test environment.
 pub trait ActivityCaller {
     /// The future of one call.
-    type Call<'a, A: ActivityDefinition>: Future<Output = Result<A::Output, ActivityCallError>>
-        + 'a
+    type Call<'a, A: ActivityDefinition>: Future<Output = Result<A::Output, ActivityCallError>> + 'a
     where
         Self: 'a;
 
     /// Runs the request.
-    fn call_activity<A: ActivityDefinition>(&self, request: ActivityRequest<A>) -> Self::Call<'_, A>;
+    fn call_activity<A: ActivityDefinition>(
+        &self,
+        request: ActivityRequest<A>,
+    ) -> Self::Call<'_, A>;
 }
 
 /// A typed call of activity `A` through caller `C`, built by a generated stub.

@@ -306,7 +306,11 @@ impl ActivityContext {
     /// the attempt ends without cancellation.
     pub async fn cancelled(&self) -> CancelReason {
         let mut receiver = self.inner.cancel.clone();
-        let reason = receiver.wait_for(Option::is_some).await.ok().and_then(|r| *r);
+        let reason = receiver
+            .wait_for(Option::is_some)
+            .await
+            .ok()
+            .and_then(|r| *r);
         match reason {
             Some(reason) => reason,
             None => std::future::pending().await,

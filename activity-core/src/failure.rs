@@ -23,6 +23,8 @@ pub mod error_types {
     pub const PANIC: &str = "Panic";
     /// A heartbeat could not be recorded (e.g. from a local activity).
     pub const HEARTBEAT: &str = "HeartbeatError";
+    /// The worker shut down and the activity ignored cancellation (retryable).
+    pub const WORKER_SHUTDOWN: &str = "WorkerShutdown";
     /// A shared-state value the activity needs was not provided.
     pub const MISSING_STATE: &str = "MissingState";
     /// Default type of an error created with [`ActivityError::retryable`](super::ActivityError::retryable).

@@ -44,9 +44,11 @@ pub mod payload;
 pub mod protocol;
 pub mod registry;
 pub mod testing;
+pub mod workflow;
 
-pub use activity_macros::{activity, ActivityError};
+pub use activity_macros::{activity, workflow, ActivityError};
 pub use caller::{ActivityCaller, ActivityRequest, ActivityStub};
+pub use clock::Clock;
 pub use context::{ActivityContext, ActivityInfo, CancelReason, HeartbeatError, TaskToken};
 pub use definition::{ActivityDefinition, ActivityImplementation, State, StateMap};
 pub use failure::{
@@ -55,14 +57,17 @@ pub use failure::{
 };
 pub use options::{ActivityOptions, CancellationType, OptionsError, RetryOptions, RetryPolicy};
 pub use payload::{Payload, PayloadError};
-pub use registry::{ActivityDescriptor, Registry, RegistryError};
-pub use testing::TestActivityEnvironment;
-pub use clock::Clock;
 pub use protocol::client::{ActivityHandle, AsyncCompletion, Client};
 pub use protocol::{
     ActivityProtocol, ActivityTask, ClosedReason, ExecutionDescription, ExecutionOutcome,
     ExecutionRef, ExecutionState, HeartbeatResponse, PollActivityTaskRequest, ProtocolError,
     TaskQueueDescription, TaskTarget,
+};
+pub use registry::{ActivityDescriptor, Registry, RegistryError};
+pub use testing::TestActivityEnvironment;
+pub use workflow::{
+    WorkflowCallError, WorkflowContext, WorkflowDefinition, WorkflowError, WorkflowHandle,
+    WorkflowImplementation,
 };
 
 /// What generated code uses. Not a public API: may change in any release.
@@ -71,6 +76,7 @@ pub mod __private {
     pub use crate::definition::{BoxFuture, StateType};
     pub use crate::failure::ErrorVariant;
     pub use crate::registry::{ActivityRegistration, SourceLocation};
+    pub use crate::workflow::WorkflowRegistration;
     pub use ::core::time::Duration;
     pub use inventory;
     pub use std::{string::String, vec::Vec};
@@ -103,6 +109,29 @@ pub mod __private {
         error.into_activity_error()
     }
 
+    /// The bound on a workflow's error type.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot be returned as a workflow error",
+        label = "no conversion into `WorkflowError`",
+        note = "implement `From<{Self}> for activity_core::WorkflowError`, or return `activity_core::WorkflowError`"
+    )]
+    pub trait IntoWorkflowError {
+        /// Converts the error.
+        fn into_workflow_error(self) -> crate::WorkflowError;
+    }
+
+    #[diagnostic::do_not_recommend]
+    impl<E: Into<crate::WorkflowError>> IntoWorkflowError for E {
+        fn into_workflow_error(self) -> crate::WorkflowError {
+            self.into()
+        }
+    }
+
+    /// Converts a workflow's error (what `?` would do).
+    pub fn into_workflow_error<E: IntoWorkflowError>(error: E) -> crate::WorkflowError {
+        error.into_workflow_error()
+    }
+
     /// The bound on a shared-state type.
     pub fn assert_state<T: Send + Sync + 'static>() {}
 
@@ -111,3 +140,8 @@ pub mod __private {
         E::error_type_of(variant).unwrap_or(variant).to_owned()
     }
 }
+
+/// The README's examples compile and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

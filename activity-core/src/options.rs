@@ -106,7 +106,10 @@ impl ActivityOptions {
     ///
     /// `default_task_queue` is the caller's queue, used when no queue is set.
     /// Every broken rule is reported, each naming its field.
-    pub fn validate(&self, default_task_queue: Option<&str>) -> Result<ValidatedOptions, OptionsError> {
+    pub fn validate(
+        &self,
+        default_task_queue: Option<&str>,
+    ) -> Result<ValidatedOptions, OptionsError> {
         let mut problems = Vec::new();
         let mut positive = |field: &'static str, value: Option<Duration>| {
             if value == Some(Duration::ZERO) {
@@ -310,7 +313,9 @@ impl RetryPolicy {
 
     /// Whether failures of `error_type` are excluded from retries.
     pub fn is_non_retryable_type(&self, error_type: &str) -> bool {
-        self.non_retryable_error_types.iter().any(|t| t == error_type)
+        self.non_retryable_error_types
+            .iter()
+            .any(|t| t == error_type)
     }
 }
 
@@ -380,7 +385,10 @@ mod tests {
             .start_to_close(secs(5))
             .validate(Some("q"))
             .unwrap();
-        assert_eq!(v.schedule_to_start, None, "unlimited without schedule_to_close");
+        assert_eq!(
+            v.schedule_to_start, None,
+            "unlimited without schedule_to_close"
+        );
         assert_eq!(v.schedule_to_close, None);
     }
 
@@ -413,7 +421,11 @@ mod tests {
         let fields: Vec<_> = err.problems.iter().map(|p| p.field.as_str()).collect();
         assert_eq!(
             fields,
-            ["start_to_close", "retry.backoff_coefficient", "retry.maximum_interval"]
+            [
+                "start_to_close",
+                "retry.backoff_coefficient",
+                "retry.maximum_interval"
+            ]
         );
     }
 
@@ -422,10 +434,17 @@ mod tests {
         let base = ActivityOptions::new().start_to_close(secs(1));
         assert_eq!(base.validate(Some("caller")).unwrap().task_queue, "caller");
         assert_eq!(
-            base.clone().task_queue("own").validate(Some("caller")).unwrap().task_queue,
+            base.clone()
+                .task_queue("own")
+                .validate(Some("caller"))
+                .unwrap()
+                .task_queue,
             "own"
         );
-        assert_eq!(base.validate(None).unwrap_err().problems[0].field, "task_queue");
+        assert_eq!(
+            base.validate(None).unwrap_err().problems[0].field,
+            "task_queue"
+        );
         assert_eq!(
             base.task_queue(" ").validate(None).unwrap_err().problems[0].field,
             "task_queue"
@@ -469,9 +488,11 @@ mod tests {
             .start_to_close(secs(30))
             .heartbeat_timeout(secs(5))
             .retry(RetryOptions::new().maximum_attempts(3).non_retryable("A"));
-        let call = ActivityOptions::new()
-            .start_to_close(secs(10))
-            .retry(RetryOptions::new().initial_interval(secs(2)).non_retryable("B"));
+        let call = ActivityOptions::new().start_to_close(secs(10)).retry(
+            RetryOptions::new()
+                .initial_interval(secs(2))
+                .non_retryable("B"),
+        );
         let merged = defaults.merge(&call);
         assert_eq!(merged.start_to_close, Some(secs(10)));
         assert_eq!(merged.heartbeat_timeout, Some(secs(5)));

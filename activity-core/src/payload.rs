@@ -181,10 +181,7 @@ pub trait ActivityInput: Sized + Send + 'static {
 
 fn argument_label(activity: &str, names: &[&str], index: usize) -> String {
     match names.get(index) {
-        Some(name) => format!(
-            "argument {} (`{name}`) of activity `{activity}`",
-            index + 1
-        ),
+        Some(name) => format!("argument {} (`{name}`) of activity `{activity}`", index + 1),
         None => format!("argument {} of activity `{activity}`", index + 1),
     }
 }
@@ -269,7 +266,10 @@ mod tests {
         let err = <(String, u64)>::from_payloads(&payloads, "charge", &["card", "cents"])
             .unwrap_err()
             .to_string();
-        assert!(err.contains("argument 2 (`cents`) of activity `charge`"), "{err}");
+        assert!(
+            err.contains("argument 2 (`cents`) of activity `charge`"),
+            "{err}"
+        );
         assert!(err.contains("expected u64"), "{err}");
     }
 

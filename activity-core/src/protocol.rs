@@ -39,6 +39,10 @@ use crate::{
     failure::{ActivityFailure, ApplicationFailure, Failure, RetryState, TimeoutKind},
     options::{ActivityOptions, OptionsError, ValidatedOptions},
     payload::Payload,
+    workflow::history::{
+        Command, HistoryEvent, PollWorkflowTaskRequest, StartWorkflowRequest, WorkflowDescription,
+        WorkflowOutcome, WorkflowRef, WorkflowState, WorkflowTask,
+    },
 };
 
 pub mod client;
@@ -529,6 +533,13 @@ pub enum ProtocolError {
         /// What happened.
         message: String,
     },
+    /// This implementation of the protocol does not offer the operation. Not
+    /// retryable.
+    #[error("`{operation}` is not supported by this connection")]
+    Unsupported {
+        /// The operation.
+        operation: String,
+    },
     /// The engine failed unexpectedly (e.g. corrupt stored data). Not retryable
     /// without intervention.
     #[error("internal engine error: {message}")]
@@ -638,6 +649,92 @@ pub trait ActivityProtocol: Send + Sync + 'static {
         &self,
         task_queue: String,
     ) -> BoxFuture<'_, Result<TaskQueueDescription, ProtocolError>>;
+
+    /// Starts a workflow run; refused with `AlreadyExists` while a run with the
+    /// same workflow id is running. Answers the run (with its run id).
+    fn start_workflow(
+        &self,
+        request: StartWorkflowRequest,
+    ) -> BoxFuture<'_, Result<WorkflowRef, ProtocolError>> {
+        let _ = request;
+        unsupported("start_workflow")
+    }
+
+    /// Waits up to `request.wait` for a workflow task on the queue and hands it out
+    /// with the run's history.
+    fn poll_workflow_task(
+        &self,
+        request: PollWorkflowTaskRequest,
+    ) -> BoxFuture<'_, Result<Option<WorkflowTask>, ProtocolError>> {
+        let _ = request;
+        unsupported("poll_workflow_task")
+    }
+
+    /// Completes a workflow task with the commands the code produced, in order.
+    fn complete_workflow_task(
+        &self,
+        token: TaskToken,
+        commands: Vec<Command>,
+    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
+        let _ = (token, commands);
+        unsupported("complete_workflow_task")
+    }
+
+    /// Fails a workflow task (e.g. nondeterminism): nothing of it is recorded but
+    /// the failure, and the task is scheduled again after a backoff.
+    fn fail_workflow_task(
+        &self,
+        token: TaskToken,
+        message: String,
+    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
+        let _ = (token, message);
+        unsupported("fail_workflow_task")
+    }
+
+    /// Requests cancellation of a run: recorded in its history, delivered to its
+    /// code, and its running activities are cancel-requested.
+    fn request_cancel_workflow(
+        &self,
+        workflow: WorkflowRef,
+    ) -> BoxFuture<'_, Result<WorkflowState, ProtocolError>> {
+        let _ = workflow;
+        unsupported("request_cancel_workflow")
+    }
+
+    /// Describes a run.
+    fn describe_workflow(
+        &self,
+        workflow: WorkflowRef,
+    ) -> BoxFuture<'_, Result<WorkflowDescription, ProtocolError>> {
+        let _ = workflow;
+        unsupported("describe_workflow")
+    }
+
+    /// The history of a run.
+    fn workflow_history(
+        &self,
+        workflow: WorkflowRef,
+    ) -> BoxFuture<'_, Result<Vec<HistoryEvent>, ProtocolError>> {
+        let _ = workflow;
+        unsupported("workflow_history")
+    }
+
+    /// Waits up to `wait` for the run to be final; `None` if it is still running.
+    fn wait_workflow_outcome(
+        &self,
+        workflow: WorkflowRef,
+        wait: Duration,
+    ) -> BoxFuture<'_, Result<Option<WorkflowOutcome>, ProtocolError>> {
+        let _ = (workflow, wait);
+        unsupported("wait_workflow_outcome")
+    }
+}
+
+fn unsupported<T: Send + 'static>(operation: &str) -> BoxFuture<'static, Result<T, ProtocolError>> {
+    let err = ProtocolError::Unsupported {
+        operation: operation.to_owned(),
+    };
+    Box::pin(std::future::ready(Err(err)))
 }
 
 #[cfg(test)]

@@ -32,8 +32,11 @@ impl fmt::Display for SourceLocation {
     }
 }
 
-type InvokeFn =
-    fn(ActivityContext, &StateMap, &[Payload]) -> BoxFuture<'static, Result<Payload, ActivityError>>;
+type InvokeFn = fn(
+    ActivityContext,
+    &StateMap,
+    &[Payload],
+) -> BoxFuture<'static, Result<Payload, ActivityError>>;
 
 /// One registered activity, type-erased. Submitted by `#[activity]`.
 pub struct ActivityRegistration {
@@ -274,6 +277,12 @@ impl RegistryBuilder {
     /// Provides shared state of type `T` to activities that take `State<T>`.
     pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
         self.state.insert(value);
+        self
+    }
+
+    /// Provides shared state of type `T` that the caller keeps a handle to.
+    pub fn shared_state<T: Send + Sync + 'static>(mut self, value: std::sync::Arc<T>) -> Self {
+        self.state.insert_arc(value);
         self
     }
 

@@ -34,7 +34,9 @@ impl HeartbeatSink for Recorder {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic in another test thread must not hide this environment's records.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[derive(Default)]
@@ -172,7 +174,9 @@ impl TestActivityEnvironment {
             module_path: module_path!(),
         });
         let payloads = input.to_payloads()?;
-        let output = self.run_registration(&registration, &payloads, None).await?;
+        let output = self
+            .run_registration(&registration, &payloads, None)
+            .await?;
         Ok(output.decode_as(&format!("result of activity `{}`", A::NAME))?)
     }
 
@@ -184,20 +188,8 @@ impl TestActivityEnvironment {
         name: &str,
         input: &[Payload],
     ) -> Result<Payload, ActivityError> {
-        match registered_activities().find(|r| r.name() == name) {
-            Some(registration) => self.run_registration(registration, input, None).await,
-            None => {
-                let mut known: Vec<&str> = registered_activities().map(|r| r.name()).collect();
-                known.sort_unstable();
-                Err(ActivityError::application(
-                    error_types::ACTIVITY_NOT_REGISTERED,
-                    format!(
-                        "activity type `{name}` is not registered; registered types: [{}]",
-                        known.join(", ")
-                    ),
-                ))
-            }
-        }
+        let registration = find_registration(name)?;
+        self.run_registration(registration, input, None).await
     }
 
     fn run_registration(
@@ -233,17 +225,15 @@ impl ActivityCaller for TestActivityEnvironment {
                 .clone()
                 .unwrap_or_else(|| self.info.activity_id.clone());
             let payloads = request.input.to_payloads()?;
-            let outcome = match registered_activities().find(|r| r.name() == A::NAME) {
-                Some(registration) => {
+            let outcome = match find_registration(A::NAME) {
+                Ok(registration) => {
                     self.run_registration(registration, &payloads, Some(activity_id.clone()))
                         .await
                 }
-                None => self.execute_payloads(A::NAME, &payloads).await,
+                Err(err) => Err(err),
             };
             match outcome {
-                Ok(payload) => {
-                    Ok(payload.decode_as(&format!("result of activity `{}`", A::NAME))?)
-                }
+                Ok(payload) => Ok(payload.decode_as(&format!("result of activity `{}`", A::NAME))?),
                 Err(err) => Err(ActivityCallError::Failed(one_attempt_failure(
                     A::NAME,
                     activity_id,
@@ -253,6 +243,24 @@ impl ActivityCaller for TestActivityEnvironment {
             }
         })
     }
+}
+
+/// The registered activity called `name`, or an `ActivityNotRegistered` failure
+/// listing the registered types.
+fn find_registration(name: &str) -> Result<&'static ActivityRegistration, ActivityError> {
+    registered_activities()
+        .find(|r| r.name() == name)
+        .ok_or_else(|| {
+            let mut known: Vec<&str> = registered_activities().map(|r| r.name()).collect();
+            known.sort_unstable();
+            ActivityError::application(
+                error_types::ACTIVITY_NOT_REGISTERED,
+                format!(
+                    "activity type `{name}` is not registered; registered types: [{}]",
+                    known.join(", ")
+                ),
+            )
+        })
 }
 
 fn one_attempt_failure(

@@ -211,7 +211,10 @@ fn the_registry_lists_every_activity_with_schemas_and_defaults() {
     let charge = described.iter().find(|d| d.name == "charge").unwrap();
     assert_eq!(charge.arguments, ["card", "cents"]);
     assert!(charge.location.file.ends_with("activities.rs"));
-    assert_eq!(charge.default_options.task_queue.as_deref(), Some("payments"));
+    assert_eq!(
+        charge.default_options.task_queue.as_deref(),
+        Some("payments")
+    );
     let input = &charge.input_schema;
     assert_eq!(input["type"], "array");
     assert_eq!(input["minItems"], 2);
@@ -225,8 +228,10 @@ fn the_registry_lists_every_activity_with_schemas_and_defaults() {
     assert!(card_def["properties"]["number"].is_object(), "{input:#}");
     let output = &charge.output_schema;
     let receipt_ref = output["$ref"].as_str().unwrap();
-    assert!(output["$defs"][receipt_ref.trim_start_matches("#/$defs/")]["properties"]["cents"]
-        .is_object());
+    assert!(
+        output["$defs"][receipt_ref.trim_start_matches("#/$defs/")]["properties"]["cents"]
+            .is_object()
+    );
     let none = described.iter().find(|d| d.name == "no_arguments").unwrap();
     assert_eq!(none.input_schema["maxItems"], 0);
     assert_eq!(none.output_schema["type"], "null");
@@ -261,7 +266,10 @@ fn the_registry_can_be_restricted() {
     let registry = Registry::builder().exclude("lookup").build().unwrap();
     assert!(registry.get("lookup").is_none());
     let err = Registry::builder().only(["nope"]).build().unwrap_err();
-    assert!(err.to_string().contains("no activity named `nope`"), "{err}");
+    assert!(
+        err.to_string().contains("no activity named `nope`"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -292,13 +300,20 @@ async fn call_site_options_are_validated_with_errors_naming_the_field() {
         .start_to_close(Duration::ZERO)
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("`start_to_close` must be greater than zero"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("`start_to_close` must be greater than zero"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn user_error_variants_carry_their_type_and_retryability() {
     assert_eq!(ChargeError::GatewayDown.error_type(), "GatewayDown");
-    assert_eq!(ChargeError::Fraud { score: 1 }.error_type(), "payments.Fraud");
+    assert_eq!(
+        ChargeError::Fraud { score: 1 }.error_type(),
+        "payments.Fraud"
+    );
     assert_eq!(
         ChargeError::VARIANTS
             .iter()
@@ -438,7 +453,11 @@ async fn malformed_payloads_fail_non_retryably_naming_the_argument() {
         .execute_payloads("charge", &input[..1])
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("takes 2 argument(s) (card, cents)"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("takes 2 argument(s) (card, cents)"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -451,5 +470,9 @@ async fn an_unregistered_type_fails_listing_the_registered_ones() {
     assert_eq!(failure.error_type, "ActivityNotRegistered");
     assert!(!failure.non_retryable, "another worker may have it");
     assert!(failure.message.contains("`chrage`"), "{}", failure.message);
-    assert!(failure.message.contains("charge, count_to"), "{}", failure.message);
+    assert!(
+        failure.message.contains("charge, count_to"),
+        "{}",
+        failure.message
+    );
 }

@@ -49,9 +49,16 @@ fn two_activities_with_one_name_are_an_error_naming_both_definitions() {
     );
     let mut lines = [first.line, second.line];
     lines.sort_unstable();
-    assert_eq!(lines, [9, 19], "the lines of the two #[activity] attributes");
+    assert_eq!(
+        lines,
+        [9, 19],
+        "the lines of the two #[activity] attributes"
+    );
     let message = err.to_string();
-    assert!(message.contains("two activities are named `send_invoice`"), "{message}");
+    assert!(
+        message.contains("two activities are named `send_invoice`"),
+        "{message}"
+    );
     assert!(message.contains("tests/duplicate_names.rs:9"), "{message}");
     assert!(message.contains("tests/duplicate_names.rs:19"), "{message}");
     assert!(message.contains("#[activity(name = "), "{message}");

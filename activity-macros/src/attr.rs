@@ -91,17 +91,26 @@ impl ActivityArgs {
         }
         match key.as_str() {
             "name" => {
-                let lit = string_value(&meta, "name", "#[activity(name = \"charge_card\")]", errors)?;
+                let lit =
+                    string_value(&meta, "name", "#[activity(name = \"charge_card\")]", errors)?;
                 if let Some(lit) = lit {
                     if lit.value().trim().is_empty() {
-                        errors.at(&lit, "`name` must not be empty: it is the activity's stable wire name");
+                        errors.at(
+                            &lit,
+                            "`name` must not be empty: it is the activity's stable wire name",
+                        );
                     } else {
                         self.name = Some(lit);
                     }
                 }
             }
             "task_queue" => {
-                let lit = string_value(&meta, "task_queue", "#[activity(task_queue = \"payments\")]", errors)?;
+                let lit = string_value(
+                    &meta,
+                    "task_queue",
+                    "#[activity(task_queue = \"payments\")]",
+                    errors,
+                )?;
                 if let Some(lit) = lit {
                     if lit.value().trim().is_empty() {
                         errors.at(&lit, "`task_queue` must not be empty");
@@ -129,10 +138,17 @@ impl ActivityArgs {
                 self.retry = Some(retry);
             }
             "crate" => {
-                if let Some(lit) = string_value(&meta, "crate", "#[activity(crate = \"my_reexport::activity_core\")]", errors)? {
+                if let Some(lit) = string_value(
+                    &meta,
+                    "crate",
+                    "#[activity(crate = \"my_reexport::activity_core\")]",
+                    errors,
+                )? {
                     match lit.parse::<Path>() {
                         Ok(path) => self.krate = Some(path),
-                        Err(_) => errors.at(&lit, "`crate` must be a path, e.g. \"::activity_core\""),
+                        Err(_) => {
+                            errors.at(&lit, "`crate` must be a path, e.g. \"::activity_core\"")
+                        }
                     }
                 }
             }
@@ -162,8 +178,12 @@ impl RetryArgs {
             "backoff_coefficient" => {
                 let expr: Expr = meta.value()?.parse()?;
                 let value = match &expr {
-                    Expr::Lit(ExprLit { lit: Lit::Float(f), .. }) => f.base10_parse::<f64>().ok(),
-                    Expr::Lit(ExprLit { lit: Lit::Int(i), .. }) => i.base10_parse::<f64>().ok(),
+                    Expr::Lit(ExprLit {
+                        lit: Lit::Float(f), ..
+                    }) => f.base10_parse::<f64>().ok(),
+                    Expr::Lit(ExprLit {
+                        lit: Lit::Int(i), ..
+                    }) => i.base10_parse::<f64>().ok(),
                     _ => None,
                 };
                 match value {
@@ -225,13 +245,16 @@ impl RetryArgs {
 }
 
 #[derive(Default)]
-struct Seen(Vec<String>);
+pub(crate) struct Seen(Vec<String>);
 
 impl Seen {
     /// Records `key`; reports a duplicate on its second occurrence.
-    fn first(&mut self, key: &str, path: &Path, errors: &mut Errors) -> bool {
+    pub(crate) fn first(&mut self, key: &str, path: &Path, errors: &mut Errors) -> bool {
         if self.0.iter().any(|k| k == key) {
-            errors.at(path, format!("duplicate key `{key}`: give each option once"));
+            errors.at(
+                path,
+                format!("duplicate key `{key}`: give each option once"),
+            );
             false
         } else {
             self.0.push(key.to_owned());
@@ -240,7 +263,7 @@ impl Seen {
     }
 }
 
-fn path_name(path: &Path) -> String {
+pub(crate) fn path_name(path: &Path) -> String {
     if let Some(ident) = path.get_ident() {
         return ident.to_string();
     }
@@ -248,9 +271,12 @@ fn path_name(path: &Path) -> String {
     quote::quote!(#path).to_string().replace(' ', "")
 }
 
-fn unknown_key(key: &str, valid: &[&str], place: &str) -> String {
+pub(crate) fn unknown_key(key: &str, valid: &[&str], place: &str) -> String {
     let mut message = format!("unknown key `{key}` in {place}");
-    if let Some((_, meant)) = ALIASES.iter().find(|(alias, meant)| *alias == key && valid.contains(meant)) {
+    if let Some((_, meant)) = ALIASES
+        .iter()
+        .find(|(alias, meant)| *alias == key && valid.contains(meant))
+    {
         message.push_str(&format!("; did you mean `{meant}`?"));
     }
     message.push_str(&format!("; valid keys are: {}", valid.join(", ")));
@@ -258,7 +284,7 @@ fn unknown_key(key: &str, valid: &[&str], place: &str) -> String {
 }
 
 /// Consumes whatever value follows an unusable key, so parsing can go on.
-fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
+pub(crate) fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
     if meta.input.peek(syn::Token![=]) {
         meta.value()?.parse::<Expr>()?;
     } else if meta.input.peek(syn::token::Paren) {
@@ -269,7 +295,7 @@ fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
     Ok(())
 }
 
-fn string_value(
+pub(crate) fn string_value(
     meta: &ParseNestedMeta<'_>,
     key: &str,
     example: &str,
@@ -282,9 +308,14 @@ fn string_value(
     }
     let expr: Expr = meta.value()?.parse()?;
     match expr {
-        Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => Ok(Some(s)),
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => Ok(Some(s)),
         other => {
-            errors.at(&other, format!("`{key}` must be a string literal: `{example}`"));
+            errors.at(
+                &other,
+                format!("`{key}` must be a string literal: `{example}`"),
+            );
             Ok(None)
         }
     }
@@ -296,13 +327,18 @@ fn duration_value(
     errors: &mut Errors,
 ) -> syn::Result<Option<DurationLit>> {
     if !meta.input.peek(syn::Token![=]) {
-        errors.at(&meta.path, format!("`{key}` needs a duration: `{key} = \"30s\"`"));
+        errors.at(
+            &meta.path,
+            format!("`{key}` needs a duration: `{key} = \"30s\"`"),
+        );
         skip_value(meta)?;
         return Ok(None);
     }
     let expr: Expr = meta.value()?.parse()?;
     match &expr {
-        Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => match duration::parse(s) {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => match duration::parse(s) {
             Ok(d) => Ok(Some(d)),
             Err(e) => {
                 errors.push(e);
@@ -319,3 +355,68 @@ fn duration_value(
     }
 }
 
+/// The arguments of `#[workflow(...)]`.
+#[derive(Default)]
+pub(crate) struct WorkflowArgs {
+    pub(crate) name: Option<LitStr>,
+    pub(crate) krate: Option<Path>,
+}
+
+const WORKFLOW_KEYS: &[&str] = &["name", "crate"];
+
+impl WorkflowArgs {
+    pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> syn::Result<Self> {
+        let mut args = WorkflowArgs::default();
+        let mut seen = Seen::default();
+        syn::meta::parser(|meta| {
+            let key = path_name(&meta.path);
+            if !seen.first(&key, &meta.path, errors) {
+                return skip_value(&meta);
+            }
+            match key.as_str() {
+                "name" => {
+                    if let Some(lit) =
+                        string_value(&meta, "name", "#[workflow(name = \"checkout\")]", errors)?
+                    {
+                        if lit.value().trim().is_empty() {
+                            errors.at(
+                                &lit,
+                                "`name` must not be empty: it is the workflow's stable type name",
+                            );
+                        } else {
+                            args.name = Some(lit);
+                        }
+                    }
+                }
+                "crate" => {
+                    if let Some(lit) = string_value(
+                        &meta,
+                        "crate",
+                        "#[workflow(crate = \"my_reexport::activity_core\")]",
+                        errors,
+                    )? {
+                        match lit.parse::<Path>() {
+                            Ok(path) => args.krate = Some(path),
+                            Err(_) => {
+                                errors.at(&lit, "`crate` must be a path, e.g. \"::activity_core\"")
+                            }
+                        }
+                    }
+                }
+                _ => {
+                    let mut message = unknown_key(&key, WORKFLOW_KEYS, "#[workflow]");
+                    if KEYS.contains(&key.as_str()) {
+                        message.push_str(
+                            "; activity options are set on each activity, or at the call site",
+                        );
+                    }
+                    errors.at(&meta.path, message);
+                    return skip_value(&meta);
+                }
+            }
+            Ok(())
+        })
+        .parse2(tokens)?;
+        Ok(args)
+    }
+}

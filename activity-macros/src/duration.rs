@@ -11,7 +11,8 @@ pub(crate) struct DurationLit {
 
 pub(crate) fn parse(lit: &LitStr) -> Result<DurationLit, syn::Error> {
     let text = lit.value();
-    let example = "write a number and a unit, e.g. \"250ms\", \"30s\", \"5m\", \"1h\" or \"1h 30m\"";
+    let example =
+        "write a number and a unit, e.g. \"250ms\", \"30s\", \"5m\", \"1h\" or \"1h 30m\"";
     let duration = humantime::parse_duration(&text).map_err(|err| {
         syn::Error::new(
             lit.span(),
@@ -30,9 +31,8 @@ pub(crate) fn parse(lit: &LitStr) -> Result<DurationLit, syn::Error> {
             format!("duration \"{text}\" is finer than a millisecond, the resolution of every activity timeout"),
         ));
     }
-    let millis = u64::try_from(duration.as_millis()).map_err(|_| {
-        syn::Error::new(lit.span(), format!("duration \"{text}\" is too long"))
-    })?;
+    let millis = u64::try_from(duration.as_millis())
+        .map_err(|_| syn::Error::new(lit.span(), format!("duration \"{text}\" is too long")))?;
     Ok(DurationLit {
         millis,
         lit: lit.clone(),

@@ -34,7 +34,7 @@ pub(crate) fn activity(args: TokenStream, item: TokenStream) -> TokenStream {
         }
     };
     let mut sig_errors = Errors::default();
-    let sig = signature::check(&func, &mut sig_errors);
+    let sig = signature::check(&func, signature::ACTIVITY, &mut sig_errors);
     let expanded = match (args, sig, sig_errors.is_empty()) {
         (Some(args), Some(sig), true) => generate(&func, &args, &sig),
         _ => TokenStream::new(),
@@ -99,12 +99,12 @@ fn generate(func: &ItemFn, args: &ActivityArgs, sig: &Signature) -> TokenStream 
 
     let output = &sig.output;
     let checks = {
-        let arguments = arg_types.iter().map(|ty| {
-            quote_spanned!(ty.span()=> #p::assert_argument::<#ty>();)
-        });
-        let states = state_types.iter().map(|ty| {
-            quote_spanned!(ty.span()=> #p::assert_state::<#ty>();)
-        });
+        let arguments = arg_types
+            .iter()
+            .map(|ty| quote_spanned!(ty.span()=> #p::assert_argument::<#ty>();));
+        let states = state_types
+            .iter()
+            .map(|ty| quote_spanned!(ty.span()=> #p::assert_state::<#ty>();));
         quote! {
             #[allow(dead_code, clippy::all)]
             fn __activity_bounds() {
@@ -287,12 +287,13 @@ fn retry_options(krate: &Path, p: &TokenStream, retry: &RetryArgs) -> TokenStrea
 }
 
 /// `tokens` with every span set to `span`, so that errors in them point there.
-fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+pub(crate) fn respan(tokens: TokenStream, span: Span) -> TokenStream {
     tokens
         .into_iter()
         .map(|mut tree| {
             if let proc_macro2::TokenTree::Group(group) = &tree {
-                let mut inner = proc_macro2::Group::new(group.delimiter(), respan(group.stream(), span));
+                let mut inner =
+                    proc_macro2::Group::new(group.delimiter(), respan(group.stream(), span));
                 inner.set_span(span);
                 tree = proc_macro2::TokenTree::Group(inner);
             } else {

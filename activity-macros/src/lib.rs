@@ -1,4 +1,4 @@
-//! Procedural macros of `activity-core`. Use them through `activity_core`, which
+//! Procedural macros of `activity-core`: `#[activity]`, `#[workflow]`, `#[derive(ActivityError)]`. Use them through `activity_core`, which
 //! re-exports them and documents them with examples.
 //!
 //! Entry points only dispatch: argument parsing lives in [`attr`], signature checks
@@ -14,11 +14,19 @@ mod duration;
 mod error_derive;
 mod expand;
 mod signature;
+mod workflow;
 
 /// Turns an `async fn` into a typed, registered activity. See `activity_core::activity`.
 #[proc_macro_attribute]
 pub fn activity(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::activity(args.into(), item.into()).into()
+}
+
+/// Turns an `async fn(ctx: WorkflowContext, …)` into a typed, registered workflow.
+/// See `activity_core::workflow`.
+#[proc_macro_attribute]
+pub fn workflow(args: TokenStream, item: TokenStream) -> TokenStream {
+    workflow::workflow(args.into(), item.into()).into()
 }
 
 /// Gives each variant of an error type an activity error type name, and converts

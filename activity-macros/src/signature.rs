@@ -35,22 +35,66 @@ impl Signature {
     }
 }
 
+/// What kind of function is checked.
+#[derive(Clone, Copy)]
+pub(crate) struct Kind {
+    /// "an activity" / "a workflow".
+    what: &'static str,
+    /// The context type.
+    context: &'static str,
+    /// Whether the context parameter is required.
+    context_required: bool,
+    /// Whether `State<T>` parameters are allowed.
+    allow_state: bool,
+    /// The framework's error type.
+    error: &'static str,
+    /// The derive that makes a user error convertible.
+    derive_hint: &'static str,
+}
+
+pub(crate) const ACTIVITY: Kind = Kind {
+    what: "an activity",
+    context: "ActivityContext",
+    context_required: false,
+    allow_state: true,
+    error: "ActivityError",
+    derive_hint: " or a type with `#[derive(ActivityError)]`",
+};
+
+pub(crate) const WORKFLOW: Kind = Kind {
+    what: "a workflow",
+    context: "WorkflowContext",
+    context_required: true,
+    allow_state: false,
+    error: "WorkflowError",
+    derive_hint: " or a type that converts into it",
+};
+
 /// Checks `func`; every problem goes to `errors`. Returns `None` when the
 /// signature cannot be expanded.
-pub(crate) fn check(func: &ItemFn, errors: &mut Errors) -> Option<Signature> {
+pub(crate) fn check(func: &ItemFn, kind: Kind, errors: &mut Errors) -> Option<Signature> {
+    let Kind {
+        what,
+        context,
+        error: error_type,
+        ..
+    } = kind;
     let sig = &func.sig;
     let name = &sig.ident;
     if sig.asyncness.is_none() {
         errors.at(
             sig.fn_token,
-            format!("an activity must be an `async fn`: write `async fn {name}`"),
+            format!("{what} must be an `async fn`: write `async fn {name}`"),
         );
     }
     if let Some(unsafety) = &sig.unsafety {
-        errors.at(unsafety, "an activity cannot be `unsafe`: the worker calls it like any safe function");
+        errors.at(
+            unsafety,
+            "an activity cannot be `unsafe`: the worker calls it like any safe function",
+        );
     }
     if let Some(constness) = &sig.constness {
-        errors.at(constness, "an activity cannot be `const`");
+        errors.at(constness, format!("{what} cannot be `const`"));
     }
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
         let blame: &dyn ToTokens = if sig.generics.params.is_empty() {
@@ -60,11 +104,11 @@ pub(crate) fn check(func: &ItemFn, errors: &mut Errors) -> Option<Signature> {
         };
         errors.at(
             blame,
-            "an activity cannot be generic: the worker decodes each activity name into one concrete signature; write one activity per concrete type",
+            format!("{what} cannot be generic: the worker decodes each type name into one concrete signature; write one per concrete type"),
         );
     }
     if let Some(variadic) = &sig.variadic {
-        errors.at(variadic, "an activity cannot be variadic");
+        errors.at(variadic, format!("{what} cannot be variadic"));
     }
 
     let mut has_context = false;
@@ -72,21 +116,26 @@ pub(crate) fn check(func: &ItemFn, errors: &mut Errors) -> Option<Signature> {
     for (index, input) in sig.inputs.iter().enumerate() {
         let typed = match input {
             FnArg::Receiver(receiver) => {
+                let hint = if kind.allow_state {
+                    "For shared state (a database pool, an HTTP client), take a `State<T>` parameter and provide the value with `.state(value)` on the worker"
+                } else {
+                    "Workflows keep their state in local variables, rebuilt by replay"
+                };
                 errors.at(
                     receiver,
-                    "`self` is not allowed: an activity is a free function. For shared state (a database pool, an HTTP client), take a `State<T>` parameter and provide the value with `.state(value)` on the worker",
+                    format!("`self` is not allowed: {what} is a free function. {hint}"),
                 );
                 continue;
             }
             FnArg::Typed(typed) => typed,
         };
         let ty = &*typed.ty;
-        if is_named(ty, "ActivityContext") {
+        if is_named(ty, context) {
             if index != 0 {
                 errors.at(
                     ty,
                     format!(
-                        "`ActivityContext` must be the first parameter: move `{}` to the front",
+                        "`{context}` must be the first parameter: move `{}` to the front",
                         typed.pat.to_token_stream()
                     ),
                 );
@@ -95,13 +144,21 @@ pub(crate) fn check(func: &ItemFn, errors: &mut Errors) -> Option<Signature> {
             continue;
         }
         if let Type::Reference(reference) = ty {
-            if is_named(&reference.elem, "ActivityContext") {
+            if is_named(&reference.elem, context) {
                 errors.at(
                     reference.and_token,
-                    "take `ActivityContext` by value: it is cheap to clone and is owned by the running attempt",
+                    format!("take `{context}` by value: it is cheap to clone"),
                 );
+                has_context = true;
                 continue;
             }
+        }
+        if !kind.allow_state && state_inner(ty).is_some() {
+            errors.at(
+                ty,
+                format!("{what} cannot take shared state: its code must be deterministic and replayable; use the state in an activity"),
+            );
+            continue;
         }
         if let Some(inner) = state_inner(ty) {
             check_owned(inner, "a shared-state type", errors);
@@ -110,7 +167,7 @@ pub(crate) fn check(func: &ItemFn, errors: &mut Errors) -> Option<Signature> {
             });
             continue;
         }
-        check_owned(ty, "an activity argument", errors);
+        check_owned(ty, &format!("{what} argument"), errors);
         let name = match &*typed.pat {
             Pat::Ident(p) => p.ident.clone(),
             _ => format_ident!("arg{}", index),
@@ -127,7 +184,7 @@ pub(crate) fn check(func: &ItemFn, errors: &mut Errors) -> Option<Signature> {
     if arguments > MAX_ARGUMENTS {
         errors.at(
             &sig.inputs,
-            format!("an activity takes at most {MAX_ARGUMENTS} arguments, found {arguments}: group some of them into a struct"),
+            format!("{what} takes at most {MAX_ARGUMENTS} arguments, found {arguments}: group some of them into a struct"),
         );
     }
 
@@ -135,7 +192,7 @@ pub(crate) fn check(func: &ItemFn, errors: &mut Errors) -> Option<Signature> {
         ReturnType::Default => {
             errors.at(
                 name,
-                format!("an activity must return `Result<T, E>`: add a return type, e.g. `async fn {name}(…) -> Result<(), ActivityError>`"),
+                format!("{what} must return `Result<T, E>`: add a return type, e.g. `async fn {name}(…) -> Result<(), {error_type}>`"),
             );
             return None;
         }
@@ -145,7 +202,8 @@ pub(crate) fn check(func: &ItemFn, errors: &mut Errors) -> Option<Signature> {
                 errors.at(
                     ty,
                     format!(
-                        "an activity must return `Result<T, E>` (`E` is `ActivityError` or a type with `#[derive(ActivityError)]`); wrap it: `Result<{}, ActivityError>`",
+                        "{what} must return `Result<T, E>` (`E` is `{error_type}`{}); wrap it: `Result<{}, {error_type}>`",
+                        kind.derive_hint,
                         ty.to_token_stream()
                     ),
                 );
@@ -153,7 +211,13 @@ pub(crate) fn check(func: &ItemFn, errors: &mut Errors) -> Option<Signature> {
             }
         },
     };
-    check_owned(&output, "an activity result", errors);
+    check_owned(&output, &format!("{what} result"), errors);
+    if kind.context_required && !has_context && sig.receiver().is_none() {
+        errors.at(
+            &sig.ident,
+            format!("{what} takes `ctx: {context}` as its first parameter: it schedules activities and timers through it"),
+        );
+    }
 
     Some(Signature {
         has_context,

@@ -1,7 +1,51 @@
 //! The worker of typed, durable activities.
 //!
-//! Not implemented yet: this crate is the place for polling with execution slots,
-//! rate limits, heartbeat throttling, cancellation delivery, graceful shutdown and
-//! the workflow executor (see the project's DESIGN.md). Until then, activities run
-//! through [`activity_core::TestActivityEnvironment`], and a worker's start-up
-//! check of the activity set is [`activity_core::Registry::builder`].
+//! A [`Worker`] talks to the engine only through
+//! [`ActivityProtocol`](activity_core::ActivityProtocol) (the embedded engine or a
+//! remote server alike). By default it serves every `#[activity]` of the program
+//! (collected through `inventory`), checked at build time: two activities with one
+//! name, or a missing `State<T>`, are errors naming them.
+//!
+//! ```ignore
+//! let worker = Worker::builder(engine.protocol())
+//!     .task_queue("payments")
+//!     .max_concurrent_activities(50)
+//!     .state(db_pool)
+//!     .build()?;
+//! let report = worker.run().await; // until Ctrl-C or SIGTERM, then graceful shutdown
+//! ```
+//!
+//! - **Flow control**: a poller takes an execution slot before it polls, so
+//!   in-flight activities never exceed `max_concurrent_activities` and nothing is
+//!   buffered in the worker; `max_activities_per_second` is a token bucket per worker;
+//!   `max_task_queue_activities_per_second` is sent to the engine, which enforces it
+//!   across all workers of the queue.
+//! - **Attempts** run in their own task under a `tracing` span (activity type, id,
+//!   attempt, task queue, workflow id). A panic fails the attempt with type `Panic`
+//!   and the worker goes on; an unregistered type fails with `ActivityNotRegistered`
+//!   listing the registered ones; undecodable input fails non-retryably, naming the
+//!   argument.
+//! - **Heartbeats** are throttled (see `heartbeat.rs`): the first is sent at once,
+//!   then at most one per 0.8 × heartbeat timeout (30 s without one), always the
+//!   latest details, and unsent details go with a failure report.
+//! - **Cancellation** reaches the activity's context with its reason: requested
+//!   (heartbeat answer), timed out (the engine refused a heartbeat of a timed-out
+//!   attempt, or the attempt's own deadline passed on the worker's clock), execution
+//!   closed, or worker shutting down.
+//! - **Asynchronous completion**: an activity that returns
+//!   `ActivityError::ResultPending` frees its slot; the worker reports nothing.
+//! - **Graceful shutdown**: polling stops, running activities get
+//!   `graceful_shutdown_period` to finish, then are cancelled with reason "worker
+//!   shutting down" and their outcomes reported. [`shutdown_signal`] wires Ctrl-C
+//!   and SIGTERM. Time is tokio's, so tests run it on a paused (virtual) clock.
+
+mod heartbeat;
+mod options;
+mod rate;
+mod shutdown;
+mod worker;
+mod workflow;
+
+pub use options::WorkerOptions;
+pub use shutdown::{shutdown_signal, ShutdownHandle};
+pub use worker::{Worker, WorkerBuilder, WorkerError, WorkerReport};

@@ -88,6 +88,11 @@ impl Client {
         self
     }
 
+    /// The task queue used when neither the call nor the definition sets one.
+    pub fn task_queue(&self) -> Option<&str> {
+        self.task_queue.as_deref()
+    }
+
     /// The protocol this client talks to.
     pub fn protocol(&self) -> &Arc<dyn ActivityProtocol> {
         &self.protocol

@@ -1,0 +1,222 @@
+//! Starting workflows and waiting for them: the typed start stubs
+//! (`checkout::start(&client, order)`) and [`WorkflowHandle`].
+
+use std::{fmt, future::IntoFuture, marker::PhantomData, sync::Arc, time::Duration};
+
+use crate::{
+    definition::BoxFuture,
+    payload::{ActivityInput, PayloadError},
+    protocol::{client::Client, ActivityProtocol, ProtocolError},
+};
+
+use super::{
+    history::{
+        HistoryEvent, StartWorkflowRequest, WorkflowDescription, WorkflowFailure, WorkflowOutcome,
+        WorkflowRef, WorkflowState,
+    },
+    WorkflowDefinition,
+};
+
+/// A workflow call did not produce its result.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorkflowCallError {
+    /// The run failed.
+    #[error("workflow failed: {0}")]
+    Failed(WorkflowFailure),
+    /// The run was canceled.
+    #[error("workflow canceled")]
+    Canceled,
+    /// The engine refused the call (e.g. a running workflow has this id).
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    /// The input could not be encoded, or the result decoded.
+    #[error(transparent)]
+    Payload(#[from] PayloadError),
+}
+
+/// Something that starts workflows: a [`Client`].
+pub trait WorkflowStarter {
+    /// The protocol the runs are started through.
+    fn workflow_protocol(&self) -> Arc<dyn ActivityProtocol>;
+    /// The task queue used when the start does not name one.
+    fn default_task_queue(&self) -> Option<&str>;
+}
+
+impl WorkflowStarter for Client {
+    fn workflow_protocol(&self) -> Arc<dyn ActivityProtocol> {
+        self.protocol().clone()
+    }
+
+    fn default_task_queue(&self) -> Option<&str> {
+        self.task_queue()
+    }
+}
+
+/// A typed start of workflow `W`, built by a generated stub. Set the id and queue,
+/// then `.await` it for a [`WorkflowHandle`].
+#[must_use = "a workflow start does nothing until it is awaited"]
+pub struct WorkflowStart<'c, C: WorkflowStarter, W: WorkflowDefinition> {
+    starter: &'c C,
+    input: W::Input,
+    workflow_id: Option<String>,
+    task_queue: Option<String>,
+}
+
+impl<'c, C: WorkflowStarter, W: WorkflowDefinition> WorkflowStart<'c, C, W> {
+    /// A start of `W` with `input` through `starter`.
+    pub fn new(starter: &'c C, input: W::Input) -> Self {
+        Self {
+            starter,
+            input,
+            workflow_id: None,
+            task_queue: None,
+        }
+    }
+
+    /// Sets the workflow id (default: a new unique id).
+    pub fn workflow_id(mut self, id: impl Into<String>) -> Self {
+        self.workflow_id = Some(id.into());
+        self
+    }
+
+    /// Sets the task queue (default: the client's).
+    pub fn task_queue(mut self, queue: impl Into<String>) -> Self {
+        self.task_queue = Some(queue.into());
+        self
+    }
+}
+
+impl<'c, C: WorkflowStarter, W: WorkflowDefinition> IntoFuture for WorkflowStart<'c, C, W> {
+    type Output = Result<WorkflowHandle<W>, WorkflowCallError>;
+    type IntoFuture = BoxFuture<'c, Self::Output>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        let protocol = self.starter.workflow_protocol();
+        let task_queue = self
+            .task_queue
+            .or_else(|| self.starter.default_task_queue().map(str::to_owned));
+        let workflow_id = self.workflow_id;
+        let input = self.input;
+        Box::pin(async move {
+            let task_queue = match task_queue {
+                Some(queue) => queue,
+                None => {
+                    return Err(ProtocolError::invalid_argument(
+                        "task_queue",
+                        "no task queue: set one with `.task_queue(…)` on the start or `with_task_queue` on the client",
+                    )
+                    .into())
+                }
+            };
+            let workflow_id =
+                workflow_id.unwrap_or_else(|| format!("{}-{}", W::NAME, unique_suffix()));
+            let input = input.to_payloads()?;
+            let run = protocol
+                .start_workflow(StartWorkflowRequest::new(
+                    workflow_id,
+                    W::NAME,
+                    task_queue,
+                    input,
+                ))
+                .await?;
+            Ok(WorkflowHandle {
+                protocol,
+                workflow: run,
+                _workflow: PhantomData,
+            })
+        })
+    }
+}
+
+fn unique_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{nanos:x}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A typed handle to a workflow run.
+pub struct WorkflowHandle<W: WorkflowDefinition> {
+    protocol: Arc<dyn ActivityProtocol>,
+    workflow: WorkflowRef,
+    _workflow: PhantomData<fn() -> W>,
+}
+
+impl<W: WorkflowDefinition> fmt::Debug for WorkflowHandle<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkflowHandle")
+            .field("workflow", &self.workflow)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<W: WorkflowDefinition> Clone for WorkflowHandle<W> {
+    fn clone(&self) -> Self {
+        Self {
+            protocol: self.protocol.clone(),
+            workflow: self.workflow.clone(),
+            _workflow: PhantomData,
+        }
+    }
+}
+
+impl<W: WorkflowDefinition> WorkflowHandle<W> {
+    /// A handle to an existing run.
+    pub fn new(protocol: Arc<dyn ActivityProtocol>, workflow: WorkflowRef) -> Self {
+        Self {
+            protocol,
+            workflow,
+            _workflow: PhantomData,
+        }
+    }
+
+    /// The run.
+    pub fn workflow(&self) -> &WorkflowRef {
+        &self.workflow
+    }
+
+    /// Waits for the run's typed result.
+    pub async fn result(&self) -> Result<W::Output, WorkflowCallError> {
+        loop {
+            let outcome = self
+                .protocol
+                .wait_workflow_outcome(self.workflow.clone(), Duration::from_secs(60))
+                .await?;
+            match outcome {
+                None => continue,
+                Some(WorkflowOutcome::Completed(payload)) => {
+                    return Ok(payload.decode_as(&format!("result of workflow `{}`", W::NAME))?)
+                }
+                Some(WorkflowOutcome::Failed(failure)) => {
+                    return Err(WorkflowCallError::Failed(failure))
+                }
+                Some(WorkflowOutcome::Canceled) => return Err(WorkflowCallError::Canceled),
+            }
+        }
+    }
+
+    /// Requests cancellation of the run.
+    pub async fn cancel(&self) -> Result<WorkflowState, ProtocolError> {
+        self.protocol
+            .request_cancel_workflow(self.workflow.clone())
+            .await
+    }
+
+    /// Describes the run.
+    pub async fn describe(&self) -> Result<WorkflowDescription, ProtocolError> {
+        self.protocol.describe_workflow(self.workflow.clone()).await
+    }
+
+    /// The run's history.
+    pub async fn history(&self) -> Result<Vec<HistoryEvent>, ProtocolError> {
+        self.protocol.workflow_history(self.workflow.clone()).await
+    }
+}

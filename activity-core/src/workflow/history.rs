@@ -1,0 +1,580 @@
+//! Workflow histories, commands and the data of workflow tasks (SEMANTICS 3).
+//!
+//! The engine keeps an ordered [`HistoryEvent`] list per workflow run. Workflow
+//! code runs in workers, in workflow tasks: the worker receives the history, runs
+//! (or replays) the code, and answers with [`Command`]s, which the engine records
+//! as events and carries out. Every command carries a sequence number (`seq`)
+//! assigned by the workflow context in program order, per kind; the engine's
+//! events name the same `seq`, which is how replay matches code to history.
+
+use std::{fmt, time::Duration, time::SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    context::TaskToken,
+    failure::{ActivityFailure, ApplicationFailure},
+    options::ActivityOptions,
+    payload::Payload,
+};
+
+/// Identifies a workflow run: its workflow id, and the run id when a specific run
+/// is meant (`None`: the latest run of that id).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct WorkflowRef {
+    /// The workflow id (unique among running workflows).
+    pub workflow_id: String,
+    /// The run id, or `None` for the latest run.
+    pub run_id: Option<String>,
+}
+
+impl WorkflowRef {
+    /// The latest run of `workflow_id`.
+    pub fn latest(workflow_id: impl Into<String>) -> Self {
+        Self {
+            workflow_id: workflow_id.into(),
+            run_id: None,
+        }
+    }
+
+    /// A specific run.
+    pub fn run(workflow_id: impl Into<String>, run_id: impl Into<String>) -> Self {
+        Self {
+            workflow_id: workflow_id.into(),
+            run_id: Some(run_id.into()),
+        }
+    }
+}
+
+impl fmt::Display for WorkflowRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.run_id {
+            Some(run) => write!(f, "workflow `{}` run `{run}`", self.workflow_id),
+            None => write!(f, "workflow `{}`", self.workflow_id),
+        }
+    }
+}
+
+/// One event of a workflow run's history.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct HistoryEvent {
+    /// Position in the history, from 1, without gaps.
+    pub event_id: u64,
+    /// When the engine recorded it (its clock).
+    pub time: SystemTime,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+impl HistoryEvent {
+    /// Builds an event.
+    pub fn new(event_id: u64, time: SystemTime, kind: EventKind) -> Self {
+        Self {
+            event_id,
+            time,
+            kind,
+        }
+    }
+}
+
+/// What happened in a workflow run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum EventKind {
+    /// The run started (always event 1).
+    WorkflowStarted {
+        /// The workflow type name.
+        workflow_type: String,
+        /// The run's task queue (its workflow tasks, and its activities by default).
+        task_queue: String,
+        /// The serialized arguments.
+        input: Vec<Payload>,
+    },
+    /// A workflow task was scheduled (new events wait for the code).
+    WorkflowTaskScheduled,
+    /// A worker took the workflow task.
+    WorkflowTaskStarted {
+        /// The worker.
+        identity: String,
+    },
+    /// The worker answered with commands; the command events follow.
+    WorkflowTaskCompleted {
+        /// The worker.
+        identity: String,
+    },
+    /// The worker failed the task (e.g. nondeterminism); its commands were
+    /// discarded and the task is scheduled again later.
+    WorkflowTaskFailed {
+        /// Why.
+        message: String,
+    },
+    /// The worker did not answer in time; the task is scheduled again.
+    WorkflowTaskTimedOut,
+    /// Command event: an activity was scheduled.
+    ActivityScheduled {
+        /// Sequence number of the command.
+        seq: u32,
+        /// The activity id.
+        activity_id: String,
+        /// The activity type.
+        activity_type: String,
+    },
+    /// The activity completed.
+    ActivityCompleted {
+        /// Which activity.
+        seq: u32,
+        /// Its result.
+        result: Payload,
+    },
+    /// The activity failed, timed out or was canceled (its final outcome).
+    ActivityFailed {
+        /// Which activity.
+        seq: u32,
+        /// The failure.
+        failure: ActivityFailure,
+    },
+    /// Command event: cancellation of an activity was requested.
+    ActivityCancelRequested {
+        /// Which activity.
+        seq: u32,
+    },
+    /// Command event: a timer was started.
+    TimerStarted {
+        /// Sequence number of the command.
+        seq: u32,
+        /// How long it runs.
+        duration: Duration,
+    },
+    /// The timer fired.
+    TimerFired {
+        /// Which timer.
+        seq: u32,
+    },
+    /// Command event: a timer was cancelled before it fired.
+    TimerCanceled {
+        /// Which timer.
+        seq: u32,
+    },
+    /// Command event: the outcome of a local activity, run by the worker.
+    LocalActivityRecorded {
+        /// Sequence number of the local activity.
+        seq: u32,
+        /// The activity type.
+        activity_type: String,
+        /// Its result, or its final failure.
+        outcome: LocalActivityOutcome,
+    },
+    /// Cancellation of the run was requested; its running activities were
+    /// cancel-requested too.
+    WorkflowCancelRequested,
+    /// Command event: the run completed.
+    WorkflowCompleted {
+        /// The result.
+        result: Payload,
+    },
+    /// Command event: the run failed.
+    WorkflowFailed {
+        /// Why.
+        failure: WorkflowFailure,
+    },
+    /// Command event: the run acknowledged its cancellation.
+    WorkflowCanceled,
+}
+
+impl EventKind {
+    /// Whether this event records a command of a workflow task.
+    pub fn is_command(&self) -> bool {
+        matches!(
+            self,
+            EventKind::ActivityScheduled { .. }
+                | EventKind::ActivityCancelRequested { .. }
+                | EventKind::TimerStarted { .. }
+                | EventKind::TimerCanceled { .. }
+                | EventKind::LocalActivityRecorded { .. }
+                | EventKind::WorkflowCompleted { .. }
+                | EventKind::WorkflowFailed { .. }
+                | EventKind::WorkflowCanceled
+        )
+    }
+
+    /// A short name for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::WorkflowStarted { .. } => "WorkflowStarted",
+            EventKind::WorkflowTaskScheduled => "WorkflowTaskScheduled",
+            EventKind::WorkflowTaskStarted { .. } => "WorkflowTaskStarted",
+            EventKind::WorkflowTaskCompleted { .. } => "WorkflowTaskCompleted",
+            EventKind::WorkflowTaskFailed { .. } => "WorkflowTaskFailed",
+            EventKind::WorkflowTaskTimedOut => "WorkflowTaskTimedOut",
+            EventKind::ActivityScheduled { .. } => "ActivityScheduled",
+            EventKind::ActivityCompleted { .. } => "ActivityCompleted",
+            EventKind::ActivityFailed { .. } => "ActivityFailed",
+            EventKind::ActivityCancelRequested { .. } => "ActivityCancelRequested",
+            EventKind::TimerStarted { .. } => "TimerStarted",
+            EventKind::TimerFired { .. } => "TimerFired",
+            EventKind::TimerCanceled { .. } => "TimerCanceled",
+            EventKind::LocalActivityRecorded { .. } => "LocalActivityRecorded",
+            EventKind::WorkflowCancelRequested => "WorkflowCancelRequested",
+            EventKind::WorkflowCompleted { .. } => "WorkflowCompleted",
+            EventKind::WorkflowFailed { .. } => "WorkflowFailed",
+            EventKind::WorkflowCanceled => "WorkflowCanceled",
+        }
+    }
+}
+
+/// The outcome of a local activity, as recorded in history.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum LocalActivityOutcome {
+    /// It completed with this result.
+    Completed(Payload),
+    /// It failed for good.
+    Failed(ActivityFailure),
+}
+
+/// Why a workflow run failed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorkflowFailure {
+    /// The workflow returned an application error.
+    #[error("{0}")]
+    Application(ApplicationFailure),
+    /// An activity failed and the workflow returned that failure.
+    #[error(transparent)]
+    Activity(ActivityFailure),
+}
+
+/// A command of a workflow task, in the order the code produced it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Command {
+    /// Schedule an activity (recorded as `ActivityScheduled`).
+    ScheduleActivity {
+        /// Sequence number.
+        seq: u32,
+        /// The activity id (unique within the run).
+        activity_id: String,
+        /// The activity type.
+        activity_type: String,
+        /// The serialized arguments.
+        input: Vec<Payload>,
+        /// The options (definition defaults merged with call-site options); the
+        /// task queue defaults to the run's.
+        options: ActivityOptions,
+    },
+    /// Request cancellation of an activity (recorded as `ActivityCancelRequested`).
+    RequestCancelActivity {
+        /// Which activity.
+        seq: u32,
+    },
+    /// Start a durable timer (recorded as `TimerStarted`).
+    StartTimer {
+        /// Sequence number.
+        seq: u32,
+        /// How long.
+        duration: Duration,
+    },
+    /// Cancel a timer that has not fired (recorded as `TimerCanceled`).
+    CancelTimer {
+        /// Which timer.
+        seq: u32,
+    },
+    /// Record the outcome of a local activity (recorded as `LocalActivityRecorded`).
+    RecordLocalActivity {
+        /// Sequence number.
+        seq: u32,
+        /// The activity type.
+        activity_type: String,
+        /// Its outcome.
+        outcome: LocalActivityOutcome,
+    },
+    /// Complete the run (recorded as `WorkflowCompleted`).
+    CompleteWorkflow {
+        /// The result.
+        result: Payload,
+    },
+    /// Fail the run (recorded as `WorkflowFailed`).
+    FailWorkflow {
+        /// Why.
+        failure: WorkflowFailure,
+    },
+    /// Acknowledge the run's cancellation (recorded as `WorkflowCanceled`).
+    CancelWorkflow,
+}
+
+impl Command {
+    /// The event kind that records this command.
+    pub fn to_event(&self) -> EventKind {
+        match self.clone() {
+            Command::ScheduleActivity {
+                seq,
+                activity_id,
+                activity_type,
+                ..
+            } => EventKind::ActivityScheduled {
+                seq,
+                activity_id,
+                activity_type,
+            },
+            Command::RequestCancelActivity { seq } => EventKind::ActivityCancelRequested { seq },
+            Command::StartTimer { seq, duration } => EventKind::TimerStarted { seq, duration },
+            Command::CancelTimer { seq } => EventKind::TimerCanceled { seq },
+            Command::RecordLocalActivity {
+                seq,
+                activity_type,
+                outcome,
+            } => EventKind::LocalActivityRecorded {
+                seq,
+                activity_type,
+                outcome,
+            },
+            Command::CompleteWorkflow { result } => EventKind::WorkflowCompleted { result },
+            Command::FailWorkflow { failure } => EventKind::WorkflowFailed { failure },
+            Command::CancelWorkflow => EventKind::WorkflowCanceled,
+        }
+    }
+
+    /// Whether replaying code that produced `self` matches the recorded `event`:
+    /// same kind, same sequence number, same activity type.
+    pub fn matches(&self, event: &EventKind) -> bool {
+        match (self, event) {
+            (
+                Command::ScheduleActivity {
+                    seq, activity_type, ..
+                },
+                EventKind::ActivityScheduled {
+                    seq: s,
+                    activity_type: t,
+                    ..
+                },
+            ) => seq == s && activity_type == t,
+            (
+                Command::RecordLocalActivity {
+                    seq, activity_type, ..
+                },
+                EventKind::LocalActivityRecorded {
+                    seq: s,
+                    activity_type: t,
+                    ..
+                },
+            ) => seq == s && activity_type == t,
+            (
+                Command::RequestCancelActivity { seq },
+                EventKind::ActivityCancelRequested { seq: s },
+            )
+            | (Command::StartTimer { seq, .. }, EventKind::TimerStarted { seq: s, .. })
+            | (Command::CancelTimer { seq }, EventKind::TimerCanceled { seq: s }) => seq == s,
+            (Command::CompleteWorkflow { .. }, EventKind::WorkflowCompleted { .. })
+            | (Command::FailWorkflow { .. }, EventKind::WorkflowFailed { .. })
+            | (Command::CancelWorkflow, EventKind::WorkflowCanceled) => true,
+            _ => false,
+        }
+    }
+
+    /// A short description for messages, e.g. "ScheduleActivity(seq 2, `ship`)".
+    pub fn describe(&self) -> String {
+        describe_event(&self.to_event())
+    }
+}
+
+/// A short description of an event for messages, e.g. "ActivityScheduled(seq 2, `ship`)".
+pub fn describe_event(kind: &EventKind) -> String {
+    match kind {
+        EventKind::ActivityScheduled {
+            seq, activity_type, ..
+        }
+        | EventKind::LocalActivityRecorded {
+            seq, activity_type, ..
+        } => format!("{}(seq {seq}, `{activity_type}`)", kind.name()),
+        EventKind::ActivityCancelRequested { seq }
+        | EventKind::ActivityCompleted { seq, .. }
+        | EventKind::ActivityFailed { seq, .. }
+        | EventKind::TimerFired { seq }
+        | EventKind::TimerCanceled { seq } => format!("{}(seq {seq})", kind.name()),
+        EventKind::TimerStarted { seq, duration } => {
+            format!("{}(seq {seq}, {duration:?})", kind.name())
+        }
+        other => other.name().to_owned(),
+    }
+}
+
+/// The state of a workflow run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum WorkflowState {
+    /// Running.
+    Running,
+    /// Final: completed with a result.
+    Completed,
+    /// Final: failed.
+    Failed,
+    /// Final: canceled.
+    Canceled,
+}
+
+impl WorkflowState {
+    /// Whether the state is final.
+    pub fn is_final(self) -> bool {
+        self != WorkflowState::Running
+    }
+
+    /// The stable name, as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkflowState::Running => "RUNNING",
+            WorkflowState::Completed => "COMPLETED",
+            WorkflowState::Failed => "FAILED",
+            WorkflowState::Canceled => "CANCELED",
+        }
+    }
+
+    /// Parses [`WorkflowState::as_str`].
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "RUNNING" => WorkflowState::Running,
+            "COMPLETED" => WorkflowState::Completed,
+            "FAILED" => WorkflowState::Failed,
+            "CANCELED" => WorkflowState::Canceled,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for WorkflowState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The final outcome of a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum WorkflowOutcome {
+    /// Completed with this result.
+    Completed(Payload),
+    /// Failed.
+    Failed(WorkflowFailure),
+    /// Canceled.
+    Canceled,
+}
+
+/// Start a workflow run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct StartWorkflowRequest {
+    /// The workflow id; refused if a run with this id is running.
+    pub workflow_id: String,
+    /// The workflow type name.
+    pub workflow_type: String,
+    /// The task queue of its workflow tasks (and default of its activities).
+    pub task_queue: String,
+    /// The serialized arguments.
+    pub input: Vec<Payload>,
+}
+
+impl StartWorkflowRequest {
+    /// Builds a request.
+    pub fn new(
+        workflow_id: impl Into<String>,
+        workflow_type: impl Into<String>,
+        task_queue: impl Into<String>,
+        input: Vec<Payload>,
+    ) -> Self {
+        Self {
+            workflow_id: workflow_id.into(),
+            workflow_type: workflow_type.into(),
+            task_queue: task_queue.into(),
+            input,
+        }
+    }
+}
+
+/// A workflow task handed to a worker: the run's whole history, the new events
+/// last.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct WorkflowTask {
+    /// Authenticates the answer (one task attempt).
+    pub task_token: TaskToken,
+    /// The run.
+    pub workflow_id: String,
+    /// The run id.
+    pub run_id: String,
+    /// The workflow type.
+    pub workflow_type: String,
+    /// The history, ending with this task's `WorkflowTaskStarted`.
+    pub history: Vec<HistoryEvent>,
+}
+
+impl WorkflowTask {
+    /// Builds a task.
+    pub fn new(
+        task_token: TaskToken,
+        workflow_id: String,
+        run_id: String,
+        workflow_type: String,
+        history: Vec<HistoryEvent>,
+    ) -> Self {
+        Self {
+            task_token,
+            workflow_id,
+            run_id,
+            workflow_type,
+            history,
+        }
+    }
+}
+
+/// What is known about a workflow run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct WorkflowDescription {
+    /// The workflow id.
+    pub workflow_id: String,
+    /// The run id.
+    pub run_id: String,
+    /// The workflow type.
+    pub workflow_type: String,
+    /// The task queue.
+    pub task_queue: String,
+    /// The state.
+    pub state: WorkflowState,
+    /// When the run started.
+    pub start_time: SystemTime,
+    /// When it closed.
+    pub close_time: Option<SystemTime>,
+    /// Whether cancellation was requested.
+    pub cancel_requested: bool,
+    /// Number of history events.
+    pub history_length: u64,
+    /// The outcome, once final.
+    pub outcome: Option<WorkflowOutcome>,
+}
+
+/// Long-poll a task queue for a workflow task.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct PollWorkflowTaskRequest {
+    /// The task queue.
+    pub task_queue: String,
+    /// Who polls.
+    pub identity: String,
+    /// How long to wait before answering `None`.
+    pub wait: Duration,
+}
+
+impl PollWorkflowTaskRequest {
+    /// A poll of `task_queue` by `identity`, waiting up to 60 s.
+    pub fn new(task_queue: impl Into<String>, identity: impl Into<String>) -> Self {
+        Self {
+            task_queue: task_queue.into(),
+            identity: identity.into(),
+            wait: Duration::from_secs(60),
+        }
+    }
+
+    /// Sets how long to wait.
+    pub fn with_wait(mut self, wait: Duration) -> Self {
+        self.wait = wait;
+        self
+    }
+}

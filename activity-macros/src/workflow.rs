@@ -1,0 +1,159 @@
+//! Builds the tokens of `#[workflow]`: the user's function unchanged, a marker
+//! type of the same name with the typed start stub, the trait impls and the
+//! registration.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::{spanned::Spanned, ItemFn, Path};
+
+use crate::{
+    attr::WorkflowArgs,
+    ctxt::Errors,
+    expand::respan,
+    signature::{self, Signature},
+};
+
+pub(crate) fn workflow(args: TokenStream, item: TokenStream) -> TokenStream {
+    let func: ItemFn = match syn::parse2(item.clone()) {
+        Ok(func) => func,
+        Err(_) => {
+            let err = syn::Error::new(
+                Span::call_site(),
+                "#[workflow] applies to an `async fn`, e.g. `#[workflow] async fn checkout(ctx: WorkflowContext, order: Order) -> Result<Receipt, WorkflowError>`",
+            )
+            .to_compile_error();
+            return quote!(#item #err);
+        }
+    };
+    let mut errors = Errors::default();
+    let args = match WorkflowArgs::parse(args, &mut errors) {
+        Ok(args) => Some(args),
+        Err(err) => {
+            errors.push(err);
+            None
+        }
+    };
+    let mut sig_errors = Errors::default();
+    let sig = signature::check(&func, signature::WORKFLOW, &mut sig_errors);
+    let expanded = match (args, sig, sig_errors.is_empty()) {
+        (Some(args), Some(sig), true) => generate(&func, &args, &sig),
+        _ => TokenStream::new(),
+    };
+    if let Some(e) = sig_errors.into_error() {
+        errors.push(e);
+    }
+    let errors = errors.into_compile_errors();
+    quote! {
+        #func
+        #expanded
+        #errors
+    }
+}
+
+fn generate(func: &ItemFn, args: &WorkflowArgs, sig: &Signature) -> TokenStream {
+    let krate: Path = args
+        .krate
+        .clone()
+        .unwrap_or_else(|| syn::parse_quote!(::activity_core));
+    let p = quote!(#krate::__private);
+    let vis = &func.vis;
+    let ident = &func.sig.ident;
+    let name = args
+        .name
+        .as_ref()
+        .map(|n| n.value())
+        .unwrap_or_else(|| ident.to_string());
+    let arg_names: Vec<_> = sig.arguments().map(|(n, _)| n).collect();
+    let arg_name_strs: Vec<String> = arg_names.iter().map(|n| n.to_string()).collect();
+    let arg_types: Vec<_> = sig.arguments().map(|(_, t)| t).collect();
+    let vars: Vec<_> = (0..arg_types.len())
+        .map(|i| format_ident!("__p{}", i))
+        .collect();
+    let client = if arg_name_strs.iter().any(|n| n == "client") {
+        format_ident!("__client")
+    } else {
+        format_ident!("client")
+    };
+    let output = &sig.output;
+    let checks = arg_types
+        .iter()
+        .map(|ty| quote_spanned!(ty.span()=> #p::assert_argument::<#ty>();));
+    let convert = match &sig.error {
+        Some(e) => {
+            let trait_path = respan(quote!(#p::IntoWorkflowError), e.span());
+            quote_spanned!(e.span()=> <#e as #trait_path>::into_workflow_error)
+        }
+        None => quote!(#p::into_workflow_error),
+    };
+    let run = quote_spanned! {ident.span()=>
+        ::std::boxed::Box::pin(async move {
+            #ident(__ctx, #(#vars),*).await.map_err(#convert)
+        })
+    };
+    let params_span = func.sig.paren_token.span.join();
+    let input_type = quote_spanned!(params_span=> (#(#arg_types,)*));
+    let start_ident = syn::Ident::new("start", ident.span());
+    let doc = format!(
+        "Workflow `{name}`: the definition and typed start stub of [`{ident}`](fn@{ident}).\n\n\
+         Start it with `{ident}::start(&client, {})`.",
+        arg_name_strs.join(", ")
+    );
+    let start_doc = format!(
+        "Starts workflow `{name}` through `{client}`; `.await` the returned stub for a typed handle. \
+         Set `.workflow_id(…)` and `.task_queue(…)` before awaiting."
+    );
+
+    quote! {
+        #[doc = #doc]
+        #[allow(non_camel_case_types, dead_code)]
+        #vis struct #ident {
+            _private: (),
+        }
+
+        #[allow(dead_code, clippy::too_many_arguments)]
+        impl #ident {
+            /// The workflow type name.
+            pub const NAME: &'static str = #name;
+
+            #[doc = #start_doc]
+            pub fn #start_ident<'c, C: #krate::workflow::WorkflowStarter>(
+                #client: &'c C,
+                #(#arg_names: #arg_types),*
+            ) -> #krate::workflow::WorkflowStart<'c, C, #ident> {
+                #krate::workflow::WorkflowStart::new(#client, (#(#arg_names,)*))
+            }
+        }
+
+        const _: () = {
+            impl #krate::WorkflowDefinition for #ident {
+                const NAME: &'static str = #name;
+                const ARGUMENTS: &'static [&'static str] = &[#(#arg_name_strs),*];
+                type Input = #input_type;
+                type Output = #output;
+            }
+
+            impl #krate::WorkflowImplementation for #ident {
+                fn run(
+                    __ctx: #krate::WorkflowContext,
+                    __input: Self::Input,
+                ) -> #p::BoxFuture<'static, ::core::result::Result<Self::Output, #krate::WorkflowError>> {
+                    let (#(#vars,)*) = __input;
+                    #run
+                }
+            }
+
+            #p::inventory::submit! {
+                #p::WorkflowRegistration::of::<#ident>(#p::SourceLocation {
+                    file: ::core::file!(),
+                    line: ::core::line!(),
+                    module_path: ::core::module_path!(),
+                })
+            }
+
+            #[allow(dead_code, clippy::all)]
+            fn __workflow_bounds() {
+                #(#checks)*
+            }
+        };
+    }
+}

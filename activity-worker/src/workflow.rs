@@ -1,0 +1,497 @@
+//! The workflow executor: runs workflow tasks, keeps instances in a bounded cache
+//! between tasks, and replays the history after a crash or an eviction.
+//!
+//! A task carries the run's whole history. The executor applies its events in
+//! order to a run (a cached instance continues where it stopped). At each
+//! `WorkflowTaskStarted` it runs the code until it blocks (an *activation*):
+//! - a past activation (followed by `WorkflowTaskCompleted`) is replayed: the
+//!   commands the code produces must match the command events recorded after it,
+//!   one by one, or the task fails with an error naming the expected event and the
+//!   command found (nondeterminism); the workflow itself is not failed;
+//! - the last activation is the current task: its commands are the answer.
+//!
+//! Local activities are run here, between polls of the code, and recorded as
+//! commands; on replay their outcomes come from history and the functions are not
+//! run again. Activities already resolved in history are never scheduled again:
+//! their commands match recorded events and are not sent.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    future::Future,
+    pin::Pin,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex, MutexGuard,
+    },
+    task::{Context, Poll, Wake, Waker},
+};
+
+use activity_core::{
+    failure::error_types,
+    workflow::{
+        history::describe_event, registered_workflows, Command, EventKind, HistoryEvent,
+        LocalActivityOutcome, LocalActivityRequest, RunDriver, WorkflowInfo, WorkflowRegistration,
+        WorkflowTask,
+    },
+    ActivityContext, ActivityError, ActivityFailure, ApplicationFailure, Failure, Payload,
+    Registry, RetryState, TimeoutFailure, TimeoutKind, WorkflowError,
+};
+
+type RunFuture = Pin<Box<dyn Future<Output = Result<Payload, WorkflowError>> + Send>>;
+
+/// One workflow run held in memory between tasks.
+struct Instance {
+    driver: RunDriver,
+    future: Option<RunFuture>,
+    /// History events applied so far.
+    applied: usize,
+    /// Where the `WorkflowTaskCompleted` of the last answered task must appear.
+    expect_completed_at: Option<usize>,
+}
+
+/// Runs workflow tasks. Shared by the worker's workflow pollers.
+pub(crate) struct WorkflowExecutor {
+    workflows: HashMap<&'static str, &'static WorkflowRegistration>,
+    registry: Registry,
+    cache: Mutex<Cache>,
+}
+
+struct Cache {
+    capacity: usize,
+    instances: HashMap<String, Instance>,
+    order: VecDeque<String>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Why a workflow task failed (its commands are not sent).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TaskError {
+    #[error("nondeterminism in workflow `{workflow_type}` (run `{run_id}`): {detail}")]
+    Nondeterminism {
+        workflow_type: String,
+        run_id: String,
+        detail: String,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl WorkflowExecutor {
+    /// Every registered workflow, checked for duplicate names.
+    pub(crate) fn new(registry: Registry, cache_capacity: usize) -> Result<Self, String> {
+        let mut workflows: HashMap<&'static str, &'static WorkflowRegistration> = HashMap::new();
+        let mut problems = Vec::new();
+        let mut all: Vec<_> = registered_workflows().collect();
+        all.sort_by_key(|w| (w.name(), w.location()));
+        for workflow in all {
+            if let Some(first) = workflows.get(workflow.name()) {
+                problems.push(format!(
+                    "two workflows are named `{}`: one at {}, one at {}; give one of them another name with #[workflow(name = \"…\")]",
+                    workflow.name(),
+                    first.location(),
+                    workflow.location()
+                ));
+            } else {
+                workflows.insert(workflow.name(), workflow);
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems.join("\n"));
+        }
+        Ok(Self {
+            workflows,
+            registry,
+            cache: Mutex::new(Cache {
+                capacity: cache_capacity,
+                instances: HashMap::new(),
+                order: VecDeque::new(),
+            }),
+        })
+    }
+
+    /// Whether this program has any workflow to run.
+    pub(crate) fn has_workflows(&self) -> bool {
+        !self.workflows.is_empty()
+    }
+
+    /// Number of cached instances (for tests and metrics).
+    pub(crate) fn cached(&self) -> usize {
+        lock(&self.cache).instances.len()
+    }
+
+    /// Forgets every cached instance: the next task of each run replays it.
+    pub(crate) fn evict_all(&self) {
+        let mut cache = lock(&self.cache);
+        cache.instances.clear();
+        cache.order.clear();
+    }
+
+    /// Runs one workflow task; answers its commands.
+    pub(crate) async fn run_task(&self, task: &WorkflowTask) -> Result<Vec<Command>, TaskError> {
+        let history = &task.history;
+        let cached = {
+            let mut cache = lock(&self.cache);
+            cache.order.retain(|id| id != &task.run_id);
+            cache.instances.remove(&task.run_id)
+        };
+        let mut instance = match cached.filter(|i| i.continues(history)) {
+            Some(instance) => instance,
+            None => self.new_instance(task)?,
+        };
+        for event in &history[instance.applied..] {
+            if let EventKind::LocalActivityRecorded { seq, outcome, .. } = &event.kind {
+                instance.driver.preload_local_outcome(*seq, outcome.clone());
+            }
+        }
+        let commands = self.apply(&mut instance, task).await?;
+        instance.applied = history.len();
+        instance.expect_completed_at = Some(history.len());
+        if instance.future.is_some() {
+            let mut cache = lock(&self.cache);
+            while cache.instances.len() >= cache.capacity.max(1) {
+                match cache.order.pop_front() {
+                    Some(oldest) => {
+                        cache.instances.remove(&oldest);
+                    }
+                    None => break,
+                }
+            }
+            cache.order.push_back(task.run_id.clone());
+            cache.instances.insert(task.run_id.clone(), instance);
+        }
+        Ok(commands)
+    }
+
+    fn new_instance(&self, task: &WorkflowTask) -> Result<Instance, TaskError> {
+        let Some(first) = task.history.first() else {
+            return Err(TaskError::Invalid(
+                "the workflow task has an empty history".into(),
+            ));
+        };
+        let EventKind::WorkflowStarted {
+            workflow_type,
+            task_queue,
+            input,
+        } = &first.kind
+        else {
+            return Err(TaskError::Invalid(format!(
+                "history starts with {} instead of WorkflowStarted",
+                first.kind.name()
+            )));
+        };
+        let Some(registration) = self.workflows.get(workflow_type.as_str()) else {
+            let mut known: Vec<_> = self.workflows.keys().copied().collect();
+            known.sort_unstable();
+            return Err(TaskError::Invalid(format!(
+                "workflow type `{workflow_type}` is not registered on this worker; registered types: [{}]",
+                known.join(", ")
+            )));
+        };
+        let driver = RunDriver::new(
+            WorkflowInfo::new(
+                task.workflow_id.clone(),
+                task.run_id.clone(),
+                workflow_type.clone(),
+                task_queue.clone(),
+            ),
+            first.time,
+        );
+        let future = registration.start(driver.context(), input);
+        Ok(Instance {
+            driver,
+            future: Some(future),
+            applied: 1,
+            expect_completed_at: None,
+        })
+    }
+
+    /// Applies the events not applied yet; replays past activations and runs the
+    /// current one.
+    async fn apply(
+        &self,
+        instance: &mut Instance,
+        task: &WorkflowTask,
+    ) -> Result<Vec<Command>, TaskError> {
+        let history = &task.history;
+        let mut index = instance.applied;
+        while index < history.len() {
+            let event = &history[index];
+            match &event.kind {
+                EventKind::ActivityCompleted { seq, result } => {
+                    instance.driver.resolve_activity(*seq, Ok(result.clone()));
+                }
+                EventKind::ActivityFailed { seq, failure } => {
+                    instance.driver.resolve_activity(*seq, Err(failure.clone()));
+                }
+                EventKind::TimerFired { seq } => {
+                    instance.driver.fire_timer(*seq);
+                }
+                EventKind::WorkflowCancelRequested => instance.driver.request_cancel(),
+                EventKind::WorkflowTaskStarted { .. } => {
+                    instance.driver.set_now(event.time);
+                    match history.get(index + 1).map(|e| &e.kind) {
+                        None => return self.activate(instance, task, false).await,
+                        Some(EventKind::WorkflowTaskCompleted { .. }) => {
+                            let produced = self.activate(instance, task, true).await?;
+                            let recorded: Vec<&HistoryEvent> = history[index + 2..]
+                                .iter()
+                                .take_while(|e| e.kind.is_command())
+                                .collect();
+                            check_replay(task, &produced, &recorded)?;
+                            index += 2 + recorded.len();
+                            continue;
+                        }
+                        // That attempt's answer was lost: its commands were never recorded.
+                        Some(_) => {}
+                    }
+                }
+                _ => {}
+            }
+            index += 1;
+        }
+        Err(TaskError::Invalid(
+            "the history does not end with the task's WorkflowTaskStarted".into(),
+        ))
+    }
+
+    /// Runs the code until it blocks, running (or, on replay, taking from history)
+    /// the local activities it asks for. Returns the commands produced.
+    async fn activate(
+        &self,
+        instance: &mut Instance,
+        task: &WorkflowTask,
+        replay: bool,
+    ) -> Result<Vec<Command>, TaskError> {
+        let flag = Arc::new(Flag(AtomicBool::new(true)));
+        let waker = Waker::from(flag.clone());
+        loop {
+            if let Some(future) = instance.future.as_mut() {
+                if flag.0.swap(false, Ordering::SeqCst) {
+                    let mut cx = Context::from_waker(&waker);
+                    if let Poll::Ready(outcome) = future.as_mut().poll(&mut cx) {
+                        instance.future = None;
+                        let command = match outcome {
+                            Ok(result) => Command::CompleteWorkflow { result },
+                            Err(err)
+                                if err.is_canceled() && instance.driver.is_cancel_requested() =>
+                            {
+                                Command::CancelWorkflow
+                            }
+                            Err(err) => Command::FailWorkflow {
+                                failure: err.into_failure(),
+                            },
+                        };
+                        instance.driver.push_command(command);
+                    }
+                }
+            }
+            let requests = instance.driver.take_local_requests();
+            if requests.is_empty() {
+                if instance.future.is_none() || !flag.0.load(Ordering::SeqCst) {
+                    break;
+                }
+                continue;
+            }
+            for request in requests {
+                let outcome = match instance.driver.take_recorded_local(request.seq) {
+                    Some(outcome) => outcome,
+                    None if replay => {
+                        return Err(TaskError::Nondeterminism {
+                            workflow_type: task.workflow_type.clone(),
+                            run_id: task.run_id.clone(),
+                            detail: format!(
+                                "the code ran local activity `{}` (seq {}) where the history has no record of it",
+                                request.activity_type, request.seq
+                            ),
+                        })
+                    }
+                    None => self.run_local(task, &request).await,
+                };
+                instance
+                    .driver
+                    .resolve_local(request.seq, &request.activity_type, outcome);
+            }
+        }
+        Ok(instance.driver.take_commands())
+    }
+
+    /// Runs a local activity in this worker, with its retry policy (SEMANTICS 1.7).
+    async fn run_local(
+        &self,
+        task: &WorkflowTask,
+        request: &LocalActivityRequest,
+    ) -> LocalActivityOutcome {
+        let options = &request.options;
+        let started = tokio::time::Instant::now();
+        let deadline = options.schedule_to_close.map(|total| started + total);
+        let mut attempt = 1;
+        loop {
+            let mut info = activity_core::ActivityInfo::new(
+                request.activity_type.clone(),
+                format!("local-{}", request.seq),
+                task_queue_of(task),
+            );
+            info.attempt = attempt;
+            info.is_local = true;
+            info.workflow_id = Some(task.workflow_id.clone());
+            info.workflow_run_id = Some(task.run_id.clone());
+            info.workflow_type = Some(task.workflow_type.clone());
+            let (ctx, _cancel) = ActivityContext::new(info, None, None);
+            let run = self
+                .registry
+                .invoke(&request.activity_type, ctx, &request.input);
+            let limit = match deadline {
+                Some(deadline) => options
+                    .start_to_close
+                    .min(deadline.saturating_duration_since(tokio::time::Instant::now())),
+                None => options.start_to_close,
+            };
+            let failure = match tokio::time::timeout(limit, run).await {
+                Ok(Ok(result)) => return LocalActivityOutcome::Completed(result),
+                Ok(Err(ActivityError::Application(mut failure))) => {
+                    if failure.error_type == error_types::ACTIVITY_NOT_REGISTERED {
+                        // No other worker runs this worker's local activities.
+                        failure.non_retryable = true;
+                    }
+                    Failure::Application(failure)
+                }
+                Ok(Err(other)) => match other.into_failure() {
+                    Some(failure) => failure,
+                    None => Failure::Application(
+                        ApplicationFailure::new(
+                            "ResultPending",
+                            "a local activity cannot complete asynchronously",
+                        )
+                        .with_non_retryable(true),
+                    ),
+                },
+                Err(_) => Failure::Timeout(TimeoutFailure::new(
+                    if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                        TimeoutKind::ScheduleToClose
+                    } else {
+                        TimeoutKind::StartToClose
+                    },
+                    None,
+                )),
+            };
+            let policy = &options.retry_policy;
+            let (retry_state, give_up) = match &failure {
+                Failure::Application(a)
+                    if a.non_retryable || policy.is_non_retryable_type(&a.error_type) =>
+                {
+                    (RetryState::NonRetryableFailure, true)
+                }
+                Failure::Canceled(_) => (RetryState::CancelRequested, true),
+                Failure::Timeout(t) if t.kind == TimeoutKind::ScheduleToClose => {
+                    (RetryState::Timeout, true)
+                }
+                _ if policy.attempts_exhausted(attempt) => {
+                    (RetryState::MaximumAttemptsReached, true)
+                }
+                _ => (RetryState::Timeout, false),
+            };
+            let delay = match &failure {
+                Failure::Application(a) => a.next_retry_delay.unwrap_or(policy.backoff(attempt)),
+                _ => policy.backoff(attempt),
+            };
+            let too_late = deadline.is_some_and(|d| tokio::time::Instant::now() + delay >= d);
+            if give_up || too_late {
+                let retry_state = if give_up {
+                    retry_state
+                } else {
+                    RetryState::Timeout
+                };
+                return LocalActivityOutcome::Failed(ActivityFailure::new(
+                    request.activity_type.clone(),
+                    format!("local-{}", request.seq),
+                    attempt,
+                    retry_state,
+                    failure,
+                ));
+            }
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        }
+    }
+}
+
+fn task_queue_of(task: &WorkflowTask) -> String {
+    match task.history.first().map(|e| &e.kind) {
+        Some(EventKind::WorkflowStarted { task_queue, .. }) => task_queue.clone(),
+        _ => String::new(),
+    }
+}
+
+impl Instance {
+    /// Whether the cached instance can go on with `history`: the history extends
+    /// what it applied, and the task it answered last was recorded.
+    fn continues(&self, history: &[HistoryEvent]) -> bool {
+        if self.applied > history.len() || self.future.is_none() {
+            return false;
+        }
+        match self.expect_completed_at {
+            Some(at) => matches!(
+                history.get(at).map(|e| &e.kind),
+                Some(EventKind::WorkflowTaskCompleted { .. })
+            ),
+            None => true,
+        }
+    }
+}
+
+fn check_replay(
+    task: &WorkflowTask,
+    produced: &[Command],
+    recorded: &[&HistoryEvent],
+) -> Result<(), TaskError> {
+    let mismatch = |detail: String| TaskError::Nondeterminism {
+        workflow_type: task.workflow_type.clone(),
+        run_id: task.run_id.clone(),
+        detail,
+    };
+    for (k, command) in produced.iter().enumerate() {
+        match recorded.get(k) {
+            Some(event) if command.matches(&event.kind) => {}
+            Some(event) => {
+                return Err(mismatch(format!(
+                    "history has event {} {} where the code produced {}",
+                    event.event_id,
+                    describe_event(&event.kind),
+                    command.describe()
+                )))
+            }
+            None => {
+                return Err(mismatch(format!(
+                    "the code produced {} that the history does not have",
+                    command.describe()
+                )))
+            }
+        }
+    }
+    if let Some(event) = recorded.get(produced.len()) {
+        return Err(mismatch(format!(
+            "history has event {} {} where the code produced no command",
+            event.event_id,
+            describe_event(&event.kind)
+        )));
+    }
+    Ok(())
+}
+
+/// The waker of a run's root future: records that something was woken.
+struct Flag(AtomicBool);
+
+impl Wake for Flag {
+    fn wake(self: Arc<Self>) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}

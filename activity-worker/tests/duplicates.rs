@@ -1,0 +1,50 @@
+//! A worker refuses to start when two activities share a name, naming both.
+
+use std::sync::Arc;
+
+use activity_core::{activity, ActivityError};
+use activity_server::{Engine, EngineConfig, VirtualClock};
+use activity_worker::{Worker, WorkerError};
+
+mod v1 {
+    use super::*;
+
+    #[activity(name = "resize")]
+    pub(crate) async fn resize_image(width: u32) -> Result<u32, ActivityError> {
+        Ok(width)
+    }
+}
+
+mod v2 {
+    use super::*;
+
+    #[activity(name = "resize")]
+    pub(crate) async fn resize_video(width: u32, height: u32) -> Result<u32, ActivityError> {
+        Ok(width * height)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_activities_with_one_name_stop_the_worker_at_start() {
+    let engine = Engine::open(EngineConfig::in_memory().with_clock(Arc::new(VirtualClock::new())))
+        .await
+        .unwrap();
+    let err = Worker::builder(engine.protocol())
+        .task_queue("media")
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, WorkerError::Registry(_)));
+    let message = err.to_string();
+    assert!(
+        message.contains("two activities are named `resize`"),
+        "{message}"
+    );
+    assert!(
+        message.contains("tests/duplicates.rs:12 (duplicates::v1)"),
+        "{message}"
+    );
+    assert!(
+        message.contains("tests/duplicates.rs:21 (duplicates::v2)"),
+        "{message}"
+    );
+}

@@ -1,0 +1,680 @@
+//! End-to-end behaviour of the worker with the real in-process engine (in-memory
+//! SQLite) on a virtual clock: SEMANTICS 1.4, 1.5, 1.6 and 2 on the worker's side.
+
+use std::{
+    sync::{
+        atomic::{AtomicU32, AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use activity_core::{
+    activity,
+    definition::BoxFuture,
+    protocol::{
+        ActivityProtocol, ActivityTask, ExecutionDescription, ExecutionOutcome, ExecutionRef,
+        ExecutionState, HeartbeatResponse, PollActivityTaskRequest, ProtocolError,
+        ScheduleActivityRequest, ScheduleActivityResponse, TaskQueueDescription, TaskTarget,
+    },
+    ActivityContext, ActivityError, ActivityOptions, ApplicationFailure, CancelReason, Client,
+    Failure, Payload, RetryOptions, RetryState, State,
+};
+use activity_server::{Engine, EngineConfig, VirtualClock};
+use activity_worker::{Worker, WorkerBuilder, WorkerReport};
+use tokio::time::Instant;
+
+/// What the test activities record, injected as shared state into every worker.
+#[derive(Default)]
+struct Probe {
+    in_flight: AtomicU32,
+    max_in_flight: AtomicU32,
+    starts: Mutex<Vec<Instant>>,
+    attempts_from: Mutex<Vec<(u32, u32)>>,
+    cleaned_up: AtomicU32,
+}
+
+/// The name of the worker running an activity (routing tests).
+struct WorkerName {
+    name: &'static str,
+}
+
+#[activity(start_to_close = "1m")]
+async fn slow_step(probe: State<Probe>, n: u32) -> Result<u32, ActivityError> {
+    let now = probe.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    probe.max_in_flight.fetch_max(now, Ordering::SeqCst);
+    probe.starts.lock().unwrap().push(Instant::now());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    probe.in_flight.fetch_sub(1, Ordering::SeqCst);
+    Ok(n)
+}
+
+/// Heartbeats `beats` times over about 20 s, then fails for good: the last
+/// details must reach the engine with the failure.
+#[activity(start_to_close = "1h", heartbeat = "10s")]
+async fn chatty(ctx: ActivityContext, beats: u32) -> Result<(), ActivityError> {
+    for i in 1..=beats {
+        ctx.heartbeat(&i)?;
+        if i % 500 == 0 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+    Err(ActivityError::non_retryable("Done", "heartbeats sent"))
+}
+
+/// Loops until cancelled, heartbeating; cleans up and reports the reason.
+#[activity(start_to_close = "1h", heartbeat = "5s")]
+async fn until_cancelled(ctx: ActivityContext, probe: State<Probe>) -> Result<(), ActivityError> {
+    loop {
+        ctx.heartbeat(&())?;
+        tokio::select! {
+            reason = ctx.cancelled() => {
+                probe.cleaned_up.fetch_add(1, Ordering::SeqCst);
+                return Err(ActivityError::canceled_with(&reason.to_string())?);
+            }
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// Counts to 10, one heartbeat per step; attempt 1 stops heartbeating after 5 and
+/// hangs, so its heartbeat times out and attempt 2 resumes from the details.
+#[activity(
+    start_to_close = "1h",
+    heartbeat = "2s",
+    retry(initial_interval = "1s")
+)]
+async fn resumable(ctx: ActivityContext, probe: State<Probe>) -> Result<u32, ActivityError> {
+    let start: u32 = ctx.last_heartbeat_details()?.unwrap_or(0);
+    probe
+        .attempts_from
+        .lock()
+        .unwrap()
+        .push((ctx.info().attempt, start));
+    for step in start + 1..=10 {
+        if ctx.info().attempt == 1 && step == 6 {
+            ctx.cancelled().await;
+            return Err(ActivityError::retryable("gave up after the timeout"));
+        }
+        ctx.heartbeat(&step)?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(10)
+}
+
+#[activity(start_to_close = "10s", retry(maximum_attempts = 1))]
+async fn explode(n: u32) -> Result<u32, ActivityError> {
+    if n > 0 {
+        panic!("boom at {n}");
+    }
+    Ok(n)
+}
+
+#[activity(start_to_close = "10s")]
+async fn whoami(name: State<WorkerName>) -> Result<String, ActivityError> {
+    Ok(name.name.to_owned())
+}
+
+#[activity(start_to_close = "1h")]
+async fn finishes_in_time() -> Result<String, ActivityError> {
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    Ok("done".to_owned())
+}
+
+/// Hands its task token out and returns "result pending".
+#[activity(start_to_close = "1h")]
+async fn completes_later(
+    ctx: ActivityContext,
+    tokens: State<TokenBox>,
+) -> Result<u32, ActivityError> {
+    *tokens.token.lock().unwrap() = Some(ctx.task_token().clone());
+    Err(ActivityError::result_pending())
+}
+
+#[derive(Default)]
+struct TokenBox {
+    token: Mutex<Option<activity_core::TaskToken>>,
+}
+
+async fn engine() -> Engine {
+    Engine::open(EngineConfig::in_memory().with_clock(Arc::new(VirtualClock::new())))
+        .await
+        .expect("engine opens")
+}
+
+fn worker(protocol: Arc<dyn ActivityProtocol>, probe: &Arc<Probe>, queue: &str) -> WorkerBuilder {
+    Worker::builder(protocol)
+        .task_queue(queue)
+        .identity(format!("test-worker-{queue}"))
+        .poll_wait(Duration::from_secs(5))
+        .shared_state(probe.clone())
+        .state(WorkerName { name: "default" })
+        .state(TokenBox::default())
+}
+
+fn spawn(
+    worker: Worker,
+) -> (
+    activity_worker::ShutdownHandle,
+    tokio::task::JoinHandle<WorkerReport>,
+) {
+    let handle = worker.shutdown_handle();
+    (
+        handle,
+        tokio::spawn(worker.run_until(std::future::pending())),
+    )
+}
+
+/// The engine's protocol, counting the heartbeats that reach it.
+struct CountingProtocol {
+    inner: Arc<dyn ActivityProtocol>,
+    heartbeats: AtomicU64,
+}
+
+impl ActivityProtocol for CountingProtocol {
+    fn schedule_activity(
+        &self,
+        request: ScheduleActivityRequest,
+    ) -> BoxFuture<'_, Result<ScheduleActivityResponse, ProtocolError>> {
+        self.inner.schedule_activity(request)
+    }
+    fn poll_activity_task(
+        &self,
+        request: PollActivityTaskRequest,
+    ) -> BoxFuture<'_, Result<Option<ActivityTask>, ProtocolError>> {
+        self.inner.poll_activity_task(request)
+    }
+    fn record_heartbeat(
+        &self,
+        target: TaskTarget,
+        details: Option<Payload>,
+    ) -> BoxFuture<'_, Result<HeartbeatResponse, ProtocolError>> {
+        self.heartbeats.fetch_add(1, Ordering::SeqCst);
+        self.inner.record_heartbeat(target, details)
+    }
+    fn complete_activity(
+        &self,
+        target: TaskTarget,
+        result: Payload,
+    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
+        self.inner.complete_activity(target, result)
+    }
+    fn fail_activity(
+        &self,
+        target: TaskTarget,
+        failure: ApplicationFailure,
+        last_heartbeat_details: Option<Payload>,
+    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
+        self.inner
+            .fail_activity(target, failure, last_heartbeat_details)
+    }
+    fn report_canceled(
+        &self,
+        target: TaskTarget,
+        details: Option<Payload>,
+    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
+        self.inner.report_canceled(target, details)
+    }
+    fn request_cancel(
+        &self,
+        execution: ExecutionRef,
+    ) -> BoxFuture<'_, Result<ExecutionState, ProtocolError>> {
+        self.inner.request_cancel(execution)
+    }
+    fn describe_execution(
+        &self,
+        execution: ExecutionRef,
+    ) -> BoxFuture<'_, Result<ExecutionDescription, ProtocolError>> {
+        self.inner.describe_execution(execution)
+    }
+    fn wait_outcome(
+        &self,
+        execution: ExecutionRef,
+        wait: Duration,
+    ) -> BoxFuture<'_, Result<Option<ExecutionOutcome>, ProtocolError>> {
+        self.inner.wait_outcome(execution, wait)
+    }
+    fn describe_task_queue(
+        &self,
+        task_queue: String,
+    ) -> BoxFuture<'_, Result<TaskQueueDescription, ProtocolError>> {
+        self.inner.describe_task_queue(task_queue)
+    }
+}
+
+fn failure_of(err: activity_core::ActivityCallError) -> activity_core::ActivityFailure {
+    match err.failure() {
+        Some(failure) => failure.clone(),
+        None => panic!("expected an activity failure, got {err}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn in_flight_activities_never_exceed_max_concurrent_activities() {
+    let engine = engine().await;
+    let probe = Arc::new(Probe::default());
+    let client = Client::new(engine.protocol()).with_task_queue("slots");
+    let mut handles = Vec::new();
+    for n in 0..200 {
+        handles.push(client.start(slow_step::call(&client, n)).await.unwrap());
+    }
+    let (shutdown, running) = spawn(
+        worker(engine.protocol(), &probe, "slots")
+            .max_concurrent_activities(4)
+            .pollers_per_queue(8)
+            .build()
+            .unwrap(),
+    );
+    for (n, handle) in handles.iter().enumerate() {
+        assert_eq!(handle.result().await.unwrap(), n as u32);
+    }
+    shutdown.shutdown();
+    let report = running.await.unwrap();
+    assert_eq!(report.completed, 200);
+    assert_eq!(
+        probe.max_in_flight.load(Ordering::SeqCst),
+        4,
+        "slots used fully, never more"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_workers_rate_is_never_exceeded() {
+    let engine = engine().await;
+    let probe = Arc::new(Probe::default());
+    let client = Client::new(engine.protocol()).with_task_queue("rated");
+    let mut handles = Vec::new();
+    for n in 0..30 {
+        handles.push(client.start(slow_step::call(&client, n)).await.unwrap());
+    }
+    let (shutdown, running) = spawn(
+        worker(engine.protocol(), &probe, "rated")
+            .max_activities_per_second(10.0)
+            .max_concurrent_activities(50)
+            .build()
+            .unwrap(),
+    );
+    for handle in &handles {
+        handle.result().await.unwrap();
+    }
+    shutdown.shutdown();
+    running.await.unwrap();
+    let mut starts = probe.starts.lock().unwrap().clone();
+    starts.sort();
+    assert_eq!(starts.len(), 30);
+    for pair in starts.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= Duration::from_millis(99),
+            "two starts {gap:?} apart at 10/s"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_queues_global_rate_holds_across_two_workers() {
+    let engine = engine().await;
+    let probe = Arc::new(Probe::default());
+    let client = Client::new(engine.protocol()).with_task_queue("global");
+    let mut handles = Vec::new();
+    for n in 0..40 {
+        handles.push(client.start(slow_step::call(&client, n)).await.unwrap());
+    }
+    let rate = 10.0;
+    let workers: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|name| {
+            spawn(
+                worker(engine.protocol(), &probe, "global")
+                    .identity(name)
+                    .max_task_queue_activities_per_second(rate)
+                    .max_concurrent_activities(20)
+                    .build()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    for handle in &handles {
+        handle.result().await.unwrap();
+    }
+    let mut reports = Vec::new();
+    for (shutdown, running) in workers {
+        shutdown.shutdown();
+        reports.push(running.await.unwrap());
+    }
+    assert!(
+        reports.iter().all(|r| r.completed > 0),
+        "both workers served: {reports:?}"
+    );
+    let mut starts = probe.starts.lock().unwrap().clone();
+    starts.sort();
+    // A bucket of `rate` tokens: at most rate + burst starts in any one-second window,
+    // and the whole run cannot go faster than the rate after the burst.
+    for (i, first) in starts.iter().enumerate() {
+        let in_window = starts[i..]
+            .iter()
+            .take_while(|t| **t - *first < Duration::from_secs(1))
+            .count();
+        assert!(
+            in_window <= 2 * rate as usize,
+            "{in_window} starts within one second"
+        );
+    }
+    let span = *starts.last().unwrap() - starts[0];
+    assert!(
+        span >= Duration::from_millis(2_900),
+        "40 starts at 10/s took only {span:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn heartbeats_are_throttled_and_the_latest_details_are_stored() {
+    let engine = engine().await;
+    let counting = Arc::new(CountingProtocol {
+        inner: engine.protocol(),
+        heartbeats: AtomicU64::new(0),
+    });
+    let probe = Arc::new(Probe::default());
+    let client = Client::new(engine.protocol()).with_task_queue("chatty");
+    let handle = client.start(chatty::call(&client, 10_000)).await.unwrap();
+    let (shutdown, running) = spawn(worker(counting.clone(), &probe, "chatty").build().unwrap());
+    let failure = failure_of(handle.result().await.unwrap_err());
+    assert_eq!(failure.application().unwrap().error_type, "Done");
+    shutdown.shutdown();
+    running.await.unwrap();
+    let sent = counting.heartbeats.load(Ordering::SeqCst);
+    // 10,000 calls over ~20 s with an 8 s throttle interval: the first at once,
+    // then about one per 8 s.
+    assert!(
+        (1..=4).contains(&sent),
+        "{sent} heartbeats reached the engine"
+    );
+    let description = handle.describe().await.unwrap();
+    let details: u32 = description.heartbeat_details.unwrap().decode().unwrap();
+    assert_eq!(
+        details, 10_000,
+        "unsent details are flushed with the failure"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancel_request_reaches_the_running_activity_which_reports_canceled() {
+    let engine = engine().await;
+    let probe = Arc::new(Probe::default());
+    let client = Client::new(engine.protocol()).with_task_queue("cancel");
+    let (shutdown, running) = spawn(worker(engine.protocol(), &probe, "cancel").build().unwrap());
+    let handle = client
+        .start(until_cancelled::call(&client).activity_id("long-one"))
+        .await
+        .unwrap();
+    while handle.describe().await.unwrap().state != ExecutionState::Started {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    handle.cancel().await.unwrap();
+    let failure = failure_of(handle.result().await.unwrap_err());
+    assert_eq!(failure.retry_state, RetryState::CancelRequested);
+    let Failure::Canceled(canceled) = &failure.cause else {
+        panic!("{failure}")
+    };
+    let reason: String = canceled.details.as_ref().unwrap().decode().unwrap();
+    assert_eq!(reason, CancelReason::Requested.to_string());
+    assert_eq!(probe.cleaned_up.load(Ordering::SeqCst), 1);
+    shutdown.shutdown();
+    assert_eq!(running.await.unwrap().canceled, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_a_heartbeat_timeout_the_retry_resumes_from_the_last_details() {
+    let engine = engine().await;
+    let probe = Arc::new(Probe::default());
+    let client = Client::new(engine.protocol()).with_task_queue("resume");
+    let (shutdown, running) = spawn(worker(engine.protocol(), &probe, "resume").build().unwrap());
+    let result = resumable::call(&client).await.unwrap();
+    assert_eq!(result, 10);
+    assert_eq!(*probe.attempts_from.lock().unwrap(), [(1, 0), (2, 5)]);
+    shutdown.shutdown();
+    running.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_fails_only_that_attempt_and_the_worker_goes_on() {
+    let engine = engine().await;
+    let probe = Arc::new(Probe::default());
+    let client = Client::new(engine.protocol()).with_task_queue("panics");
+    let (shutdown, running) = spawn(worker(engine.protocol(), &probe, "panics").build().unwrap());
+    let failure = failure_of(explode::call(&client, 7).await.unwrap_err());
+    let app = failure.application().unwrap();
+    assert_eq!(app.error_type, "Panic");
+    assert!(app.message.contains("boom at 7"), "{}", app.message);
+    assert!(!app.non_retryable, "a panic is retryable");
+    assert_eq!(failure.retry_state, RetryState::MaximumAttemptsReached);
+    assert_eq!(explode::call(&client, 0).await.unwrap(), 0);
+    shutdown.shutdown();
+    let report = running.await.unwrap();
+    assert_eq!((report.failed, report.completed), (1, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unregistered_type_fails_the_attempt_listing_the_registered_types() {
+    let engine = engine().await;
+    let probe = Arc::new(Probe::default());
+    let (shutdown, running) = spawn(
+        worker(engine.protocol(), &probe, "unknown")
+            .build()
+            .unwrap(),
+    );
+    let protocol = engine.protocol();
+    let options = ActivityOptions::new()
+        .start_to_close(Duration::from_secs(5))
+        .task_queue("unknown")
+        .retry(RetryOptions::new().maximum_attempts(1));
+    let scheduled = protocol
+        .schedule_activity(ScheduleActivityRequest::new(
+            "no_such_activity",
+            vec![],
+            options,
+        ))
+        .await
+        .unwrap();
+    let outcome = loop {
+        if let Some(outcome) = protocol
+            .wait_outcome(scheduled.execution.clone(), Duration::from_secs(30))
+            .await
+            .unwrap()
+        {
+            break outcome;
+        }
+    };
+    let ExecutionOutcome::Failed(failure) = outcome else {
+        panic!("{outcome:?}")
+    };
+    let app = failure.application().unwrap();
+    assert_eq!(app.error_type, "ActivityNotRegistered");
+    assert!(!app.non_retryable, "another worker may have it");
+    assert!(
+        app.message.contains("`no_such_activity`"),
+        "{}",
+        app.message
+    );
+    assert!(app.message.contains("slow_step"), "{}", app.message);
+    shutdown.shutdown();
+    running.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn undecodable_input_fails_non_retryably_naming_the_argument() {
+    let engine = engine().await;
+    let probe = Arc::new(Probe::default());
+    let (shutdown, running) = spawn(worker(engine.protocol(), &probe, "decode").build().unwrap());
+    let protocol = engine.protocol();
+    let options = ActivityOptions::new()
+        .start_to_close(Duration::from_secs(5))
+        .task_queue("decode");
+    let scheduled = protocol
+        .schedule_activity(ScheduleActivityRequest::new(
+            "slow_step",
+            vec![Payload::json("seven").unwrap()],
+            options,
+        ))
+        .await
+        .unwrap();
+    let client = Client::new(engine.protocol());
+    let failure = failure_of(
+        client
+            .handle::<slow_step>(scheduled.execution)
+            .result()
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(failure.attempts, 1, "decode errors are not retried");
+    assert_eq!(failure.retry_state, RetryState::NonRetryableFailure);
+    let app = failure.application().unwrap();
+    assert_eq!(app.error_type, "PayloadDecode");
+    assert!(
+        app.message
+            .contains("argument 1 (`n`) of activity `slow_step`"),
+        "{}",
+        app.message
+    );
+    shutdown.shutdown();
+    running.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_activity_runs_only_on_the_queue_it_was_sent_to() {
+    let engine = engine().await;
+    let probe = Arc::new(Probe::default());
+    let workers: Vec<_> = [("host-a", "A"), ("host-b", "B")]
+        .into_iter()
+        .map(|(queue, name)| {
+            spawn(
+                worker(engine.protocol(), &probe, queue)
+                    .state(WorkerName { name })
+                    .build()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    let client = Client::new(engine.protocol());
+    for _ in 0..5 {
+        assert_eq!(
+            whoami::call(&client).task_queue("host-a").await.unwrap(),
+            "A"
+        );
+        assert_eq!(
+            whoami::call(&client).task_queue("host-b").await.unwrap(),
+            "B"
+        );
+    }
+    for (shutdown, running) in workers {
+        shutdown.shutdown();
+        assert_eq!(running.await.unwrap().completed, 5);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn result_pending_frees_the_slot_and_the_token_completes_it_later() {
+    let engine = engine().await;
+    let probe = Arc::new(Probe::default());
+    let tokens = Arc::new(TokenBox::default());
+    let (shutdown, running) = spawn(
+        worker(engine.protocol(), &probe, "async")
+            .shared_state(tokens.clone())
+            .max_concurrent_activities(1)
+            .build()
+            .unwrap(),
+    );
+    let client = Client::new(engine.protocol()).with_task_queue("async");
+    let handle = client.start(completes_later::call(&client)).await.unwrap();
+    let token = loop {
+        if let Some(token) = tokens.token.lock().unwrap().clone() {
+            break token;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // The only slot is free again: another activity runs meanwhile.
+    assert_eq!(slow_step::call(&client, 3).await.unwrap(), 3);
+    assert_eq!(
+        handle.describe().await.unwrap().state,
+        ExecutionState::Started
+    );
+    client
+        .async_completion::<completes_later>(token)
+        .complete(&42)
+        .await
+        .unwrap();
+    assert_eq!(handle.result().await.unwrap(), 42);
+    shutdown.shutdown();
+    let report = running.await.unwrap();
+    assert_eq!((report.pending, report.completed), (1, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn graceful_shutdown_lets_one_finish_and_cancels_the_other_with_the_shutdown_reason() {
+    let engine = engine().await;
+    let probe = Arc::new(Probe::default());
+    let client = Client::new(engine.protocol()).with_task_queue("shutdown");
+    let quick = client.start(finishes_in_time::call(&client)).await.unwrap();
+    let stubborn = client.start(until_cancelled::call(&client)).await.unwrap();
+    let (shutdown, running) = spawn(
+        worker(engine.protocol(), &probe, "shutdown")
+            .graceful_shutdown_period(Duration::from_secs(10))
+            .build()
+            .unwrap(),
+    );
+    while stubborn.describe().await.unwrap().state != ExecutionState::Started
+        || quick.describe().await.unwrap().state != ExecutionState::Started
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let began = Instant::now();
+    shutdown.shutdown();
+    let report = running.await.unwrap();
+    let took = began.elapsed();
+    assert!(
+        took >= Duration::from_secs(10),
+        "the grace period was granted: {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(12),
+        "then the rest was cancelled: {took:?}"
+    );
+    assert_eq!(quick.result().await.unwrap(), "done");
+    let failure = failure_of(stubborn.result().await.unwrap_err());
+    let Failure::Canceled(canceled) = &failure.cause else {
+        panic!("{failure}")
+    };
+    let reason: String = canceled.details.as_ref().unwrap().decode().unwrap();
+    assert_eq!(reason, "worker shutting down");
+    assert_eq!((report.completed, report.canceled), (1, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn invalid_worker_options_are_refused_naming_them() {
+    let engine = engine().await;
+    let err = Worker::builder(engine.protocol())
+        .max_concurrent_activities(0)
+        .max_activities_per_second(-1.0)
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no task queue"), "{err}");
+    assert!(
+        err.contains("`max_concurrent_activities` must be at least 1"),
+        "{err}"
+    );
+    assert!(
+        err.contains("`max_activities_per_second` must be a positive number"),
+        "{err}"
+    );
+    let err = Worker::builder(engine.protocol())
+        .task_queue("q")
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("takes `State<"),
+        "missing state is reported at start: {err}"
+    );
+}
