@@ -1,0 +1,260 @@
+//! [`ProtocolError`] ⇄ gRPC [`Status`].
+//!
+//! The server answers every refused call with the gRPC code of the error's kind
+//! and, in the status details, an `ErrorStatus` (wire-compatible with
+//! `google.rpc.Status`) holding one `ProtocolErrorDetail`: the client rebuilds
+//! the exact error from it, [`ClosedReason`](activity_core::ClosedReason) included.
+//!
+//! A status without those details did not come from [`ActivityService`](crate::ActivityService)'s
+//! handlers: it came from the transport (connection refused or reset, deadline,
+//! a server restarting), from tonic's own checks (message size limits) or from
+//! the auth interceptor. Those map by code (see [`from_status`]).
+
+use activity_core::protocol::ProtocolError;
+use prost::Message;
+use tonic::{Code, Status};
+
+use crate::{convert, proto as pb};
+
+const DETAIL_TYPE_URL: &str = "type.googleapis.com/activity.v1.ProtocolErrorDetail";
+
+/// The gRPC code of each error kind.
+pub(crate) fn code_of(error: &ProtocolError) -> Code {
+    match error {
+        ProtocolError::InvalidOptions(_)
+        | ProtocolError::InvalidArgument { .. }
+        | ProtocolError::PayloadTooLarge { .. }
+        | ProtocolError::InvalidToken { .. } => Code::InvalidArgument,
+        ProtocolError::NotFound { .. } => Code::NotFound,
+        ProtocolError::AlreadyExists { .. } => Code::AlreadyExists,
+        ProtocolError::AlreadyClosed { .. } => Code::FailedPrecondition,
+        ProtocolError::Unavailable { .. } => Code::Unavailable,
+        ProtocolError::Unsupported { .. } => Code::Unimplemented,
+        _ => Code::Internal,
+    }
+}
+
+/// The status a refused call answers.
+pub(crate) fn to_status(error: &ProtocolError) -> Status {
+    let message = error.to_string();
+    let (code, detail) = match convert::error_to_wire(error) {
+        Some(detail) => (code_of(error), detail),
+        None => (
+            Code::Internal,
+            pb::protocol_error_detail::Error::Internal(pb::protocol_error_detail::Internal {
+                message: message.clone(),
+            }),
+        ),
+    };
+    let detail = pb::ProtocolErrorDetail {
+        error: Some(detail),
+    };
+    let status = pb::ErrorStatus {
+        code: code as i32,
+        message: message.clone(),
+        details: vec![prost_types::Any {
+            type_url: DETAIL_TYPE_URL.to_owned(),
+            value: detail.encode_to_vec(),
+        }],
+    };
+    Status::with_details(code, message, status.encode_to_vec().into())
+}
+
+/// The structured error carried by `status`, if it carries one.
+fn detail_of(status: &Status) -> Option<ProtocolError> {
+    if status.details().is_empty() {
+        return None;
+    }
+    let wire = pb::ErrorStatus::decode(status.details()).ok()?;
+    wire.details
+        .into_iter()
+        .filter(|any| any.type_url == DETAIL_TYPE_URL)
+        .find_map(|any| {
+            let detail = pb::ProtocolErrorDetail::decode(any.value.as_slice()).ok()?;
+            convert::error_from_wire(detail.error?).ok()
+        })
+}
+
+/// Parses tonic's "found N bytes, the limit is: M bytes" message.
+fn size_limit(message: &str) -> Option<(usize, usize)> {
+    let number_after = |marker: &str| -> Option<usize> {
+        let rest = &message[message.find(marker)? + marker.len()..];
+        let digits: String = rest
+            .trim_start()
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().ok()
+    };
+    Some((number_after("found")?, number_after("limit is:")?))
+}
+
+/// Rebuilds the error of a failed call to `rpc` on `endpoint`.
+///
+/// With the service's details: the exact [`ProtocolError`]. Without, by code:
+/// - `UNAVAILABLE`, `UNKNOWN`, `CANCELLED`, `DEADLINE_EXCEEDED`, `ABORTED`,
+///   `RESOURCE_EXHAUSTED` and a detail-less `INTERNAL` (the transport: connection
+///   refused or reset, a server going away, a timeout) → [`ProtocolError::Unavailable`],
+///   retryable;
+/// - `OUT_OF_RANGE` from a message size limit → [`ProtocolError::PayloadTooLarge`];
+/// - `UNAUTHENTICATED` / `PERMISSION_DENIED` → [`ProtocolError::InvalidArgument`]
+///   on field `authorization` (not retryable: the token must be fixed);
+/// - `UNIMPLEMENTED` (a server without this rpc) → [`ProtocolError::Unsupported`];
+/// - anything else → [`ProtocolError::Internal`].
+pub(crate) fn from_status(status: &Status, rpc: &str, endpoint: &str) -> ProtocolError {
+    if let Some(error) = detail_of(status) {
+        return error;
+    }
+    let message = status.message();
+    match status.code() {
+        Code::Unavailable
+        | Code::Unknown
+        | Code::Cancelled
+        | Code::DeadlineExceeded
+        | Code::Aborted
+        | Code::ResourceExhausted
+        | Code::Internal => ProtocolError::Unavailable {
+            message: format!(
+                "`{rpc}` to {endpoint} failed in transport ({:?}): {}",
+                status.code(),
+                with_sources(status)
+            ),
+        },
+        Code::OutOfRange => match size_limit(message) {
+            Some((size, limit)) => ProtocolError::PayloadTooLarge {
+                what: format!(
+                    "the gRPC message of `{rpc}` (raise the receiver's max message size, or send less)"
+                ),
+                size,
+                limit,
+            },
+            None => ProtocolError::invalid_argument("request", message),
+        },
+        Code::Unauthenticated | Code::PermissionDenied => {
+            ProtocolError::invalid_argument("authorization", message)
+        }
+        Code::InvalidArgument | Code::FailedPrecondition => {
+            ProtocolError::invalid_argument("request", message)
+        }
+        Code::NotFound => ProtocolError::NotFound {
+            what: message.to_owned(),
+        },
+        Code::AlreadyExists => ProtocolError::AlreadyExists {
+            what: message.to_owned(),
+        },
+        // An older server without this rpc.
+        Code::Unimplemented => ProtocolError::Unsupported {
+            operation: format!("{rpc} (on the server at {endpoint})"),
+        },
+        code => ProtocolError::Internal {
+            message: format!("`{rpc}` to {endpoint} answered {code:?}: {message}"),
+        },
+    }
+}
+
+/// The status message followed by its error sources (tonic keeps the transport
+/// error, e.g. "Connection refused", in the sources).
+fn with_sources(status: &Status) -> String {
+    let mut text = status.message().to_owned();
+    let mut source = std::error::Error::source(status);
+    while let Some(error) = source {
+        let part = error.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = error.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use activity_core::{
+        failure::TimeoutKind,
+        options::ActivityOptions,
+        protocol::{ClosedReason, ExecutionState},
+    };
+
+    use super::*;
+
+    fn round_trip(error: ProtocolError) {
+        let status = to_status(&error);
+        assert_eq!(status.code(), code_of(&error), "{error}");
+        assert_eq!(status.message(), error.to_string());
+        assert_eq!(from_status(&status, "Rpc", "http://x"), error);
+    }
+
+    #[test]
+    fn every_variant_round_trips_with_its_code() {
+        let options = ActivityOptions::new()
+            .validate(Some("q"))
+            .expect_err("no close timeout");
+        round_trip(ProtocolError::InvalidOptions(options));
+        round_trip(ProtocolError::invalid_argument(
+            "task_queue",
+            "must not be empty",
+        ));
+        round_trip(ProtocolError::PayloadTooLarge {
+            what: "the result".into(),
+            size: 10,
+            limit: 5,
+        });
+        round_trip(ProtocolError::InvalidToken {
+            reason: "bad mac".into(),
+        });
+        round_trip(ProtocolError::NotFound { what: "x".into() });
+        round_trip(ProtocolError::AlreadyExists { what: "x".into() });
+        for reason in [
+            ClosedReason::AttemptTimedOut(TimeoutKind::Heartbeat),
+            ClosedReason::AttemptTimedOut(TimeoutKind::StartToClose),
+            ClosedReason::AttemptSuperseded,
+            ClosedReason::ExecutionClosed(ExecutionState::TimedOut),
+            ClosedReason::ExecutionClosed(ExecutionState::Completed),
+        ] {
+            round_trip(ProtocolError::AlreadyClosed {
+                what: "x".into(),
+                reason,
+            });
+        }
+        round_trip(ProtocolError::Unavailable {
+            message: "down".into(),
+        });
+        round_trip(ProtocolError::Internal {
+            message: "corrupt".into(),
+        });
+        round_trip(ProtocolError::Unsupported {
+            operation: "start_workflow".into(),
+        });
+    }
+
+    #[test]
+    fn statuses_without_details_map_by_code() {
+        let refused = Status::unavailable("tcp connect error");
+        assert!(from_status(&refused, "Rpc", "http://x").is_retryable());
+        assert!(from_status(&Status::unknown("Service was not ready"), "Rpc", "e").is_retryable());
+        let too_big = Status::out_of_range(
+            "Error, decoded message length too large: found 5000 bytes, the limit is: 1024 bytes",
+        );
+        assert!(matches!(
+            from_status(&too_big, "ScheduleActivity", "e"),
+            ProtocolError::PayloadTooLarge {
+                size: 5000,
+                limit: 1024,
+                ..
+            }
+        ));
+        assert!(matches!(
+            from_status(&Status::unauthenticated("set a token"), "Rpc", "e"),
+            ProtocolError::InvalidArgument { field, .. } if field == "authorization"
+        ));
+        // A garbled details blob is ignored, not trusted.
+        let garbled = Status::with_details(Code::NotFound, "gone", vec![1, 2, 3].into());
+        assert_eq!(
+            from_status(&garbled, "Rpc", "e"),
+            ProtocolError::NotFound {
+                what: "gone".into()
+            }
+        );
+    }
+}
