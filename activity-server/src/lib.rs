@@ -3,6 +3,8 @@
 //! [`Engine`] runs activity executions with the full semantics of the project's
 //! SEMANTICS.md (options, the life of an execution, retries, heartbeats,
 //! cancellation, asynchronous completion, dispatch and rate limits, durability)
+//! and the engine side of workflows (runs with append-only histories, workflow
+//! tasks with timeouts and retries, durable timers, the activities of a run)
 //! on an authoritative store ([`store`]: SQLite now, file or in-memory), and
 //! implements the protocol workers and clients use
 //! ([`activity_core::ActivityProtocol`]) in-process.

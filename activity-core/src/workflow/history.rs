@@ -550,6 +550,32 @@ pub struct WorkflowDescription {
     pub outcome: Option<WorkflowOutcome>,
 }
 
+impl WorkflowDescription {
+    /// A description of a running run with the required fields; the others start
+    /// empty (not closed, no cancel request, empty history, no outcome).
+    pub fn new(
+        workflow_id: impl Into<String>,
+        run_id: impl Into<String>,
+        workflow_type: impl Into<String>,
+        task_queue: impl Into<String>,
+        state: WorkflowState,
+        start_time: SystemTime,
+    ) -> Self {
+        Self {
+            workflow_id: workflow_id.into(),
+            run_id: run_id.into(),
+            workflow_type: workflow_type.into(),
+            task_queue: task_queue.into(),
+            state,
+            start_time,
+            close_time: None,
+            cancel_requested: false,
+            history_length: 0,
+            outcome: None,
+        }
+    }
+}
+
 /// Long-poll a task queue for a workflow task.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]

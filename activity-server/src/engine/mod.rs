@@ -37,10 +37,19 @@
 //!   [`EngineConfig::max_timer_sleep`] bounds how long a node can miss timers set
 //!   by another. See [`crate::store`] for what a shared PostgreSQL store adds.
 //!
+//! - **Workflows.** A workflow run is a row with an append-only history
+//!   (module `workflows`). Its workflow tasks are dispatched per task queue like
+//!   activity attempts (FIFO by the time the task was scheduled, claimed in the
+//!   transaction that records `WorkflowTaskStarted`); their timeouts, backoffs
+//!   and the workflows' own timers are timer rows fired by the same loop. An
+//!   activity of a run reports its final outcome to the run's history in the
+//!   transaction that makes it final, so exactly once.
+//!
 //! Clocks: the engine reads time only from its [`Clock`]; tests inject
 //! [`VirtualClock`](crate::clock::VirtualClock) and skip through timeouts.
 
 mod rules;
+mod workflows;
 
 use std::{
     collections::HashMap,
@@ -54,6 +63,7 @@ use std::{
 
 use activity_core::{
     clock::{duration_millis, from_millis, to_millis, Clock},
+    context::TaskToken,
     definition::BoxFuture,
     failure::ApplicationFailure,
     payload::Payload,
@@ -61,6 +71,11 @@ use activity_core::{
         ActivityProtocol, ActivityTask, ExecutionDescription, ExecutionOutcome, ExecutionRef,
         ExecutionState, HeartbeatResponse, PollActivityTaskRequest, ProtocolError,
         ScheduleActivityRequest, ScheduleActivityResponse, TaskQueueDescription, TaskTarget,
+    },
+    workflow::{
+        Command, HistoryEvent, LocalActivityOutcome, PollWorkflowTaskRequest, StartWorkflowRequest,
+        WorkflowDescription, WorkflowFailure, WorkflowOutcome, WorkflowRef, WorkflowState,
+        WorkflowTask,
     },
 };
 use tokio::sync::{watch, Notify};
@@ -105,8 +120,16 @@ pub struct EngineConfig {
     /// several engine nodes sets it (or delivers wake-ups between nodes), since a
     /// node does not see the timers other nodes set.
     pub max_timer_sleep: Option<Duration>,
-    /// Longest wait of one `wait_outcome` call.
+    /// Longest wait of one `wait_outcome` (or `wait_workflow_outcome`) call.
     pub max_outcome_wait: Duration,
+    /// How long a worker has to answer a workflow task it took; then the task
+    /// times out and is scheduled again for another worker.
+    pub workflow_task_timeout: Duration,
+    /// Backoff before the task that follows a failed workflow task; doubles per
+    /// consecutive failure.
+    pub workflow_task_retry_initial_interval: Duration,
+    /// Longest backoff between failed workflow tasks.
+    pub workflow_task_retry_maximum_interval: Duration,
 }
 
 impl std::fmt::Debug for EngineConfig {
@@ -116,6 +139,7 @@ impl std::fmt::Debug for EngineConfig {
             .field("clock", &self.clock)
             .field("max_payload_size", &self.max_payload_size)
             .field("max_poll_wait", &self.max_poll_wait)
+            .field("workflow_task_timeout", &self.workflow_task_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -131,6 +155,9 @@ impl Default for EngineConfig {
             timer_batch: 256,
             max_timer_sleep: None,
             max_outcome_wait: Duration::from_secs(600),
+            workflow_task_timeout: Duration::from_secs(10),
+            workflow_task_retry_initial_interval: Duration::from_secs(1),
+            workflow_task_retry_maximum_interval: Duration::from_secs(600),
         }
     }
 }
@@ -169,6 +196,20 @@ impl EngineConfig {
         self.max_poll_wait = wait;
         self
     }
+
+    /// Sets the workflow task timeout.
+    pub fn with_workflow_task_timeout(mut self, timeout: Duration) -> Self {
+        self.workflow_task_timeout = timeout;
+        self
+    }
+
+    /// Sets the backoff after a failed workflow task (`initial`, doubling per
+    /// consecutive failure up to `maximum`).
+    pub fn with_workflow_task_retry(mut self, initial: Duration, maximum: Duration) -> Self {
+        self.workflow_task_retry_initial_interval = initial;
+        self.workflow_task_retry_maximum_interval = maximum;
+        self
+    }
 }
 
 /// The engine could not be opened.
@@ -205,6 +246,10 @@ struct Inner {
     config: EngineConfig,
     queues: Mutex<HashMap<String, Arc<Notify>>>,
     outcomes: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Workflow task pollers, per task queue.
+    workflow_queues: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Waiters of workflow outcomes, per run id.
+    run_outcomes: Mutex<HashMap<String, Arc<Notify>>>,
     timer_wake: Arc<Notify>,
     /// The due time the timer loop sleeps until (`i64::MAX` when none): a commit
     /// that sets an earlier timer wakes it.
@@ -267,6 +312,27 @@ impl Engine {
                 message: "must be greater than zero".into(),
             });
         }
+        for (field, value) in [
+            ("workflow_task_timeout", config.workflow_task_timeout),
+            (
+                "workflow_task_retry_initial_interval",
+                config.workflow_task_retry_initial_interval,
+            ),
+        ] {
+            if value.is_zero() {
+                return Err(EngineError::Config {
+                    field,
+                    message: "must be greater than zero".into(),
+                });
+            }
+        }
+        if config.workflow_task_retry_maximum_interval < config.workflow_task_retry_initial_interval
+        {
+            return Err(EngineError::Config {
+                field: "workflow_task_retry_maximum_interval",
+                message: "must be at least `workflow_task_retry_initial_interval`".into(),
+            });
+        }
         let key = store::run(
             &*store,
             |tx: &mut dyn Tx| -> Result<[u8; KEY_LEN], StoreError> {
@@ -293,6 +359,8 @@ impl Engine {
                 config,
                 queues: Mutex::default(),
                 outcomes: Mutex::default(),
+                workflow_queues: Mutex::default(),
+                run_outcomes: Mutex::default(),
                 timer_wake: Arc::new(Notify::new()),
                 armed_at: AtomicI64::new(i64::MAX),
                 shutdown,
@@ -472,8 +540,9 @@ impl Engine {
         execution: ExecutionRef,
         wait: Duration,
     ) -> Result<Option<ExecutionOutcome>, ProtocolError> {
-        let scope = rules::scope_of(&execution)?;
-        let key = rules::waiter_key(scope, &execution.activity_id);
+        let target = execution.clone();
+        let scope = self.run(move |tx, _| rules::scope_of(tx, &target)).await?;
+        let key = rules::waiter_key(&scope, &execution.activity_id);
         let notify = lock(&self.inner.outcomes)
             .entry(key.clone())
             .or_default()
@@ -484,9 +553,15 @@ impl Engine {
             let notified = notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let target = execution.clone();
+            let (scope, id) = (scope.clone(), execution.activity_id.clone());
+            let what = execution.to_string();
             let found = self
-                .run(move |tx, _| rules::find(tx, &target).map(|e| rules::outcome(&e)))
+                .run(move |tx, _| {
+                    let exec = tx
+                        .execution_by_id(&scope, &id)?
+                        .ok_or(ProtocolError::NotFound { what })?;
+                    Ok(rules::outcome(&exec))
+                })
                 .await;
             match found {
                 Ok(Some(outcome)) => break Ok(Some(outcome)),
@@ -510,6 +585,209 @@ impl Engine {
     }
 }
 
+/// The workflow side of the engine (SEMANTICS 3); rules in module `workflows`.
+impl Engine {
+    async fn start_run(&self, request: StartWorkflowRequest) -> Result<WorkflowRef, ProtocolError> {
+        check_name("workflow_id", &request.workflow_id)?;
+        check_name("workflow_type", &request.workflow_type)?;
+        check_name("task_queue", &request.task_queue)?;
+        let size = request.input.iter().map(Payload::len).sum();
+        self.check_payload(
+            || format!("the input of workflow `{}`", request.workflow_type),
+            size,
+        )?;
+        let new = workflows::NewRun {
+            workflow_id: request.workflow_id,
+            run_id: random_id()?,
+            workflow_type: request.workflow_type,
+            task_queue: request.task_queue,
+            input: request.input,
+        };
+        let now = self.now_ms();
+        let run = self
+            .run(move |tx, fx| workflows::start(tx, fx, new, now))
+            .await?;
+        tracing::debug!(workflow_id = %run.workflow_id, run_id = run.run_id.as_deref().unwrap_or(""), "workflow started");
+        Ok(run)
+    }
+
+    async fn poll_workflow(
+        &self,
+        request: PollWorkflowTaskRequest,
+    ) -> Result<Option<WorkflowTask>, ProtocolError> {
+        check_name("task_queue", &request.task_queue)?;
+        if request.identity.len() > MAX_ID_LEN {
+            return Err(ProtocolError::invalid_argument(
+                "identity",
+                format!("must be at most {MAX_ID_LEN} bytes"),
+            ));
+        }
+        let identity = if request.identity.is_empty() {
+            "unknown".to_owned()
+        } else {
+            request.identity
+        };
+        let deadline = self.inner.clock.now() + request.wait.min(self.inner.config.max_poll_wait);
+        let notify = lock(&self.inner.workflow_queues)
+            .entry(request.task_queue.clone())
+            .or_default()
+            .clone();
+        let mut shutdown = self.inner.shutdown.subscribe();
+        let timeout = self.inner.config.workflow_task_timeout;
+        loop {
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let now = self.inner.clock.now();
+            let now_ms = to_millis(now);
+            let (queue, who) = (request.task_queue.clone(), identity.clone());
+            let signer = self.inner.signer.clone();
+            let task = self
+                .run(move |tx, fx| workflows::claim(tx, fx, &signer, &queue, &who, timeout, now_ms))
+                .await?;
+            if let Some(task) = task {
+                tracing::debug!(workflow_id = %task.workflow_id, run_id = %task.run_id, worker = %identity, "workflow task started");
+                return Ok(Some(task));
+            }
+            if now >= deadline {
+                return Ok(None);
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = self.inner.clock.sleep_until(deadline) => {}
+                _ = shutdown.wait_for(|closed| *closed) => return Err(closed()),
+            }
+        }
+    }
+
+    fn check_commands(&self, commands: &[Command]) -> Result<(), ProtocolError> {
+        for command in commands {
+            match command {
+                Command::ScheduleActivity {
+                    seq,
+                    activity_type,
+                    input,
+                    ..
+                } => self.check_payload(
+                    || format!("the input of activity `{activity_type}` (seq {seq})"),
+                    input.iter().map(Payload::len).sum(),
+                )?,
+                Command::RecordLocalActivity {
+                    seq,
+                    activity_type,
+                    outcome,
+                } => self.check_payload(
+                    || format!("the outcome of local activity `{activity_type}` (seq {seq})"),
+                    match outcome {
+                        LocalActivityOutcome::Completed(result) => result.len(),
+                        LocalActivityOutcome::Failed(failure) => json_size(failure),
+                    },
+                )?,
+                Command::CompleteWorkflow { result } => {
+                    self.check_payload(|| "the workflow result".into(), result.len())?
+                }
+                Command::FailWorkflow { failure } => self.check_payload(
+                    || "the workflow failure".into(),
+                    workflow_failure_size(failure),
+                )?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn complete_workflow(
+        &self,
+        token: TaskToken,
+        commands: Vec<Command>,
+    ) -> Result<(), ProtocolError> {
+        self.check_commands(&commands)?;
+        let signer = self.inner.signer.clone();
+        let now = self.now_ms();
+        self.run(move |tx, fx| workflows::complete_task(tx, fx, &signer, &token, commands, now))
+            .await
+    }
+
+    async fn fail_workflow(&self, token: TaskToken, message: String) -> Result<(), ProtocolError> {
+        self.check_payload(|| "the workflow task failure message".into(), message.len())?;
+        let signer = self.inner.signer.clone();
+        let now = self.now_ms();
+        let config = &self.inner.config;
+        let backoff = (
+            config.workflow_task_retry_initial_interval,
+            config.workflow_task_retry_maximum_interval,
+        );
+        self.run(move |tx, fx| workflows::fail_task(tx, fx, &signer, &token, message, backoff, now))
+            .await
+    }
+
+    async fn wait_run(
+        &self,
+        workflow: WorkflowRef,
+        wait: Duration,
+    ) -> Result<Option<WorkflowOutcome>, ProtocolError> {
+        // The latest run when the call starts: a run started later is another run.
+        let target = workflow.clone();
+        let run_id = self
+            .run(move |tx, _| workflows::find_run(tx, &target).map(|run| run.run_id))
+            .await?;
+        let notify = lock(&self.inner.run_outcomes)
+            .entry(run_id.clone())
+            .or_default()
+            .clone();
+        let deadline = self.inner.clock.now() + wait.min(self.inner.config.max_outcome_wait);
+        let mut shutdown = self.inner.shutdown.subscribe();
+        let result = loop {
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let id = run_id.clone();
+            let found = self
+                .run(move |tx, _| {
+                    let run = tx.run_by_id(&id)?.ok_or_else(|| ProtocolError::NotFound {
+                        what: format!("workflow run `{id}`"),
+                    })?;
+                    Ok(run.outcome)
+                })
+                .await;
+            match found {
+                Ok(Some(outcome)) => break Ok(Some(outcome)),
+                Err(e) => break Err(e),
+                Ok(None) if self.inner.clock.now() >= deadline => break Ok(None),
+                Ok(None) => {}
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = self.inner.clock.sleep_until(deadline) => {}
+                _ = shutdown.wait_for(|closed| *closed) => break Err(closed()),
+            }
+        };
+        let mut waiters = lock(&self.inner.run_outcomes);
+        if waiters
+            .get(&run_id)
+            .is_some_and(|n| Arc::ptr_eq(n, &notify))
+            && Arc::strong_count(&notify) == 2
+        {
+            waiters.remove(&run_id);
+        }
+        result
+    }
+}
+
+fn json_size<T: serde::Serialize>(value: &T) -> usize {
+    // Serializing plain data to a Vec does not fail; count it as too large if it did.
+    serde_json::to_vec(value).map_or(usize::MAX, |bytes| bytes.len())
+}
+
+fn workflow_failure_size(failure: &WorkflowFailure) -> usize {
+    match failure {
+        WorkflowFailure::Application(a) => {
+            a.message.len() + a.error_type.len() + details_size(&a.details)
+        }
+        other => json_size(other),
+    }
+}
+
 impl Inner {
     fn apply(&self, effects: Effects) {
         for queue in &effects.queues {
@@ -519,6 +797,16 @@ impl Inner {
         }
         for key in &effects.closed {
             if let Some(notify) = lock(&self.outcomes).get(key) {
+                notify.notify_waiters();
+            }
+        }
+        for queue in &effects.workflow_queues {
+            if let Some(notify) = lock(&self.workflow_queues).get(queue) {
+                notify.notify_waiters();
+            }
+        }
+        for run_id in &effects.runs_closed {
+            if let Some(notify) = lock(&self.run_outcomes).get(run_id) {
                 notify.notify_waiters();
             }
         }
@@ -786,5 +1074,98 @@ impl ActivityProtocol for Engine {
             self.run(move |tx, _| rules::describe_queue(tx, &task_queue, now, retention))
                 .await
         })
+    }
+
+    fn start_workflow(
+        &self,
+        request: StartWorkflowRequest,
+    ) -> BoxFuture<'_, Result<WorkflowRef, ProtocolError>> {
+        let span = tracing::debug_span!(
+            "start_workflow",
+            workflow_id = %request.workflow_id,
+            workflow_type = %request.workflow_type,
+        );
+        Box::pin(self.start_run(request).instrument(span))
+    }
+
+    fn poll_workflow_task(
+        &self,
+        request: PollWorkflowTaskRequest,
+    ) -> BoxFuture<'_, Result<Option<WorkflowTask>, ProtocolError>> {
+        let span = tracing::debug_span!(
+            "poll_workflow_task",
+            task_queue = %request.task_queue,
+            identity = %request.identity,
+        );
+        Box::pin(self.poll_workflow(request).instrument(span))
+    }
+
+    fn complete_workflow_task(
+        &self,
+        token: TaskToken,
+        commands: Vec<Command>,
+    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
+        let span = tracing::debug_span!(
+            "complete_workflow_task",
+            target = %target_label(&TaskTarget::Token(token.clone())),
+            commands = commands.len(),
+        );
+        Box::pin(self.complete_workflow(token, commands).instrument(span))
+    }
+
+    fn fail_workflow_task(
+        &self,
+        token: TaskToken,
+        message: String,
+    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
+        let span = tracing::debug_span!(
+            "fail_workflow_task",
+            target = %target_label(&TaskTarget::Token(token.clone())),
+        );
+        Box::pin(self.fail_workflow(token, message).instrument(span))
+    }
+
+    fn request_cancel_workflow(
+        &self,
+        workflow: WorkflowRef,
+    ) -> BoxFuture<'_, Result<WorkflowState, ProtocolError>> {
+        Box::pin(async move {
+            let now = self.now_ms();
+            self.run(move |tx, fx| workflows::request_cancel(tx, fx, &workflow, now))
+                .await
+        })
+    }
+
+    fn describe_workflow(
+        &self,
+        workflow: WorkflowRef,
+    ) -> BoxFuture<'_, Result<WorkflowDescription, ProtocolError>> {
+        Box::pin(async move {
+            self.run(move |tx, _| {
+                workflows::find_run(tx, &workflow).map(|r| workflows::describe(&r))
+            })
+            .await
+        })
+    }
+
+    fn workflow_history(
+        &self,
+        workflow: WorkflowRef,
+    ) -> BoxFuture<'_, Result<Vec<HistoryEvent>, ProtocolError>> {
+        Box::pin(async move {
+            self.run(move |tx, _| {
+                let run = workflows::find_run(tx, &workflow)?;
+                Ok(tx.history(run.key)?)
+            })
+            .await
+        })
+    }
+
+    fn wait_workflow_outcome(
+        &self,
+        workflow: WorkflowRef,
+        wait: Duration,
+    ) -> BoxFuture<'_, Result<Option<WorkflowOutcome>, ProtocolError>> {
+        Box::pin(self.wait_run(workflow, wait))
     }
 }

@@ -1,5 +1,5 @@
 //! The rules of SEMANTICS 1 and 2, as synchronous functions on one store
-//! transaction. Every function here runs inside [`crate::store::run`]: what it
+//! transaction (the workflow rules of SEMANTICS 3 are in `workflows`). Every function here runs inside [`crate::store::run`]: what it
 //! writes is committed before the engine answers, or not at all.
 //!
 //! In-memory side effects (waking long polls, outcome waiters, the timer loop) are
@@ -22,12 +22,13 @@ use activity_core::{
     },
 };
 
+use super::workflows;
 use crate::{
     store::{ExecutionRecord, QueueRecord, StoreError, TimerKind, TimerRecord, Tx},
     token::{TokenError, TokenSigner},
 };
 
-/// Scope of standalone activities (a workflow run's id scopes its activities later).
+/// Scope of standalone activities (a workflow run's id scopes its activities).
 pub(crate) const STANDALONE_SCOPE: &str = "";
 
 /// In-memory wake-ups to send once the transaction is committed.
@@ -39,16 +40,26 @@ pub(crate) struct Effects {
     pub(crate) closed: Vec<String>,
     /// Earliest timer set in this transaction.
     pub(crate) earliest_timer: Option<i64>,
+    /// Queues whose workflow task pollers should look again.
+    pub(crate) workflow_queues: Vec<String>,
+    /// Workflow runs that closed (their run ids).
+    pub(crate) runs_closed: Vec<String>,
 }
 
 impl Effects {
-    fn wake_queue(&mut self, queue: &str) {
+    pub(crate) fn wake_queue(&mut self, queue: &str) {
         if !self.queues.iter().any(|q| q == queue) {
             self.queues.push(queue.to_owned());
         }
     }
 
-    fn timer_set(&mut self, due: i64) {
+    pub(crate) fn wake_workflow_queue(&mut self, queue: &str) {
+        if !self.workflow_queues.iter().any(|q| q == queue) {
+            self.workflow_queues.push(queue.to_owned());
+        }
+    }
+
+    pub(crate) fn timer_set(&mut self, due: i64) {
         self.earliest_timer = Some(self.earliest_timer.map_or(due, |t| t.min(due)));
     }
 }
@@ -89,19 +100,25 @@ fn set_timer(
     Ok(())
 }
 
-fn ms(d: Duration) -> i64 {
+pub(crate) fn ms(d: Duration) -> i64 {
     duration_millis(d)
 }
 
-/// The scope of an execution reference (standalone only, for now).
-pub(crate) fn scope_of(execution: &ExecutionRef) -> Result<&'static str, ProtocolError> {
-    if execution.workflow_id.is_some() || execution.workflow_run_id.is_some() {
-        return Err(ProtocolError::invalid_argument(
-            "execution.workflow_id",
-            "activities of workflows are not supported by this engine yet; only standalone activities",
-        ));
-    }
-    Ok(STANDALONE_SCOPE)
+/// The scope of an execution reference: `""` for a standalone activity, the run
+/// id for an activity of a workflow run (the latest run of the workflow id when
+/// the reference names no run).
+pub(crate) fn scope_of(tx: &mut dyn Tx, execution: &ExecutionRef) -> Result<String, ProtocolError> {
+    let run = match (&execution.workflow_id, &execution.workflow_run_id) {
+        (None, None) => return Ok(STANDALONE_SCOPE.to_owned()),
+        (workflow_id, Some(run_id)) => tx
+            .run_by_id(run_id)?
+            .filter(|run| workflow_id.as_ref().is_none_or(|w| *w == run.workflow_id)),
+        (Some(workflow_id), None) => tx.latest_run(workflow_id)?,
+    };
+    run.map(|run| run.run_id)
+        .ok_or_else(|| ProtocolError::NotFound {
+            what: format!("the workflow run of {execution}"),
+        })
 }
 
 /// A new execution: SCHEDULED, attempt 1, with its timers.
@@ -113,8 +130,10 @@ pub(crate) fn schedule(
     if let Some(existing) = tx.execution_by_id(&exec.scope, &exec.activity_id)? {
         return Err(ProtocolError::AlreadyExists {
             what: format!(
-                "standalone activity `{}` (state {}, attempt {})",
-                existing.activity_id, existing.state, existing.attempt
+                "{} (state {}, attempt {})",
+                describe_ref(&existing),
+                existing.state,
+                existing.attempt
             ),
         });
     }
@@ -239,6 +258,9 @@ pub(crate) fn claim(
     info.attempt = exec.attempt;
     info.workflow_id = exec.workflow_id.clone();
     info.workflow_run_id = exec.workflow_run_id.clone();
+    if let Some(run_id) = &exec.workflow_run_id {
+        info.workflow_type = tx.run_by_id(run_id)?.map(|run| run.workflow_type);
+    }
     info.scheduled_time = from_millis(exec.scheduled_at);
     info.current_attempt_scheduled_time = from_millis(exec.attempt_scheduled_at);
     info.started_time = from_millis(now);
@@ -259,7 +281,13 @@ pub(crate) fn claim(
 }
 
 fn describe_ref(exec: &ExecutionRecord) -> String {
-    format!("standalone activity `{}`", exec.activity_id)
+    match (&exec.workflow_id, &exec.workflow_run_id) {
+        (Some(workflow_id), Some(run_id)) => format!(
+            "activity `{}` of workflow `{workflow_id}` run `{run_id}`",
+            exec.activity_id
+        ),
+        _ => format!("standalone activity `{}`", exec.activity_id),
+    }
 }
 
 /// The execution whose current, STARTED attempt `target` designates.
@@ -300,9 +328,9 @@ pub(crate) fn started_attempt(
             Ok(exec)
         }
         TaskTarget::Execution(execution) => {
-            let scope = scope_of(execution)?;
+            let scope = scope_of(tx, execution)?;
             let exec = tx
-                .execution_by_id(scope, &execution.activity_id)?
+                .execution_by_id(&scope, &execution.activity_id)?
                 .ok_or_else(|| ProtocolError::NotFound {
                     what: execution.to_string(),
                 })?;
@@ -371,6 +399,8 @@ pub(crate) fn heartbeat(
     Ok(exec.cancel_requested)
 }
 
+/// Makes the execution final; an activity of a workflow run reports its outcome
+/// to the run's history in the same transaction (so exactly once).
 fn close(
     tx: &mut dyn Tx,
     fx: &mut Effects,
@@ -383,7 +413,7 @@ fn close(
     tx.clear_timers(exec.key)?;
     tx.update_execution(exec)?;
     fx.closed.push(waiter_key(&exec.scope, &exec.activity_id));
-    Ok(())
+    workflows::activity_closed(tx, fx, exec, now)
 }
 
 /// Completes the started attempt (and the execution).
@@ -523,7 +553,19 @@ pub(crate) fn request_cancel(
     execution: &ExecutionRef,
     now: i64,
 ) -> Result<ExecutionState, ProtocolError> {
-    let mut exec = find(tx, execution)?;
+    let exec = find(tx, execution)?;
+    cancel_execution(tx, fx, exec, now)
+}
+
+/// Requests cancellation of `exec` (SEMANTICS 1.5): a SCHEDULED execution becomes
+/// CANCELED at once, a STARTED one is told through its heartbeat answers.
+/// Answers the state after the request; refuses a final execution.
+pub(crate) fn cancel_execution(
+    tx: &mut dyn Tx,
+    fx: &mut Effects,
+    mut exec: ExecutionRecord,
+    now: i64,
+) -> Result<ExecutionState, ProtocolError> {
     match exec.state {
         state if state.is_final() => Err(ProtocolError::AlreadyClosed {
             what: describe_ref(&exec),
@@ -551,8 +593,8 @@ pub(crate) fn find(
     tx: &mut dyn Tx,
     execution: &ExecutionRef,
 ) -> Result<ExecutionRecord, ProtocolError> {
-    let scope = scope_of(execution)?;
-    tx.execution_by_id(scope, &execution.activity_id)?
+    let scope = scope_of(tx, execution)?;
+    tx.execution_by_id(&scope, &execution.activity_id)?
         .ok_or_else(|| ProtocolError::NotFound {
             what: execution.to_string(),
         })
@@ -632,8 +674,9 @@ pub(crate) fn describe_queue(
     Ok(d)
 }
 
-/// Fires the timers due at `now` (at most `limit`); answers how many were due
-/// and the next due time.
+/// Fires the timers due at `now` (at most `limit` of executions and `limit` of
+/// workflow runs); answers the larger of the two counts (when it reaches `limit`,
+/// more may be due) and the next due time.
 pub(crate) fn fire_due_timers(
     tx: &mut dyn Tx,
     fx: &mut Effects,
@@ -648,7 +691,11 @@ pub(crate) fn fire_due_timers(
         };
         fire(tx, fx, &mut exec, timer, now)?;
     }
-    Ok((due.len(), tx.next_timer_due()?))
+    let workflow_due = tx.due_workflow_timers(now, limit)?;
+    for timer in &workflow_due {
+        workflows::fire_timer(tx, fx, timer, now)?;
+    }
+    Ok((due.len().max(workflow_due.len()), tx.next_timer_due()?))
 }
 
 fn fire(
@@ -712,6 +759,7 @@ pub(crate) fn new_record(
         activity_id,
         workflow_id: None,
         workflow_run_id: None,
+        workflow_seq: None,
         activity_type,
         task_queue: options.task_queue.clone(),
         input,

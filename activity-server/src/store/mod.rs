@@ -24,7 +24,11 @@
 //!   nodes claim different attempts; [`Tx::due_timers`] likewise, so one node fires
 //!   each timer; [`Tx::queue`] with `FOR UPDATE` so the token bucket of a queue's
 //!   global rate limit (kept in its row, updated in the claiming transaction) is
-//!   shared by all nodes.
+//!   shared by all nodes. [`Tx::next_workflow_task`] and
+//!   [`Tx::due_workflow_timers`] the same way; [`Tx::run`] (and the other reads
+//!   of a run) with `FOR UPDATE`, since every transaction that appends to a
+//!   history, or buffers an event, writes or checks the run's row first: event
+//!   ids stay gap-free, and the `(run_key, event_id)` key refuses a duplicate.
 //! - Wake-ups across nodes: the engine's in-memory notifications (long polls,
 //!   outcome waiters, the timer loop) only wake waiters of *this* process. A
 //!   PostgreSQL store adds `LISTEN/NOTIFY` (queue name, execution key, "timers
@@ -44,6 +48,7 @@ use activity_core::{
     options::ValidatedOptions,
     payload::Payload,
     protocol::ExecutionState,
+    workflow::{EventKind, HistoryEvent, WorkflowOutcome, WorkflowState},
 };
 
 pub mod sqlite;
@@ -189,8 +194,60 @@ pub trait Tx {
     fn clear_timers(&mut self, execution_key: i64) -> Result<(), StoreError>;
     /// Timers due at `now`, earliest first, at most `limit`.
     fn due_timers(&mut self, now: i64, limit: usize) -> Result<Vec<TimerRecord>, StoreError>;
-    /// The earliest due time of any timer.
+    /// The earliest due time of any timer (of executions and of workflow runs).
     fn next_timer_due(&mut self) -> Result<Option<i64>, StoreError>;
+
+    /// The executions of `scope` (a workflow run id) that are not final, by key.
+    fn open_executions(&mut self, scope: &str) -> Result<Vec<ExecutionRecord>, StoreError>;
+    /// The execution of `scope` scheduled by the workflow command with this `seq`.
+    fn execution_by_seq(
+        &mut self,
+        scope: &str,
+        seq: u32,
+    ) -> Result<Option<ExecutionRecord>, StoreError>;
+
+    /// Inserts a new workflow run and returns its key (`record.key` is ignored).
+    fn insert_run(&mut self, record: &RunRecord) -> Result<i64, StoreError>;
+    /// Writes every changing field of an existing run.
+    fn update_run(&mut self, record: &RunRecord) -> Result<(), StoreError>;
+    /// The run with this key.
+    fn run(&mut self, key: i64) -> Result<Option<RunRecord>, StoreError>;
+    /// The run with this run id.
+    fn run_by_id(&mut self, run_id: &str) -> Result<Option<RunRecord>, StoreError>;
+    /// The latest run (highest key) of a workflow id.
+    fn latest_run(&mut self, workflow_id: &str) -> Result<Option<RunRecord>, StoreError>;
+    /// The run of the queue whose workflow task is SCHEDULED, oldest first (by
+    /// scheduled time, then key), locked for this transaction.
+    fn next_workflow_task(&mut self, task_queue: &str) -> Result<Option<RunRecord>, StoreError>;
+
+    /// Appends an event to a run's history; `event.event_id` must be the next id.
+    fn append_event(&mut self, run_key: i64, event: &HistoryEvent) -> Result<(), StoreError>;
+    /// The whole history of a run, in order.
+    fn history(&mut self, run_key: i64) -> Result<Vec<HistoryEvent>, StoreError>;
+    /// Keeps an event that arrived while the run's workflow task was started; it
+    /// is appended after that task's answer.
+    fn buffer_event(&mut self, run_key: i64, time: i64, kind: &EventKind)
+        -> Result<(), StoreError>;
+    /// Removes and returns the run's buffered events (time, kind), in arrival order.
+    fn take_buffered(&mut self, run_key: i64) -> Result<Vec<(i64, EventKind)>, StoreError>;
+
+    /// Sets (or moves) a workflow timer.
+    fn set_workflow_timer(&mut self, timer: &WorkflowTimerRecord) -> Result<(), StoreError>;
+    /// Removes the run's timers of `kind` (only the one with `seq`, when given).
+    fn clear_workflow_timer(
+        &mut self,
+        run_key: i64,
+        kind: WorkflowTimerKind,
+        seq: Option<u32>,
+    ) -> Result<(), StoreError>;
+    /// Removes every timer of a run.
+    fn clear_workflow_timers(&mut self, run_key: i64) -> Result<(), StoreError>;
+    /// Workflow timers due at `now`, earliest first, at most `limit`.
+    fn due_workflow_timers(
+        &mut self,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<WorkflowTimerRecord>, StoreError>;
 }
 
 /// One activity execution as stored.
@@ -202,10 +259,13 @@ pub struct ExecutionRecord {
     pub scope: String,
     /// The activity id, unique within `scope`.
     pub activity_id: String,
-    /// The calling workflow (later; `None` now).
+    /// The calling workflow; `None` for a standalone activity.
     pub workflow_id: Option<String>,
-    /// The calling workflow run (later; `None` now).
+    /// The calling workflow run; `None` for a standalone activity.
     pub workflow_run_id: Option<String>,
+    /// The `seq` of the workflow command that scheduled it; `None` for a
+    /// standalone activity.
+    pub workflow_seq: Option<u32>,
     /// The activity type.
     pub activity_type: String,
     /// Where attempts are dispatched.
@@ -312,6 +372,132 @@ pub struct TimerRecord {
     pub kind: TimerKind,
     /// The attempt it belongs to (checked when it fires).
     pub attempt: u32,
+    /// When it fires.
+    pub due_at: i64,
+}
+
+/// Where a run's workflow task is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WorkflowTaskState {
+    /// No task: the code waits for events.
+    Idle,
+    /// A task waits in the run's queue for a worker.
+    Scheduled,
+    /// A worker took the task; events that arrive now are buffered.
+    Started,
+    /// The last task failed; the next one is scheduled when its backoff ends.
+    Backoff,
+}
+
+impl WorkflowTaskState {
+    /// Every state.
+    pub const ALL: [WorkflowTaskState; 4] = [
+        WorkflowTaskState::Idle,
+        WorkflowTaskState::Scheduled,
+        WorkflowTaskState::Started,
+        WorkflowTaskState::Backoff,
+    ];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkflowTaskState::Idle => "IDLE",
+            WorkflowTaskState::Scheduled => "SCHEDULED",
+            WorkflowTaskState::Started => "STARTED",
+            WorkflowTaskState::Backoff => "BACKOFF",
+        }
+    }
+
+    /// Parses [`WorkflowTaskState::as_str`].
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+/// One workflow run as stored (its history is kept apart, append-only).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunRecord {
+    /// Store key (assigned on insert).
+    pub key: i64,
+    /// The workflow id (at most one RUNNING run per id).
+    pub workflow_id: String,
+    /// The engine-generated, unique run id.
+    pub run_id: String,
+    /// The workflow type.
+    pub workflow_type: String,
+    /// The run's task queue.
+    pub task_queue: String,
+    /// Serialized arguments.
+    pub input: Vec<Payload>,
+    /// State.
+    pub state: WorkflowState,
+    /// The outcome, once final.
+    pub outcome: Option<WorkflowOutcome>,
+    /// Whether cancellation of the run was requested.
+    pub cancel_requested: bool,
+    /// When the run started.
+    pub started_at: i64,
+    /// When it closed.
+    pub closed_at: Option<i64>,
+    /// Number of events in its history (the last event id).
+    pub history_length: u64,
+    /// Where its workflow task is.
+    pub task_state: WorkflowTaskState,
+    /// Number of the latest workflow task scheduled (from 1; tokens carry it).
+    pub task_seq: u32,
+    /// When the latest task was scheduled (dispatch order).
+    pub task_scheduled_at: i64,
+    /// When the current task was started.
+    pub task_started_at: Option<i64>,
+    /// Who started the current task.
+    pub task_identity: Option<String>,
+    /// Consecutive failed workflow tasks (backoff of the next one).
+    pub task_failures: u32,
+}
+
+/// What a workflow timer stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WorkflowTimerKind {
+    /// A timer the workflow started (`seq` = the command's seq).
+    Timer,
+    /// The started workflow task's deadline (`seq` = task number).
+    TaskTimeout,
+    /// The end of a failed task's backoff (`seq` = task number).
+    TaskBackoff,
+}
+
+impl WorkflowTimerKind {
+    /// Every kind.
+    pub const ALL: [WorkflowTimerKind; 3] = [
+        WorkflowTimerKind::Timer,
+        WorkflowTimerKind::TaskTimeout,
+        WorkflowTimerKind::TaskBackoff,
+    ];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkflowTimerKind::Timer => "timer",
+            WorkflowTimerKind::TaskTimeout => "task_timeout",
+            WorkflowTimerKind::TaskBackoff => "task_backoff",
+        }
+    }
+
+    /// Parses [`WorkflowTimerKind::as_str`].
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+}
+
+/// A durable timer of a workflow run: one per (run, kind, seq).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WorkflowTimerRecord {
+    /// The run.
+    pub run_key: i64,
+    /// What it stands for.
+    pub kind: WorkflowTimerKind,
+    /// The timer's seq, or the task number it belongs to.
+    pub seq: u32,
     /// When it fires.
     pub due_at: i64,
 }

@@ -22,12 +22,13 @@
 //! wake-ups are in-process). An in-memory database (for tests) has the same
 //! semantics without the disk.
 //!
-//! # Schema (version 1)
+//! # Schema (version 2)
 //!
 //! - `meta(key, value)`: engine metadata: schema version, task-token key.
 //! - `executions`: one row per activity execution: ids (`scope`, `activity_id`,
-//!   unique together; `workflow_id`/`workflow_run_id` left `NULL` by standalone
-//!   activities and there for workflows later), type, queue, input, validated
+//!   unique together; `scope` is `""` for standalone activities and the run id for
+//!   a workflow's; `workflow_id`/`workflow_run_id`/`workflow_seq` are `NULL` for
+//!   standalone activities), type, queue, input, validated
 //!   options (JSON), state, attempt, times, worker, heartbeat details, cancel flag,
 //!   last failure (JSON), retry state, result. A partial index on
 //!   `(task_queue, attempt_scheduled_at, key) WHERE state = 'SCHEDULED'` is the
@@ -37,6 +38,20 @@
 //! - `task_queues(name, rate_limit, bucket_tokens, bucket_at)`: the queue's global
 //!   rate limit and its token bucket.
 //! - `pollers(task_queue, identity, last_poll_at)`: recent pollers.
+//! - `workflow_runs`: one row per workflow run: `workflow_id`, `run_id` (unique),
+//!   type, queue, input, state, outcome (JSON), cancel flag, times, history length,
+//!   and its workflow task (state, number, scheduled/started time, worker,
+//!   consecutive failures). A partial unique index allows one RUNNING run per
+//!   workflow id; a partial index on `(task_queue, task_scheduled_at, key) WHERE
+//!   task_state = 'SCHEDULED'` is the workflow task dispatch order.
+//! - `workflow_history(run_key, event_id, time, kind)`: the append-only history,
+//!   event ids from 1 without gaps, the event kind as JSON.
+//! - `workflow_buffered_events(position, run_key, time, kind)`: events that
+//!   arrived while the run's workflow task was started, appended after its answer.
+//! - `workflow_timers(run_key, kind, seq, due_at)`: durable timers of runs (the
+//!   workflow's own timers, workflow task timeouts and backoffs).
+//!
+//! Version 1 databases (before workflows) are upgraded in place when opened.
 //!
 //! Payloads are stored as blobs (encoding name + bytes), never re-encoded.
 
@@ -51,19 +66,24 @@ use std::{
 };
 
 use activity_core::{
+    clock::{from_millis, to_millis},
     definition::BoxFuture,
     failure::{Failure, RetryState},
     options::ValidatedOptions,
     payload::{Encoding, Payload},
     protocol::ExecutionState,
+    workflow::{EventKind, HistoryEvent, WorkflowOutcome, WorkflowState},
 };
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row};
 
-use super::{ExecutionRecord, QueueRecord, Store, StoreError, TimerKind, TimerRecord, Tx, TxJob};
+use super::{
+    ExecutionRecord, QueueRecord, RunRecord, Store, StoreError, TimerKind, TimerRecord, Tx, TxJob,
+    WorkflowTaskState, WorkflowTimerKind, WorkflowTimerRecord,
+};
 
 /// Most jobs committed in one transaction.
 const MAX_BATCH: usize = 256;
-const SCHEMA_VERSION: &str = "1";
+const SCHEMA_VERSION: &str = "2";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -93,6 +113,7 @@ CREATE TABLE IF NOT EXISTS executions (
     retry_state          TEXT,
     result               BLOB,
     closed_at            INTEGER,
+    workflow_seq         INTEGER,
     UNIQUE (scope, activity_id)
 );
 CREATE INDEX IF NOT EXISTS executions_dispatch
@@ -117,7 +138,59 @@ CREATE TABLE IF NOT EXISTS pollers (
     last_poll_at INTEGER NOT NULL,
     PRIMARY KEY (task_queue, identity)
 );
+CREATE TABLE IF NOT EXISTS workflow_runs (
+    key               INTEGER PRIMARY KEY AUTOINCREMENT,
+    workflow_id       TEXT NOT NULL,
+    run_id            TEXT NOT NULL UNIQUE,
+    workflow_type     TEXT NOT NULL,
+    task_queue        TEXT NOT NULL,
+    input             BLOB NOT NULL,
+    state             TEXT NOT NULL,
+    outcome           TEXT,
+    cancel_requested  INTEGER NOT NULL,
+    started_at        INTEGER NOT NULL,
+    closed_at         INTEGER,
+    history_length    INTEGER NOT NULL,
+    task_state        TEXT NOT NULL,
+    task_seq          INTEGER NOT NULL,
+    task_scheduled_at INTEGER NOT NULL,
+    task_started_at   INTEGER,
+    task_identity     TEXT,
+    task_failures     INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS workflow_runs_by_workflow_id ON workflow_runs (workflow_id, key);
+CREATE UNIQUE INDEX IF NOT EXISTS workflow_runs_one_running
+    ON workflow_runs (workflow_id) WHERE state = 'RUNNING';
+CREATE INDEX IF NOT EXISTS workflow_tasks_dispatch
+    ON workflow_runs (task_queue, task_scheduled_at, key) WHERE task_state = 'SCHEDULED';
+CREATE TABLE IF NOT EXISTS workflow_history (
+    run_key  INTEGER NOT NULL REFERENCES workflow_runs (key),
+    event_id INTEGER NOT NULL,
+    time     INTEGER NOT NULL,
+    kind     TEXT NOT NULL,
+    PRIMARY KEY (run_key, event_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS workflow_buffered_events (
+    position INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_key  INTEGER NOT NULL REFERENCES workflow_runs (key),
+    time     INTEGER NOT NULL,
+    kind     TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS workflow_buffered_by_run
+    ON workflow_buffered_events (run_key, position);
+CREATE TABLE IF NOT EXISTS workflow_timers (
+    run_key INTEGER NOT NULL REFERENCES workflow_runs (key),
+    kind    TEXT NOT NULL,
+    seq     INTEGER NOT NULL,
+    due_at  INTEGER NOT NULL,
+    PRIMARY KEY (run_key, kind, seq)
+);
+CREATE INDEX IF NOT EXISTS workflow_timers_due ON workflow_timers (due_at);
 ";
+
+/// Upgrades a version 1 database (before workflows): the new tables are made by
+/// [`SCHEMA`]; executions gain the `seq` of the workflow command that made them.
+const UPGRADE_FROM_1: &str = "ALTER TABLE executions ADD COLUMN workflow_seq INTEGER;";
 
 enum Message {
     Job(TxJob, mpsc::SyncSender<Result<(), StoreError>>),
@@ -200,6 +273,15 @@ impl SqliteStore {
                 .map_err(sql_error)?;
             }
             Some(v) if v == SCHEMA_VERSION.as_bytes() => {}
+            Some(v) if v == b"1" => {
+                conn.execute_batch(&format!(
+                    "BEGIN IMMEDIATE; {UPGRADE_FROM_1}
+                     UPDATE meta SET value = CAST('{SCHEMA_VERSION}' AS BLOB)
+                        WHERE key = 'schema_version';
+                     COMMIT;"
+                ))
+                .map_err(sql_error)?;
+            }
             Some(v) => {
                 return Err(StoreError::Corrupt(format!(
                     "database schema version {} is not supported by this engine (expects {SCHEMA_VERSION})",
@@ -400,7 +482,7 @@ struct SqliteTx<'c> {
 const EXECUTION_COLUMNS: &str = "key, scope, activity_id, workflow_id, workflow_run_id, \
     activity_type, task_queue, input, options, state, attempt, scheduled_at, \
     attempt_scheduled_at, started_at, worker_identity, heartbeat_details, last_heartbeat_at, \
-    cancel_requested, last_failure, retry_state, result, closed_at";
+    cancel_requested, last_failure, retry_state, result, closed_at, workflow_seq";
 
 /// The columns of a row, read before decoding (rusqlite closures cannot return our errors).
 struct RawExecution {
@@ -426,6 +508,7 @@ struct RawExecution {
     retry_state: Option<String>,
     result: Option<Vec<u8>>,
     closed_at: Option<i64>,
+    workflow_seq: Option<i64>,
 }
 
 fn raw_execution(row: &Row<'_>) -> rusqlite::Result<RawExecution> {
@@ -452,6 +535,7 @@ fn raw_execution(row: &Row<'_>) -> rusqlite::Result<RawExecution> {
         retry_state: row.get(19)?,
         result: row.get(20)?,
         closed_at: row.get(21)?,
+        workflow_seq: row.get(22)?,
     })
 }
 
@@ -500,6 +584,11 @@ impl RawExecution {
                 .transpose()
                 .map_err(|e| corrupt(&what("result"), e))?,
             closed_at: self.closed_at,
+            workflow_seq: self
+                .workflow_seq
+                .map(u32::try_from)
+                .transpose()
+                .map_err(|e| corrupt(&what("workflow_seq"), e))?,
         })
     }
 }
@@ -553,9 +642,9 @@ impl Tx for SqliteTx<'_> {
                     activity_type, task_queue, input, options, state, attempt, scheduled_at,
                     attempt_scheduled_at, started_at, worker_identity, heartbeat_details,
                     last_heartbeat_at, cancel_requested, last_failure, retry_state, result,
-                    closed_at)
+                    closed_at, workflow_seq)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                    ?17, ?18, ?19, ?20, ?21)",
+                    ?17, ?18, ?19, ?20, ?21, ?22)",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -589,6 +678,7 @@ impl Tx for SqliteTx<'_> {
                         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?,
                     r.result.as_ref().map(encode_payload),
                     r.closed_at,
+                    r.workflow_seq,
                 ])
             })
             .map_err(sql_error)?;
@@ -824,8 +914,393 @@ impl Tx for SqliteTx<'_> {
 
     fn next_timer_due(&mut self) -> Result<Option<i64>, StoreError> {
         self.conn
-            .query_row("SELECT MIN(due_at) FROM timers", [], |r| r.get(0))
+            .query_row(
+                "SELECT MIN(due_at) FROM (SELECT MIN(due_at) AS due_at FROM timers
+                    UNION ALL SELECT MIN(due_at) FROM workflow_timers)",
+                [],
+                |r| r.get(0),
+            )
             .map_err(sql_error)
+    }
+
+    fn open_executions(&mut self, scope: &str) -> Result<Vec<ExecutionRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {EXECUTION_COLUMNS} FROM executions
+             WHERE scope = ?1 AND state IN ('SCHEDULED', 'STARTED') ORDER BY key"
+        );
+        let raws: Vec<RawExecution> = self
+            .conn
+            .prepare_cached(&sql)
+            .and_then(|mut s| s.query_map(params![scope], raw_execution)?.collect())
+            .map_err(sql_error)?;
+        raws.into_iter().map(RawExecution::decode).collect()
+    }
+
+    fn execution_by_seq(
+        &mut self,
+        scope: &str,
+        seq: u32,
+    ) -> Result<Option<ExecutionRecord>, StoreError> {
+        self.one_execution(
+            "scope = ?1 AND workflow_seq = ?2 ORDER BY key LIMIT 1",
+            params![scope, seq],
+        )
+    }
+
+    fn insert_run(&mut self, r: &RunRecord) -> Result<i64, StoreError> {
+        let outcome = r.outcome.as_ref().map(to_json).transpose()?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO workflow_runs (workflow_id, run_id, workflow_type, task_queue, input,
+                    state, outcome, cancel_requested, started_at, closed_at, history_length,
+                    task_state, task_seq, task_scheduled_at, task_started_at, task_identity,
+                    task_failures)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                    ?17)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    r.workflow_id,
+                    r.run_id,
+                    r.workflow_type,
+                    r.task_queue,
+                    encode_payloads(&r.input),
+                    r.state.as_str(),
+                    outcome,
+                    r.cancel_requested,
+                    r.started_at,
+                    r.closed_at,
+                    i64::try_from(r.history_length).unwrap_or(i64::MAX),
+                    r.task_state.as_str(),
+                    r.task_seq,
+                    r.task_scheduled_at,
+                    r.task_started_at,
+                    r.task_identity,
+                    r.task_failures,
+                ])
+            })
+            .map_err(sql_error)?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    fn update_run(&mut self, r: &RunRecord) -> Result<(), StoreError> {
+        // Ids, type, queue, input and start time never change after insert.
+        let outcome = r.outcome.as_ref().map(to_json).transpose()?;
+        let changed = self
+            .conn
+            .prepare_cached(
+                "UPDATE workflow_runs SET state = ?2, outcome = ?3, cancel_requested = ?4,
+                    closed_at = ?5, history_length = ?6, task_state = ?7, task_seq = ?8,
+                    task_scheduled_at = ?9, task_started_at = ?10, task_identity = ?11,
+                    task_failures = ?12
+                 WHERE key = ?1",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    r.key,
+                    r.state.as_str(),
+                    outcome,
+                    r.cancel_requested,
+                    r.closed_at,
+                    i64::try_from(r.history_length).unwrap_or(i64::MAX),
+                    r.task_state.as_str(),
+                    r.task_seq,
+                    r.task_scheduled_at,
+                    r.task_started_at,
+                    r.task_identity,
+                    r.task_failures,
+                ])
+            })
+            .map_err(sql_error)?;
+        if changed == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Backend(format!("run {} does not exist", r.key)))
+        }
+    }
+
+    fn run(&mut self, key: i64) -> Result<Option<RunRecord>, StoreError> {
+        self.one_run("key = ?1", params![key])
+    }
+
+    fn run_by_id(&mut self, run_id: &str) -> Result<Option<RunRecord>, StoreError> {
+        self.one_run("run_id = ?1", params![run_id])
+    }
+
+    fn latest_run(&mut self, workflow_id: &str) -> Result<Option<RunRecord>, StoreError> {
+        self.one_run(
+            "workflow_id = ?1 ORDER BY key DESC LIMIT 1",
+            params![workflow_id],
+        )
+    }
+
+    fn next_workflow_task(&mut self, task_queue: &str) -> Result<Option<RunRecord>, StoreError> {
+        // The single writer serializes claims; PostgreSQL adds FOR UPDATE SKIP LOCKED.
+        self.one_run(
+            "task_state = 'SCHEDULED' AND task_queue = ?1
+             ORDER BY task_scheduled_at, key LIMIT 1",
+            params![task_queue],
+        )
+    }
+
+    fn append_event(&mut self, run_key: i64, event: &HistoryEvent) -> Result<(), StoreError> {
+        let kind = to_json(&event.kind)?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO workflow_history (run_key, event_id, time, kind)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    run_key,
+                    i64::try_from(event.event_id).unwrap_or(i64::MAX),
+                    to_millis(event.time),
+                    kind
+                ])
+            })
+            .map(drop)
+            .map_err(sql_error)
+    }
+
+    fn history(&mut self, run_key: i64) -> Result<Vec<HistoryEvent>, StoreError> {
+        let rows: Vec<(i64, i64, String)> = self
+            .conn
+            .prepare_cached(
+                "SELECT event_id, time, kind FROM workflow_history
+                 WHERE run_key = ?1 ORDER BY event_id",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![run_key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect()
+            })
+            .map_err(sql_error)?;
+        rows.into_iter()
+            .map(|(event_id, time, kind)| {
+                let what = || format!("run {run_key}, history event {event_id}");
+                Ok(HistoryEvent::new(
+                    u64::try_from(event_id).map_err(|e| corrupt(&what(), e))?,
+                    from_millis(time),
+                    serde_json::from_str::<EventKind>(&kind).map_err(|e| corrupt(&what(), e))?,
+                ))
+            })
+            .collect()
+    }
+
+    fn buffer_event(
+        &mut self,
+        run_key: i64,
+        time: i64,
+        kind: &EventKind,
+    ) -> Result<(), StoreError> {
+        let kind = to_json(kind)?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO workflow_buffered_events (run_key, time, kind) VALUES (?1, ?2, ?3)",
+            )
+            .and_then(|mut s| s.execute(params![run_key, time, kind]))
+            .map(drop)
+            .map_err(sql_error)
+    }
+
+    fn take_buffered(&mut self, run_key: i64) -> Result<Vec<(i64, EventKind)>, StoreError> {
+        let rows: Vec<(i64, i64, String)> = self
+            .conn
+            .prepare_cached(
+                "SELECT position, time, kind FROM workflow_buffered_events
+                 WHERE run_key = ?1 ORDER BY position",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![run_key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect()
+            })
+            .map_err(sql_error)?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.conn
+            .prepare_cached("DELETE FROM workflow_buffered_events WHERE run_key = ?1")
+            .and_then(|mut s| s.execute(params![run_key]))
+            .map_err(sql_error)?;
+        rows.into_iter()
+            .map(|(position, time, kind)| {
+                let kind = serde_json::from_str::<EventKind>(&kind).map_err(|e| {
+                    corrupt(&format!("run {run_key}, buffered event {position}"), e)
+                })?;
+                Ok((time, kind))
+            })
+            .collect()
+    }
+
+    fn set_workflow_timer(&mut self, t: &WorkflowTimerRecord) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO workflow_timers (run_key, kind, seq, due_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (run_key, kind, seq) DO UPDATE SET due_at = excluded.due_at",
+            )
+            .and_then(|mut s| s.execute(params![t.run_key, t.kind.as_str(), t.seq, t.due_at]))
+            .map(drop)
+            .map_err(sql_error)
+    }
+
+    fn clear_workflow_timer(
+        &mut self,
+        run_key: i64,
+        kind: WorkflowTimerKind,
+        seq: Option<u32>,
+    ) -> Result<(), StoreError> {
+        let result = match seq {
+            Some(seq) => self
+                .conn
+                .prepare_cached(
+                    "DELETE FROM workflow_timers WHERE run_key = ?1 AND kind = ?2 AND seq = ?3",
+                )
+                .and_then(|mut s| s.execute(params![run_key, kind.as_str(), seq])),
+            None => self
+                .conn
+                .prepare_cached("DELETE FROM workflow_timers WHERE run_key = ?1 AND kind = ?2")
+                .and_then(|mut s| s.execute(params![run_key, kind.as_str()])),
+        };
+        result.map(drop).map_err(sql_error)
+    }
+
+    fn clear_workflow_timers(&mut self, run_key: i64) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("DELETE FROM workflow_timers WHERE run_key = ?1")
+            .and_then(|mut s| s.execute(params![run_key]))
+            .map(drop)
+            .map_err(sql_error)
+    }
+
+    fn due_workflow_timers(
+        &mut self,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<WorkflowTimerRecord>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows: Vec<(i64, String, i64, i64)> = self
+            .conn
+            .prepare_cached(
+                "SELECT run_key, kind, seq, due_at FROM workflow_timers
+                 WHERE due_at <= ?1 ORDER BY due_at, run_key, kind, seq LIMIT ?2",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![now, limit], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })?
+                .collect()
+            })
+            .map_err(sql_error)?;
+        rows.into_iter()
+            .map(|(run_key, kind, seq, due_at)| {
+                Ok(WorkflowTimerRecord {
+                    run_key,
+                    kind: WorkflowTimerKind::parse(&kind)
+                        .ok_or_else(|| corrupt("workflow timer kind", &kind))?,
+                    seq: u32::try_from(seq).map_err(|e| corrupt("workflow timer seq", e))?,
+                    due_at,
+                })
+            })
+            .collect()
+    }
+}
+
+const RUN_COLUMNS: &str = "key, workflow_id, run_id, workflow_type, task_queue, input, state, \
+    outcome, cancel_requested, started_at, closed_at, history_length, task_state, task_seq, \
+    task_scheduled_at, task_started_at, task_identity, task_failures";
+
+/// The columns of a run row, read before decoding.
+struct RawRun {
+    key: i64,
+    workflow_id: String,
+    run_id: String,
+    workflow_type: String,
+    task_queue: String,
+    input: Vec<u8>,
+    state: String,
+    outcome: Option<String>,
+    cancel_requested: bool,
+    started_at: i64,
+    closed_at: Option<i64>,
+    history_length: i64,
+    task_state: String,
+    task_seq: i64,
+    task_scheduled_at: i64,
+    task_started_at: Option<i64>,
+    task_identity: Option<String>,
+    task_failures: i64,
+}
+
+fn raw_run(row: &Row<'_>) -> rusqlite::Result<RawRun> {
+    Ok(RawRun {
+        key: row.get(0)?,
+        workflow_id: row.get(1)?,
+        run_id: row.get(2)?,
+        workflow_type: row.get(3)?,
+        task_queue: row.get(4)?,
+        input: row.get(5)?,
+        state: row.get(6)?,
+        outcome: row.get(7)?,
+        cancel_requested: row.get(8)?,
+        started_at: row.get(9)?,
+        closed_at: row.get(10)?,
+        history_length: row.get(11)?,
+        task_state: row.get(12)?,
+        task_seq: row.get(13)?,
+        task_scheduled_at: row.get(14)?,
+        task_started_at: row.get(15)?,
+        task_identity: row.get(16)?,
+        task_failures: row.get(17)?,
+    })
+}
+
+impl RawRun {
+    fn decode(self) -> Result<RunRecord, StoreError> {
+        let key = self.key;
+        let what = |field: &str| format!("workflow run {key}, column `{field}`");
+        Ok(RunRecord {
+            key,
+            workflow_id: self.workflow_id,
+            run_id: self.run_id,
+            workflow_type: self.workflow_type,
+            task_queue: self.task_queue,
+            input: decode_payloads(&self.input).map_err(|e| corrupt(&what("input"), e))?,
+            state: WorkflowState::parse(&self.state)
+                .ok_or_else(|| corrupt(&what("state"), &self.state))?,
+            outcome: self
+                .outcome
+                .map(|o| serde_json::from_str::<WorkflowOutcome>(&o))
+                .transpose()
+                .map_err(|e| corrupt(&what("outcome"), e))?,
+            cancel_requested: self.cancel_requested,
+            started_at: self.started_at,
+            closed_at: self.closed_at,
+            history_length: u64::try_from(self.history_length)
+                .map_err(|e| corrupt(&what("history_length"), e))?,
+            task_state: WorkflowTaskState::parse(&self.task_state)
+                .ok_or_else(|| corrupt(&what("task_state"), &self.task_state))?,
+            task_seq: u32::try_from(self.task_seq).map_err(|e| corrupt(&what("task_seq"), e))?,
+            task_scheduled_at: self.task_scheduled_at,
+            task_started_at: self.task_started_at,
+            task_identity: self.task_identity,
+            task_failures: u32::try_from(self.task_failures)
+                .map_err(|e| corrupt(&what("task_failures"), e))?,
+        })
+    }
+}
+
+impl SqliteTx<'_> {
+    fn one_run(
+        &mut self,
+        sql_where: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Option<RunRecord>, StoreError> {
+        let sql = format!("SELECT {RUN_COLUMNS} FROM workflow_runs WHERE {sql_where}");
+        let raw = self
+            .conn
+            .prepare_cached(&sql)
+            .and_then(|mut s| s.query_row(params, raw_run).optional())
+            .map_err(sql_error)?;
+        raw.map(RawRun::decode).transpose()
     }
 }
 
@@ -914,6 +1389,60 @@ fn decode_payloads(mut bytes: &[u8]) -> Result<Vec<Payload>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_version_1_database_is_upgraded_in_place_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        {
+            // The version 1 schema: executions without `workflow_seq`, no workflow tables.
+            let conn = Connection::open(&path).unwrap();
+            let v1 = SCHEMA
+                .split("CREATE TABLE IF NOT EXISTS workflow_runs")
+                .next()
+                .unwrap()
+                .replace("    workflow_seq         INTEGER,\n", "");
+            conn.execute_batch(&v1).unwrap();
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
+                params![b"1".to_vec()],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO executions (scope, activity_id, activity_type, task_queue, input,
+                    options, state, attempt, scheduled_at, attempt_scheduled_at,
+                    cancel_requested)
+                 VALUES ('', 'old', 't', 'q', ?1, ?2, 'SCHEDULED', 1, 0, 0, 0)",
+                params![
+                    encode_payloads(&[]),
+                    to_json(
+                        &activity_core::ActivityOptions::new()
+                            .start_to_close(std::time::Duration::from_secs(1))
+                            .validate(Some("q"))
+                            .unwrap()
+                    )
+                    .unwrap()
+                ],
+            )
+            .unwrap();
+            assert!(conn.prepare("SELECT workflow_seq FROM executions").is_err());
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        drop(store);
+        let conn = Connection::open(&path).unwrap();
+        let version: Vec<u8> = conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION.as_bytes());
+        let mut tx = SqliteTx { conn: &conn };
+        let old = tx.execution_by_id("", "old").unwrap().expect("kept");
+        assert_eq!(old.workflow_seq, None);
+        assert_eq!(tx.latest_run("any").unwrap(), None);
+    }
 
     #[test]
     fn payload_blobs_round_trip_and_reject_garbage() {

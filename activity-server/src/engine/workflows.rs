@@ -1,0 +1,729 @@
+//! The rules of SEMANTICS 3 (workflow runs, their histories and workflow tasks),
+//! as synchronous functions on one store transaction, like `rules`: what they
+//! write is committed before the engine answers, or not at all.
+//!
+//! # A run's workflow task
+//!
+//! A run has at most one workflow task, scheduled or started
+//! ([`WorkflowTaskState`]). Each task has a number (`task_seq`, from 1), which its
+//! token carries: a token of an earlier task, or of a task already answered, is
+//! refused and changes nothing.
+//!
+//! - Starting a run appends `WorkflowStarted` and `WorkflowTaskScheduled`.
+//! - A poll claims the oldest scheduled task of its queue, appends
+//!   `WorkflowTaskStarted` and sets the task's timeout timer, in one transaction.
+//! - A *resolution event* (an activity's final outcome, a timer fired, a cancel
+//!   request) is appended at once when no task is started, and schedules a task
+//!   when none is scheduled. While a task is started it is **buffered**: the
+//!   worker's history must end with its `WorkflowTaskStarted`, and the task's
+//!   answer (`WorkflowTaskCompleted` and its command events) must follow it
+//!   directly. The buffered events are appended after the answer (or after
+//!   `WorkflowTaskTimedOut` / `WorkflowTaskFailed`), and a new task is scheduled
+//!   for them.
+//! - A task that times out is followed by `WorkflowTaskTimedOut` and a new task
+//!   at once (another worker replays); a task that fails is followed by
+//!   `WorkflowTaskFailed` and a new task after a backoff (a durable timer), so the
+//!   run resumes once fixed code is deployed. The run itself is not failed.
+//! - A command that closes the run (complete, fail, cancel) makes it final: its
+//!   timers, pending task and buffered events are dropped, and its activities that
+//!   are not final are cancel-requested (SEMANTICS 1.5). A closed run never
+//!   changes again.
+
+use std::time::Duration;
+
+use activity_core::{
+    clock::from_millis,
+    context::TaskToken,
+    failure::{ActivityFailure, ApplicationFailure, Failure, RetryState},
+    options::ActivityOptions,
+    payload::Payload,
+    protocol::{ClosedReason, ExecutionOutcome, ExecutionState, ProtocolError},
+    workflow::{
+        Command, EventKind, HistoryEvent, WorkflowDescription, WorkflowOutcome, WorkflowRef,
+        WorkflowState, WorkflowTask,
+    },
+};
+
+use super::{
+    check_name,
+    rules::{self, ms, Effects},
+};
+use crate::{
+    store::{
+        ExecutionRecord, RunRecord, StoreError, Tx, WorkflowTaskState, WorkflowTimerKind,
+        WorkflowTimerRecord,
+    },
+    token::TokenSigner,
+};
+
+/// Error type of the failure given to a workflow whose `ScheduleActivity`
+/// command had invalid options (nothing was scheduled).
+pub(crate) const INVALID_OPTIONS: &str = "InvalidOptions";
+/// Error type of the failure given to a workflow whose `ScheduleActivity`
+/// command had an invalid activity type or id (nothing was scheduled).
+pub(crate) const INVALID_ARGUMENT: &str = "InvalidArgument";
+/// Error type of the failure given to a workflow whose `ScheduleActivity`
+/// command reused an activity id of the run (nothing was scheduled).
+pub(crate) const ACTIVITY_ID_REUSED: &str = "ActivityIdReused";
+
+/// A new run's fields, checked by the engine.
+pub(crate) struct NewRun {
+    pub(crate) workflow_id: String,
+    pub(crate) run_id: String,
+    pub(crate) workflow_type: String,
+    pub(crate) task_queue: String,
+    pub(crate) input: Vec<Payload>,
+}
+
+fn append(
+    tx: &mut dyn Tx,
+    run: &mut RunRecord,
+    time: i64,
+    kind: EventKind,
+) -> Result<(), StoreError> {
+    run.history_length += 1;
+    tx.append_event(
+        run.key,
+        &HistoryEvent::new(run.history_length, from_millis(time), kind),
+    )
+}
+
+/// Schedules the run's next workflow task (a new task number).
+fn schedule_task(
+    tx: &mut dyn Tx,
+    fx: &mut Effects,
+    run: &mut RunRecord,
+    now: i64,
+) -> Result<(), ProtocolError> {
+    run.task_seq = run
+        .task_seq
+        .checked_add(1)
+        .ok_or_else(|| ProtocolError::Internal {
+            message: format!("workflow run `{}` ran out of task numbers", run.run_id),
+        })?;
+    run.task_state = WorkflowTaskState::Scheduled;
+    run.task_scheduled_at = now;
+    run.task_started_at = None;
+    run.task_identity = None;
+    append(tx, run, now, EventKind::WorkflowTaskScheduled)?;
+    fx.wake_workflow_queue(&run.task_queue);
+    Ok(())
+}
+
+/// Delivers a resolution event to a running run (the caller writes the run):
+/// buffered while a task is started, else appended, scheduling a task if none is
+/// pending. Answers whether `run` changed.
+fn deliver_to(
+    tx: &mut dyn Tx,
+    fx: &mut Effects,
+    run: &mut RunRecord,
+    now: i64,
+    kind: EventKind,
+) -> Result<bool, ProtocolError> {
+    match run.task_state {
+        WorkflowTaskState::Started => {
+            tx.buffer_event(run.key, now, &kind)?;
+            Ok(false)
+        }
+        WorkflowTaskState::Idle => {
+            append(tx, run, now, kind)?;
+            schedule_task(tx, fx, run, now)?;
+            Ok(true)
+        }
+        WorkflowTaskState::Scheduled | WorkflowTaskState::Backoff => {
+            append(tx, run, now, kind)?;
+            Ok(true)
+        }
+    }
+}
+
+/// Delivers a resolution event to the run `run_id`, if it is still running.
+fn deliver(
+    tx: &mut dyn Tx,
+    fx: &mut Effects,
+    run_id: &str,
+    now: i64,
+    kind: EventKind,
+) -> Result<(), ProtocolError> {
+    let Some(mut run) = tx.run_by_id(run_id)? else {
+        return Ok(());
+    };
+    if run.state.is_final() {
+        return Ok(());
+    }
+    if deliver_to(tx, fx, &mut run, now, kind)? {
+        tx.update_run(&run)?;
+    }
+    Ok(())
+}
+
+/// Appends the run's buffered events (except the `TimerFired` of timers in
+/// `canceled_timers`); answers whether any was appended.
+fn flush_buffered(
+    tx: &mut dyn Tx,
+    run: &mut RunRecord,
+    canceled_timers: &[u32],
+) -> Result<bool, ProtocolError> {
+    let mut any = false;
+    for (time, kind) in tx.take_buffered(run.key)? {
+        if matches!(&kind, EventKind::TimerFired { seq } if canceled_timers.contains(seq)) {
+            continue;
+        }
+        append(tx, run, time, kind)?;
+        any = true;
+    }
+    Ok(any)
+}
+
+/// Called when an execution became final: an activity of a workflow run reports
+/// its outcome (`ActivityCompleted` / `ActivityFailed` with the failure of
+/// SEMANTICS 4) to the run, unless the run is closed.
+pub(crate) fn activity_closed(
+    tx: &mut dyn Tx,
+    fx: &mut Effects,
+    exec: &ExecutionRecord,
+    now: i64,
+) -> Result<(), ProtocolError> {
+    let (Some(run_id), Some(seq)) = (&exec.workflow_run_id, exec.workflow_seq) else {
+        return Ok(());
+    };
+    let kind = match rules::outcome(exec) {
+        Some(ExecutionOutcome::Completed(result)) => EventKind::ActivityCompleted { seq, result },
+        Some(ExecutionOutcome::Failed(failure)) => EventKind::ActivityFailed { seq, failure },
+        None => return Ok(()),
+    };
+    deliver(tx, fx, run_id, now, kind)
+}
+
+/// Starts a run: `WorkflowStarted`, then its first task.
+pub(crate) fn start(
+    tx: &mut dyn Tx,
+    fx: &mut Effects,
+    new: NewRun,
+    now: i64,
+) -> Result<WorkflowRef, ProtocolError> {
+    if let Some(latest) = tx.latest_run(&new.workflow_id)? {
+        if latest.state == WorkflowState::Running {
+            return Err(ProtocolError::AlreadyExists {
+                what: format!(
+                    "workflow `{}` (run `{}` is running)",
+                    latest.workflow_id, latest.run_id
+                ),
+            });
+        }
+    }
+    let mut run = RunRecord {
+        key: 0,
+        workflow_id: new.workflow_id,
+        run_id: new.run_id,
+        workflow_type: new.workflow_type,
+        task_queue: new.task_queue,
+        input: new.input,
+        state: WorkflowState::Running,
+        outcome: None,
+        cancel_requested: false,
+        started_at: now,
+        closed_at: None,
+        history_length: 0,
+        task_state: WorkflowTaskState::Idle,
+        task_seq: 0,
+        task_scheduled_at: now,
+        task_started_at: None,
+        task_identity: None,
+        task_failures: 0,
+    };
+    run.key = tx.insert_run(&run)?;
+    let started = EventKind::WorkflowStarted {
+        workflow_type: run.workflow_type.clone(),
+        task_queue: run.task_queue.clone(),
+        input: run.input.clone(),
+    };
+    append(tx, &mut run, now, started)?;
+    schedule_task(tx, fx, &mut run, now)?;
+    tx.update_run(&run)?;
+    Ok(WorkflowRef::run(run.workflow_id, run.run_id))
+}
+
+/// Claims the oldest scheduled workflow task of the queue for `identity`: appends
+/// `WorkflowTaskStarted`, sets its timeout, and hands out the whole history.
+pub(crate) fn claim(
+    tx: &mut dyn Tx,
+    fx: &mut Effects,
+    signer: &TokenSigner,
+    task_queue: &str,
+    identity: &str,
+    task_timeout: Duration,
+    now: i64,
+) -> Result<Option<WorkflowTask>, ProtocolError> {
+    let Some(mut run) = tx.next_workflow_task(task_queue)? else {
+        return Ok(None);
+    };
+    run.task_state = WorkflowTaskState::Started;
+    run.task_started_at = Some(now);
+    run.task_identity = Some(identity.to_owned());
+    append(
+        tx,
+        &mut run,
+        now,
+        EventKind::WorkflowTaskStarted {
+            identity: identity.to_owned(),
+        },
+    )?;
+    let due_at = now.saturating_add(ms(task_timeout));
+    tx.set_workflow_timer(&WorkflowTimerRecord {
+        run_key: run.key,
+        kind: WorkflowTimerKind::TaskTimeout,
+        seq: run.task_seq,
+        due_at,
+    })?;
+    fx.timer_set(due_at);
+    tx.update_run(&run)?;
+    let history = tx.history(run.key)?;
+    let token = signer.sign_workflow_task(run.key, run.task_seq);
+    Ok(Some(WorkflowTask::new(
+        token,
+        run.workflow_id,
+        run.run_id,
+        run.workflow_type,
+        history,
+    )))
+}
+
+fn execution_state(state: WorkflowState) -> ExecutionState {
+    match state {
+        WorkflowState::Running => ExecutionState::Started,
+        WorkflowState::Completed => ExecutionState::Completed,
+        WorkflowState::Failed => ExecutionState::Failed,
+        WorkflowState::Canceled => ExecutionState::Canceled,
+    }
+}
+
+/// The run whose current, started workflow task `token` designates.
+fn started_task(
+    tx: &mut dyn Tx,
+    signer: &TokenSigner,
+    token: &TaskToken,
+) -> Result<RunRecord, ProtocolError> {
+    let (key, task) =
+        signer
+            .verify_workflow_task(token)
+            .map_err(|e| ProtocolError::InvalidToken {
+                reason: e.to_string(),
+            })?;
+    let run = tx.run(key)?.ok_or_else(|| ProtocolError::NotFound {
+        what: format!("the workflow run of workflow task {task}"),
+    })?;
+    let what = format!(
+        "workflow task {task} of workflow `{}` run `{}`",
+        run.workflow_id, run.run_id
+    );
+    if run.state.is_final() {
+        return Err(ProtocolError::AlreadyClosed {
+            what,
+            reason: ClosedReason::ExecutionClosed(execution_state(run.state)),
+        });
+    }
+    if task == run.task_seq && run.task_state == WorkflowTaskState::Started {
+        return Ok(run);
+    }
+    if task <= run.task_seq {
+        // Answered, failed or timed out already (and maybe scheduled again).
+        return Err(ProtocolError::AlreadyClosed {
+            what,
+            reason: ClosedReason::AttemptSuperseded,
+        });
+    }
+    Err(ProtocolError::NotFound { what })
+}
+
+/// Commands after one that closes the run are refused: nothing would carry
+/// them out.
+fn check_commands(commands: &[Command]) -> Result<(), ProtocolError> {
+    let closes = |c: &Command| {
+        matches!(
+            c,
+            Command::CompleteWorkflow { .. }
+                | Command::FailWorkflow { .. }
+                | Command::CancelWorkflow
+        )
+    };
+    if let Some(at) = commands.iter().position(closes) {
+        if at + 1 < commands.len() {
+            return Err(ProtocolError::invalid_argument(
+                "commands",
+                format!(
+                    "{} must be the last command, but {} follows it",
+                    commands[at].describe(),
+                    commands[at + 1].describe()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Completes the started task with its commands: `WorkflowTaskCompleted`, the
+/// command events in order, then whatever arrived meanwhile; carries the
+/// commands out in the same transaction.
+pub(crate) fn complete_task(
+    tx: &mut dyn Tx,
+    fx: &mut Effects,
+    signer: &TokenSigner,
+    token: &TaskToken,
+    commands: Vec<Command>,
+    now: i64,
+) -> Result<(), ProtocolError> {
+    let mut run = started_task(tx, signer, token)?;
+    check_commands(&commands)?;
+    tx.clear_workflow_timer(run.key, WorkflowTimerKind::TaskTimeout, None)?;
+    let identity = run.task_identity.clone().unwrap_or_default();
+    append(
+        tx,
+        &mut run,
+        now,
+        EventKind::WorkflowTaskCompleted { identity },
+    )?;
+    // Until the run is written at the end, its task is still STARTED in the
+    // store: outcomes produced while carrying the commands out (an activity
+    // canceled at once, invalid options) are buffered, and appended after the
+    // command events.
+    let mut canceled_timers = Vec::new();
+    let mut close = None;
+    for command in commands {
+        append(tx, &mut run, now, command.to_event())?;
+        match command {
+            Command::ScheduleActivity {
+                seq,
+                activity_id,
+                activity_type,
+                input,
+                options,
+            } => schedule_activity(
+                tx,
+                fx,
+                &run,
+                ActivityCommand {
+                    seq,
+                    activity_id,
+                    activity_type,
+                    input,
+                    options,
+                },
+                now,
+            )?,
+            Command::RequestCancelActivity { seq } => {
+                if let Some(exec) = tx.execution_by_seq(&run.run_id, seq)? {
+                    if !exec.state.is_final() {
+                        rules::cancel_execution(tx, fx, exec, now)?;
+                    }
+                }
+            }
+            Command::StartTimer { seq, duration } => {
+                let due_at = now.saturating_add(ms(duration));
+                tx.set_workflow_timer(&WorkflowTimerRecord {
+                    run_key: run.key,
+                    kind: WorkflowTimerKind::Timer,
+                    seq,
+                    due_at,
+                })?;
+                fx.timer_set(due_at);
+            }
+            Command::CancelTimer { seq } => {
+                tx.clear_workflow_timer(run.key, WorkflowTimerKind::Timer, Some(seq))?;
+                canceled_timers.push(seq);
+            }
+            Command::RecordLocalActivity { .. } => {}
+            Command::CompleteWorkflow { result } => {
+                close = Some(WorkflowOutcome::Completed(result))
+            }
+            Command::FailWorkflow { failure } => close = Some(WorkflowOutcome::Failed(failure)),
+            Command::CancelWorkflow => close = Some(WorkflowOutcome::Canceled),
+            other => {
+                return Err(ProtocolError::invalid_argument(
+                    "commands",
+                    format!("{} is not supported by this engine", other.describe()),
+                ))
+            }
+        }
+    }
+    if let Some(outcome) = close {
+        return close_run(tx, fx, run, outcome, now);
+    }
+    run.task_state = WorkflowTaskState::Idle;
+    run.task_started_at = None;
+    run.task_identity = None;
+    run.task_failures = 0;
+    if flush_buffered(tx, &mut run, &canceled_timers)? {
+        schedule_task(tx, fx, &mut run, now)?;
+    }
+    tx.update_run(&run)?;
+    Ok(())
+}
+
+struct ActivityCommand {
+    seq: u32,
+    activity_id: String,
+    activity_type: String,
+    input: Vec<Payload>,
+    options: ActivityOptions,
+}
+
+/// Schedules an activity of the run; a command the engine cannot carry out
+/// (invalid options, type or id) resolves the activity at once with a
+/// non-retryable failure naming the problem, delivered to the workflow.
+fn schedule_activity(
+    tx: &mut dyn Tx,
+    fx: &mut Effects,
+    run: &RunRecord,
+    command: ActivityCommand,
+    now: i64,
+) -> Result<(), ProtocolError> {
+    let ActivityCommand {
+        seq,
+        activity_id,
+        activity_type,
+        input,
+        options,
+    } = command;
+    if tx.execution_by_seq(&run.run_id, seq)?.is_some() {
+        return Err(ProtocolError::invalid_argument(
+            "commands",
+            format!("seq {seq} already scheduled an activity in this run"),
+        ));
+    }
+    let refused = |error_type: &str, message: String| EventKind::ActivityFailed {
+        seq,
+        failure: ActivityFailure::new(
+            activity_type.clone(),
+            activity_id.clone(),
+            0,
+            RetryState::NonRetryableFailure,
+            Failure::Application(
+                ApplicationFailure::new(error_type, message).with_non_retryable(true),
+            ),
+        ),
+    };
+    let checked = check_name("activity_type", &activity_type)
+        .and_then(|()| check_name("activity_id", &activity_id))
+        .map_err(|e| refused(INVALID_ARGUMENT, e.to_string()))
+        .and_then(|()| {
+            options
+                .validate(Some(&run.task_queue))
+                .map_err(|e| refused(INVALID_OPTIONS, e.to_string()))
+        })
+        .and_then(|validated| {
+            check_name("task_queue", &validated.task_queue)
+                .map(|()| validated)
+                .map_err(|e| refused(INVALID_OPTIONS, e.to_string()))
+        });
+    let validated = match checked {
+        Ok(validated) => validated,
+        Err(event) => {
+            tx.buffer_event(run.key, now, &event)?;
+            return Ok(());
+        }
+    };
+    if tx.execution_by_id(&run.run_id, &activity_id)?.is_some() {
+        let event = refused(
+            ACTIVITY_ID_REUSED,
+            format!("activity id `{activity_id}` is already used in this workflow run"),
+        );
+        tx.buffer_event(run.key, now, &event)?;
+        return Ok(());
+    }
+    let mut record = rules::new_record(activity_id, activity_type, input, validated, now);
+    record.scope = run.run_id.clone();
+    record.workflow_id = Some(run.workflow_id.clone());
+    record.workflow_run_id = Some(run.run_id.clone());
+    record.workflow_seq = Some(seq);
+    rules::schedule(tx, fx, record)?;
+    Ok(())
+}
+
+/// Makes the run final with `outcome`: drops its timers, pending task and
+/// buffered events, and cancel-requests its activities that are not final.
+fn close_run(
+    tx: &mut dyn Tx,
+    fx: &mut Effects,
+    mut run: RunRecord,
+    outcome: WorkflowOutcome,
+    now: i64,
+) -> Result<(), ProtocolError> {
+    run.state = match &outcome {
+        WorkflowOutcome::Completed(_) => WorkflowState::Completed,
+        WorkflowOutcome::Failed(_) => WorkflowState::Failed,
+        WorkflowOutcome::Canceled => WorkflowState::Canceled,
+    };
+    run.outcome = Some(outcome);
+    run.closed_at = Some(now);
+    run.task_state = WorkflowTaskState::Idle;
+    run.task_started_at = None;
+    run.task_identity = None;
+    tx.update_run(&run)?;
+    tx.clear_workflow_timers(run.key)?;
+    tx.take_buffered(run.key)?;
+    // The run is closed in the store now: these cancellations append nothing.
+    for exec in tx.open_executions(&run.run_id)? {
+        rules::cancel_execution(tx, fx, exec, now)?;
+    }
+    tracing::debug!(workflow_id = %run.workflow_id, run_id = %run.run_id, state = %run.state, "workflow run closed");
+    fx.runs_closed.push(run.run_id);
+    Ok(())
+}
+
+/// The backoff before the task after `failures` consecutive failed tasks:
+/// `initial × 2^(failures − 1)`, at most `maximum`.
+pub(crate) fn task_backoff(initial: Duration, maximum: Duration, failures: u32) -> Duration {
+    let factor = 2_u32.saturating_pow(failures.saturating_sub(1).min(31));
+    initial.saturating_mul(factor).min(maximum)
+}
+
+/// Fails the started task: `WorkflowTaskFailed`, then whatever arrived
+/// meanwhile; the next task is scheduled when the backoff ends.
+pub(crate) fn fail_task(
+    tx: &mut dyn Tx,
+    fx: &mut Effects,
+    signer: &TokenSigner,
+    token: &TaskToken,
+    message: String,
+    backoff: (Duration, Duration),
+    now: i64,
+) -> Result<(), ProtocolError> {
+    let mut run = started_task(tx, signer, token)?;
+    tx.clear_workflow_timer(run.key, WorkflowTimerKind::TaskTimeout, None)?;
+    append(tx, &mut run, now, EventKind::WorkflowTaskFailed { message })?;
+    flush_buffered(tx, &mut run, &[])?;
+    run.task_failures = run.task_failures.saturating_add(1);
+    run.task_state = WorkflowTaskState::Backoff;
+    run.task_started_at = None;
+    run.task_identity = None;
+    let delay = task_backoff(backoff.0, backoff.1, run.task_failures);
+    let due_at = now.saturating_add(ms(delay));
+    tx.set_workflow_timer(&WorkflowTimerRecord {
+        run_key: run.key,
+        kind: WorkflowTimerKind::TaskBackoff,
+        seq: run.task_seq,
+        due_at,
+    })?;
+    fx.timer_set(due_at);
+    tracing::debug!(workflow_id = %run.workflow_id, run_id = %run.run_id, failures = run.task_failures, retry_in = ?delay, "workflow task failed");
+    tx.update_run(&run)?;
+    Ok(())
+}
+
+/// Fires a due workflow timer (already read; removed here). A timer of a closed
+/// run, or of a task that is no longer the current one, does nothing.
+pub(crate) fn fire_timer(
+    tx: &mut dyn Tx,
+    fx: &mut Effects,
+    timer: &WorkflowTimerRecord,
+    now: i64,
+) -> Result<(), ProtocolError> {
+    tx.clear_workflow_timer(timer.run_key, timer.kind, Some(timer.seq))?;
+    let Some(mut run) = tx.run(timer.run_key)? else {
+        return Ok(());
+    };
+    if run.state.is_final() {
+        return Ok(());
+    }
+    let current = timer.seq == run.task_seq;
+    let changed = match timer.kind {
+        WorkflowTimerKind::Timer => deliver_to(
+            tx,
+            fx,
+            &mut run,
+            now,
+            EventKind::TimerFired { seq: timer.seq },
+        )?,
+        WorkflowTimerKind::TaskTimeout
+            if current && run.task_state == WorkflowTaskState::Started =>
+        {
+            tracing::debug!(workflow_id = %run.workflow_id, run_id = %run.run_id, task = run.task_seq, "workflow task timed out");
+            append(tx, &mut run, now, EventKind::WorkflowTaskTimedOut)?;
+            flush_buffered(tx, &mut run, &[])?;
+            schedule_task(tx, fx, &mut run, now)?;
+            true
+        }
+        WorkflowTimerKind::TaskBackoff
+            if current && run.task_state == WorkflowTaskState::Backoff =>
+        {
+            schedule_task(tx, fx, &mut run, now)?;
+            true
+        }
+        _ => false,
+    };
+    if changed {
+        tx.update_run(&run)?;
+    }
+    Ok(())
+}
+
+/// The run `workflow` designates (its latest run when no run id is given).
+pub(crate) fn find_run(
+    tx: &mut dyn Tx,
+    workflow: &WorkflowRef,
+) -> Result<RunRecord, ProtocolError> {
+    let run = match &workflow.run_id {
+        Some(run_id) => tx
+            .run_by_id(run_id)?
+            .filter(|run| run.workflow_id == workflow.workflow_id),
+        None => tx.latest_run(&workflow.workflow_id)?,
+    };
+    run.ok_or_else(|| ProtocolError::NotFound {
+        what: workflow.to_string(),
+    })
+}
+
+/// Requests cancellation of a running run: `WorkflowCancelRequested` (once), its
+/// activities that are not final are cancel-requested, and a task delivers it to
+/// the code. A closed run is left as it is. Answers the run's state.
+pub(crate) fn request_cancel(
+    tx: &mut dyn Tx,
+    fx: &mut Effects,
+    workflow: &WorkflowRef,
+    now: i64,
+) -> Result<WorkflowState, ProtocolError> {
+    let mut run = find_run(tx, workflow)?;
+    if run.state.is_final() || run.cancel_requested {
+        return Ok(run.state);
+    }
+    run.cancel_requested = true;
+    deliver_to(tx, fx, &mut run, now, EventKind::WorkflowCancelRequested)?;
+    tx.update_run(&run)?;
+    for exec in tx.open_executions(&run.run_id)? {
+        rules::cancel_execution(tx, fx, exec, now)?;
+    }
+    Ok(run.state)
+}
+
+/// Describes a run.
+pub(crate) fn describe(run: &RunRecord) -> WorkflowDescription {
+    let mut d = WorkflowDescription::new(
+        &run.workflow_id,
+        &run.run_id,
+        &run.workflow_type,
+        &run.task_queue,
+        run.state,
+        from_millis(run.started_at),
+    );
+    d.close_time = run.closed_at.map(from_millis);
+    d.cancel_requested = run.cancel_requested;
+    d.history_length = run.history_length;
+    d.outcome = run.outcome.clone();
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_backoff_doubles_per_failure_up_to_the_maximum() {
+        let (initial, max) = (Duration::from_secs(1), Duration::from_secs(600));
+        let delays: Vec<u64> = (1..=12)
+            .map(|n| task_backoff(initial, max, n).as_secs())
+            .collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 600, 600]);
+        assert_eq!(task_backoff(initial, max, u32::MAX), max);
+    }
+}

@@ -1,0 +1,1317 @@
+//! Workflows on the engine (SEMANTICS 3, 1.5 and 1.7 from the engine's side): the
+//! real engine on SQLite with a virtual clock; the test plays the workflow worker
+//! and the activity worker through the protocol.
+
+mod common;
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use activity_core::{
+    context::TaskToken,
+    failure::{ApplicationFailure, Failure, RetryState},
+    options::{ActivityOptions, RetryOptions},
+    protocol::{ClosedReason, ExecutionRef, ExecutionState, ProtocolError, TaskTarget},
+    workflow::{
+        Command, EventKind, HistoryEvent, LocalActivityOutcome, PollWorkflowTaskRequest,
+        StartWorkflowRequest, WorkflowFailure, WorkflowOutcome, WorkflowRef, WorkflowState,
+        WorkflowTask,
+    },
+    ActivityFailure,
+};
+use activity_server::{EngineConfig, VirtualClock};
+use common::*;
+
+// ---------------------------------------------------------------- helpers
+
+fn stc(s: u64) -> ActivityOptions {
+    ActivityOptions::new().start_to_close(secs(s))
+}
+
+fn start_request(id: &str) -> StartWorkflowRequest {
+    StartWorkflowRequest::new(id, "order", QUEUE, vec![json(id)])
+}
+
+async fn start(env: &Env, id: &str) -> WorkflowRef {
+    env.protocol
+        .start_workflow(start_request(id))
+        .await
+        .expect("start succeeds")
+}
+
+async fn poll_wf(env: &Env, identity: &str, wait: Duration) -> Option<WorkflowTask> {
+    env.protocol
+        .poll_workflow_task(PollWorkflowTaskRequest::new(QUEUE, identity).with_wait(wait))
+        .await
+        .expect("workflow poll succeeds")
+}
+
+/// Polls until a workflow task arrives (virtual time skips ahead).
+async fn next_wf(env: &Env, identity: &str) -> WorkflowTask {
+    for _ in 0..1000 {
+        if let Some(task) = poll_wf(env, identity, secs(60)).await {
+            return task;
+        }
+    }
+    panic!("no workflow task arrived within 1000 polls");
+}
+
+async fn complete_wf(env: &Env, task: &WorkflowTask, commands: Vec<Command>) {
+    env.protocol
+        .complete_workflow_task(task.task_token.clone(), commands)
+        .await
+        .expect("workflow task completion accepted");
+}
+
+async fn history(env: &Env, run: &WorkflowRef) -> Vec<HistoryEvent> {
+    env.protocol
+        .workflow_history(run.clone())
+        .await
+        .expect("history")
+}
+
+fn names(history: &[HistoryEvent]) -> Vec<&'static str> {
+    history.iter().map(|e| e.kind.name()).collect()
+}
+
+fn count(history: &[HistoryEvent], pred: impl Fn(&EventKind) -> bool) -> usize {
+    history.iter().filter(|e| pred(&e.kind)).count()
+}
+
+fn schedule(seq: u32, id: &str, options: ActivityOptions) -> Command {
+    Command::ScheduleActivity {
+        seq,
+        activity_id: id.into(),
+        activity_type: "greet".into(),
+        input: vec![json(id)],
+        options,
+    }
+}
+
+fn activity_ref(run: &WorkflowRef, id: &str) -> ExecutionRef {
+    let mut execution = ExecutionRef::standalone(id);
+    execution.workflow_id = Some(run.workflow_id.clone());
+    execution.workflow_run_id = run.run_id.clone();
+    execution
+}
+
+fn activity_failed(history: &[HistoryEvent], seq: u32) -> ActivityFailure {
+    history
+        .iter()
+        .find_map(|e| match &e.kind {
+            EventKind::ActivityFailed { seq: s, failure } if *s == seq => Some(failure.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no ActivityFailed(seq {seq}) in {:#?}", names(history)))
+}
+
+fn assert_ids_without_gaps(history: &[HistoryEvent]) {
+    for (i, event) in history.iter().enumerate() {
+        assert_eq!(event.event_id, i as u64 + 1, "{:?}", names(history));
+    }
+}
+
+/// Starts `id` and answers its first task with `commands`.
+async fn started_with(env: &Env, id: &str, commands: Vec<Command>) -> WorkflowRef {
+    let run = start(env, id).await;
+    let task = next_wf(env, "w").await;
+    complete_wf(env, &task, commands).await;
+    run
+}
+
+// ---------------------------------------------------------------- runs and tasks
+
+#[tokio::test(start_paused = true)]
+async fn a_started_workflow_gets_a_task_whose_history_ends_with_its_start() {
+    let env = Env::new().await;
+    let run = start(&env, "order-1").await;
+    assert_eq!(run.workflow_id, "order-1");
+    let run_id = run.run_id.clone().expect("the answer names the run");
+    let task = poll_wf(&env, "w1", secs(0)).await.expect("a task");
+    assert_eq!(
+        (
+            task.workflow_id.as_str(),
+            task.run_id.as_str(),
+            task.workflow_type.as_str()
+        ),
+        ("order-1", run_id.as_str(), "order")
+    );
+    assert_eq!(
+        names(&task.history),
+        [
+            "WorkflowStarted",
+            "WorkflowTaskScheduled",
+            "WorkflowTaskStarted"
+        ]
+    );
+    assert_ids_without_gaps(&task.history);
+    assert_eq!(
+        task.history[0].kind,
+        EventKind::WorkflowStarted {
+            workflow_type: "order".into(),
+            task_queue: QUEUE.into(),
+            input: vec![json("order-1")],
+        }
+    );
+    assert_eq!(
+        task.history[2].kind,
+        EventKind::WorkflowTaskStarted {
+            identity: "w1".into()
+        }
+    );
+    // At most one task per run: nothing more to take.
+    assert!(poll_wf(&env, "w2", secs(0)).await.is_none());
+    let d = env.protocol.describe_workflow(run.clone()).await.unwrap();
+    assert_eq!(d.state, WorkflowState::Running);
+    assert_eq!(d.run_id, run_id);
+    assert_eq!(d.history_length, 3);
+    assert_eq!(d.outcome, None);
+    assert_eq!(history(&env, &run).await, task.history);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_running_workflow_id_is_refused_and_may_be_reused_once_closed() {
+    let env = Env::new().await;
+    let first = start(&env, "dup").await;
+    let err = env
+        .protocol
+        .start_workflow(start_request("dup"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ProtocolError::AlreadyExists { what } if what.contains("`dup`")),
+        "{err:?}"
+    );
+    let task = next_wf(&env, "w").await;
+    assert_eq!(
+        count(&task.history, |k| matches!(
+            k,
+            EventKind::WorkflowStarted { .. }
+        )),
+        1
+    );
+    complete_wf(
+        &env,
+        &task,
+        vec![Command::CompleteWorkflow {
+            result: json("first"),
+        }],
+    )
+    .await;
+    let second = start(&env, "dup").await;
+    assert_ne!(first.run_id, second.run_id);
+    // The latest run is the new one; the first is still there by its run id.
+    let latest = env
+        .protocol
+        .describe_workflow(WorkflowRef::latest("dup"))
+        .await
+        .unwrap();
+    assert_eq!(Some(latest.run_id), second.run_id);
+    assert_eq!(latest.state, WorkflowState::Running);
+    let old = env.protocol.describe_workflow(first.clone()).await.unwrap();
+    assert_eq!(old.state, WorkflowState::Completed);
+    assert_eq!(old.outcome, Some(WorkflowOutcome::Completed(json("first"))));
+    // A run id must belong to the workflow id named with it.
+    let err = env
+        .protocol
+        .describe_workflow(WorkflowRef::run("other", first.run_id.clone().unwrap()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProtocolError::NotFound { .. }), "{err:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_scheduled_activity_runs_for_the_run_and_its_result_comes_back_in_a_new_task() {
+    let env = Env::new().await;
+    let run = start(&env, "order-2").await;
+    let task = next_wf(&env, "w").await;
+    complete_wf(&env, &task, vec![schedule(1, "charge", stc(10))]).await;
+    let h = history(&env, &run).await;
+    assert_eq!(
+        names(&h)[3..],
+        ["WorkflowTaskCompleted", "ActivityScheduled"]
+    );
+    assert_eq!(
+        h[4].kind,
+        EventKind::ActivityScheduled {
+            seq: 1,
+            activity_id: "charge".into(),
+            activity_type: "greet".into(),
+        }
+    );
+    // No task while the code waits.
+    assert!(poll_wf(&env, "w", secs(0)).await.is_none());
+
+    // The activity is dispatched on the run's queue (the default), with the run's ids.
+    let activity = env.poll_now().await.expect("the activity task");
+    let info = &activity.info;
+    assert_eq!(info.activity_id, "charge");
+    assert_eq!(info.task_queue, QUEUE);
+    assert_eq!(info.workflow_id.as_deref(), Some("order-2"));
+    assert_eq!(info.workflow_run_id, run.run_id);
+    assert_eq!(info.workflow_type.as_deref(), Some("order"));
+    assert_eq!(activity.input, vec![json("charge")]);
+    let d = env
+        .protocol
+        .describe_execution(activity_ref(&run, "charge"))
+        .await
+        .unwrap();
+    assert_eq!(d.state, ExecutionState::Started);
+    assert_eq!(d.execution, activity_ref(&run, "charge"));
+    // The latest run of the workflow id finds it too.
+    let mut by_latest = ExecutionRef::standalone("charge");
+    by_latest.workflow_id = Some("order-2".into());
+    assert_eq!(
+        env.protocol
+            .describe_execution(by_latest)
+            .await
+            .unwrap()
+            .state,
+        ExecutionState::Started
+    );
+    // It is not a standalone activity.
+    assert!(matches!(
+        env.protocol
+            .describe_execution(ExecutionRef::standalone("charge"))
+            .await,
+        Err(ProtocolError::NotFound { .. })
+    ));
+
+    env.complete(&activity, "charged").await.unwrap();
+    let task = next_wf(&env, "w").await;
+    assert_eq!(
+        names(&task.history)[5..],
+        [
+            "ActivityCompleted",
+            "WorkflowTaskScheduled",
+            "WorkflowTaskStarted"
+        ]
+    );
+    assert_eq!(
+        task.history[5].kind,
+        EventKind::ActivityCompleted {
+            seq: 1,
+            result: json("charged"),
+        }
+    );
+    assert_ids_without_gaps(&task.history);
+    // The activity's own outcome is there too, by its workflow reference.
+    let outcome = env
+        .protocol
+        .wait_outcome(activity_ref(&run, "charge"), secs(1))
+        .await
+        .unwrap();
+    assert!(outcome.is_some());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_activity_failure_reaches_the_workflow_with_the_semantics_4_failure() {
+    let env = Env::new().await;
+    let options = stc(10).retry(
+        RetryOptions::new()
+            .maximum_attempts(2)
+            .initial_interval(secs(1)),
+    );
+    let run = started_with(&env, "order-3", vec![schedule(7, "ship", options)]).await;
+    for attempt in 1..=2 {
+        let activity = env.next_task().await;
+        assert_eq!(activity.info.attempt, attempt);
+        env.protocol
+            .fail_activity(
+                token(&activity),
+                ApplicationFailure::new("NoTruck", "no truck today"),
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    let task = next_wf(&env, "w").await;
+    let failure = activity_failed(&task.history, 7);
+    assert_eq!(failure.activity_type, "greet");
+    assert_eq!(failure.activity_id, "ship");
+    assert_eq!(failure.attempts, 2);
+    assert_eq!(failure.retry_state, RetryState::MaximumAttemptsReached);
+    match &failure.cause {
+        Failure::Application(a) => {
+            assert_eq!(a.error_type, "NoTruck");
+            assert_eq!(a.message, "no truck today");
+        }
+        other => panic!("expected the application failure, got {other:?}"),
+    }
+    // Exactly one outcome event, between the tasks.
+    assert_eq!(
+        count(&task.history, |k| matches!(
+            k,
+            EventKind::ActivityFailed { .. }
+        )),
+        1
+    );
+    let _ = run;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_activity_timeout_reaches_the_workflow_as_timed_out() {
+    let env = Env::new().await;
+    let options = stc(5).retry(RetryOptions::new().maximum_attempts(1));
+    started_with(&env, "order-t", vec![schedule(1, "slow", options)]).await;
+    let _abandoned = env.next_task().await;
+    let task = next_wf(&env, "w").await;
+    let failure = activity_failed(&task.history, 1);
+    assert!(
+        matches!(&failure.cause, Failure::Timeout(t) if t.kind == activity_core::failure::TimeoutKind::StartToClose),
+        "{failure:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn invalid_activity_options_fail_that_activity_for_the_workflow_not_the_task() {
+    let env = Env::new().await;
+    let run = started_with(
+        &env,
+        "order-4",
+        vec![
+            schedule(1, "no-timeout", ActivityOptions::new()),
+            schedule(2, "ok", stc(10)),
+            schedule(3, "ok", stc(10)),
+        ],
+    )
+    .await;
+    let task = next_wf(&env, "w").await;
+    // Command events first, in order, then the refusals, then the new task.
+    assert_eq!(
+        names(&task.history)[3..],
+        [
+            "WorkflowTaskCompleted",
+            "ActivityScheduled",
+            "ActivityScheduled",
+            "ActivityScheduled",
+            "ActivityFailed",
+            "ActivityFailed",
+            "WorkflowTaskScheduled",
+            "WorkflowTaskStarted"
+        ]
+    );
+    let invalid = activity_failed(&task.history, 1);
+    match &invalid.cause {
+        Failure::Application(a) => {
+            assert_eq!(a.error_type, "InvalidOptions");
+            assert!(a.non_retryable);
+            assert!(a.message.contains("start_to_close"), "{}", a.message);
+        }
+        other => panic!("expected an application failure, got {other:?}"),
+    }
+    let reused = activity_failed(&task.history, 3);
+    match &reused.cause {
+        Failure::Application(a) => {
+            assert_eq!(a.error_type, "ActivityIdReused");
+            assert!(a.message.contains("`ok`"), "{}", a.message);
+        }
+        other => panic!("expected an application failure, got {other:?}"),
+    }
+    // Only the valid activity was scheduled.
+    let activity = env.poll_now().await.expect("seq 2");
+    assert_eq!(activity.info.activity_id, "ok");
+    assert!(env.poll_now().await.is_none());
+    assert_eq!(
+        env.protocol.describe_workflow(run).await.unwrap().state,
+        WorkflowState::Running
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn timers_fire_on_the_virtual_clock_and_cancelled_ones_never_do() {
+    let env = Env::new().await;
+    let t0 = env.now();
+    let run = started_with(
+        &env,
+        "sleeper",
+        vec![
+            Command::StartTimer {
+                seq: 1,
+                duration: Duration::from_millis(3_600_000),
+            },
+            Command::StartTimer {
+                seq: 2,
+                duration: Duration::from_secs(7200),
+            },
+        ],
+    )
+    .await;
+    let task = next_wf(&env, "w").await;
+    assert_eq!(env.secs_since(t0), 3600.0);
+    assert_eq!(
+        names(&task.history)[3..],
+        [
+            "WorkflowTaskCompleted",
+            "TimerStarted",
+            "TimerStarted",
+            "TimerFired",
+            "WorkflowTaskScheduled",
+            "WorkflowTaskStarted"
+        ]
+    );
+    assert_eq!(task.history[6].kind, EventKind::TimerFired { seq: 1 });
+    complete_wf(&env, &task, vec![Command::CancelTimer { seq: 2 }]).await;
+    // Three hours later: timer 2 never fired, no task came.
+    assert!(poll_wf(&env, "w", secs(3 * 3600)).await.is_none());
+    let h = history(&env, &run).await;
+    assert_eq!(
+        names(&h)[h.len() - 2..],
+        ["WorkflowTaskCompleted", "TimerCanceled"]
+    );
+    assert_eq!(count(&h, |k| matches!(k, EventKind::TimerFired { .. })), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timer_that_fires_while_a_task_runs_and_is_cancelled_by_it_is_not_delivered() {
+    let env = Env::new().await;
+    let run = started_with(
+        &env,
+        "racer",
+        vec![
+            Command::StartTimer {
+                seq: 1,
+                duration: secs(5),
+            },
+            schedule(1, "quick", stc(60)),
+        ],
+    )
+    .await;
+    let activity = env.poll_now().await.unwrap();
+    env.complete(&activity, "done").await.unwrap();
+    let task = next_wf(&env, "w").await;
+    // The timer fires while the task is started: buffered, not in this history.
+    tokio::time::sleep(secs(6)).await;
+    assert_eq!(history(&env, &run).await, task.history);
+    complete_wf(&env, &task, vec![Command::CancelTimer { seq: 1 }]).await;
+    let h = history(&env, &run).await;
+    assert_eq!(count(&h, |k| matches!(k, EventKind::TimerFired { .. })), 0);
+    assert_eq!(names(&h).last(), Some(&"TimerCanceled"));
+    assert!(poll_wf(&env, "w", secs(60)).await.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_that_arrive_during_a_started_task_follow_its_answer() {
+    let env = Env::new().await;
+    let run = started_with(
+        &env,
+        "busy",
+        vec![schedule(1, "a", stc(60)), schedule(2, "b", stc(60))],
+    )
+    .await;
+    let a = env.poll_now().await.unwrap();
+    let b = env.poll_now().await.unwrap();
+    env.complete(&a, "A").await.unwrap();
+    let task = next_wf(&env, "w").await;
+    assert_eq!(names(&task.history).last(), Some(&"WorkflowTaskStarted"));
+    // `b` completes while the task is in the worker's hands.
+    env.complete(&b, "B").await.unwrap();
+    assert_eq!(history(&env, &run).await, task.history);
+    complete_wf(
+        &env,
+        &task,
+        vec![Command::RecordLocalActivity {
+            seq: 1,
+            activity_type: "local".into(),
+            outcome: LocalActivityOutcome::Completed(json(1)),
+        }],
+    )
+    .await;
+    let next = next_wf(&env, "w").await;
+    let tail = &names(&next.history)[task.history.len()..];
+    assert_eq!(
+        tail,
+        [
+            "WorkflowTaskCompleted",
+            "LocalActivityRecorded",
+            "ActivityCompleted",
+            "WorkflowTaskScheduled",
+            "WorkflowTaskStarted"
+        ]
+    );
+    assert_ids_without_gaps(&next.history);
+}
+
+// ---------------------------------------------------------------- task timeouts, failures, tokens
+
+#[tokio::test(start_paused = true)]
+async fn a_workflow_task_that_times_out_goes_to_another_worker() {
+    let env = Env::new().await;
+    let run = start(&env, "lost").await;
+    let t0 = env.now();
+    let lost = poll_wf(&env, "w1", secs(0)).await.unwrap();
+    // w1 never answers; w2 gets the task again once the 10 s timeout passes.
+    let task = poll_wf(&env, "w2", secs(60)).await.expect("rescheduled");
+    assert_eq!(env.secs_since(t0), 10.0);
+    assert_eq!(
+        names(&task.history),
+        [
+            "WorkflowStarted",
+            "WorkflowTaskScheduled",
+            "WorkflowTaskStarted",
+            "WorkflowTaskTimedOut",
+            "WorkflowTaskScheduled",
+            "WorkflowTaskStarted"
+        ]
+    );
+    assert_eq!(
+        task.history[5].kind,
+        EventKind::WorkflowTaskStarted {
+            identity: "w2".into()
+        }
+    );
+    // The late answer of w1 is refused and changes nothing.
+    let err = env
+        .protocol
+        .complete_workflow_task(
+            lost.task_token.clone(),
+            vec![Command::CompleteWorkflow { result: json(1) }],
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ProtocolError::AlreadyClosed {
+                reason: ClosedReason::AttemptSuperseded,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(history(&env, &run).await, task.history);
+    complete_wf(&env, &task, vec![]).await;
+    assert_eq!(
+        env.protocol.describe_workflow(run).await.unwrap().state,
+        WorkflowState::Running
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_workflow_task_timeout_is_configurable() {
+    let env = Env::with_config(EngineConfig::in_memory().with_workflow_task_timeout(secs(3))).await;
+    start(&env, "short").await;
+    let t0 = env.now();
+    let _lost = poll_wf(&env, "w1", secs(0)).await.unwrap();
+    poll_wf(&env, "w2", secs(60)).await.expect("rescheduled");
+    assert_eq!(env.secs_since(t0), 3.0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn stale_and_foreign_tokens_are_refused_without_effect() {
+    let env = Env::new().await;
+    let run = start(&env, "tokens").await;
+    let task = next_wf(&env, "w").await;
+    complete_wf(&env, &task, vec![schedule(1, "x", stc(60))]).await;
+    let before = history(&env, &run).await;
+    // A second answer with the same token.
+    let err = env
+        .protocol
+        .complete_workflow_task(task.task_token.clone(), vec![])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ProtocolError::AlreadyClosed { .. }),
+        "{err:?}"
+    );
+    let err = env
+        .protocol
+        .fail_workflow_task(task.task_token.clone(), "late".into())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ProtocolError::AlreadyClosed { .. }),
+        "{err:?}"
+    );
+    // An activity token is no workflow token, and the reverse.
+    let activity = env.poll_now().await.unwrap();
+    let err = env
+        .protocol
+        .complete_workflow_task(activity.task_token.clone(), vec![])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ProtocolError::InvalidToken { reason } if reason.contains("activity task")),
+        "{err:?}"
+    );
+    let err = env
+        .protocol
+        .complete_activity(TaskTarget::Token(task.task_token.clone()), json("no"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ProtocolError::InvalidToken { reason } if reason.contains("workflow task")),
+        "{err:?}"
+    );
+    // Forged or altered.
+    let mut bytes = task.task_token.as_bytes().to_vec();
+    bytes[5] ^= 1;
+    let err = env
+        .protocol
+        .complete_workflow_task(TaskToken::from_bytes(bytes), vec![])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProtocolError::InvalidToken { .. }), "{err:?}");
+    assert_eq!(history(&env, &run).await, before);
+    assert_eq!(
+        env.describe_execution_state(&run, "x").await,
+        ExecutionState::Started
+    );
+    // Once the run is closed, even the current task's token is refused.
+    env.complete(&activity, "X").await.unwrap();
+    let task = next_wf(&env, "w").await;
+    complete_wf(
+        &env,
+        &task,
+        vec![Command::CompleteWorkflow { result: json(0) }],
+    )
+    .await;
+    let err = env
+        .protocol
+        .complete_workflow_task(task.task_token.clone(), vec![])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ProtocolError::AlreadyClosed {
+                reason: ClosedReason::ExecutionClosed(ExecutionState::Completed),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_workflow_task_comes_back_after_a_growing_backoff_and_the_run_goes_on() {
+    let env = Env::new().await;
+    let run = start(&env, "broken").await;
+    let mut task = next_wf(&env, "w").await;
+    for (failure, backoff) in [(1, 1.0), (2, 2.0), (3, 4.0)] {
+        env.protocol
+            .fail_workflow_task(
+                task.task_token.clone(),
+                format!("nondeterminism #{failure}"),
+            )
+            .await
+            .unwrap();
+        let h = history(&env, &run).await;
+        assert_eq!(
+            h.last().map(|e| &e.kind),
+            Some(&EventKind::WorkflowTaskFailed {
+                message: format!("nondeterminism #{failure}")
+            })
+        );
+        let failed_at = env.now();
+        // Not before the backoff ends.
+        assert!(poll_wf(&env, "w", Duration::from_millis(900))
+            .await
+            .is_none());
+        task = next_wf(&env, "w").await;
+        assert_eq!(
+            env.secs_since(failed_at),
+            backoff,
+            "after failure {failure}"
+        );
+        assert_eq!(
+            names(&task.history)[task.history.len() - 3..],
+            [
+                "WorkflowTaskFailed",
+                "WorkflowTaskScheduled",
+                "WorkflowTaskStarted"
+            ]
+        );
+        assert_eq!(
+            env.protocol
+                .describe_workflow(run.clone())
+                .await
+                .unwrap()
+                .state,
+            WorkflowState::Running,
+            "the run is not failed"
+        );
+    }
+    // Fixed code answers; a later failure starts the backoff from 1 s again.
+    complete_wf(
+        &env,
+        &task,
+        vec![Command::StartTimer {
+            seq: 1,
+            duration: secs(1),
+        }],
+    )
+    .await;
+    let task = next_wf(&env, "w").await;
+    env.protocol
+        .fail_workflow_task(task.task_token.clone(), "again".into())
+        .await
+        .unwrap();
+    let failed_at = env.now();
+    next_wf(&env, "w").await;
+    assert_eq!(env.secs_since(failed_at), 1.0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resolution_during_a_backoff_is_recorded_and_waits_for_the_backoff() {
+    let env = Env::new().await;
+    let run = started_with(&env, "patient", vec![schedule(1, "a", stc(60))]).await;
+    let activity = env.poll_now().await.unwrap();
+    env.complete(&activity, "A").await.unwrap();
+    let task = next_wf(&env, "w").await;
+    env.protocol
+        .fail_workflow_task(task.task_token.clone(), "bug".into())
+        .await
+        .unwrap();
+    let failed_at = env.now();
+    env.protocol
+        .request_cancel_workflow(run.clone())
+        .await
+        .unwrap();
+    let task = next_wf(&env, "w").await;
+    assert_eq!(env.secs_since(failed_at), 1.0);
+    assert_eq!(
+        names(&task.history)[task.history.len() - 4..],
+        [
+            "WorkflowTaskFailed",
+            "WorkflowCancelRequested",
+            "WorkflowTaskScheduled",
+            "WorkflowTaskStarted"
+        ]
+    );
+}
+
+// ---------------------------------------------------------------- closing and cancelling
+
+#[tokio::test(start_paused = true)]
+async fn completing_the_workflow_closes_the_run_and_cancels_what_it_left_running() {
+    let env = Env::new().await;
+    let run = started_with(
+        &env,
+        "closing",
+        vec![
+            schedule(1, "running", stc(600)),
+            schedule(2, "queued", stc(600)),
+            Command::StartTimer {
+                seq: 1,
+                duration: secs(5),
+            },
+            Command::StartTimer {
+                seq: 2,
+                duration: secs(3600),
+            },
+        ],
+    )
+    .await;
+    let running = env.poll_now().await.unwrap();
+    assert_eq!(running.info.activity_id, "running");
+    // Someone waits for the outcome before the run closes.
+    let waiter = {
+        let protocol = env.protocol.clone();
+        let run = run.clone();
+        tokio::spawn(async move { protocol.wait_workflow_outcome(run, secs(3600)).await })
+    };
+    let task = next_wf(&env, "w").await; // timer 1 fired
+    let closed_at = env.now();
+    complete_wf(
+        &env,
+        &task,
+        vec![Command::CompleteWorkflow {
+            result: json("shipped"),
+        }],
+    )
+    .await;
+    let outcome = waiter.await.unwrap().unwrap();
+    assert_eq!(outcome, Some(WorkflowOutcome::Completed(json("shipped"))));
+    assert_eq!(env.now(), closed_at, "the waiter was woken by the close");
+    let d = env.protocol.describe_workflow(run.clone()).await.unwrap();
+    assert_eq!(d.state, WorkflowState::Completed);
+    assert_eq!(d.close_time, Some(closed_at));
+    assert_eq!(d.outcome, Some(WorkflowOutcome::Completed(json("shipped"))));
+    let h = history(&env, &run).await;
+    assert_eq!(d.history_length, h.len() as u64);
+    assert_eq!(names(&h).last(), Some(&"WorkflowCompleted"));
+
+    // The started activity is cancel-requested (its heartbeat says so), the
+    // queued one is canceled and never dispatched.
+    let beat = env
+        .protocol
+        .record_heartbeat(token(&running), None)
+        .await
+        .unwrap();
+    assert!(beat.cancel_requested);
+    assert_eq!(
+        env.describe_execution_state(&run, "queued").await,
+        ExecutionState::Canceled
+    );
+    assert!(env.poll_now().await.is_none());
+    // The run never changes again: a late outcome, timer 2, cancel requests.
+    env.complete(&running, "late").await.unwrap();
+    tokio::time::sleep(secs(7200)).await;
+    assert_eq!(
+        env.protocol
+            .request_cancel_workflow(run.clone())
+            .await
+            .unwrap(),
+        WorkflowState::Completed
+    );
+    assert_eq!(history(&env, &run).await, h);
+    assert!(poll_wf(&env, "w", secs(0)).await.is_none());
+    assert_eq!(
+        env.protocol
+            .wait_workflow_outcome(WorkflowRef::latest("closing"), secs(0))
+            .await
+            .unwrap(),
+        Some(WorkflowOutcome::Completed(json("shipped")))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn failing_the_workflow_records_the_failure_as_its_outcome() {
+    let env = Env::new().await;
+    let run = start(&env, "doomed").await;
+    let task = next_wf(&env, "w").await;
+    let failure = WorkflowFailure::Application(ApplicationFailure::new("OutOfStock", "none left"));
+    complete_wf(
+        &env,
+        &task,
+        vec![Command::FailWorkflow {
+            failure: failure.clone(),
+        }],
+    )
+    .await;
+    let d = env.protocol.describe_workflow(run.clone()).await.unwrap();
+    assert_eq!(d.state, WorkflowState::Failed);
+    assert_eq!(d.outcome, Some(WorkflowOutcome::Failed(failure)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn commands_after_the_closing_one_are_refused_and_nothing_is_recorded() {
+    let env = Env::new().await;
+    let run = start(&env, "sloppy").await;
+    let task = next_wf(&env, "w").await;
+    let err = env
+        .protocol
+        .complete_workflow_task(
+            task.task_token.clone(),
+            vec![
+                Command::CompleteWorkflow { result: json(1) },
+                schedule(1, "after", stc(10)),
+            ],
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ProtocolError::InvalidArgument { field, .. } if field == "commands"),
+        "{err:?}"
+    );
+    assert_eq!(history(&env, &run).await, task.history);
+    // The task is still the worker's to answer.
+    complete_wf(
+        &env,
+        &task,
+        vec![Command::CompleteWorkflow { result: json(1) }],
+    )
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelling_a_workflow_records_it_cancels_its_activities_and_schedules_a_task() {
+    let env = Env::new().await;
+    let run = started_with(
+        &env,
+        "cancel-me",
+        vec![
+            schedule(1, "running", stc(600)),
+            schedule(2, "queued", stc(600)),
+        ],
+    )
+    .await;
+    let running = env.poll_now().await.unwrap();
+    let state = env
+        .protocol
+        .request_cancel_workflow(WorkflowRef::latest("cancel-me"))
+        .await
+        .unwrap();
+    assert_eq!(state, WorkflowState::Running);
+    // Asking twice records it once.
+    env.protocol
+        .request_cancel_workflow(run.clone())
+        .await
+        .unwrap();
+    let task = next_wf(&env, "w").await;
+    let tail = &names(&task.history)[6..];
+    assert_eq!(
+        tail,
+        [
+            "WorkflowCancelRequested",
+            "WorkflowTaskScheduled",
+            "ActivityFailed",
+            "WorkflowTaskStarted"
+        ]
+    );
+    let queued = activity_failed(&task.history, 2);
+    assert_eq!(queued.retry_state, RetryState::CancelRequested);
+    assert!(matches!(queued.cause, Failure::Canceled(_)), "{queued:?}");
+    assert!(
+        env.protocol
+            .record_heartbeat(token(&running), None)
+            .await
+            .unwrap()
+            .cancel_requested
+    );
+    assert!(
+        env.protocol
+            .describe_workflow(run.clone())
+            .await
+            .unwrap()
+            .cancel_requested
+    );
+    // The running activity acknowledges; the code then cancels the run.
+    env.protocol
+        .report_canceled(token(&running), None)
+        .await
+        .unwrap();
+    complete_wf(&env, &task, vec![]).await;
+    let task = next_wf(&env, "w").await;
+    let acknowledged = activity_failed(&task.history, 1);
+    assert!(matches!(acknowledged.cause, Failure::Canceled(_)));
+    complete_wf(&env, &task, vec![Command::CancelWorkflow]).await;
+    assert_eq!(
+        env.protocol
+            .request_cancel_workflow(run.clone())
+            .await
+            .unwrap(),
+        WorkflowState::Canceled
+    );
+    assert_eq!(
+        env.protocol
+            .wait_workflow_outcome(run.clone(), secs(1))
+            .await
+            .unwrap(),
+        Some(WorkflowOutcome::Canceled)
+    );
+    let h = history(&env, &run).await;
+    assert_eq!(
+        count(&h, |k| matches!(k, EventKind::WorkflowCancelRequested)),
+        1
+    );
+    let err = env
+        .protocol
+        .request_cancel_workflow(WorkflowRef::latest("nobody"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProtocolError::NotFound { .. }), "{err:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_workflow_cancels_one_activity_by_its_seq() {
+    let env = Env::new().await;
+    let run = started_with(
+        &env,
+        "selective",
+        vec![schedule(1, "keep", stc(600)), schedule(2, "drop", stc(600))],
+    )
+    .await;
+    let keep = env.poll_now().await.unwrap();
+    env.complete(&keep, "kept").await.unwrap();
+    let task = next_wf(&env, "w").await;
+    complete_wf(&env, &task, vec![Command::RequestCancelActivity { seq: 2 }]).await;
+    let task = next_wf(&env, "w").await;
+    let tail = &names(&task.history)[task.history.len() - 5..];
+    assert_eq!(
+        tail,
+        [
+            "WorkflowTaskCompleted",
+            "ActivityCancelRequested",
+            "ActivityFailed",
+            "WorkflowTaskScheduled",
+            "WorkflowTaskStarted"
+        ]
+    );
+    assert!(matches!(
+        activity_failed(&task.history, 2).cause,
+        Failure::Canceled(_)
+    ));
+    assert_eq!(
+        env.describe_execution_state(&run, "drop").await,
+        ExecutionState::Canceled
+    );
+    assert!(env.poll_now().await.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_long_wait_for_a_workflow_outcome_ends_empty_while_it_runs() {
+    let env = Env::new().await;
+    let run = start(&env, "slowpoke").await;
+    let t0 = env.now();
+    assert_eq!(
+        env.protocol
+            .wait_workflow_outcome(run, secs(30))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(env.secs_since(t0), 30.0);
+    let err = env
+        .protocol
+        .wait_workflow_outcome(WorkflowRef::latest("nobody"), secs(1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProtocolError::NotFound { .. }), "{err:?}");
+}
+
+// ---------------------------------------------------------------- limits and bad input
+
+#[tokio::test(start_paused = true)]
+async fn payload_limits_apply_to_workflow_input_and_command_payloads() {
+    let env = Env::with_config(EngineConfig::in_memory().with_max_payload_size(64)).await;
+    let big = json("x".repeat(100));
+    let err = env
+        .protocol
+        .start_workflow(StartWorkflowRequest::new(
+            "big",
+            "order",
+            QUEUE,
+            vec![big.clone()],
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ProtocolError::PayloadTooLarge { what, .. } if what.contains("workflow `order`")),
+        "{err:?}"
+    );
+    assert!(matches!(
+        env.protocol
+            .describe_workflow(WorkflowRef::latest("big"))
+            .await,
+        Err(ProtocolError::NotFound { .. })
+    ));
+    let run = start(&env, "small").await;
+    let task = next_wf(&env, "w").await;
+    let mut command = schedule(4, "a", stc(10));
+    if let Command::ScheduleActivity { input, .. } = &mut command {
+        *input = vec![big.clone()];
+    }
+    for (command, named) in [
+        (command, "(seq 4)"),
+        (
+            Command::CompleteWorkflow {
+                result: big.clone(),
+            },
+            "workflow result",
+        ),
+        (
+            Command::RecordLocalActivity {
+                seq: 1,
+                activity_type: "local".into(),
+                outcome: LocalActivityOutcome::Completed(big.clone()),
+            },
+            "local activity `local`",
+        ),
+    ] {
+        let err = env
+            .protocol
+            .complete_workflow_task(task.task_token.clone(), vec![command])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, ProtocolError::PayloadTooLarge { what, .. } if what.contains(named)),
+            "{err:?}"
+        );
+    }
+    assert_eq!(history(&env, &run).await, task.history);
+    let err = env
+        .protocol
+        .start_workflow(StartWorkflowRequest::new("", "order", QUEUE, vec![]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ProtocolError::InvalidArgument { field, .. } if field == "workflow_id"),
+        "{err:?}"
+    );
+}
+
+// ---------------------------------------------------------------- restarts
+
+struct Db {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    clock: Arc<VirtualClock>,
+}
+
+impl Db {
+    fn new() -> Db {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("engine.db");
+        Db {
+            _dir: dir,
+            path,
+            clock: Arc::new(VirtualClock::new()),
+        }
+    }
+
+    async fn open(&self) -> Env {
+        Env::file(&self.path, self.clock.clone()).await
+    }
+
+    async fn reopen(&self, env: Env) -> Env {
+        env.engine.close().await;
+        self.open().await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_run_resumes_after_a_restart_with_its_task_timer_and_activities() {
+    let db = Db::new();
+    let env = db.open().await;
+    let run = start(&env, "durable").await;
+    let task = next_wf(&env, "w1").await;
+    complete_wf(
+        &env,
+        &task,
+        vec![
+            schedule(1, "long", stc(600)),
+            schedule(
+                2,
+                "doomed",
+                stc(5).retry(RetryOptions::new().maximum_attempts(1)),
+            ),
+            schedule(3, "quick", stc(600)),
+            Command::StartTimer {
+                seq: 1,
+                duration: secs(3600),
+            },
+        ],
+    )
+    .await;
+    let long = env.poll_now().await.unwrap();
+    let _doomed = env.poll_now().await.unwrap();
+    let quick = env.poll_now().await.unwrap();
+    env.complete(&quick, "Q").await.unwrap();
+    // A started task, a pending timer, two running activities: the engine stops.
+    let started = next_wf(&env, "w1").await;
+    let before = history(&env, &run).await;
+    assert_eq!(before, started.history);
+    let t0 = env.now();
+
+    let env = db.reopen(env).await;
+    assert_eq!(history(&env, &run).await, before, "history intact");
+    // Tokens survive: the long activity completes while the task is started.
+    env.complete(&long, "L").await.unwrap();
+    assert_eq!(history(&env, &run).await, before);
+    // The lost task times out and goes to another worker, with what happened meanwhile.
+    let task = next_wf(&env, "w2").await;
+    assert_eq!(env.secs_since(t0), 10.0);
+    assert_eq!(task.history[..before.len()], before[..]);
+    assert_eq!(
+        names(&task.history)[before.len()..],
+        [
+            "WorkflowTaskTimedOut",
+            "ActivityCompleted",
+            "ActivityFailed",
+            "WorkflowTaskScheduled",
+            "WorkflowTaskStarted"
+        ]
+    );
+    assert_ids_without_gaps(&task.history);
+    // The superseded task's answer is refused, after a restart too.
+    let env = db.reopen(env).await;
+    assert!(matches!(
+        env.protocol
+            .complete_workflow_task(started.task_token.clone(), vec![])
+            .await,
+        Err(ProtocolError::AlreadyClosed { .. })
+    ));
+    complete_wf(&env, &task, vec![]).await;
+    let env = db.reopen(env).await;
+    // The timer fires at its time, across the restarts.
+    let task = next_wf(&env, "w2").await;
+    assert_eq!(env.secs_since(t0), 3600.0);
+    assert_eq!(names(&task.history)[task.history.len() - 3], "TimerFired");
+    complete_wf(
+        &env,
+        &task,
+        vec![Command::CompleteWorkflow { result: json("ok") }],
+    )
+    .await;
+    let env = db.reopen(env).await;
+    let d = env.protocol.describe_workflow(run.clone()).await.unwrap();
+    assert_eq!(d.outcome, Some(WorkflowOutcome::Completed(json("ok"))));
+    let h = history(&env, &run).await;
+    assert_ids_without_gaps(&h);
+    for seq in 1..=3 {
+        let outcomes = count(
+            &h,
+            |k| matches!(k, EventKind::ActivityCompleted { seq: s, .. } | EventKind::ActivityFailed { seq: s, .. } if *s == seq),
+        );
+        assert_eq!(outcomes, 1, "seq {seq}: {:?}", names(&h));
+    }
+    // A second completion of a recorded activity is refused and appends nothing.
+    assert!(env.complete(&long, "again").await.is_err());
+    assert_eq!(history(&env, &run).await, h);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_tasks_backoff_and_a_cancel_request_survive_a_restart() {
+    let db = Db::new();
+    let env = db.open().await;
+    let run = started_with(&env, "restarted", vec![schedule(1, "a", stc(600))]).await;
+    let activity = env.poll_now().await.unwrap();
+    let task = {
+        env.complete(&activity, "A").await.unwrap();
+        next_wf(&env, "w").await
+    };
+    env.protocol
+        .fail_workflow_task(task.task_token.clone(), "bug".into())
+        .await
+        .unwrap();
+    let failed_at = env.now();
+    let env = db.reopen(env).await;
+    let task = next_wf(&env, "w").await;
+    assert_eq!(env.secs_since(failed_at), 1.0);
+    complete_wf(&env, &task, vec![schedule(2, "b", stc(600))]).await;
+    let b = env.poll_now().await.unwrap();
+    env.protocol
+        .request_cancel_workflow(run.clone())
+        .await
+        .unwrap();
+    let env = db.reopen(env).await;
+    let beat = env
+        .protocol
+        .record_heartbeat(token(&b), None)
+        .await
+        .unwrap();
+    assert!(beat.cancel_requested);
+    let task = next_wf(&env, "w").await;
+    assert_eq!(
+        count(&task.history, |k| matches!(
+            k,
+            EventKind::WorkflowCancelRequested
+        )),
+        1
+    );
+    assert_eq!(
+        count(&task.history, |k| matches!(
+            k,
+            EventKind::ActivityCompleted { .. }
+        )),
+        1
+    );
+    assert_ids_without_gaps(&task.history);
+}
+
+// ---------------------------------------------------------------- helpers on Env
+
+trait EnvExt {
+    async fn describe_execution_state(&self, run: &WorkflowRef, id: &str) -> ExecutionState;
+}
+
+impl EnvExt for Env {
+    async fn describe_execution_state(&self, run: &WorkflowRef, id: &str) -> ExecutionState {
+        self.protocol
+            .describe_execution(activity_ref(run, id))
+            .await
+            .expect("describe succeeds")
+            .state
+    }
+}
