@@ -6,13 +6,22 @@
 //! (collected through `inventory`), checked at build time: two activities with one
 //! name, or a missing `State<T>`, are errors naming them.
 //!
-//! ```ignore
+//! ```no_run
+//! use activity_server::{Engine, EngineConfig};
+//! use activity_worker::Worker;
+//!
+//! struct DbPool;
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let engine = Engine::open(EngineConfig::file("activities.sqlite")).await?;
 //! let worker = Worker::builder(engine.protocol())
 //!     .task_queue("payments")
 //!     .max_concurrent_activities(50)
-//!     .state(db_pool)
+//!     .state(DbPool)
 //!     .build()?;
 //! let report = worker.run().await; // until Ctrl-C or SIGTERM, then graceful shutdown
+//! println!("{report:?}");
+//! # Ok(()) }
 //! ```
 //!
 //! - **Flow control**: a poller takes an execution slot before it polls, so

@@ -1,34 +1,37 @@
-//! Quickstart: three typed activities, called through their generated stubs.
+//! Quickstart: a workflow calling two typed activities, on the embedded engine.
 //!
-//! Run it with `cargo run -p activity-examples --bin quickstart`.
+//! `cargo run -p activity-examples --bin quickstart`
 //!
-//! The engine and worker are not part of the project yet, so this example runs the
-//! activities in-process with the `TestActivityEnvironment` (the same path a worker
-//! takes: arguments are serialized one payload each, decoded, passed to the
-//! function, and the result is serialized back). When the embedded engine lands,
-//! the same stubs are awaited from a workflow instead.
+//! Everything runs in this one process: the engine keeps its state in a SQLite
+//! file, a worker polls the task queue, and a client starts the workflow and
+//! waits for its typed result. Run it twice: the second run finds the first one's
+//! history in the same file.
 
-use std::time::Duration;
+use std::path::PathBuf;
 
 use activity_core::{
-    activity, ActivityCallError, ActivityContext, ActivityError, CancelReason, Registry, State,
-    TestActivityEnvironment,
+    activity, workflow, ActivityError, Client, State, WorkflowContext, WorkflowError,
 };
+use activity_server::{Engine, EngineConfig};
+use activity_worker::Worker;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// An order line.
+/// An order to check out.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
-struct Item {
-    sku: String,
-    quantity: u32,
+struct Order {
+    id: String,
+    card: String,
+    items: Vec<String>,
+    cents: u64,
 }
 
-/// What `charge` returns.
+/// What the checkout returns.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 struct Receipt {
+    order: String,
     transaction: String,
-    cents: u64,
+    reserved: usize,
 }
 
 /// Errors of `charge`: each variant is an error type; `Declined` is never retried.
@@ -37,127 +40,97 @@ enum ChargeError {
     #[error("card ending in {0} was declined")]
     #[activity_error(non_retryable)]
     Declined(String),
-    #[error("the payment gateway did not answer")]
-    GatewayTimeout,
 }
 
-/// Shared state: in a real program, an HTTP client or a database pool.
+/// Shared state for activities: in a real program, an HTTP client or a pool.
 struct PaymentGateway {
     name: &'static str,
 }
 
-/// Reserves stock for every item; returns how many units were reserved.
+/// Reserves stock for every item. A plain async function, callable directly.
 #[activity(start_to_close = "10s", retry(maximum_attempts = 3))]
-async fn reserve(items: Vec<Item>) -> Result<u32, ActivityError> {
-    Ok(items.iter().map(|i| i.quantity).sum())
+async fn reserve(items: Vec<String>) -> Result<usize, ActivityError> {
+    Ok(items.len())
 }
 
-/// Charges a card through the shared payment gateway.
+/// Charges a card through the shared gateway.
 #[activity(start_to_close = "30s", retry(non_retryable = [ChargeError::Declined]))]
 async fn charge(
-    ctx: ActivityContext,
     gateway: State<PaymentGateway>,
     card: String,
     cents: u64,
-) -> Result<Receipt, ChargeError> {
+) -> Result<String, ChargeError> {
     if card.ends_with("0000") {
         return Err(ChargeError::Declined(card[card.len() - 4..].to_owned()));
     }
-    if cents == 0 {
-        return Err(ChargeError::GatewayTimeout);
-    }
-    Ok(Receipt {
-        transaction: format!("{}-{}", gateway.name, ctx.info().activity_id),
-        cents,
-    })
+    Ok(format!("{}-{cents}", gateway.name))
 }
 
-/// Packs items one by one, heartbeating progress so a retry resumes where it stopped.
-#[activity(start_to_close = "1h", heartbeat = "30s")]
-async fn pack(ctx: ActivityContext, items: Vec<Item>) -> Result<usize, ActivityError> {
-    let done: usize = ctx.last_heartbeat_details()?.unwrap_or(0);
-    for packed in done..items.len() {
-        if ctx.is_cancelled() {
-            return Err(ActivityError::canceled());
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        ctx.heartbeat(&(packed + 1))?;
-    }
-    Ok(items.len())
+/// The workflow: durable, replayed from its history after a crash. The stubs
+/// check argument and result types at compile time.
+#[workflow]
+async fn checkout(ctx: WorkflowContext, order: Order) -> Result<Receipt, WorkflowError> {
+    let reserved = reserve::call(&ctx, order.items.clone()).await?;
+    let transaction = charge::call(&ctx, order.card.clone(), order.cents).await?;
+    Ok(Receipt {
+        order: order.id,
+        transaction,
+        reserved,
+    })
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // Every #[activity] registered itself; a worker checks the set at start.
-    let registry = Registry::builder()
+    let path = PathBuf::from("quickstart.sqlite");
+    let engine = Engine::open(EngineConfig::file(&path)).await?;
+
+    // A worker serves every #[activity] and #[workflow] of this program.
+    let worker = Worker::builder(engine.protocol())
+        .task_queue("quickstart")
         .state(PaymentGateway { name: "acme-pay" })
         .build()?;
-    println!("Registered activities:");
-    for activity in registry.describe() {
+    let shutdown = worker.shutdown_handle();
+    let running = tokio::spawn(worker.run_until(std::future::pending()));
+
+    let client = Client::new(engine.protocol()).with_task_queue("quickstart");
+    let order = Order {
+        id: format!("order-{}", std::process::id()),
+        card: "4242424242424242".into(),
+        items: vec!["mug".into(), "tea".into()],
+        cents: 1_250,
+    };
+    let handle = checkout::start(&client, order.clone())
+        .workflow_id(order.id.clone())
+        .await?;
+    let receipt = handle.result().await?;
+    println!("checkout -> {receipt:?}");
+
+    // A declined card fails the workflow with the activity's typed failure.
+    let declined = Order {
+        id: format!("{}-declined", order.id),
+        card: "4000000000000000".into(),
+        ..order
+    };
+    let outcome = checkout::start(&client, declined).await?.result().await;
+    match outcome {
+        Err(err) => println!("checkout -> failed as expected: {err}"),
+        Ok(receipt) => return Err(format!("a declined card was charged: {receipt:?}").into()),
+    }
+
+    let history = handle.history().await?;
+    println!("\nhistory of {}: {} events", receipt.order, history.len());
+    for event in &history {
         println!(
-            "  {:<8} ({}) defined at {}",
-            activity.name,
-            activity.arguments.join(", "),
-            activity.location
+            "  {:>2} {}",
+            event.event_id,
+            activity_core::workflow::history::describe_event(&event.kind)
         );
     }
 
-    let env = TestActivityEnvironment::new().with_state(PaymentGateway { name: "acme-pay" });
-    let items = vec![
-        Item {
-            sku: "mug".into(),
-            quantity: 2,
-        },
-        Item {
-            sku: "tea".into(),
-            quantity: 3,
-        },
-    ];
-
-    // Typed stubs: wrong argument types or result types do not compile.
-    let reserved: u32 = reserve::call(&env, items.clone()).await?;
-    println!("\nreserve -> {reserved} units");
-
-    let receipt: Receipt = charge::call(&env, "4242424242424242".into(), 1_250)
-        .activity_id("order-17-charge")
-        .await?;
-    println!("charge  -> {receipt:?}");
-
-    match charge::call(&env, "4000000000000000".into(), 1_250).await {
-        Err(ActivityCallError::Failed(failure)) => println!(
-            "charge  -> failed as expected: {} (retry state {:?})",
-            failure.cause, failure.retry_state
-        ),
-        other => return Err(format!("expected a declined card, got {other:?}").into()),
-    }
-
-    let packed = pack::call(&env, items.clone()).await?;
-    println!(
-        "pack    -> {packed} items, heartbeats recorded: {:?}",
-        env.heartbeats::<usize>()?
-    );
-
-    // A retry resumes from the last heartbeat of the previous attempt.
-    let retry = TestActivityEnvironment::new()
-        .with_info(|info| info.attempt = 2)
-        .with_last_heartbeat_details(&1usize);
-    pack(retry.context(), items).await?;
-    println!(
-        "pack    -> attempt 2 resumed after item 1, heartbeats: {:?}",
-        retry.heartbeats::<usize>()?
-    );
-
-    // Cancellation reaches the activity with a reason.
-    let cancelled = TestActivityEnvironment::new();
-    cancelled.cancel(CancelReason::Requested);
-    let outcome = pack(
-        cancelled.context(),
-        vec![Item {
-            sku: "pot".into(),
-            quantity: 1,
-        }],
-    )
-    .await;
-    println!("pack    -> after a cancel request: {outcome:?}");
+    shutdown.shutdown();
+    running.await?;
+    engine.close().await;
+    let place = std::fs::canonicalize(&path).unwrap_or(path);
+    println!("\nthe engine's data lives in {}", place.display());
     Ok(())
 }

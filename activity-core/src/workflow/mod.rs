@@ -172,7 +172,9 @@ where
 
 /// Awaits the first of several futures (or activity stubs); answers its output,
 /// its index and the others. Deterministic: the lowest index wins a tie.
-pub fn select_all<I>(futures: I) -> futures_util::future::SelectAll<<I::Item as IntoFuture>::IntoFuture>
+pub fn select_all<I>(
+    futures: I,
+) -> futures_util::future::SelectAll<<I::Item as IntoFuture>::IntoFuture>
 where
     I: IntoIterator,
     I::Item: IntoFuture,

@@ -1,0 +1,457 @@
+//! Workflows end to end: the real engine (in-memory SQLite, virtual clock) and
+//! real workers, SEMANTICS 3 and 1.5/1.7 from the caller's side.
+
+use std::{
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use activity_core::{
+    activity, workflow,
+    workflow::{select, Either, EventKind, WorkflowCallError, WorkflowState},
+    ActivityContext, ActivityError, ActivityProtocol, CancellationType, Client, Failure,
+    ProtocolError, State, WorkflowContext, WorkflowError,
+};
+use activity_server::{Engine, EngineConfig, VirtualClock};
+use activity_worker::{ShutdownHandle, Worker, WorkerReport};
+use tokio::{sync::Notify, time::Instant};
+
+/// Counts activity bodies and opens gates, shared with every worker.
+#[derive(Default)]
+struct Probe {
+    runs: Mutex<Vec<String>>,
+    gate: Notify,
+    cleaned_up: AtomicU32,
+}
+
+impl Probe {
+    fn ran(&self, what: impl Into<String>) {
+        self.runs.lock().unwrap().push(what.into());
+    }
+
+    fn count(&self, what: &str) -> usize {
+        self.runs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| *r == what)
+            .count()
+    }
+}
+
+#[activity(start_to_close = "1m")]
+async fn step(probe: State<Probe>, name: String) -> Result<String, ActivityError> {
+    probe.ran(name.clone());
+    Ok(format!("{name} done"))
+}
+
+/// Waits until the test opens the gate.
+#[activity(start_to_close = "1h")]
+async fn gated(probe: State<Probe>, name: String) -> Result<String, ActivityError> {
+    probe.ran(name.clone());
+    probe.gate.notified().await;
+    Ok(format!("{name} done"))
+}
+
+#[activity(start_to_close = "1m")]
+async fn slow(probe: State<Probe>, millis: u64) -> Result<String, ActivityError> {
+    probe.ran("slow");
+    tokio::time::sleep(Duration::from_millis(millis)).await;
+    Ok("slow done".into())
+}
+
+/// Heartbeats until cancelled, then acknowledges.
+#[activity(start_to_close = "1h", heartbeat = "2s")]
+async fn until_cancelled(ctx: ActivityContext, probe: State<Probe>) -> Result<(), ActivityError> {
+    probe.ran("until_cancelled");
+    loop {
+        ctx.heartbeat(&())?;
+        tokio::select! {
+            reason = ctx.cancelled() => {
+                probe.cleaned_up.fetch_add(1, Ordering::SeqCst);
+                return Err(ActivityError::canceled_with(&reason.to_string())?);
+            }
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}
+
+#[activity(start_to_close = "10s")]
+async fn local_count(probe: State<Probe>, n: u32) -> Result<u32, ActivityError> {
+    probe.ran("local_count");
+    Ok(n + 1)
+}
+
+#[workflow]
+async fn three_steps(ctx: WorkflowContext) -> Result<Vec<String>, WorkflowError> {
+    let a = step::call(&ctx, "one".into()).await?;
+    let b = gated::call(&ctx, "two".into()).await?;
+    let c = step::call(&ctx, "three".into()).await?;
+    Ok(vec![a, b, c])
+}
+
+#[workflow]
+async fn race(ctx: WorkflowContext) -> Result<String, WorkflowError> {
+    let timer = ctx.sleep(Duration::from_secs(5));
+    let activity = slow::call(&ctx, 1_000);
+    let winner = match select(activity, timer).await {
+        Either::Left((result, _timer)) => format!("activity: {}", result?),
+        Either::Right((_fired, _activity)) => "timer".to_owned(),
+    };
+    let after = gated::call(&ctx, format!("after {winner}")).await?;
+    Ok(after)
+}
+
+#[workflow]
+async fn nap(ctx: WorkflowContext, hours: u64) -> Result<u64, WorkflowError> {
+    let before = ctx.now();
+    ctx.sleep(Duration::from_secs(hours * 3600)).await;
+    let slept = ctx.now().duration_since(before).unwrap_or_default();
+    Ok(slept.as_secs())
+}
+
+#[workflow]
+async fn with_local(ctx: WorkflowContext) -> Result<u32, WorkflowError> {
+    let n = local_count::call(&ctx.local(), 41).await?;
+    gated::call(&ctx, "after local".into()).await?;
+    Ok(n)
+}
+
+#[workflow]
+async fn cancellable(ctx: WorkflowContext) -> Result<(), WorkflowError> {
+    until_cancelled::call(&ctx).await?;
+    Ok(())
+}
+
+#[workflow]
+async fn cancel_activity(ctx: WorkflowContext, wait: bool) -> Result<String, WorkflowError> {
+    let kind = if wait {
+        CancellationType::WaitCancellationCompleted
+    } else {
+        CancellationType::TryCancel
+    };
+    let running =
+        std::future::IntoFuture::into_future(until_cancelled::call(&ctx).cancellation_type(kind));
+    ctx.sleep(Duration::from_secs(3)).await;
+    running.cancel();
+    match running.await {
+        Err(activity_core::ActivityCallError::Failed(failure)) => match failure.cause {
+            Failure::Canceled(_) => Ok("canceled".into()),
+            other => Ok(format!("failed: {other}")),
+        },
+        other => Ok(format!("unexpected: {other:?}")),
+    }
+}
+
+/// Which code version `evolving` runs (the test flips it to simulate a deploy).
+static EVOLVING_VERSION: AtomicU32 = AtomicU32::new(1);
+
+#[workflow]
+async fn evolving(ctx: WorkflowContext) -> Result<String, WorkflowError> {
+    if EVOLVING_VERSION.load(Ordering::SeqCst) == 1 {
+        step::call(&ctx, "v1".into()).await?;
+    } else {
+        ctx.sleep(Duration::from_secs(1)).await;
+    }
+    Ok(gated::call(&ctx, "evolving".into()).await?)
+}
+
+struct Setup {
+    engine: Engine,
+    client: Client,
+    probe: Arc<Probe>,
+}
+
+async fn setup() -> Setup {
+    let engine = Engine::open(EngineConfig::in_memory().with_clock(Arc::new(VirtualClock::new())))
+        .await
+        .expect("engine opens");
+    let client = Client::new(engine.protocol()).with_task_queue("main");
+    Setup {
+        engine,
+        client,
+        probe: Arc::new(Probe::default()),
+    }
+}
+
+impl Setup {
+    fn protocol(&self) -> Arc<dyn ActivityProtocol> {
+        self.engine.protocol()
+    }
+
+    fn worker(&self, name: &str) -> Worker {
+        Worker::builder(self.protocol())
+            .task_queue("main")
+            .identity(name)
+            .poll_wait(Duration::from_secs(5))
+            .shared_state(self.probe.clone())
+            .build()
+            .expect("worker builds")
+    }
+
+    fn spawn(&self, name: &str) -> (ShutdownHandle, tokio::task::JoinHandle<WorkerReport>) {
+        let worker = self.worker(name);
+        let handle = worker.shutdown_handle();
+        (
+            handle,
+            tokio::spawn(worker.run_until(std::future::pending())),
+        )
+    }
+
+    async fn wait_for_run(&self, what: &str, times: usize) {
+        while self.probe.count(what) < times {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn stop(
+    (handle, running): (ShutdownHandle, tokio::task::JoinHandle<WorkerReport>),
+) -> WorkerReport {
+    handle.shutdown();
+    running.await.expect("worker task")
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_worker_replays_a_workflow_whose_worker_died_and_runs_each_activity_once() {
+    let s = setup().await;
+    let first = s.spawn("first");
+    let handle = three_steps::start(&s.client)
+        .workflow_id("order-1")
+        .await
+        .unwrap();
+    s.wait_for_run("two", 1).await;
+    // The first worker goes away with its cached instance, mid-workflow.
+    stop(first).await;
+    let second = s.spawn("second");
+    s.probe.gate.notify_one();
+    let result = handle.result().await.unwrap();
+    assert_eq!(result, ["one done", "two done", "three done"]);
+    for name in ["one", "two", "three"] {
+        assert_eq!(s.probe.count(name), 1, "activity `{name}` ran once");
+    }
+    let history = handle.history().await.unwrap();
+    let scheduled = history
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::ActivityScheduled { .. }))
+        .count();
+    assert_eq!(scheduled, 3, "replay scheduled nothing twice: {history:#?}");
+    stop(second).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn select_resolves_the_same_way_on_replay() {
+    let s = setup().await;
+    let first = s.spawn("first");
+    let handle = race::start(&s.client).await.unwrap();
+    s.wait_for_run("after activity: slow done", 1).await;
+    // Let the losing timer fire while the workflow waits, then replay elsewhere.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    stop(first).await;
+    let second = s.spawn("second");
+    s.probe.gate.notify_one();
+    assert_eq!(
+        handle.result().await.unwrap(),
+        "after activity: slow done done"
+    );
+    let history = handle.history().await.unwrap();
+    assert!(
+        !history
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::WorkflowTaskFailed { .. })),
+        "no nondeterminism on replay: {history:#?}"
+    );
+    stop(second).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn timers_run_on_the_virtual_clock() {
+    let s = setup().await;
+    let worker = s.spawn("w");
+    let began = Instant::now();
+    let real = std::time::Instant::now();
+    let slept = nap::start(&s.client, 5)
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
+    assert_eq!(slept, 5 * 3600, "workflow time moved by the timer");
+    assert!(began.elapsed() >= Duration::from_secs(5 * 3600));
+    assert!(
+        real.elapsed() < Duration::from_secs(20),
+        "five hours took {:?}",
+        real.elapsed()
+    );
+    stop(worker).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_local_activity_is_recorded_and_not_run_again_on_replay() {
+    let s = setup().await;
+    let first = s.spawn("first");
+    let handle = with_local::start(&s.client).await.unwrap();
+    s.wait_for_run("after local", 1).await;
+    stop(first).await;
+    let second = s.spawn("second");
+    s.probe.gate.notify_one();
+    assert_eq!(handle.result().await.unwrap(), 42);
+    assert_eq!(
+        s.probe.count("local_count"),
+        1,
+        "the local activity ran once"
+    );
+    let history = handle.history().await.unwrap();
+    let recorded: Vec<_> = history
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::LocalActivityRecorded { .. }))
+        .collect();
+    assert_eq!(recorded.len(), 1, "{history:#?}");
+    stop(second).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_second_run_with_a_running_workflow_id_is_refused() {
+    let s = setup().await;
+    three_steps::start(&s.client)
+        .workflow_id("unique")
+        .await
+        .unwrap();
+    let err = three_steps::start(&s.client)
+        .workflow_id("unique")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            WorkflowCallError::Protocol(ProtocolError::AlreadyExists { .. })
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn nondeterministic_code_fails_the_task_not_the_workflow_and_resumes_when_fixed() {
+    let s = setup().await;
+    EVOLVING_VERSION.store(1, Ordering::SeqCst);
+    let first = s.spawn("first");
+    let handle = evolving::start(&s.client).await.unwrap();
+    s.wait_for_run("evolving", 1).await;
+    stop(first).await;
+    // A deploy changes the code: it now starts a timer where history has an activity.
+    EVOLVING_VERSION.store(2, Ordering::SeqCst);
+    let broken = s.spawn("broken");
+    s.probe.gate.notify_one();
+    let failure = loop {
+        let history = handle.history().await.unwrap();
+        if let Some(message) = history.iter().find_map(|e| match &e.kind {
+            EventKind::WorkflowTaskFailed { message } => Some(message.clone()),
+            _ => None,
+        }) {
+            break message;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(failure.contains("nondeterminism"), "{failure}");
+    assert!(
+        failure.contains("ActivityScheduled(seq 1, `step`)"),
+        "names the expected event: {failure}"
+    );
+    assert!(
+        failure.contains("StartTimer(seq 1"),
+        "names the command found: {failure}"
+    );
+    assert_eq!(
+        handle.describe().await.unwrap().state,
+        WorkflowState::Running
+    );
+    stop(broken).await;
+    // The fix is deployed: the retried task replays and the workflow completes.
+    EVOLVING_VERSION.store(1, Ordering::SeqCst);
+    let fixed = s.spawn("fixed");
+    assert_eq!(handle.result().await.unwrap(), "evolving done");
+    stop(fixed).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelling_a_workflow_reaches_its_running_activities() {
+    let s = setup().await;
+    let worker = s.spawn("w");
+    let handle = cancellable::start(&s.client).await.unwrap();
+    s.wait_for_run("until_cancelled", 1).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    handle.cancel().await.unwrap();
+    let err = handle.result().await.unwrap_err();
+    assert!(matches!(err, WorkflowCallError::Canceled), "{err}");
+    assert_eq!(
+        s.probe.cleaned_up.load(Ordering::SeqCst),
+        1,
+        "the activity cleaned up"
+    );
+    let description = handle.describe().await.unwrap();
+    assert_eq!(description.state, WorkflowState::Canceled);
+    assert!(description.cancel_requested);
+    stop(worker).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn try_cancel_resolves_at_once_and_wait_cancellation_completed_waits_for_the_activity() {
+    let s = setup().await;
+    let worker = s.spawn("w");
+    for wait in [false, true] {
+        let handle = cancel_activity::start(&s.client, wait).await.unwrap();
+        assert_eq!(handle.result().await.unwrap(), "canceled");
+        let history = handle.history().await.unwrap();
+        let position =
+            |pred: &dyn Fn(&EventKind) -> bool| history.iter().position(|e| pred(&e.kind));
+        let activity_closed = position(&|k| matches!(k, EventKind::ActivityFailed { .. }));
+        let workflow_closed =
+            position(&|k| matches!(k, EventKind::WorkflowCompleted { .. })).unwrap();
+        if wait {
+            let closed = activity_closed.expect("the activity acknowledged");
+            assert!(
+                closed < workflow_closed,
+                "waited for the acknowledgement: {history:#?}"
+            );
+        } else {
+            assert!(
+                activity_closed.is_none_or(|closed| closed > workflow_closed),
+                "did not wait: {history:#?}"
+            );
+        }
+    }
+    stop(worker).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_typed_client_describes_and_lists_the_history_of_a_run() {
+    let s = setup().await;
+    let worker = s.spawn("w");
+    let handle = three_steps::start(&s.client)
+        .workflow_id("described")
+        .await
+        .unwrap();
+    s.wait_for_run("two", 1).await;
+    let running = handle.describe().await.unwrap();
+    assert_eq!(running.workflow_id, "described");
+    assert_eq!(running.workflow_type, "three_steps");
+    assert_eq!(running.state, WorkflowState::Running);
+    s.probe.gate.notify_one();
+    handle.result().await.unwrap();
+    let done = handle.describe().await.unwrap();
+    assert_eq!(done.state, WorkflowState::Completed);
+    let history = handle.history().await.unwrap();
+    assert!(matches!(history[0].kind, EventKind::WorkflowStarted { .. }));
+    assert!(matches!(
+        history.last().unwrap().kind,
+        EventKind::WorkflowCompleted { .. }
+    ));
+    assert_eq!(done.history_length, history.len() as u64);
+    for (i, event) in history.iter().enumerate() {
+        assert_eq!(event.event_id, i as u64 + 1, "event ids have no gaps");
+    }
+    stop(worker).await;
+}
