@@ -87,21 +87,23 @@ async fn local_count(probe: State<Probe>, n: u32) -> Result<u32, ActivityError> 
 
 #[workflow]
 async fn three_steps(ctx: WorkflowContext) -> Result<Vec<String>, WorkflowError> {
-    let a = step::call(&ctx, "one".into()).await?;
-    let b = gated::call(&ctx, "two".into()).await?;
-    let c = step::call(&ctx, "three".into()).await?;
+    let a = step::call(&ctx, "one".into()).task_queue(ACTS).await?;
+    let b = gated::call(&ctx, "two".into()).task_queue(ACTS).await?;
+    let c = step::call(&ctx, "three".into()).task_queue(ACTS).await?;
     Ok(vec![a, b, c])
 }
 
 #[workflow]
 async fn race(ctx: WorkflowContext) -> Result<String, WorkflowError> {
     let timer = ctx.sleep(Duration::from_secs(5));
-    let activity = slow::call(&ctx, 1_000);
+    let activity = slow::call(&ctx, 1_000).task_queue(ACTS);
     let winner = match select(activity, timer).await {
         Either::Left((result, _timer)) => format!("activity: {}", result?),
         Either::Right((_fired, _activity)) => "timer".to_owned(),
     };
-    let after = gated::call(&ctx, format!("after {winner}")).await?;
+    let after = gated::call(&ctx, format!("after {winner}"))
+        .task_queue(ACTS)
+        .await?;
     Ok(after)
 }
 
@@ -116,7 +118,9 @@ async fn nap(ctx: WorkflowContext, hours: u64) -> Result<u64, WorkflowError> {
 #[workflow]
 async fn with_local(ctx: WorkflowContext) -> Result<u32, WorkflowError> {
     let n = local_count::call(&ctx.local(), 41).await?;
-    gated::call(&ctx, "after local".into()).await?;
+    gated::call(&ctx, "after local".into())
+        .task_queue(ACTS)
+        .await?;
     Ok(n)
 }
 
@@ -146,23 +150,30 @@ async fn cancel_activity(ctx: WorkflowContext, wait: bool) -> Result<String, Wor
     }
 }
 
+/// The queue of the activity worker that lives through a whole test, while
+/// workflow workers come and go.
+const ACTS: &str = "acts";
+
 /// Which code version `evolving` runs (the test flips it to simulate a deploy).
 static EVOLVING_VERSION: AtomicU32 = AtomicU32::new(1);
 
 #[workflow]
 async fn evolving(ctx: WorkflowContext) -> Result<String, WorkflowError> {
     if EVOLVING_VERSION.load(Ordering::SeqCst) == 1 {
-        step::call(&ctx, "v1".into()).await?;
+        step::call(&ctx, "v1".into()).task_queue(ACTS).await?;
     } else {
         ctx.sleep(Duration::from_secs(1)).await;
     }
-    Ok(gated::call(&ctx, "evolving".into()).await?)
+    Ok(gated::call(&ctx, "evolving".into())
+        .task_queue(ACTS)
+        .await?)
 }
 
 struct Setup {
     engine: Engine,
     client: Client,
     probe: Arc<Probe>,
+    _activities: (ShutdownHandle, tokio::task::JoinHandle<WorkerReport>),
 }
 
 async fn setup() -> Setup {
@@ -170,10 +181,21 @@ async fn setup() -> Setup {
         .await
         .expect("engine opens");
     let client = Client::new(engine.protocol()).with_task_queue("main");
+    let probe = Arc::new(Probe::default());
+    let activities = Worker::builder(engine.protocol())
+        .task_queue(ACTS)
+        .identity("activities")
+        .poll_wait(Duration::from_secs(5))
+        .shared_state(probe.clone())
+        .build()
+        .expect("worker builds");
+    let handle = activities.shutdown_handle();
+    let running = tokio::spawn(activities.run_until(std::future::pending()));
     Setup {
         engine,
         client,
-        probe: Arc::new(Probe::default()),
+        probe,
+        _activities: (handle, running),
     }
 }
 

@@ -49,7 +49,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("result: {summary}");
     let description = handle.describe().await?;
     println!(
-        "attempts: {}, last progress stored: {:?}",
+        "attempts: {}, last progress the engine stored (heartbeats are throttled): {:?}",
         description.attempt,
         description.heartbeat_details.map(|d| d.decode::<u32>())
     );

@@ -374,7 +374,20 @@ impl Command {
 
     /// A short description for messages, e.g. "ScheduleActivity(seq 2, `ship`)".
     pub fn describe(&self) -> String {
-        describe_event(&self.to_event())
+        match self {
+            Command::ScheduleActivity {
+                seq, activity_type, ..
+            } => format!("ScheduleActivity(seq {seq}, `{activity_type}`)"),
+            Command::RecordLocalActivity {
+                seq, activity_type, ..
+            } => format!("RecordLocalActivity(seq {seq}, `{activity_type}`)"),
+            Command::RequestCancelActivity { seq } => format!("RequestCancelActivity(seq {seq})"),
+            Command::StartTimer { seq, duration } => format!("StartTimer(seq {seq}, {duration:?})"),
+            Command::CancelTimer { seq } => format!("CancelTimer(seq {seq})"),
+            Command::CompleteWorkflow { .. } => "CompleteWorkflow".to_owned(),
+            Command::FailWorkflow { .. } => "FailWorkflow".to_owned(),
+            Command::CancelWorkflow => "CancelWorkflow".to_owned(),
+        }
     }
 }
 
