@@ -4,6 +4,7 @@
 use std::{fmt, future::Future, time::Duration};
 
 use activity_core::{
+    context::TaskToken,
     definition::BoxFuture,
     failure::ApplicationFailure,
     payload::Payload,
@@ -11,6 +12,10 @@ use activity_core::{
         ActivityProtocol, ActivityTask, ExecutionDescription, ExecutionOutcome, ExecutionRef,
         ExecutionState, HeartbeatResponse, PollActivityTaskRequest, ProtocolError,
         ScheduleActivityRequest, ScheduleActivityResponse, TaskQueueDescription, TaskTarget,
+    },
+    workflow::history::{
+        Command, HistoryEvent, PollWorkflowTaskRequest, StartWorkflowRequest, WorkflowDescription,
+        WorkflowOutcome, WorkflowRef, WorkflowState, WorkflowTask,
     },
 };
 use tonic::{
@@ -510,6 +515,178 @@ impl ActivityProtocol for RemoteProtocol {
                 })
                 .await?;
             answer(convert::queue_from_wire(response.description), RPC)
+        })
+    }
+
+    fn start_workflow(
+        &self,
+        request: StartWorkflowRequest,
+    ) -> BoxFuture<'_, Result<WorkflowRef, ProtocolError>> {
+        Box::pin(async move {
+            const RPC: &str = "StartWorkflow";
+            let message = convert::start_request_to_wire(&request);
+            let response = self
+                .unary(RPC, message, Duration::ZERO, |mut c, r| async move {
+                    c.start_workflow(r).await
+                })
+                .await?;
+            answer(
+                convert::workflow_ref_from_wire(response.workflow, "workflow"),
+                RPC,
+            )
+        })
+    }
+
+    fn poll_workflow_task(
+        &self,
+        request: PollWorkflowTaskRequest,
+    ) -> BoxFuture<'_, Result<Option<WorkflowTask>, ProtocolError>> {
+        Box::pin(async move {
+            const RPC: &str = "PollWorkflowTask";
+            let message = convert::poll_workflow_request_to_wire(&request);
+            let response = self
+                .unary(RPC, message, request.wait, |mut c, r| async move {
+                    c.poll_workflow_task(r).await
+                })
+                .await?;
+            answer(
+                response
+                    .task
+                    .map(convert::workflow_task_from_wire)
+                    .transpose(),
+                RPC,
+            )
+        })
+    }
+
+    fn complete_workflow_task(
+        &self,
+        token: TaskToken,
+        commands: Vec<Command>,
+    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
+        Box::pin(async move {
+            let message = pb::CompleteWorkflowTaskRequest {
+                task_token: token.as_bytes().to_vec(),
+                commands: commands
+                    .iter()
+                    .map(convert::command_to_wire)
+                    .collect::<Result<_, _>>()?,
+            };
+            self.unary(
+                "CompleteWorkflowTask",
+                message,
+                Duration::ZERO,
+                |mut c, r| async move { c.complete_workflow_task(r).await },
+            )
+            .await
+            .map(drop)
+        })
+    }
+
+    fn fail_workflow_task(
+        &self,
+        token: TaskToken,
+        message: String,
+    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
+        Box::pin(async move {
+            let message = pb::FailWorkflowTaskRequest {
+                task_token: token.as_bytes().to_vec(),
+                message,
+            };
+            self.unary(
+                "FailWorkflowTask",
+                message,
+                Duration::ZERO,
+                |mut c, r| async move { c.fail_workflow_task(r).await },
+            )
+            .await
+            .map(drop)
+        })
+    }
+
+    fn request_cancel_workflow(
+        &self,
+        workflow: WorkflowRef,
+    ) -> BoxFuture<'_, Result<WorkflowState, ProtocolError>> {
+        Box::pin(async move {
+            const RPC: &str = "RequestCancelWorkflow";
+            let message = pb::RequestCancelWorkflowRequest {
+                workflow: Some(convert::workflow_ref_to_wire(&workflow)),
+            };
+            let response = self
+                .unary(RPC, message, Duration::ZERO, |mut c, r| async move {
+                    c.request_cancel_workflow(r).await
+                })
+                .await?;
+            answer(
+                convert::workflow_state_from_wire(response.state, "state"),
+                RPC,
+            )
+        })
+    }
+
+    fn describe_workflow(
+        &self,
+        workflow: WorkflowRef,
+    ) -> BoxFuture<'_, Result<WorkflowDescription, ProtocolError>> {
+        Box::pin(async move {
+            const RPC: &str = "DescribeWorkflow";
+            let message = pb::DescribeWorkflowRequest {
+                workflow: Some(convert::workflow_ref_to_wire(&workflow)),
+            };
+            let response = self
+                .unary(RPC, message, Duration::ZERO, |mut c, r| async move {
+                    c.describe_workflow(r).await
+                })
+                .await?;
+            answer(
+                convert::workflow_description_from_wire(response.description),
+                RPC,
+            )
+        })
+    }
+
+    fn workflow_history(
+        &self,
+        workflow: WorkflowRef,
+    ) -> BoxFuture<'_, Result<Vec<HistoryEvent>, ProtocolError>> {
+        Box::pin(async move {
+            const RPC: &str = "GetWorkflowHistory";
+            let message = pb::GetWorkflowHistoryRequest {
+                workflow: Some(convert::workflow_ref_to_wire(&workflow)),
+            };
+            let response = self
+                .unary(RPC, message, Duration::ZERO, |mut c, r| async move {
+                    c.get_workflow_history(r).await
+                })
+                .await?;
+            answer(convert::history_from_wire(response.events, "events"), RPC)
+        })
+    }
+
+    fn wait_workflow_outcome(
+        &self,
+        workflow: WorkflowRef,
+        wait: Duration,
+    ) -> BoxFuture<'_, Result<Option<WorkflowOutcome>, ProtocolError>> {
+        Box::pin(async move {
+            const RPC: &str = "WaitWorkflowOutcome";
+            let message = pb::WaitWorkflowOutcomeRequest {
+                workflow: Some(convert::workflow_ref_to_wire(&workflow)),
+                wait_ms: convert::duration_to_wire(wait),
+            };
+            let response = self
+                .unary(RPC, message, wait, |mut c, r| async move {
+                    c.wait_workflow_outcome(r).await
+                })
+                .await?;
+            answer(
+                response
+                    .outcome
+                    .map(|o| convert::workflow_outcome_from_wire(o, "outcome"))
+                    .transpose(),
+                RPC,
+            )
         })
     }
 }

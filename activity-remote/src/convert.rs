@@ -26,6 +26,10 @@ use activity_core::{
 
 use crate::proto as pb;
 
+mod workflow;
+
+pub(crate) use workflow::*;
+
 /// A wire message that cannot be turned into the model: `field` breaks `message`.
 #[derive(Debug)]
 pub(crate) struct WireError {
@@ -278,19 +282,19 @@ fn retry_options_to_wire(retry: &RetryOptions) -> pb::RetryOptions {
     }
 }
 
-fn retry_options_from_wire(retry: Option<pb::RetryOptions>) -> Wire<RetryOptions> {
+fn retry_options_from_wire(retry: Option<pb::RetryOptions>, name: &str) -> Wire<RetryOptions> {
     let Some(retry) = retry else {
         return Ok(RetryOptions::new());
     };
     let mut model = RetryOptions::new();
     model.initial_interval = opt_duration_from_wire(
         retry.initial_interval_ms,
-        "options.retry.initial_interval_ms",
+        &field(name, "initial_interval_ms"),
     )?;
     model.backoff_coefficient = retry.backoff_coefficient;
     model.maximum_interval = opt_duration_from_wire(
         retry.maximum_interval_ms,
-        "options.retry.maximum_interval_ms",
+        &field(name, "maximum_interval_ms"),
     )?;
     model.maximum_attempts = retry.maximum_attempts;
     model.non_retryable_error_types = retry.non_retryable_error_types;
@@ -309,20 +313,31 @@ pub(crate) fn options_to_wire(options: &ActivityOptions) -> pb::ActivityOptions 
 }
 
 pub(crate) fn options_from_wire(options: Option<pb::ActivityOptions>) -> Wire<ActivityOptions> {
+    options_from_wire_at(options, "options")
+}
+
+/// Partial options found at field `name` of the message.
+fn options_from_wire_at(options: Option<pb::ActivityOptions>, name: &str) -> Wire<ActivityOptions> {
     let Some(options) = options else {
         return Ok(ActivityOptions::new());
     };
     let mut model = ActivityOptions::new();
-    model.schedule_to_close =
-        opt_duration_from_wire(options.schedule_to_close_ms, "options.schedule_to_close_ms")?;
+    model.schedule_to_close = opt_duration_from_wire(
+        options.schedule_to_close_ms,
+        &field(name, "schedule_to_close_ms"),
+    )?;
     model.start_to_close =
-        opt_duration_from_wire(options.start_to_close_ms, "options.start_to_close_ms")?;
-    model.schedule_to_start =
-        opt_duration_from_wire(options.schedule_to_start_ms, "options.schedule_to_start_ms")?;
-    model.heartbeat_timeout =
-        opt_duration_from_wire(options.heartbeat_timeout_ms, "options.heartbeat_timeout_ms")?;
+        opt_duration_from_wire(options.start_to_close_ms, &field(name, "start_to_close_ms"))?;
+    model.schedule_to_start = opt_duration_from_wire(
+        options.schedule_to_start_ms,
+        &field(name, "schedule_to_start_ms"),
+    )?;
+    model.heartbeat_timeout = opt_duration_from_wire(
+        options.heartbeat_timeout_ms,
+        &field(name, "heartbeat_timeout_ms"),
+    )?;
     model.task_queue = options.task_queue;
-    model.retry = retry_options_from_wire(options.retry)?;
+    model.retry = retry_options_from_wire(options.retry, &field(name, "retry"))?;
     Ok(model)
 }
 

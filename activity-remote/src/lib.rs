@@ -61,8 +61,10 @@
 //! `UNAUTHENTICATED` and reaches the caller as `InvalidArgument` on field
 //! `authorization`, whose message says what to set.
 //!
-//! The workflow operations of the protocol are not carried yet: through
-//! [`RemoteProtocol`] they answer `ProtocolError::Unsupported`.
+//! The workflow operations are carried the same way: histories and commands
+//! are `oneof`s with one message per `EventKind` / `Command` variant, so a
+//! worker runs workflows against a remote server exactly as against the
+//! embedded engine.
 //!
 //! # Code generation without `protoc`
 //!

@@ -3,7 +3,10 @@
 
 use std::{fmt, future::Future, sync::Arc};
 
-use activity_core::protocol::{ActivityProtocol, ProtocolError};
+use activity_core::{
+    context::TaskToken,
+    protocol::{ActivityProtocol, ProtocolError},
+};
 use tokio::net::TcpListener;
 use tonic::{
     metadata::{AsciiMetadataValue, MetadataValue},
@@ -349,6 +352,132 @@ impl pb::activity_protocol_server::ActivityProtocol for ActivityService {
         let description = self.protocol.describe_task_queue(task_queue).await;
         answer(description.map(|d| pb::DescribeTaskQueueResponse {
             description: Some(convert::queue_to_wire(&d)),
+        }))
+    }
+    async fn start_workflow(
+        &self,
+        request: Request<pb::StartWorkflowRequest>,
+    ) -> Result<Response<pb::StartWorkflowResponse>, Status> {
+        let request = decode(convert::start_request_from_wire(request.into_inner()))?;
+        let run = self.protocol.start_workflow(request).await;
+        answer(run.map(|run| pb::StartWorkflowResponse {
+            workflow: Some(convert::workflow_ref_to_wire(&run)),
+        }))
+    }
+
+    async fn poll_workflow_task(
+        &self,
+        request: Request<pb::PollWorkflowTaskRequest>,
+    ) -> Result<Response<pb::PollWorkflowTaskResponse>, Status> {
+        let request = decode(convert::poll_workflow_request_from_wire(
+            request.into_inner(),
+        ))?;
+        let task = self.protocol.poll_workflow_task(request).await;
+        answer(task.and_then(|task| {
+            Ok(pb::PollWorkflowTaskResponse {
+                task: task
+                    .as_ref()
+                    .map(convert::workflow_task_to_wire)
+                    .transpose()?,
+            })
+        }))
+    }
+
+    async fn complete_workflow_task(
+        &self,
+        request: Request<pb::CompleteWorkflowTaskRequest>,
+    ) -> Result<Response<pb::CompleteWorkflowTaskResponse>, Status> {
+        let request = request.into_inner();
+        let commands = decode(
+            request
+                .commands
+                .into_iter()
+                .enumerate()
+                .map(|(i, c)| convert::command_from_wire(c, &format!("commands[{i}]")))
+                .collect(),
+        )?;
+        let token = TaskToken::from_bytes(request.task_token);
+        let response = self.protocol.complete_workflow_task(token, commands).await;
+        answer(response.map(|()| pb::CompleteWorkflowTaskResponse {}))
+    }
+
+    async fn fail_workflow_task(
+        &self,
+        request: Request<pb::FailWorkflowTaskRequest>,
+    ) -> Result<Response<pb::FailWorkflowTaskResponse>, Status> {
+        let request = request.into_inner();
+        let token = TaskToken::from_bytes(request.task_token);
+        let response = self
+            .protocol
+            .fail_workflow_task(token, request.message)
+            .await;
+        answer(response.map(|()| pb::FailWorkflowTaskResponse {}))
+    }
+
+    async fn request_cancel_workflow(
+        &self,
+        request: Request<pb::RequestCancelWorkflowRequest>,
+    ) -> Result<Response<pb::RequestCancelWorkflowResponse>, Status> {
+        let workflow = decode(convert::workflow_ref_from_wire(
+            request.into_inner().workflow,
+            "workflow",
+        ))?;
+        let state = self.protocol.request_cancel_workflow(workflow).await;
+        answer(state.map(|state| pb::RequestCancelWorkflowResponse {
+            state: convert::workflow_state_to_wire(state) as i32,
+        }))
+    }
+
+    async fn describe_workflow(
+        &self,
+        request: Request<pb::DescribeWorkflowRequest>,
+    ) -> Result<Response<pb::DescribeWorkflowResponse>, Status> {
+        let workflow = decode(convert::workflow_ref_from_wire(
+            request.into_inner().workflow,
+            "workflow",
+        ))?;
+        let description = self.protocol.describe_workflow(workflow).await;
+        answer(description.and_then(|d| {
+            Ok(pb::DescribeWorkflowResponse {
+                description: Some(convert::workflow_description_to_wire(&d)?),
+            })
+        }))
+    }
+
+    async fn get_workflow_history(
+        &self,
+        request: Request<pb::GetWorkflowHistoryRequest>,
+    ) -> Result<Response<pb::GetWorkflowHistoryResponse>, Status> {
+        let workflow = decode(convert::workflow_ref_from_wire(
+            request.into_inner().workflow,
+            "workflow",
+        ))?;
+        let history = self.protocol.workflow_history(workflow).await;
+        answer(history.and_then(|events| {
+            Ok(pb::GetWorkflowHistoryResponse {
+                events: convert::history_to_wire(&events)?,
+            })
+        }))
+    }
+
+    async fn wait_workflow_outcome(
+        &self,
+        request: Request<pb::WaitWorkflowOutcomeRequest>,
+    ) -> Result<Response<pb::WaitWorkflowOutcomeResponse>, Status> {
+        let request = request.into_inner();
+        let workflow = decode(convert::workflow_ref_from_wire(
+            request.workflow,
+            "workflow",
+        ))?;
+        let wait = decode(convert::duration_from_wire(request.wait_ms, "wait_ms"))?;
+        let outcome = self.protocol.wait_workflow_outcome(workflow, wait).await;
+        answer(outcome.and_then(|outcome| {
+            Ok(pb::WaitWorkflowOutcomeResponse {
+                outcome: outcome
+                    .as_ref()
+                    .map(convert::workflow_outcome_to_wire)
+                    .transpose()?,
+            })
         }))
     }
 }

@@ -23,7 +23,7 @@
 //!
 //! Modules: [`engine`] (dispatch, timers, retries, rate limits), [`store`] (the
 //! store API and its SQLite backend), [`token`] (task tokens), [`clock`] (system
-//! and virtual clocks). The gRPC service comes later, as a thin adapter.
+//! and virtual clocks). The gRPC service is `activity-remote`; the `activity-server` binary (`serve`, and the CLI) wires it to an engine on a file.
 
 pub mod clock;
 pub mod engine;

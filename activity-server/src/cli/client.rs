@@ -1,0 +1,431 @@
+//! The client commands: each connects to the server with [`RemoteProtocol`],
+//! makes one protocol call (or a bounded series of long polls) and prints the
+//! answer as a table, or as one JSON document with `--json`.
+
+use std::{
+    io::Write,
+    process::ExitCode,
+    time::{Duration, Instant},
+};
+
+use activity_core::{
+    failure::ApplicationFailure,
+    protocol::{ExecutionRef, TaskTarget},
+    workflow::history::{StartWorkflowRequest, WorkflowOutcome, WorkflowRef},
+    ActivityProtocol, Payload, TaskToken,
+};
+use activity_remote::{ConnectError, RemoteConfig, RemoteProtocol};
+use serde_json::{json, Value};
+
+use super::{
+    view, ActivityCommand, AttemptTarget, CliError, Connection, ExecutionTarget, TaskQueueCommand,
+    WorkflowCommand, WorkflowTarget,
+};
+
+/// Longest single long poll while waiting for a result.
+const LONG_POLL: Duration = Duration::from_secs(30);
+
+async fn connect(connection: &Connection) -> Result<RemoteProtocol, CliError> {
+    let mut config = RemoteConfig::new(connection.server.clone())
+        .with_connect_timeout(connection.timeout)
+        .with_call_timeout(connection.timeout);
+    if let Some(token) = &connection.auth_token {
+        config = config.with_bearer_token(token.clone());
+    }
+    RemoteProtocol::connect(config).await.map_err(|e| match e {
+        ConnectError::Unreachable { endpoint, reason } => {
+            CliError::Unreachable { endpoint, reason }
+        }
+        other => CliError::Connect(other),
+    })
+}
+
+/// Prints `value` as JSON with `--json`, else `human`.
+fn print(connection: &Connection, value: &Value, human: &str) -> Result<(), CliError> {
+    let mut stdout = std::io::stdout().lock();
+    if connection.json {
+        let text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
+        writeln!(stdout, "{text}")?;
+    } else {
+        write!(stdout, "{human}")?;
+        if !human.ends_with('\n') {
+            writeln!(stdout)?;
+        }
+    }
+    stdout.flush()?;
+    Ok(())
+}
+
+/// Parses the JSON of argument `arg`, pointing at the error in the text.
+fn parse_json(arg: &'static str, text: &str) -> Result<Value, CliError> {
+    serde_json::from_str(text).map_err(|e| {
+        let mut message = format!("not valid JSON: {e}");
+        if let Some(line) = text.lines().nth(e.line().saturating_sub(1)) {
+            let caret = " ".repeat(e.column().saturating_sub(1));
+            message.push_str(&format!("\n  {line}\n  {caret}^"));
+        }
+        CliError::InvalidArg { arg, message }
+    })
+}
+
+fn payload_of(arg: &'static str, value: &Value) -> Result<Payload, CliError> {
+    Payload::json(value).map_err(|e| CliError::InvalidArg {
+        arg,
+        message: e.to_string(),
+    })
+}
+
+fn json_payload(arg: &'static str, text: &str) -> Result<Payload, CliError> {
+    payload_of(arg, &parse_json(arg, text)?)
+}
+
+fn workflow_ref(target: WorkflowTarget) -> WorkflowRef {
+    let mut workflow = WorkflowRef::latest(target.id);
+    workflow.run_id = target.run_id;
+    workflow
+}
+
+fn execution_ref(activity_id: String, workflow_id: Option<String>) -> ExecutionRef {
+    let mut execution = ExecutionRef::standalone(activity_id);
+    execution.workflow_id = workflow_id;
+    execution
+}
+
+fn attempt(target: AttemptTarget, workflow_id: Option<String>) -> Result<TaskTarget, CliError> {
+    match (target.token, target.activity_id) {
+        (Some(hex), _) => TaskToken::from_hex(hex.trim())
+            .map(TaskTarget::Token)
+            .ok_or(CliError::InvalidArg {
+                arg: "--token",
+                message: "not a task token: expected even-length hex, as the worker or \
+                          `ActivityContext::task_token().to_hex()` printed it"
+                    .to_owned(),
+            }),
+        (None, Some(id)) => Ok(TaskTarget::Execution(execution_ref(id, workflow_id))),
+        // clap requires one of the two.
+        (None, None) => Err(CliError::InvalidArg {
+            arg: "--token",
+            message: "give --token HEX or --id ID".to_owned(),
+        }),
+    }
+}
+
+/// `workflow …`
+pub(crate) async fn workflow(
+    connection: &Connection,
+    command: WorkflowCommand,
+) -> Result<ExitCode, CliError> {
+    // Arguments are checked before connecting: a typo needs no server.
+    if let WorkflowCommand::Start { input, .. } = &command {
+        start_input(input)?;
+    }
+    let protocol = connect(connection).await?;
+    match command {
+        WorkflowCommand::Start {
+            workflow_type,
+            id,
+            task_queue,
+            input,
+        } => {
+            let request = StartWorkflowRequest::new(
+                id,
+                workflow_type.clone(),
+                task_queue.clone(),
+                start_input(&input)?,
+            );
+            let run = protocol.start_workflow(request).await?;
+            let run_id = run.run_id.clone().unwrap_or_default();
+            let value = json!({
+                "workflow_id": run.workflow_id,
+                "run_id": run_id,
+                "workflow_type": workflow_type,
+                "task_queue": task_queue,
+            });
+            let human = format!(
+                "started workflow `{}` (type `{workflow_type}`, task queue `{task_queue}`), run `{run_id}`",
+                run.workflow_id
+            );
+            print(connection, &value, &human)?;
+        }
+        WorkflowCommand::Describe(target) => {
+            let d = protocol.describe_workflow(workflow_ref(target)).await?;
+            let value = view::workflow_description(&d);
+            print(connection, &value, &view::fields(&value))?;
+        }
+        WorkflowCommand::Result { target, wait } => {
+            let workflow = workflow_ref(target);
+            let outcome = wait_outcome(&protocol, &workflow, wait).await?;
+            let value = view::workflow_outcome(&outcome);
+            let (human, code) = match &outcome {
+                WorkflowOutcome::Completed(result) => (
+                    serde_json::to_string_pretty(&view::payload(result))
+                        .map_err(std::io::Error::other)?,
+                    ExitCode::SUCCESS,
+                ),
+                WorkflowOutcome::Failed(failure) => {
+                    (format!("FAILED: {failure}"), ExitCode::FAILURE)
+                }
+                WorkflowOutcome::Canceled => ("CANCELED".to_owned(), ExitCode::FAILURE),
+            };
+            print(connection, &value, &human)?;
+            return Ok(code);
+        }
+        WorkflowCommand::Cancel(target) => {
+            let workflow = workflow_ref(target);
+            let state = protocol.request_cancel_workflow(workflow.clone()).await?;
+            let value = json!({
+                "workflow_id": workflow.workflow_id,
+                "cancel_requested": true,
+                "state": state.as_str(),
+            });
+            let human = format!("cancellation requested: {workflow} is {state}");
+            print(connection, &value, &human)?;
+        }
+        WorkflowCommand::History(target) => {
+            let events = protocol.workflow_history(workflow_ref(target)).await?;
+            let values: Vec<Value> = events.iter().map(view::event).collect();
+            let rows: Vec<Vec<String>> = values
+                .iter()
+                .map(|v| {
+                    let mut details = v.as_object().cloned().unwrap_or_default();
+                    let mut take = |key: &str| details.remove(key).map(|v| view::cell(&v));
+                    let id = take("event_id").unwrap_or_default();
+                    let time = take("time").unwrap_or_default();
+                    let event = take("event").unwrap_or_default();
+                    let rest = if details.is_empty() {
+                        String::new()
+                    } else {
+                        Value::Object(details).to_string()
+                    };
+                    vec![id, time, event, rest]
+                })
+                .collect();
+            let human = view::table(&["ID", "TIME", "EVENT", "DETAILS"], &rows);
+            print(connection, &Value::Array(values), &human)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--input`: a JSON array, one element per workflow argument.
+fn start_input(text: &str) -> Result<Vec<Payload>, CliError> {
+    match parse_json("--input", text)? {
+        Value::Array(items) => items.iter().map(|v| payload_of("--input", v)).collect(),
+        other => Err(CliError::InvalidArg {
+            arg: "--input",
+            message: format!(
+                "must be a JSON array with one element per workflow argument \
+                 (e.g. '[\"ada\", 3]', or '[]' for none), got {}",
+                kind_of(&other)
+            ),
+        }),
+    }
+}
+
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Long-polls for the run's outcome, until `limit` if given.
+async fn wait_outcome(
+    protocol: &RemoteProtocol,
+    workflow: &WorkflowRef,
+    limit: Option<Duration>,
+) -> Result<WorkflowOutcome, CliError> {
+    let deadline = limit.map(|limit| Instant::now() + limit);
+    loop {
+        let wait = deadline.map_or(LONG_POLL, |d| {
+            d.saturating_duration_since(Instant::now()).min(LONG_POLL)
+        });
+        if let Some(outcome) = protocol
+            .wait_workflow_outcome(workflow.clone(), wait)
+            .await?
+        {
+            return Ok(outcome);
+        }
+        if let (Some(deadline), Some(limit)) = (deadline, limit) {
+            if Instant::now() >= deadline {
+                return Err(CliError::StillRunning {
+                    workflow: workflow.to_string(),
+                    waited: humantime::format_duration(limit).to_string(),
+                });
+            }
+        }
+    }
+}
+
+/// `activity …`
+pub(crate) async fn activity(
+    connection: &Connection,
+    command: ActivityCommand,
+) -> Result<ExitCode, CliError> {
+    match command {
+        ActivityCommand::Complete {
+            target,
+            workflow_id,
+            result,
+        } => {
+            let target = attempt(target, workflow_id)?;
+            let result = json_payload("--result", &result)?;
+            let protocol = connect(connection).await?;
+            protocol.complete_activity(target, result).await?;
+            print(connection, &json!({ "completed": true }), "completed")?;
+        }
+        ActivityCommand::Fail {
+            target,
+            workflow_id,
+            message,
+            error_type,
+            non_retryable,
+            details,
+        } => {
+            let target = attempt(target, workflow_id)?;
+            let mut failure =
+                ApplicationFailure::new(error_type, message).with_non_retryable(non_retryable);
+            if let Some(details) = details {
+                failure = failure.with_details(json_payload("--details", &details)?);
+            }
+            let protocol = connect(connection).await?;
+            protocol.fail_activity(target, failure, None).await?;
+            let human = if non_retryable {
+                "failed (non-retryable: the execution fails now)"
+            } else {
+                "failed (the engine retries it per its retry policy)"
+            };
+            print(connection, &json!({ "failed": true }), human)?;
+        }
+        ActivityCommand::Heartbeat {
+            target,
+            workflow_id,
+            details,
+        } => {
+            let target = attempt(target, workflow_id)?;
+            let details = details.map(|d| json_payload("--details", &d)).transpose()?;
+            let protocol = connect(connection).await?;
+            let answer = protocol.record_heartbeat(target, details).await?;
+            let human = if answer.cancel_requested {
+                "heartbeat recorded; cancellation was requested: the activity should stop"
+            } else {
+                "heartbeat recorded"
+            };
+            print(
+                connection,
+                &json!({ "cancel_requested": answer.cancel_requested }),
+                human,
+            )?;
+        }
+        ActivityCommand::Describe(target) => {
+            let protocol = connect(connection).await?;
+            let d = protocol.describe_execution(execution(target)).await?;
+            let value = view::execution_description(&d);
+            print(connection, &value, &view::fields(&value))?;
+        }
+        ActivityCommand::Cancel(target) => {
+            let protocol = connect(connection).await?;
+            let execution = execution(target);
+            let state = protocol.request_cancel(execution.clone()).await?;
+            let value = json!({
+                "activity_id": execution.activity_id,
+                "cancel_requested": true,
+                "state": state.as_str(),
+            });
+            print(
+                connection,
+                &value,
+                &format!("cancellation requested: {execution} is {state}"),
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn execution(target: ExecutionTarget) -> ExecutionRef {
+    let mut execution = execution_ref(target.id, target.workflow_id);
+    execution.workflow_run_id = target.run_id;
+    execution
+}
+
+/// `task-queue …`
+pub(crate) async fn task_queue(
+    connection: &Connection,
+    command: TaskQueueCommand,
+) -> Result<ExitCode, CliError> {
+    let TaskQueueCommand::Describe { name } = command;
+    let protocol = connect(connection).await?;
+    let q = protocol.describe_task_queue(name).await?;
+    let value = view::task_queue(&q);
+    let mut human = view::table(
+        &[],
+        &[
+            vec!["name".into(), q.name.clone()],
+            vec!["backlog".into(), q.backlog.to_string()],
+            vec!["dispatchable".into(), q.dispatchable.to_string()],
+            vec![
+                "rate_limit".into(),
+                q.rate_limit.map_or("-".to_owned(), |r| format!("{r}/s")),
+            ],
+        ],
+    );
+    human.push('\n');
+    if q.pollers.is_empty() {
+        human.push_str("no recent pollers\n");
+    } else {
+        let rows: Vec<Vec<String>> = q
+            .pollers
+            .iter()
+            .map(|p| {
+                vec![
+                    p.identity.clone(),
+                    view::cell(&view::time(p.last_poll_time)),
+                ]
+            })
+            .collect();
+        human.push_str(&view::table(&["POLLER", "LAST POLL"], &rows));
+    }
+    print(connection, &value, &human)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_json_points_at_the_error() {
+        let err = parse_json("--input", "[1, 2 3]").expect_err("bad json");
+        let text = err.to_string();
+        assert!(
+            text.starts_with("invalid --input: not valid JSON"),
+            "{text}"
+        );
+        assert!(text.contains("line 1 column 7"), "{text}");
+        assert!(text.ends_with("  [1, 2 3]\n        ^"), "{text:?}");
+    }
+
+    #[test]
+    fn start_input_is_an_array_of_arguments() {
+        let payloads = start_input(r#"["ada", {"n": 3}]"#).expect("an array");
+        assert_eq!(payloads.len(), 2);
+        assert_eq!(payloads[0], Payload::json("ada").expect("json"));
+        assert!(start_input("[]").expect("empty").is_empty());
+        let err = start_input(r#"{"name": "ada"}"#).expect_err("not an array");
+        assert!(err.to_string().contains("got an object"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_token_is_named() {
+        let target = AttemptTarget {
+            token: Some("xyz".into()),
+            activity_id: None,
+        };
+        let err = attempt(target, None).expect_err("not hex");
+        assert!(err.to_string().starts_with("invalid --token"), "{err}");
+    }
+}

@@ -1,0 +1,403 @@
+//! The command line: its arguments ([`Cli`]), its errors ([`CliError`]) and the
+//! dispatch to `serve` ([`serve`]) or to a client command ([`client`]).
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+
+use activity_core::ProtocolError;
+use clap::{Args, Parser, Subcommand};
+
+mod client;
+mod serve;
+mod view;
+
+/// The default address of a server: loopback only.
+pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:7233";
+const DEFAULT_SERVER_URL: &str = "http://127.0.0.1:7233";
+
+/// Typed, durable activities: the server and its command line.
+#[derive(Debug, Parser)]
+#[command(name = "activity-server", version, max_term_width = 100)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs the engine on a SQLite file and serves it over gRPC until SIGTERM or Ctrl-C.
+    Serve(ServeArgs),
+    /// Starts and inspects workflows.
+    Workflow {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(subcommand)]
+        command: WorkflowCommand,
+    },
+    /// Completes, fails or heartbeats an activity by task token (or id); describes one.
+    Activity {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(subcommand)]
+        command: ActivityCommand,
+    },
+    /// Inspects task queues.
+    TaskQueue {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(subcommand)]
+        command: TaskQueueCommand,
+    },
+}
+
+/// `serve`'s arguments.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// The SQLite file holding the engine's state (created if missing).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) db: PathBuf,
+    /// The address to listen on. Loopback by default; listening on another
+    /// interface without --token is allowed but logged as a warning.
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
+    pub(crate) listen: SocketAddr,
+    /// Require `authorization: Bearer <T>` on every call.
+    #[arg(
+        long,
+        visible_alias = "auth-token",
+        value_name = "T",
+        env = "ACTIVITY_SERVER_TOKEN",
+        hide_env_values = true
+    )]
+    pub(crate) token: Option<String>,
+    /// Largest gRPC request accepted, in bytes (larger ones are refused unread).
+    #[arg(long, value_name = "N", default_value_t = activity_remote::ActivityService::DEFAULT_MAX_REQUEST_SIZE)]
+    pub(crate) max_request_bytes: usize,
+    /// Largest payload (argument, result, details) the engine accepts, in bytes.
+    #[arg(long, value_name = "N", default_value_t = activity_server::EngineConfig::DEFAULT_MAX_PAYLOAD_SIZE)]
+    pub(crate) max_payload_bytes: usize,
+    /// How long in-flight calls get to finish on shutdown before the engine
+    /// closes (which ends waiting long polls), e.g. `2s`.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub(crate) shutdown_grace: Duration,
+}
+
+/// How a client command reaches the server.
+#[derive(Debug, Args)]
+pub(crate) struct Connection {
+    /// The server's URL.
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "ACTIVITY_SERVER_URL",
+        default_value = DEFAULT_SERVER_URL
+    )]
+    pub(crate) server: String,
+    /// The server's bearer token, if it requires one.
+    #[arg(
+        long,
+        global = true,
+        value_name = "T",
+        env = "ACTIVITY_SERVER_TOKEN",
+        hide_env_values = true
+    )]
+    pub(crate) auth_token: Option<String>,
+    /// Print JSON (one document on stdout) instead of tables.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    /// Bound on connecting and on each call, e.g. `10s`.
+    #[arg(long, global = true, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub(crate) timeout: Duration,
+}
+
+/// Which workflow run.
+#[derive(Debug, Args)]
+pub(crate) struct WorkflowTarget {
+    /// The workflow id.
+    #[arg(long, value_name = "ID")]
+    pub(crate) id: String,
+    /// A specific run (default: the latest run of the id).
+    #[arg(long, value_name = "RUN_ID")]
+    pub(crate) run_id: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum WorkflowCommand {
+    /// Starts a workflow run.
+    Start {
+        /// The workflow type name.
+        #[arg(long = "type", value_name = "TYPE")]
+        workflow_type: String,
+        /// The workflow id (refused while a run with this id is running).
+        #[arg(long, value_name = "ID")]
+        id: String,
+        /// The task queue its workflow tasks (and, by default, activities) go to.
+        #[arg(long, value_name = "QUEUE")]
+        task_queue: String,
+        /// The arguments: a JSON array, one element per argument, e.g. '["ada", 3]'.
+        #[arg(long, value_name = "JSON", default_value = "[]")]
+        input: String,
+    },
+    /// Describes a run: state, times, outcome.
+    Describe(WorkflowTarget),
+    /// Waits for a run's outcome and prints it; exits 1 if it failed or was canceled.
+    Result {
+        #[command(flatten)]
+        target: WorkflowTarget,
+        /// Give up after this long (default: wait until the run closes), e.g. `30s`.
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        wait: Option<Duration>,
+    },
+    /// Requests cancellation of a run.
+    Cancel(WorkflowTarget),
+    /// Prints a run's history.
+    History(WorkflowTarget),
+}
+
+/// Which attempt an activity command acts on: a task token, or an execution id.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false, id = "attempt")]
+pub(crate) struct AttemptTarget {
+    /// The attempt's task token, in hex (as `TaskToken::to_hex` prints it).
+    #[arg(long, visible_alias = "task-token", value_name = "HEX")]
+    pub(crate) token: Option<String>,
+    /// Or: the activity id, acting on its current attempt (add --workflow-id for
+    /// an activity of a workflow).
+    #[arg(long = "id", value_name = "ID")]
+    pub(crate) activity_id: Option<String>,
+}
+
+/// Which activity execution.
+#[derive(Debug, Args)]
+pub(crate) struct ExecutionTarget {
+    /// The activity id.
+    #[arg(long, value_name = "ID")]
+    pub(crate) id: String,
+    /// The workflow that scheduled it (none for a standalone activity).
+    #[arg(long, value_name = "ID")]
+    pub(crate) workflow_id: Option<String>,
+    /// The workflow's run (default: its current run).
+    #[arg(long, value_name = "RUN_ID", requires = "workflow_id")]
+    pub(crate) run_id: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ActivityCommand {
+    /// Completes a started attempt with a result (asynchronous completion).
+    Complete {
+        #[command(flatten)]
+        target: AttemptTarget,
+        /// The workflow of the activity, with --id.
+        #[arg(long, value_name = "ID", requires = "activity_id")]
+        workflow_id: Option<String>,
+        /// The result, as JSON.
+        #[arg(long, value_name = "JSON")]
+        result: String,
+    },
+    /// Fails a started attempt; the engine retries it or closes the execution.
+    Fail {
+        #[command(flatten)]
+        target: AttemptTarget,
+        /// The workflow of the activity, with --id.
+        #[arg(long, value_name = "ID", requires = "activity_id")]
+        workflow_id: Option<String>,
+        /// The failure's message.
+        #[arg(long, value_name = "M")]
+        message: String,
+        /// The failure's error type (matched against `non_retryable_error_types`).
+        #[arg(long = "type", value_name = "T", default_value = "CliFailure")]
+        error_type: String,
+        /// Do not retry: the execution fails now.
+        #[arg(long)]
+        non_retryable: bool,
+        /// Details of the failure, as JSON.
+        #[arg(long, value_name = "JSON")]
+        details: Option<String>,
+    },
+    /// Records a heartbeat of a started attempt; tells whether cancellation was requested.
+    Heartbeat {
+        #[command(flatten)]
+        target: AttemptTarget,
+        /// The workflow of the activity, with --id.
+        #[arg(long, value_name = "ID", requires = "activity_id")]
+        workflow_id: Option<String>,
+        /// Progress details, as JSON (default: keep the recorded ones).
+        #[arg(long, value_name = "JSON")]
+        details: Option<String>,
+    },
+    /// Describes an execution: state, attempt, options, outcome.
+    Describe(ExecutionTarget),
+    /// Requests cancellation of an execution.
+    Cancel(ExecutionTarget),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TaskQueueCommand {
+    /// Describes a task queue: backlog, recent pollers, rate limit.
+    Describe {
+        /// The queue's name.
+        #[arg(long, value_name = "Q")]
+        name: String,
+    },
+}
+
+/// Why a command failed. Each message says what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CliError {
+    /// The server could not be reached.
+    #[error(
+        "cannot reach the activity server at {endpoint}: {reason}\n\
+         Is it running? Start one with `activity-server serve --db PATH` \
+         (it listens on {DEFAULT_LISTEN} by default), or point to it with \
+         --server URL (or ACTIVITY_SERVER_URL)."
+    )]
+    Unreachable {
+        /// The URL tried.
+        endpoint: String,
+        /// The transport error.
+        reason: String,
+    },
+    /// The server URL or the token cannot be used.
+    #[error("{0}")]
+    Connect(#[from] activity_remote::ConnectError),
+    /// An argument is not valid.
+    #[error("invalid {arg}: {message}")]
+    InvalidArg {
+        /// The argument, e.g. `--input`.
+        arg: &'static str,
+        /// What is wrong, and where.
+        message: String,
+    },
+    /// `workflow result --wait` ran out.
+    #[error("{workflow} is still running after {waited}; wait longer with --wait, or without it")]
+    StillRunning {
+        /// The run.
+        workflow: String,
+        /// How long was waited.
+        waited: String,
+    },
+    /// The server refused the call.
+    #[error("{}", protocol_message(.0))]
+    Protocol(#[from] ProtocolError),
+    /// The server could not be started or stopped cleanly.
+    #[error(transparent)]
+    Serve(#[from] serve::ServeFailure),
+    /// Writing the output failed.
+    #[error("cannot write the output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+/// The server's error, with a hint where one helps.
+fn protocol_message(error: &ProtocolError) -> String {
+    match error {
+        ProtocolError::InvalidArgument { field, .. } if field == "authorization" => format!(
+            "{error}\nThe server requires a bearer token: pass --auth-token T or set \
+             ACTIVITY_SERVER_TOKEN to the token the server was started with."
+        ),
+        ProtocolError::Unavailable { .. } => format!(
+            "{error}\nThe server stopped answering; is it still running? \
+             (`activity-server serve` restarts it on the same --db)"
+        ),
+        _ => error.to_string(),
+    }
+}
+
+/// Runs the command; the exit code on success (a command may succeed and still
+/// report a non-zero code, e.g. the result of a failed workflow).
+pub(crate) async fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    match cli.command {
+        Command::Serve(args) => {
+            serve::run(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Workflow {
+            connection,
+            command,
+        } => client::workflow(&connection, command).await,
+        Command::Activity {
+            connection,
+            command,
+        } => client::activity(&connection, command).await,
+        Command::TaskQueue {
+            connection,
+            command,
+        } => client::task_queue(&connection, command).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn an_activity_command_takes_a_token_or_an_id_but_not_both() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args);
+        assert!(parse(&[
+            "activity-server",
+            "activity",
+            "complete",
+            "--token",
+            "ab",
+            "--result",
+            "1"
+        ])
+        .is_ok());
+        assert!(parse(&[
+            "activity-server",
+            "activity",
+            "complete",
+            "--id",
+            "a",
+            "--result",
+            "1"
+        ])
+        .is_ok());
+        assert!(parse(&["activity-server", "activity", "complete", "--result", "1"]).is_err());
+        assert!(parse(&[
+            "activity-server",
+            "activity",
+            "complete",
+            "--token",
+            "ab",
+            "--id",
+            "a",
+            "--result",
+            "1"
+        ])
+        .is_err());
+        // The connection options are accepted after the subcommand too.
+        let cli = parse(&[
+            "activity-server",
+            "workflow",
+            "describe",
+            "--id",
+            "w",
+            "--json",
+            "--server",
+            "http://127.0.0.1:1",
+        ])
+        .expect("parses");
+        let Command::Workflow { connection, .. } = cli.command else {
+            panic!("a workflow command")
+        };
+        assert!(connection.json);
+        assert_eq!(connection.server, "http://127.0.0.1:1");
+    }
+
+    #[test]
+    fn serve_listens_on_loopback_by_default() {
+        let cli =
+            Cli::try_parse_from(["activity-server", "serve", "--db", "x.db"]).expect("parses");
+        let Command::Serve(args) = cli.command else {
+            panic!("serve")
+        };
+        assert!(args.listen.ip().is_loopback());
+        assert_eq!(args.listen.port(), 7233);
+    }
+}

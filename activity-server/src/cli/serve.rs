@@ -1,0 +1,171 @@
+//! `activity-server serve`: the engine on a SQLite file behind the gRPC service.
+//!
+//! Shutdown (SIGTERM or Ctrl-C): stop accepting connections, give the calls in
+//! flight `--shutdown-grace` to finish, then close the engine (which ends the
+//! long polls still waiting, with a retryable `Unavailable`), wait for the server
+//! to drain, and exit. Whatever the engine acknowledged was committed before its
+//! answer, so a SIGKILL instead loses nothing acknowledged either.
+
+use std::io::{IsTerminal, Write};
+
+use activity_remote::{ActivityService, ServeError};
+use activity_server::{Engine, EngineConfig, EngineError};
+use tokio::{net::TcpListener, sync::oneshot};
+use tracing_subscriber::EnvFilter;
+
+use super::ServeArgs;
+
+/// The server could not start, or failed while serving.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ServeFailure {
+    /// The engine could not open its store.
+    #[error("cannot open the engine on `{path}`: {source}")]
+    Engine {
+        /// The database file.
+        path: String,
+        /// Why.
+        source: EngineError,
+    },
+    /// The address cannot be listened on.
+    #[error("cannot listen on {addr}: {source} (is another server already running there? pick another port with --listen)")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The gRPC service failed.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    /// The server task ended abnormally.
+    #[error("the gRPC server task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// The signal handlers could not be installed.
+    #[error("cannot install the shutdown signal handlers: {0}")]
+    Signal(std::io::Error),
+}
+
+/// Logs to stderr; `RUST_LOG` filters (default: `info`).
+fn init_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // A second initialisation (never in the binary) is harmless: keep the first.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+/// Installs the handlers now (so a failure is reported before serving); the
+/// future resolves on SIGTERM or Ctrl-C (SIGINT) with the signal's name.
+fn shutdown_signal(
+) -> Result<impl std::future::Future<Output = &'static str> + Send + 'static, ServeFailure> {
+    #[cfg(unix)]
+    let mut term = {
+        use tokio::signal::unix::{signal, SignalKind};
+        signal(SignalKind::terminate()).map_err(ServeFailure::Signal)?
+    };
+    Ok(async move {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = ctrl_c() => "SIGINT",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            ctrl_c().await;
+            "Ctrl-C"
+        }
+    })
+}
+
+/// Resolves on Ctrl-C; never if its handler cannot be installed (SIGTERM still works).
+async fn ctrl_c() {
+    if let Err(err) = tokio::signal::ctrl_c().await {
+        tracing::warn!(%err, "cannot listen for Ctrl-C");
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Runs the server until a shutdown signal.
+pub(crate) async fn run(args: ServeArgs) -> Result<(), ServeFailure> {
+    init_logging();
+    let signal = shutdown_signal()?;
+    let config = EngineConfig::file(&args.db).with_max_payload_size(args.max_payload_bytes);
+    let engine = Engine::open(config)
+        .await
+        .map_err(|source| ServeFailure::Engine {
+            path: args.db.display().to_string(),
+            source,
+        })?;
+    let result = serve(&engine, &args, signal).await;
+    engine.close().await;
+    tracing::info!("engine closed; stopped");
+    result
+}
+
+async fn serve(
+    engine: &Engine,
+    args: &ServeArgs,
+    signal: impl std::future::Future<Output = &'static str>,
+) -> Result<(), ServeFailure> {
+    let mut service =
+        ActivityService::new(engine.protocol()).with_max_request_size(args.max_request_bytes);
+    if let Some(token) = &args.token {
+        service = service.with_bearer_token(token.clone());
+    }
+    // Check the limits and the token before listening.
+    drop(service.clone().into_server()?);
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .map_err(|source| ServeFailure::Bind {
+            addr: args.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServeFailure::Bind {
+        addr: args.listen,
+        source,
+    })?;
+    if !addr.ip().is_loopback() && args.token.is_none() {
+        tracing::warn!(%addr, "listening beyond loopback without a bearer token: anyone who can reach this address can act on every activity; set --token");
+    }
+    tracing::info!(
+        %addr,
+        db = %args.db.display(),
+        auth = args.token.is_some(),
+        max_request_bytes = args.max_request_bytes,
+        max_payload_bytes = args.max_payload_bytes,
+        "serving"
+    );
+    // The one line on stdout: scripts (and the process tests) wait for it.
+    {
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "activity-server listening on {addr}");
+        let _ = stdout.flush();
+    }
+
+    let (stop, stopped) = oneshot::channel::<()>();
+    let mut server = tokio::spawn(service.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    tokio::select! {
+        result = &mut server => {
+            // The server ended by itself: a transport failure.
+            return result?.map_err(ServeFailure::from);
+        }
+        name = signal => {
+            tracing::info!(signal = name, "shutting down: no new connections, letting calls in flight finish");
+        }
+    }
+    let _ = stop.send(());
+    match tokio::time::timeout(args.shutdown_grace, &mut server).await {
+        Ok(result) => result?.map_err(ServeFailure::from),
+        Err(_) => {
+            tracing::info!(grace = ?args.shutdown_grace, "calls still in flight after the grace period: closing the engine ends them");
+            engine.close().await;
+            server.await?.map_err(ServeFailure::from)
+        }
+    }
+}

@@ -1,0 +1,478 @@
+//! The `activity-server` CLI as a real process against a served binary: an
+//! activity left pending by a worker in this test is completed (and another
+//! failed) by the CLI from another process; the workflow commands' `--json`
+//! output parses and says what happened; errors name the problem and the fix.
+
+mod process_support;
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use activity_core::{
+    activity, workflow, ActivityCallError, ActivityContext, ActivityError, ActivityProtocol,
+    Client, RetryState, State, WorkflowContext, WorkflowError,
+};
+use activity_worker::{ShutdownHandle, Worker, WorkerReport};
+use process_support::*;
+use serde_json::json;
+use tokio::task::JoinHandle;
+
+const QUEUE: &str = "cli-q";
+
+/// Where pending activities publish their task tokens.
+struct Inbox {
+    dir: PathBuf,
+}
+
+impl Inbox {
+    fn token_file(&self, activity_id: &str) -> PathBuf {
+        self.dir.join(format!("{activity_id}.token"))
+    }
+}
+
+/// Publishes its task token and leaves its result to someone else.
+#[activity(start_to_close = "30s", retry(maximum_attempts = 1))]
+async fn await_approval(
+    ctx: ActivityContext,
+    inbox: State<Inbox>,
+    request: String,
+) -> Result<String, ActivityError> {
+    let _ = request;
+    let file = inbox.token_file(&ctx.info().activity_id);
+    let partial = file.with_extension("partial");
+    std::fs::write(&partial, ctx.task_token().to_hex())
+        .and_then(|()| std::fs::rename(&partial, &file))
+        .map_err(|e| ActivityError::retryable(format!("cannot publish the token: {e}")))?;
+    Err(ActivityError::result_pending())
+}
+
+/// Greets someone.
+#[activity(start_to_close = "30s")]
+async fn hello(name: String) -> Result<String, ActivityError> {
+    Ok(format!("Hello {name}"))
+}
+
+/// Greets each name, then punctuates: two arguments.
+#[workflow]
+async fn greet_all(
+    ctx: WorkflowContext,
+    names: Vec<String>,
+    punctuation: String,
+) -> Result<String, WorkflowError> {
+    let mut parts = Vec::new();
+    for name in names {
+        parts.push(hello::call(&ctx, name).await?);
+    }
+    Ok(format!("{}{punctuation}", parts.join(", ")))
+}
+
+struct Setup {
+    server: ServerProcess,
+    worker: (ShutdownHandle, JoinHandle<WorkerReport>),
+    client: Client,
+    inbox: Arc<Inbox>,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup(extra: &[&str], token: Option<&str>) -> Setup {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = ServerProcess::start(&dir.path().join("engine.db"), extra);
+    let mut config = activity_remote::RemoteConfig::new(server.url());
+    if let Some(token) = token {
+        config = config.with_bearer_token(token);
+    }
+    let protocol: Arc<dyn ActivityProtocol> = server.remote_with(config).await;
+    let inbox = Arc::new(Inbox {
+        dir: dir.path().to_owned(),
+    });
+    let worker = Worker::builder(protocol.clone())
+        .task_queue(QUEUE)
+        .identity("cli-test-worker")
+        .poll_wait(Duration::from_secs(2))
+        .graceful_shutdown_period(Duration::from_millis(200))
+        .shared_state(inbox.clone())
+        .build()
+        .expect("the worker builds");
+    let handle = worker.shutdown_handle();
+    let task = tokio::spawn(worker.run_until(std::future::pending()));
+    Setup {
+        server,
+        worker: (handle, task),
+        client: Client::new(protocol).with_task_queue(QUEUE),
+        inbox,
+        _dir: dir,
+    }
+}
+
+impl Setup {
+    /// The CLI with `--server` pointing at this server.
+    async fn cli(&self, args: &[&str]) -> CliRun {
+        let url = self.server.url();
+        let mut all = args.to_vec();
+        all.extend(["--server", url.as_str()]);
+        cli(&all).await
+    }
+
+    async fn published_token(&self, activity_id: &str) -> String {
+        let file = self.inbox.token_file(activity_id);
+        eventually("the token to be published", || file.exists()).await;
+        std::fs::read_to_string(&file).expect("the token file")
+    }
+
+    async fn stop(self) -> WorkerReport {
+        let (handle, task) = self.worker;
+        handle.shutdown();
+        bounded("the worker's shutdown", task)
+            .await
+            .expect("the worker task")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_activity_left_pending_is_completed_or_failed_by_the_cli_from_another_process() {
+    let s = setup(&[], None).await;
+
+    // Completed from the CLI: the typed caller gets the CLI's result.
+    let client = s.client.clone();
+    let call = tokio::spawn(async move {
+        await_approval::call(&client, "deploy".into())
+            .activity_id("approval-1")
+            .await
+    });
+    let token = s.published_token("approval-1").await;
+    let described = s
+        .cli(&["activity", "describe", "--id", "approval-1", "--json"])
+        .await
+        .json();
+    assert_eq!(described["state"], "STARTED");
+    assert_eq!(described["worker_identity"], "cli-test-worker");
+    let heartbeat = s
+        .cli(&[
+            "activity",
+            "heartbeat",
+            "--token",
+            &token,
+            "--details",
+            r#"{"step": 2}"#,
+            "--json",
+        ])
+        .await
+        .json();
+    assert_eq!(heartbeat, json!({ "cancel_requested": false }));
+    let done = s
+        .cli(&[
+            "activity",
+            "complete",
+            "--token",
+            &token,
+            "--result",
+            r#""approved by the cli""#,
+        ])
+        .await;
+    assert!(done.status.success(), "{done:#?}");
+    assert_eq!(done.stdout.trim(), "completed");
+    let result = bounded("the typed call", call)
+        .await
+        .expect("the call task")
+        .expect("the activity completes");
+    assert_eq!(result, "approved by the cli");
+    let described = s
+        .cli(&["activity", "describe", "--id", "approval-1", "--json"])
+        .await
+        .json();
+    assert_eq!(described["state"], "COMPLETED");
+    assert_eq!(described["heartbeat_details"], json!({ "step": 2 }));
+    assert_eq!(described["outcome"]["result"], "approved by the cli");
+    // A second completion with the same token is refused, clearly.
+    let again = s
+        .cli(&["activity", "complete", "--token", &token, "--result", "1"])
+        .await;
+    assert!(again.error().contains("already closed"), "{again:#?}");
+
+    // Failed from the CLI: the typed caller gets the failure as given.
+    let client = s.client.clone();
+    let call = tokio::spawn(async move {
+        await_approval::call(&client, "rollback".into())
+            .activity_id("approval-2")
+            .await
+    });
+    let token = s.published_token("approval-2").await;
+    let failed = s
+        .cli(&[
+            "activity",
+            "fail",
+            "--token",
+            &token,
+            "--message",
+            "rejected by ops",
+            "--type",
+            "Rejected",
+            "--non-retryable",
+            "--json",
+        ])
+        .await
+        .json();
+    assert_eq!(failed, json!({ "failed": true }));
+    let err = bounded("the typed call", call)
+        .await
+        .expect("the call task")
+        .expect_err("the activity fails");
+    let ActivityCallError::Failed(failure) = err else {
+        panic!("expected the execution's failure, got {err:?}")
+    };
+    assert_eq!(failure.retry_state, RetryState::NonRetryableFailure);
+    let cause = failure.application().expect("an application failure");
+    assert_eq!(
+        (cause.error_type.as_str(), cause.message.as_str()),
+        ("Rejected", "rejected by ops")
+    );
+
+    let report = s.stop().await;
+    assert_eq!(report.pending, 2, "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflow_and_task_queue_commands_print_json_that_parses() {
+    let s = setup(&[], None).await;
+    let started = s
+        .cli(&[
+            "workflow",
+            "start",
+            "--type",
+            "greet_all",
+            "--id",
+            "greet-1",
+            "--task-queue",
+            QUEUE,
+            "--input",
+            r#"[["Ada", "Bob"], "!"]"#,
+            "--json",
+        ])
+        .await
+        .json();
+    assert_eq!(started["workflow_id"], "greet-1");
+    assert!(!started["run_id"].as_str().expect("a run id").is_empty());
+
+    let result = s
+        .cli(&[
+            "workflow", "result", "--id", "greet-1", "--wait", "10s", "--json",
+        ])
+        .await
+        .json();
+    assert_eq!(
+        result,
+        json!({ "status": "COMPLETED", "result": "Hello Ada, Hello Bob!" })
+    );
+    let plain = s.cli(&["workflow", "result", "--id", "greet-1"]).await;
+    assert!(plain.status.success(), "{plain:#?}");
+    assert_eq!(plain.stdout.trim(), r#""Hello Ada, Hello Bob!""#);
+
+    let described = s
+        .cli(&["workflow", "describe", "--id", "greet-1", "--json"])
+        .await
+        .json();
+    assert_eq!(described["state"], "COMPLETED");
+    assert_eq!(described["workflow_type"], "greet_all");
+    assert_eq!(described["run_id"], started["run_id"]);
+    assert_eq!(described["outcome"]["result"], "Hello Ada, Hello Bob!");
+
+    let history = s
+        .cli(&["workflow", "history", "--id", "greet-1", "--json"])
+        .await
+        .json();
+    let events = history.as_array().expect("an array of events");
+    assert_eq!(events.len() as u64, described["history_length"]);
+    assert_eq!(events[0]["event"], "WorkflowStarted");
+    assert_eq!(events[0]["input"], json!([["Ada", "Bob"], "!"]));
+    let scheduled: Vec<_> = events
+        .iter()
+        .filter(|e| e["event"] == "ActivityScheduled")
+        .map(|e| e["activity_type"].clone())
+        .collect();
+    assert_eq!(scheduled, [json!("hello"), json!("hello")]);
+    assert_eq!(events.last().expect("events")["event"], "WorkflowCompleted");
+    let table = s.cli(&["workflow", "history", "--id", "greet-1"]).await;
+    assert!(table.status.success(), "{table:#?}");
+    assert!(table.stdout.starts_with("ID"), "{}", table.stdout);
+    assert!(
+        table.stdout.contains("WorkflowCompleted"),
+        "{}",
+        table.stdout
+    );
+
+    let queue = s
+        .cli(&["task-queue", "describe", "--name", QUEUE, "--json"])
+        .await
+        .json();
+    assert_eq!(queue["name"], QUEUE);
+    assert_eq!(queue["backlog"], 0);
+    let pollers = queue["pollers"].as_array().expect("pollers");
+    assert!(
+        pollers.iter().any(|p| p["identity"] == "cli-test-worker"),
+        "{queue}"
+    );
+
+    // A run on a queue nobody polls: cancellation is requested and shows.
+    let idle = s
+        .cli(&[
+            "workflow",
+            "start",
+            "--type",
+            "greet_all",
+            "--id",
+            "idle-1",
+            "--task-queue",
+            "idle-q",
+            "--input",
+            r#"[[], "."]"#,
+        ])
+        .await;
+    assert!(idle.status.success(), "{idle:#?}");
+    assert!(
+        idle.stdout.contains("started workflow `idle-1`"),
+        "{idle:#?}"
+    );
+    let waiting = s
+        .cli(&["workflow", "result", "--id", "idle-1", "--wait", "300ms"])
+        .await;
+    assert!(
+        waiting
+            .error()
+            .contains("workflow `idle-1` is still running after 300ms"),
+        "{waiting:#?}"
+    );
+    let canceled = s
+        .cli(&["workflow", "cancel", "--id", "idle-1", "--json"])
+        .await
+        .json();
+    assert_eq!(canceled["cancel_requested"], true);
+    let described = s
+        .cli(&["workflow", "describe", "--id", "idle-1", "--json"])
+        .await
+        .json();
+    assert_eq!(described["cancel_requested"], true);
+
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_errors_say_what_is_wrong_and_what_to_do() {
+    // No server: which address, and how to start one.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", free.local_addr().expect("addr"));
+    drop(free);
+    let run = cli(&["workflow", "describe", "--id", "x", "--server", &url]).await;
+    let stderr = run.error();
+    assert!(
+        stderr.contains(&format!("cannot reach the activity server at {url}")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("activity-server serve"), "{stderr}");
+
+    // Bad JSON: where, before any connection.
+    let run = cli(&[
+        "workflow",
+        "start",
+        "--type",
+        "t",
+        "--id",
+        "i",
+        "--task-queue",
+        "q",
+        "--input",
+        "[1, 2 3]",
+        "--server",
+        &url,
+    ])
+    .await;
+    let stderr = run.error();
+    assert!(
+        stderr.contains("invalid --input: not valid JSON"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("line 1 column 7"), "{stderr}");
+    let run = cli(&[
+        "workflow",
+        "start",
+        "--type",
+        "t",
+        "--id",
+        "i",
+        "--task-queue",
+        "q",
+        "--input",
+        r#"{"a": 1}"#,
+    ])
+    .await;
+    assert!(run.error().contains("must be a JSON array"), "{run:#?}");
+    let run = cli(&["activity", "complete", "--token", "zz", "--result", "1"]).await;
+    assert!(run.error().contains("invalid --token"), "{run:#?}");
+    let run = cli(&["activity", "complete", "--token", "ab", "--result", "{"]).await;
+    assert!(run.error().contains("invalid --result"), "{run:#?}");
+
+    // A server with a token: without it, refused with the fix; with it, served.
+    let s = setup(&["--token", "s3cret"], Some("s3cret")).await;
+    let run = s.cli(&["task-queue", "describe", "--name", QUEUE]).await;
+    let stderr = run.error();
+    assert!(stderr.contains("--auth-token"), "{stderr}");
+    let served = s
+        .cli(&[
+            "task-queue",
+            "describe",
+            "--name",
+            QUEUE,
+            "--auth-token",
+            "s3cret",
+            "--json",
+        ])
+        .await
+        .json();
+    assert_eq!(served["name"], QUEUE);
+
+    // Unknown ids are named.
+    let run = s
+        .cli(&[
+            "workflow",
+            "describe",
+            "--id",
+            "nope",
+            "--auth-token",
+            "s3cret",
+        ])
+        .await;
+    let stderr = run.error();
+    assert!(
+        stderr.contains("not found") && stderr.contains("nope"),
+        "{stderr}"
+    );
+    let run = s
+        .cli(&[
+            "activity",
+            "describe",
+            "--id",
+            "nobody",
+            "--auth-token",
+            "s3cret",
+        ])
+        .await;
+    let stderr = run.error();
+    assert!(
+        stderr.contains("not found") && stderr.contains("nobody"),
+        "{stderr}"
+    );
+    // A token this server never issued.
+    let run = s
+        .cli(&[
+            "activity",
+            "complete",
+            "--token",
+            "00ff",
+            "--result",
+            "1",
+            "--auth-token",
+            "s3cret",
+        ])
+        .await;
+    assert!(run.error().contains("invalid task token"), "{run:#?}");
+
+    s.stop().await;
+}
