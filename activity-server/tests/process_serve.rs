@@ -14,7 +14,7 @@ use std::{
 
 use activity_core::{
     activity, workflow,
-    workflow::{EventKind, StartWorkflowRequest, WorkflowOutcome, WorkflowRef, WorkflowState},
+    workflow::{EventKind, WorkflowOutcome, WorkflowRef, WorkflowState},
     ActivityError, ActivityProtocol, Client, Payload, ProtocolError, State, WorkflowContext,
     WorkflowError,
 };

@@ -3,8 +3,11 @@
 use std::sync::Arc;
 
 use activity_core::{activity, ActivityError};
-use activity_server::{Engine, EngineConfig, VirtualClock};
+use activity_server::{EngineConfig, VirtualClock};
+
+mod support;
 use activity_worker::{Worker, WorkerError};
+use support::TestEngine;
 
 mod v1 {
     use super::*;
@@ -26,9 +29,8 @@ mod v2 {
 
 #[tokio::test(start_paused = true)]
 async fn two_activities_with_one_name_stop_the_worker_at_start() {
-    let engine = Engine::open(EngineConfig::in_memory().with_clock(Arc::new(VirtualClock::new())))
-        .await
-        .unwrap();
+    let engine =
+        TestEngine::open(EngineConfig::in_memory().with_clock(Arc::new(VirtualClock::new()))).await;
     let err = Worker::builder(engine.protocol())
         .task_queue("media")
         .build()
@@ -40,11 +42,11 @@ async fn two_activities_with_one_name_stop_the_worker_at_start() {
         "{message}"
     );
     assert!(
-        message.contains("tests/duplicates.rs:12 (duplicates::v1)"),
+        message.contains("tests/duplicates.rs:15 (duplicates::v1)"),
         "{message}"
     );
     assert!(
-        message.contains("tests/duplicates.rs:21 (duplicates::v2)"),
+        message.contains("tests/duplicates.rs:24 (duplicates::v2)"),
         "{message}"
     );
 }

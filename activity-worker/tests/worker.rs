@@ -20,8 +20,11 @@ use activity_core::{
     ActivityContext, ActivityError, ActivityOptions, ApplicationFailure, CancelReason, Client,
     Failure, Payload, RetryOptions, RetryState, State,
 };
-use activity_server::{Engine, EngineConfig, VirtualClock};
+use activity_server::{EngineConfig, VirtualClock};
+
+mod support;
 use activity_worker::{Worker, WorkerBuilder, WorkerReport};
+use support::TestEngine;
 use tokio::time::Instant;
 
 /// What the test activities record, injected as shared state into every worker.
@@ -136,17 +139,15 @@ struct TokenBox {
     token: Mutex<Option<activity_core::TaskToken>>,
 }
 
-async fn engine() -> Engine {
-    Engine::open(EngineConfig::in_memory().with_clock(Arc::new(VirtualClock::new())))
-        .await
-        .expect("engine opens")
+async fn engine() -> TestEngine {
+    TestEngine::open(EngineConfig::in_memory().with_clock(Arc::new(VirtualClock::new()))).await
 }
 
 fn worker(protocol: Arc<dyn ActivityProtocol>, probe: &Arc<Probe>, queue: &str) -> WorkerBuilder {
     Worker::builder(protocol)
         .task_queue(queue)
         .identity(format!("test-worker-{queue}"))
-        .poll_wait(Duration::from_secs(5))
+        .poll_wait(Duration::from_secs(60))
         .shared_state(probe.clone())
         .state(WorkerName { name: "default" })
         .state(TokenBox::default())

@@ -15,8 +15,11 @@ use activity_core::{
     ActivityContext, ActivityError, ActivityProtocol, CancellationType, Client, Failure,
     ProtocolError, State, WorkflowContext, WorkflowError,
 };
-use activity_server::{Engine, EngineConfig, VirtualClock};
+use activity_server::{EngineConfig, VirtualClock};
+
+mod support;
 use activity_worker::{ShutdownHandle, Worker, WorkerReport};
+use support::TestEngine;
 use tokio::{sync::Notify, time::Instant};
 
 /// Counts activity bodies and opens gates, shared with every worker.
@@ -170,22 +173,21 @@ async fn evolving(ctx: WorkflowContext) -> Result<String, WorkflowError> {
 }
 
 struct Setup {
-    engine: Engine,
+    engine: TestEngine,
     client: Client,
     probe: Arc<Probe>,
     _activities: (ShutdownHandle, tokio::task::JoinHandle<WorkerReport>),
 }
 
 async fn setup() -> Setup {
-    let engine = Engine::open(EngineConfig::in_memory().with_clock(Arc::new(VirtualClock::new())))
-        .await
-        .expect("engine opens");
+    let engine =
+        TestEngine::open(EngineConfig::in_memory().with_clock(Arc::new(VirtualClock::new()))).await;
     let client = Client::new(engine.protocol()).with_task_queue("main");
     let probe = Arc::new(Probe::default());
     let activities = Worker::builder(engine.protocol())
         .task_queue(ACTS)
         .identity("activities")
-        .poll_wait(Duration::from_secs(5))
+        .poll_wait(Duration::from_secs(60))
         .shared_state(probe.clone())
         .build()
         .expect("worker builds");
@@ -208,7 +210,7 @@ impl Setup {
         Worker::builder(self.protocol())
             .task_queue("main")
             .identity(name)
-            .poll_wait(Duration::from_secs(5))
+            .poll_wait(Duration::from_secs(60))
             .shared_state(self.probe.clone())
             .build()
             .expect("worker builds")

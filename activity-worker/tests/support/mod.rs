@@ -1,0 +1,415 @@
+//! The connection the behaviour suites use: the engine in-process by default, or
+//! the same engine behind the gRPC service on loopback when
+//! `ACTIVITY_TEST_TRANSPORT=remote` (CI runs the suites both ways).
+//!
+//! The suites run on tokio's paused clock, which jumps to the next timer whenever
+//! the runtime is idle, and a call waiting on a socket looks idle. Over gRPC each
+//! call therefore holds the clock still until it is answered (a blocking task in
+//! flight stops auto-advance), so that the network takes no virtual time, as
+//! in-process calls do. Long polls wait *for* time to pass, so they are not held
+//! while they wait; but once the engine hands out a task, the clock is held (on
+//! the service's side) until the worker has received it.
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    sync::{mpsc, Arc, Mutex},
+    time::Duration,
+};
+
+use activity_core::{
+    definition::BoxFuture,
+    protocol::{
+        ActivityTask, ExecutionDescription, ExecutionOutcome, ExecutionRef, ExecutionState,
+        HeartbeatResponse, PollActivityTaskRequest, ProtocolError, ScheduleActivityRequest,
+        ScheduleActivityResponse, TaskQueueDescription, TaskTarget,
+    },
+    workflow::{
+        Command, HistoryEvent, PollWorkflowTaskRequest, StartWorkflowRequest, WorkflowDescription,
+        WorkflowOutcome, WorkflowRef, WorkflowState, WorkflowTask,
+    },
+    ActivityProtocol, ApplicationFailure, Payload, TaskToken,
+};
+use activity_remote::{ActivityService, RemoteConfig, RemoteProtocol};
+use activity_server::{Engine, EngineConfig};
+
+/// Whether the suites run over gRPC.
+pub(crate) fn remote() -> bool {
+    std::env::var("ACTIVITY_TEST_TRANSPORT").is_ok_and(|t| t == "remote")
+}
+
+/// A connection to `engine`: in-process, or a `RemoteProtocol` to a gRPC service
+/// serving it on 127.0.0.1 (one service per engine, started on first use).
+pub(crate) async fn connect(engine: &Engine) -> Arc<dyn ActivityProtocol> {
+    if !remote() {
+        return engine.protocol();
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let address = listener.local_addr().expect("bound address");
+    let holds = Holds::default();
+    let service = ActivityService::new(Arc::new(ServiceSide {
+        inner: engine.protocol(),
+        holds: holds.clone(),
+    }));
+    tokio::spawn(async move {
+        if let Err(err) = service.serve(listener, std::future::pending()).await {
+            panic!("the test gRPC service stopped: {err}");
+        }
+    });
+    // Transport deadlines run on the paused clock too, where long polls legitimately
+    // span virtual hours: give calls a deadline no test reaches.
+    let config = RemoteConfig::new(format!("http://{address}"))
+        .with_call_timeout(Duration::from_secs(365 * 24 * 3600));
+    let remote = RemoteProtocol::connect(config)
+        .await
+        .expect("connects to the loopback service");
+    Arc::new(InstantNetwork {
+        inner: Arc::new(remote),
+        holds,
+    })
+}
+
+/// Clock holds of tasks handed out and not yet received, by task token.
+#[derive(Clone, Default)]
+struct Holds(Arc<Mutex<HashMap<Vec<u8>, mpsc::Sender<()>>>>);
+
+impl Holds {
+    fn hold(&self, token: &TaskToken) {
+        let (release, wait) = mpsc::channel::<()>();
+        tokio::task::spawn_blocking(move || {
+            let _ = wait.recv();
+        });
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(token.as_bytes().to_vec(), release);
+    }
+
+    fn release(&self, token: &TaskToken) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(token.as_bytes());
+    }
+}
+
+/// The engine as the gRPC service sees it: holds the clock from the moment a task
+/// is handed out.
+struct ServiceSide {
+    inner: Arc<dyn ActivityProtocol>,
+    holds: Holds,
+}
+
+/// Runs `call` with the paused clock held still until it is answered.
+fn held<'a, T: Send + 'a>(call: BoxFuture<'a, T>) -> BoxFuture<'a, T> {
+    Box::pin(async move {
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let holder = tokio::task::spawn_blocking(move || {
+            let _ = wait.recv();
+        });
+        let answer = call.await;
+        drop(release);
+        let _ = holder.await;
+        answer
+    })
+}
+
+/// A remote connection whose calls take no virtual time (see the module docs).
+struct InstantNetwork {
+    inner: Arc<dyn ActivityProtocol>,
+    holds: Holds,
+}
+
+fn pass<'a, T, F: Future<Output = T> + Send + 'a>(call: F) -> BoxFuture<'a, T> {
+    Box::pin(call)
+}
+
+impl ActivityProtocol for InstantNetwork {
+    fn schedule_activity(
+        &self,
+        r: ScheduleActivityRequest,
+    ) -> BoxFuture<'_, Result<ScheduleActivityResponse, ProtocolError>> {
+        held(self.inner.schedule_activity(r))
+    }
+    fn poll_activity_task(
+        &self,
+        r: PollActivityTaskRequest,
+    ) -> BoxFuture<'_, Result<Option<ActivityTask>, ProtocolError>> {
+        pass(async move {
+            let task = self.inner.poll_activity_task(r).await;
+            if let Ok(Some(task)) = &task {
+                self.holds.release(&task.task_token);
+            }
+            task
+        })
+    }
+    fn record_heartbeat(
+        &self,
+        t: TaskTarget,
+        d: Option<Payload>,
+    ) -> BoxFuture<'_, Result<HeartbeatResponse, ProtocolError>> {
+        held(self.inner.record_heartbeat(t, d))
+    }
+    fn complete_activity(
+        &self,
+        t: TaskTarget,
+        r: Payload,
+    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
+        held(self.inner.complete_activity(t, r))
+    }
+    fn fail_activity(
+        &self,
+        t: TaskTarget,
+        f: ApplicationFailure,
+        d: Option<Payload>,
+    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
+        held(self.inner.fail_activity(t, f, d))
+    }
+    fn report_canceled(
+        &self,
+        t: TaskTarget,
+        d: Option<Payload>,
+    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
+        held(self.inner.report_canceled(t, d))
+    }
+    fn request_cancel(
+        &self,
+        e: ExecutionRef,
+    ) -> BoxFuture<'_, Result<ExecutionState, ProtocolError>> {
+        held(self.inner.request_cancel(e))
+    }
+    fn describe_execution(
+        &self,
+        e: ExecutionRef,
+    ) -> BoxFuture<'_, Result<ExecutionDescription, ProtocolError>> {
+        held(self.inner.describe_execution(e))
+    }
+    fn wait_outcome(
+        &self,
+        e: ExecutionRef,
+        w: Duration,
+    ) -> BoxFuture<'_, Result<Option<ExecutionOutcome>, ProtocolError>> {
+        pass(self.inner.wait_outcome(e, w))
+    }
+    fn describe_task_queue(
+        &self,
+        q: String,
+    ) -> BoxFuture<'_, Result<TaskQueueDescription, ProtocolError>> {
+        held(self.inner.describe_task_queue(q))
+    }
+    fn start_workflow(
+        &self,
+        r: StartWorkflowRequest,
+    ) -> BoxFuture<'_, Result<WorkflowRef, ProtocolError>> {
+        held(self.inner.start_workflow(r))
+    }
+    fn poll_workflow_task(
+        &self,
+        r: PollWorkflowTaskRequest,
+    ) -> BoxFuture<'_, Result<Option<WorkflowTask>, ProtocolError>> {
+        pass(async move {
+            let task = self.inner.poll_workflow_task(r).await;
+            if let Ok(Some(task)) = &task {
+                self.holds.release(&task.task_token);
+            }
+            task
+        })
+    }
+    fn complete_workflow_task(
+        &self,
+        t: TaskToken,
+        c: Vec<Command>,
+    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
+        held(self.inner.complete_workflow_task(t, c))
+    }
+    fn fail_workflow_task(
+        &self,
+        t: TaskToken,
+        m: String,
+    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
+        held(self.inner.fail_workflow_task(t, m))
+    }
+    fn request_cancel_workflow(
+        &self,
+        w: WorkflowRef,
+    ) -> BoxFuture<'_, Result<WorkflowState, ProtocolError>> {
+        held(self.inner.request_cancel_workflow(w))
+    }
+    fn describe_workflow(
+        &self,
+        w: WorkflowRef,
+    ) -> BoxFuture<'_, Result<WorkflowDescription, ProtocolError>> {
+        held(self.inner.describe_workflow(w))
+    }
+    fn workflow_history(
+        &self,
+        w: WorkflowRef,
+    ) -> BoxFuture<'_, Result<Vec<HistoryEvent>, ProtocolError>> {
+        held(self.inner.workflow_history(w))
+    }
+    fn wait_workflow_outcome(
+        &self,
+        w: WorkflowRef,
+        d: Duration,
+    ) -> BoxFuture<'_, Result<Option<WorkflowOutcome>, ProtocolError>> {
+        pass(self.inner.wait_workflow_outcome(w, d))
+    }
+}
+
+/// An engine and the connection the suites reach it through.
+pub(crate) struct TestEngine {
+    /// The engine (kept open while the suite runs).
+    _engine: Engine,
+    protocol: Arc<dyn ActivityProtocol>,
+}
+
+impl TestEngine {
+    /// Opens `config` and connects to it as [`connect`] does.
+    pub(crate) async fn open(config: EngineConfig) -> Self {
+        let engine = Engine::open(config).await.expect("engine opens");
+        let protocol = connect(&engine).await;
+        Self {
+            _engine: engine,
+            protocol,
+        }
+    }
+
+    /// The connection: what workers and clients are built from.
+    pub(crate) fn protocol(&self) -> Arc<dyn ActivityProtocol> {
+        self.protocol.clone()
+    }
+}
+
+impl ActivityProtocol for ServiceSide {
+    fn schedule_activity(
+        &self,
+        r: ScheduleActivityRequest,
+    ) -> BoxFuture<'_, Result<ScheduleActivityResponse, ProtocolError>> {
+        pass(self.inner.schedule_activity(r))
+    }
+    fn poll_activity_task(
+        &self,
+        r: PollActivityTaskRequest,
+    ) -> BoxFuture<'_, Result<Option<ActivityTask>, ProtocolError>> {
+        pass(async move {
+            let task = self.inner.poll_activity_task(r).await;
+            if let Ok(Some(task)) = &task {
+                self.holds.hold(&task.task_token);
+            }
+            task
+        })
+    }
+    fn record_heartbeat(
+        &self,
+        t: TaskTarget,
+        d: Option<Payload>,
+    ) -> BoxFuture<'_, Result<HeartbeatResponse, ProtocolError>> {
+        pass(self.inner.record_heartbeat(t, d))
+    }
+    fn complete_activity(
+        &self,
+        t: TaskTarget,
+        r: Payload,
+    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
+        pass(self.inner.complete_activity(t, r))
+    }
+    fn fail_activity(
+        &self,
+        t: TaskTarget,
+        f: ApplicationFailure,
+        d: Option<Payload>,
+    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
+        pass(self.inner.fail_activity(t, f, d))
+    }
+    fn report_canceled(
+        &self,
+        t: TaskTarget,
+        d: Option<Payload>,
+    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
+        pass(self.inner.report_canceled(t, d))
+    }
+    fn request_cancel(
+        &self,
+        e: ExecutionRef,
+    ) -> BoxFuture<'_, Result<ExecutionState, ProtocolError>> {
+        pass(self.inner.request_cancel(e))
+    }
+    fn describe_execution(
+        &self,
+        e: ExecutionRef,
+    ) -> BoxFuture<'_, Result<ExecutionDescription, ProtocolError>> {
+        pass(self.inner.describe_execution(e))
+    }
+    fn wait_outcome(
+        &self,
+        e: ExecutionRef,
+        w: Duration,
+    ) -> BoxFuture<'_, Result<Option<ExecutionOutcome>, ProtocolError>> {
+        pass(self.inner.wait_outcome(e, w))
+    }
+    fn describe_task_queue(
+        &self,
+        q: String,
+    ) -> BoxFuture<'_, Result<TaskQueueDescription, ProtocolError>> {
+        pass(self.inner.describe_task_queue(q))
+    }
+    fn start_workflow(
+        &self,
+        r: StartWorkflowRequest,
+    ) -> BoxFuture<'_, Result<WorkflowRef, ProtocolError>> {
+        pass(self.inner.start_workflow(r))
+    }
+    fn poll_workflow_task(
+        &self,
+        r: PollWorkflowTaskRequest,
+    ) -> BoxFuture<'_, Result<Option<WorkflowTask>, ProtocolError>> {
+        pass(async move {
+            let task = self.inner.poll_workflow_task(r).await;
+            if let Ok(Some(task)) = &task {
+                self.holds.hold(&task.task_token);
+            }
+            task
+        })
+    }
+    fn complete_workflow_task(
+        &self,
+        t: TaskToken,
+        c: Vec<Command>,
+    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
+        pass(self.inner.complete_workflow_task(t, c))
+    }
+    fn fail_workflow_task(
+        &self,
+        t: TaskToken,
+        m: String,
+    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
+        pass(self.inner.fail_workflow_task(t, m))
+    }
+    fn request_cancel_workflow(
+        &self,
+        w: WorkflowRef,
+    ) -> BoxFuture<'_, Result<WorkflowState, ProtocolError>> {
+        pass(self.inner.request_cancel_workflow(w))
+    }
+    fn describe_workflow(
+        &self,
+        w: WorkflowRef,
+    ) -> BoxFuture<'_, Result<WorkflowDescription, ProtocolError>> {
+        pass(self.inner.describe_workflow(w))
+    }
+    fn workflow_history(
+        &self,
+        w: WorkflowRef,
+    ) -> BoxFuture<'_, Result<Vec<HistoryEvent>, ProtocolError>> {
+        pass(self.inner.workflow_history(w))
+    }
+    fn wait_workflow_outcome(
+        &self,
+        w: WorkflowRef,
+        d: Duration,
+    ) -> BoxFuture<'_, Result<Option<WorkflowOutcome>, ProtocolError>> {
+        pass(self.inner.wait_workflow_outcome(w, d))
+    }
+}
