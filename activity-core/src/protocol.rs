@@ -47,6 +47,9 @@ use crate::{
 
 pub mod client;
 
+/// Calls that wait for an outcome retry while the engine is unavailable.
+pub(crate) mod retry;
+
 /// Identifies one activity execution.
 ///
 /// A standalone activity is identified by its activity id alone (unique within

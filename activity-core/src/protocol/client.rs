@@ -160,11 +160,12 @@ impl Client {
 
     async fn outcome(&self, execution: &ExecutionRef) -> Result<ExecutionOutcome, ProtocolError> {
         loop {
-            if let Some(outcome) = self
-                .protocol
-                .wait_outcome(execution.clone(), self.outcome_wait)
-                .await?
-            {
+            let waited = super::retry::retrying(|| {
+                self.protocol
+                    .wait_outcome(execution.clone(), self.outcome_wait)
+            })
+            .await?;
+            if let Some(outcome) = waited {
                 return Ok(outcome);
             }
         }
@@ -244,6 +245,8 @@ impl<A: ActivityDefinition> ActivityHandle<A> {
     }
 
     /// Waits for the execution to be final; its typed result or its failure.
+    /// Keeps waiting through engine restarts (up to a minute of consecutive
+    /// unavailability).
     pub async fn result(&self) -> Result<A::Output, ActivityCallError> {
         let outcome = self
             .client

@@ -183,13 +183,15 @@ impl<W: WorkflowDefinition> WorkflowHandle<W> {
         &self.workflow
     }
 
-    /// Waits for the run's typed result.
+    /// Waits for the run's typed result, through engine restarts (up to a minute
+    /// of consecutive unavailability).
     pub async fn result(&self) -> Result<W::Output, WorkflowCallError> {
         loop {
-            let outcome = self
-                .protocol
-                .wait_workflow_outcome(self.workflow.clone(), Duration::from_secs(60))
-                .await?;
+            let outcome = crate::protocol::retry::retrying(|| {
+                self.protocol
+                    .wait_workflow_outcome(self.workflow.clone(), Duration::from_secs(60))
+            })
+            .await?;
             match outcome {
                 None => continue,
                 Some(WorkflowOutcome::Completed(payload)) => {
