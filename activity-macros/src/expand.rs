@@ -14,19 +14,37 @@ use crate::{
 };
 
 pub(crate) fn activity(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand_fn(
+        args,
+        item,
+        "#[activity] applies to an `async fn`, e.g. `#[activity] async fn charge(ctx: ActivityContext, cents: u64) -> Result<Receipt, ActivityError>`",
+        ActivityArgs::parse,
+        signature::ACTIVITY,
+        generate,
+    )
+}
+
+/// The shared frame of the attribute macros: parse the function and the
+/// arguments, check the signature, and emit the function unchanged, what
+/// `generate` builds (only when nothing is wrong with the signature), and every
+/// error at once.
+pub(crate) fn expand_fn<A>(
+    args: TokenStream,
+    item: TokenStream,
+    not_a_fn: &str,
+    parse_args: fn(TokenStream, &mut Errors) -> syn::Result<A>,
+    kind: signature::Kind,
+    generate: fn(&ItemFn, &A, &Signature) -> TokenStream,
+) -> TokenStream {
     let func: ItemFn = match syn::parse2(item.clone()) {
         Ok(func) => func,
         Err(_) => {
-            let err = syn::Error::new(
-                Span::call_site(),
-                "#[activity] applies to an `async fn`, e.g. `#[activity] async fn charge(ctx: ActivityContext, cents: u64) -> Result<Receipt, ActivityError>`",
-            );
-            let errors = err.to_compile_error();
+            let errors = syn::Error::new(Span::call_site(), not_a_fn).to_compile_error();
             return quote!(#item #errors);
         }
     };
     let mut errors = Errors::default();
-    let args = match ActivityArgs::parse(args, &mut errors) {
+    let args = match parse_args(args, &mut errors) {
         Ok(args) => Some(args),
         Err(err) => {
             errors.push(err);
@@ -34,16 +52,15 @@ pub(crate) fn activity(args: TokenStream, item: TokenStream) -> TokenStream {
         }
     };
     let mut sig_errors = Errors::default();
-    let sig = signature::check(&func, signature::ACTIVITY, &mut sig_errors);
+    let sig = signature::check(&func, kind, &mut sig_errors);
     let expanded = match (args, sig, sig_errors.is_empty()) {
         (Some(args), Some(sig), true) => generate(&func, &args, &sig),
         _ => TokenStream::new(),
     };
-    let mut all = errors;
     if let Some(e) = sig_errors.into_error() {
-        all.push(e);
+        errors.push(e);
     }
-    let errors = all.into_compile_errors();
+    let errors = errors.into_compile_errors();
     quote! {
         #func
         #expanded

@@ -2,52 +2,25 @@
 //! type of the same name with the typed start stub, the trait impls and the
 //! registration.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::{spanned::Spanned, ItemFn, Path};
 
 use crate::{
     attr::WorkflowArgs,
-    ctxt::Errors,
-    expand::respan,
+    expand::{expand_fn, respan},
     signature::{self, Signature},
 };
 
 pub(crate) fn workflow(args: TokenStream, item: TokenStream) -> TokenStream {
-    let func: ItemFn = match syn::parse2(item.clone()) {
-        Ok(func) => func,
-        Err(_) => {
-            let err = syn::Error::new(
-                Span::call_site(),
-                "#[workflow] applies to an `async fn`, e.g. `#[workflow] async fn checkout(ctx: WorkflowContext, order: Order) -> Result<Receipt, WorkflowError>`",
-            )
-            .to_compile_error();
-            return quote!(#item #err);
-        }
-    };
-    let mut errors = Errors::default();
-    let args = match WorkflowArgs::parse(args, &mut errors) {
-        Ok(args) => Some(args),
-        Err(err) => {
-            errors.push(err);
-            None
-        }
-    };
-    let mut sig_errors = Errors::default();
-    let sig = signature::check(&func, signature::WORKFLOW, &mut sig_errors);
-    let expanded = match (args, sig, sig_errors.is_empty()) {
-        (Some(args), Some(sig), true) => generate(&func, &args, &sig),
-        _ => TokenStream::new(),
-    };
-    if let Some(e) = sig_errors.into_error() {
-        errors.push(e);
-    }
-    let errors = errors.into_compile_errors();
-    quote! {
-        #func
-        #expanded
-        #errors
-    }
+    expand_fn(
+        args,
+        item,
+        "#[workflow] applies to an `async fn`, e.g. `#[workflow] async fn checkout(ctx: WorkflowContext, order: Order) -> Result<Receipt, WorkflowError>`",
+        WorkflowArgs::parse,
+        signature::WORKFLOW,
+        generate,
+    )
 }
 
 fn generate(func: &ItemFn, args: &WorkflowArgs, sig: &Signature) -> TokenStream {
