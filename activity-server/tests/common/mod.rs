@@ -16,6 +16,10 @@ use activity_core::{
 };
 use activity_server::{Engine, EngineConfig, VirtualClock};
 
+/// The suites' connection: in-process, or over gRPC with `ACTIVITY_TEST_TRANSPORT=remote`.
+#[path = "../../../activity-worker/tests/support/mod.rs"]
+mod support;
+
 pub const QUEUE: &str = "main";
 
 /// Greets someone.
@@ -50,7 +54,7 @@ impl Env {
         let engine = Engine::open(config.with_clock(clock.clone()))
             .await
             .expect("engine opens");
-        let protocol = engine.protocol();
+        let protocol = support::connect(&engine).await;
         let client = Client::new(protocol.clone()).with_task_queue(QUEUE);
         Env {
             engine,

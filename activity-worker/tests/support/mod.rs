@@ -7,11 +7,11 @@
 //! call therefore holds the clock still until it is answered (a blocking task in
 //! flight stops auto-advance), so that the network takes no virtual time, as
 //! in-process calls do. Long polls wait *for* time to pass, so they are not held
-//! while they wait; but once the engine hands out a task, the clock is held (on
-//! the service's side) until the worker has received it.
+//! while they wait; but once the engine answers one, the clock is held (from the
+//! service's side) until the caller has received the answer.
 
 use std::{
-    collections::HashMap,
+    collections::VecDeque,
     future::Future,
     sync::{mpsc, Arc, Mutex},
     time::Duration,
@@ -71,27 +71,27 @@ pub(crate) async fn connect(engine: &Engine) -> Arc<dyn ActivityProtocol> {
     })
 }
 
-/// Clock holds of tasks handed out and not yet received, by task token.
+/// Clock holds of long-poll answers sent and not yet received. Every answer is
+/// held from the moment the engine gives it until the caller has it; holds are
+/// interchangeable, so they are a queue. A hold whose answer never arrives (a call
+/// dropped by its caller) lapses after a short real time.
 #[derive(Clone, Default)]
-struct Holds(Arc<Mutex<HashMap<Vec<u8>, mpsc::Sender<()>>>>);
+struct Holds(Arc<Mutex<VecDeque<mpsc::Sender<()>>>>);
 
 impl Holds {
-    fn hold(&self, token: &TaskToken) {
+    fn hold(&self) {
         let (release, wait) = mpsc::channel::<()>();
         tokio::task::spawn_blocking(move || {
-            let _ = wait.recv();
+            let _ = wait.recv_timeout(std::time::Duration::from_millis(200));
         });
         self.0
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(token.as_bytes().to_vec(), release);
+            .push_back(release);
     }
 
-    fn release(&self, token: &TaskToken) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(token.as_bytes());
+    fn release(&self) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
     }
 }
 
@@ -139,9 +139,7 @@ impl ActivityProtocol for InstantNetwork {
     ) -> BoxFuture<'_, Result<Option<ActivityTask>, ProtocolError>> {
         pass(async move {
             let task = self.inner.poll_activity_task(r).await;
-            if let Ok(Some(task)) = &task {
-                self.holds.release(&task.task_token);
-            }
+            self.holds.release();
             task
         })
     }
@@ -191,7 +189,11 @@ impl ActivityProtocol for InstantNetwork {
         e: ExecutionRef,
         w: Duration,
     ) -> BoxFuture<'_, Result<Option<ExecutionOutcome>, ProtocolError>> {
-        pass(self.inner.wait_outcome(e, w))
+        pass(async move {
+            let answer = self.inner.wait_outcome(e, w).await;
+            self.holds.release();
+            answer
+        })
     }
     fn describe_task_queue(
         &self,
@@ -211,9 +213,7 @@ impl ActivityProtocol for InstantNetwork {
     ) -> BoxFuture<'_, Result<Option<WorkflowTask>, ProtocolError>> {
         pass(async move {
             let task = self.inner.poll_workflow_task(r).await;
-            if let Ok(Some(task)) = &task {
-                self.holds.release(&task.task_token);
-            }
+            self.holds.release();
             task
         })
     }
@@ -254,7 +254,11 @@ impl ActivityProtocol for InstantNetwork {
         w: WorkflowRef,
         d: Duration,
     ) -> BoxFuture<'_, Result<Option<WorkflowOutcome>, ProtocolError>> {
-        pass(self.inner.wait_workflow_outcome(w, d))
+        pass(async move {
+            let answer = self.inner.wait_workflow_outcome(w, d).await;
+            self.holds.release();
+            answer
+        })
     }
 }
 
@@ -295,9 +299,7 @@ impl ActivityProtocol for ServiceSide {
     ) -> BoxFuture<'_, Result<Option<ActivityTask>, ProtocolError>> {
         pass(async move {
             let task = self.inner.poll_activity_task(r).await;
-            if let Ok(Some(task)) = &task {
-                self.holds.hold(&task.task_token);
-            }
+            self.holds.hold();
             task
         })
     }
@@ -347,7 +349,11 @@ impl ActivityProtocol for ServiceSide {
         e: ExecutionRef,
         w: Duration,
     ) -> BoxFuture<'_, Result<Option<ExecutionOutcome>, ProtocolError>> {
-        pass(self.inner.wait_outcome(e, w))
+        pass(async move {
+            let answer = self.inner.wait_outcome(e, w).await;
+            self.holds.hold();
+            answer
+        })
     }
     fn describe_task_queue(
         &self,
@@ -367,9 +373,7 @@ impl ActivityProtocol for ServiceSide {
     ) -> BoxFuture<'_, Result<Option<WorkflowTask>, ProtocolError>> {
         pass(async move {
             let task = self.inner.poll_workflow_task(r).await;
-            if let Ok(Some(task)) = &task {
-                self.holds.hold(&task.task_token);
-            }
+            self.holds.hold();
             task
         })
     }
@@ -410,6 +414,10 @@ impl ActivityProtocol for ServiceSide {
         w: WorkflowRef,
         d: Duration,
     ) -> BoxFuture<'_, Result<Option<WorkflowOutcome>, ProtocolError>> {
-        pass(self.inner.wait_workflow_outcome(w, d))
+        pass(async move {
+            let answer = self.inner.wait_workflow_outcome(w, d).await;
+            self.holds.hold();
+            answer
+        })
     }
 }
