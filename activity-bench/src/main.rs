@@ -1,7 +1,7 @@
 //! `activity-bench`: measures the engine, the worker and workflows end to end.
 //!
 //! ```text
-//! cargo run --release -p activity-bench -- [--runs 3] [--n 1000] [--only fanout,sequential]
+//! cargo run --release -p activity-bench -- [--runs 3] [--n 1000] [--pollers 2] [--only fanout,sequential]
 //! ```
 //!
 //! Every scenario runs on the embedded engine with a **file-backed** SQLite store
@@ -96,6 +96,7 @@ struct Options {
     runs: usize,
     n: u32,
     only: Option<Vec<String>>,
+    pollers: usize,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -103,6 +104,7 @@ fn parse_args() -> Result<Options, String> {
         runs: 3,
         n: 1000,
         only: None,
+        pollers: 2,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -113,12 +115,17 @@ fn parse_args() -> Result<Options, String> {
                     .parse()
                     .map_err(|e| format!("--runs: {e}"))?
             }
+            "--pollers" => {
+                options.pollers = value("--pollers")?
+                    .parse()
+                    .map_err(|e| format!("--pollers: {e}"))?
+            }
             "--n" => options.n = value("--n")?.parse().map_err(|e| format!("--n: {e}"))?,
             "--only" => {
                 options.only = Some(value("--only")?.split(',').map(str::to_owned).collect())
             }
             "--help" | "-h" => {
-                return Err("usage: activity-bench [--runs N] [--n N] [--only a,b]\nscenarios: fanout, fanout10, sequential, standalone, local, heartbeat, recovery".into())
+                return Err("usage: activity-bench [--runs N] [--n N] [--pollers N] [--only a,b]\nscenarios: fanout, fanout10, sequential, standalone, local, heartbeat, recovery".into())
             }
             other => return Err(format!("unknown argument `{other}` (try --help)")),
         }
@@ -135,6 +142,8 @@ struct Bench {
 }
 
 static DIRS: AtomicU64 = AtomicU64::new(0);
+/// Activity pollers per queue of the benchmark's worker (`--pollers`).
+static POLLERS: AtomicU64 = AtomicU64::new(2);
 
 impl Bench {
     async fn open() -> Result<Self, Box<dyn std::error::Error>> {
@@ -166,6 +175,7 @@ impl Bench {
             .task_queue("bench")
             .max_concurrent_activities(200)
             .max_concurrent_workflow_tasks(4)
+            .pollers_per_queue(POLLERS.load(Ordering::Relaxed).max(1) as usize)
             .shared_state(self.stamps.clone())
             .build()?;
         let handle = worker.shutdown_handle();
@@ -347,6 +357,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     let n = options.n;
+    POLLERS.store(options.pollers as u64, Ordering::Relaxed);
     let scenarios: Vec<(&'static str, String)> = vec![
         ("fanout", format!("fan-out 1 x {n}")),
         ("fanout10", format!("fan-out 10 x {}", n / 10)),

@@ -790,9 +790,16 @@ fn workflow_failure_size(failure: &WorkflowFailure) -> usize {
 
 impl Inner {
     fn apply(&self, effects: Effects) {
-        for queue in &effects.queues {
+        for (queue, count) in &effects.queues {
+            // One poller per new dispatchable attempt, not every poller of the
+            // queue (a fan-out of one would make each of them run a claim). A
+            // poller registers before it reads the store, and a `notify_one` it
+            // receives is handed on if it stops waiting, so none is lost; a
+            // poller with nothing to do re-reads the store at the end of its wait.
             if let Some(notify) = lock(&self.queues).get(queue) {
-                notify.notify_waiters();
+                for _ in 0..*count {
+                    notify.notify_one();
+                }
             }
         }
         for key in &effects.closed {

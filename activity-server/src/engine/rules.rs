@@ -34,8 +34,9 @@ pub(crate) const STANDALONE_SCOPE: &str = "";
 /// In-memory wake-ups to send once the transaction is committed.
 #[derive(Debug, Default)]
 pub(crate) struct Effects {
-    /// Queues whose pollers should look again.
-    pub(crate) queues: Vec<String>,
+    /// Queues whose pollers should look again, with the number of attempts that
+    /// became dispatchable on each (that many pollers are woken, not all).
+    pub(crate) queues: Vec<(String, usize)>,
     /// Executions that became final (keys and their scoped ids).
     pub(crate) closed: Vec<String>,
     /// Earliest timer set in this transaction.
@@ -47,9 +48,11 @@ pub(crate) struct Effects {
 }
 
 impl Effects {
+    /// One attempt became dispatchable on `queue`.
     pub(crate) fn wake_queue(&mut self, queue: &str) {
-        if !self.queues.iter().any(|q| q == queue) {
-            self.queues.push(queue.to_owned());
+        match self.queues.iter_mut().find(|(q, _)| q == queue) {
+            Some((_, count)) => *count += 1,
+            None => self.queues.push((queue.to_owned(), 1)),
         }
     }
 
@@ -199,7 +202,11 @@ pub(crate) fn claim(
     rate_limit: Option<f64>,
     now: i64,
 ) -> Result<Claim, ProtocolError> {
-    let mut queue = tx.queue(task_queue)?.unwrap_or_else(|| QueueRecord {
+    let stored = tx.queue(task_queue)?;
+    // A queue without a rate limit has no bucket to keep: its row is written
+    // only when it is new or gets a limit (one write less per claim).
+    let unlimited = stored.as_ref().is_some_and(|q| q.rate_limit.is_none()) && rate_limit.is_none();
+    let mut queue = stored.unwrap_or_else(|| QueueRecord {
         name: task_queue.to_owned(),
         rate_limit: None,
         bucket_tokens: 0.0,
@@ -222,13 +229,17 @@ pub(crate) fn claim(
         }
     }
     let Some(mut exec) = tx.next_dispatchable(task_queue, now)? else {
-        tx.put_queue(&queue)?;
+        if !unlimited {
+            tx.put_queue(&queue)?;
+        }
         return Ok(Claim::Empty(tx.next_dispatch_time(task_queue, now)?));
     };
     if queue.rate_limit.is_some() {
         queue.bucket_tokens -= 1.0;
     }
-    tx.put_queue(&queue)?;
+    if !unlimited {
+        tx.put_queue(&queue)?;
+    }
 
     exec.state = ExecutionState::Started;
     exec.started_at = Some(now);

@@ -8,11 +8,15 @@
 //! transaction (group commit). Reads go through the same thread: they are cheap,
 //! and every answer then reflects every acknowledged change.
 //!
-//! Each request waits for its answer on tokio's blocking pool (`spawn_blocking`),
-//! never on the async runtime. Besides keeping the runtime free, this matters for
-//! the virtual clock: a paused tokio clock does not auto-advance while a blocking
-//! task is in flight, so time cannot skip past a timer while the store is still
-//! working on a request that would, say, move that timer.
+//! A request is handed to the writer over a channel and answered through a tokio
+//! oneshot, so the async runtime never blocks and one commit wakes every waiter
+//! of its batch directly (no thread hop per request). While any request is in
+//! flight, one *guard* task waits on tokio's blocking pool (`spawn_blocking`): a
+//! paused (virtual) tokio clock does not auto-advance while a blocking task is in
+//! flight, so time cannot skip past a timer while the store is still working on a
+//! request that would, say, move that timer. The guard is started when the count
+//! of requests in flight goes from zero to one and ends when it is back to zero
+//! (after the answers were sent), so a busy store spawns almost none.
 //!
 //! # Durability
 //!
@@ -60,7 +64,7 @@ use std::{
     path::{Path, PathBuf},
     sync::{
         atomic::{AtomicU64, Ordering},
-        mpsc, Arc, Mutex,
+        mpsc, Arc, Condvar, Mutex,
     },
     thread,
 };
@@ -192,9 +196,53 @@ CREATE INDEX IF NOT EXISTS workflow_timers_due ON workflow_timers (due_at);
 /// [`SCHEMA`]; executions gain the `seq` of the workflow command that made them.
 const UPGRADE_FROM_1: &str = "ALTER TABLE executions ADD COLUMN workflow_seq INTEGER;";
 
+type Reply = tokio::sync::oneshot::Sender<Result<(), StoreError>>;
+
 enum Message {
-    Job(TxJob, mpsc::SyncSender<Result<(), StoreError>>),
+    Job(TxJob, Reply),
     Close(mpsc::SyncSender<()>),
+}
+
+/// Requests in flight, and the guard that keeps a paused clock from skipping
+/// ahead while there are any (see the module docs).
+#[derive(Debug, Default)]
+struct InFlight {
+    count: Mutex<u64>,
+    idle: Condvar,
+}
+
+impl InFlight {
+    fn lock(&self) -> std::sync::MutexGuard<'_, u64> {
+        self.count.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts a new request; starts a guard when it is the only one.
+    fn begin(self: &Arc<Self>) {
+        let first = {
+            let mut count = self.lock();
+            *count += 1;
+            *count == 1
+        };
+        if first {
+            let this = self.clone();
+            // Needs a runtime (transact is called from one); the guard only waits.
+            drop(tokio::task::spawn_blocking(move || {
+                let mut count = this.lock();
+                while *count > 0 {
+                    count = this.idle.wait(count).unwrap_or_else(|p| p.into_inner());
+                }
+            }));
+        }
+    }
+
+    /// Uncounts `n` answered requests (after their answers were sent).
+    fn end(&self, n: u64) {
+        let mut count = self.lock();
+        *count = count.saturating_sub(n);
+        if *count == 0 {
+            self.idle.notify_all();
+        }
+    }
 }
 
 /// The SQLite store. See the [module docs](self).
@@ -202,6 +250,7 @@ pub struct SqliteStore {
     sender: Mutex<Option<mpsc::Sender<Message>>>,
     location: String,
     counters: Arc<Counters>,
+    in_flight: Arc<InFlight>,
 }
 
 #[derive(Debug, Default)]
@@ -291,15 +340,17 @@ impl SqliteStore {
         }
         let (sender, receiver) = mpsc::channel();
         let counters = Arc::new(Counters::default());
-        let writer_counters = counters.clone();
+        let in_flight = Arc::new(InFlight::default());
+        let (writer_counters, writer_in_flight) = (counters.clone(), in_flight.clone());
         thread::Builder::new()
             .name("activity-sqlite-writer".into())
-            .spawn(move || writer(conn, receiver, &writer_counters))
+            .spawn(move || writer(conn, receiver, &writer_counters, &writer_in_flight))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
         Ok(Self {
             sender: Mutex::new(Some(sender)),
             location,
             counters,
+            in_flight,
         })
     }
 
@@ -322,21 +373,20 @@ impl SqliteStore {
 impl Store for SqliteStore {
     fn transact(&self, job: TxJob) -> BoxFuture<'static, Result<(), StoreError>> {
         let sender = self.sender();
+        let in_flight = self.in_flight.clone();
         Box::pin(async move {
             let Some(sender) = sender else {
                 return Err(StoreError::Closed);
             };
-            let waited = tokio::task::spawn_blocking(move || {
-                let (reply, answer) = mpsc::sync_channel(1);
-                sender
-                    .send(Message::Job(job, reply))
-                    .map_err(|_| StoreError::Closed)?;
-                answer.recv().map_err(|_| StoreError::Closed)?
-            })
-            .await;
-            waited.unwrap_or_else(|e| {
-                Err(StoreError::Unavailable(format!("store request lost: {e}")))
-            })
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            in_flight.begin();
+            if sender.send(Message::Job(job, reply)).is_err() {
+                in_flight.end(1);
+                return Err(StoreError::Closed);
+            }
+            // The writer answers every job it receives (and uncounts it); a
+            // dropped reply means the writer is gone.
+            answer.await.unwrap_or(Err(StoreError::Closed))
         })
     }
 
@@ -357,7 +407,12 @@ impl Store for SqliteStore {
     }
 }
 
-fn writer(conn: Connection, receiver: mpsc::Receiver<Message>, counters: &Counters) {
+fn writer(
+    conn: Connection,
+    receiver: mpsc::Receiver<Message>,
+    counters: &Counters,
+    in_flight: &InFlight,
+) {
     let mut conn = Some(conn);
     while let Ok(first) = receiver.recv() {
         let mut jobs = Vec::new();
@@ -375,6 +430,7 @@ fn writer(conn: Connection, receiver: mpsc::Receiver<Message>, counters: &Counte
                 next = receiver.try_recv().ok();
             }
         }
+        let answered = u64::try_from(jobs.len()).unwrap_or(u64::MAX);
         if let Some(c) = conn.as_ref() {
             run_batch(c, jobs, counters);
         } else {
@@ -382,6 +438,7 @@ fn writer(conn: Connection, receiver: mpsc::Receiver<Message>, counters: &Counte
                 let _ = reply.send(Err(StoreError::Closed));
             }
         }
+        in_flight.end(answered);
         if let Some(reply) = close {
             drop(conn.take());
             let _ = reply.send(());
@@ -389,6 +446,7 @@ fn writer(conn: Connection, receiver: mpsc::Receiver<Message>, counters: &Counte
             while let Ok(message) = receiver.try_recv() {
                 if let Message::Job(_, reply) = message {
                     let _ = reply.send(Err(StoreError::Closed));
+                    in_flight.end(1);
                 }
             }
             return;
@@ -396,15 +454,11 @@ fn writer(conn: Connection, receiver: mpsc::Receiver<Message>, counters: &Counte
     }
 }
 
-fn run_batch(
-    conn: &Connection,
-    jobs: Vec<(TxJob, mpsc::SyncSender<Result<(), StoreError>>)>,
-    counters: &Counters,
-) {
+fn run_batch(conn: &Connection, jobs: Vec<(TxJob, Reply)>, counters: &Counters) {
     if jobs.is_empty() {
         return;
     }
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+    if let Err(e) = execute_cached(conn, "BEGIN IMMEDIATE") {
         let err = sql_error(e);
         for (_, reply) in jobs {
             let _ = reply.send(Err(err.clone()));
@@ -418,7 +472,7 @@ fn run_batch(
             replies.push(reply);
             continue;
         }
-        if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+        if let Err(e) = execute_cached(conn, "SAVEPOINT job") {
             broken = Some(sql_error(e));
             replies.push(reply);
             continue;
@@ -426,9 +480,10 @@ fn run_batch(
         let mut tx = SqliteTx { conn };
         let keep = catch_unwind(AssertUnwindSafe(|| job(&mut tx))).unwrap_or(false);
         let end = if keep {
-            conn.execute_batch("RELEASE job")
+            execute_cached(conn, "RELEASE job")
         } else {
-            conn.execute_batch("ROLLBACK TO job; RELEASE job")
+            execute_cached(conn, "ROLLBACK TO job")
+                .and_then(|()| execute_cached(conn, "RELEASE job"))
         };
         if let Err(e) = end {
             broken = Some(sql_error(e));
@@ -437,7 +492,7 @@ fn run_batch(
     }
     let outcome = match broken {
         Some(err) => Err(err),
-        None => conn.execute_batch("COMMIT").map_err(sql_error),
+        None => execute_cached(conn, "COMMIT").map_err(sql_error),
     };
     if outcome.is_ok() {
         counters.transactions.fetch_add(1, Ordering::Relaxed);
@@ -453,6 +508,12 @@ fn run_batch(
     for reply in replies {
         let _ = reply.send(outcome.clone());
     }
+}
+
+/// Runs one statement from the connection's statement cache (the transaction
+/// and savepoint statements of every job: parsed once, not per job).
+fn execute_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
 }
 
 fn sql_error(err: rusqlite::Error) -> StoreError {
