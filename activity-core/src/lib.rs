@@ -59,9 +59,9 @@ pub use options::{ActivityOptions, CancellationType, OptionsError, RetryOptions,
 pub use payload::{Payload, PayloadError};
 pub use protocol::client::{ActivityHandle, AsyncCompletion, Client};
 pub use protocol::{
-    ActivityProtocol, ActivityTask, ClosedReason, ExecutionDescription, ExecutionOutcome,
-    ExecutionRef, ExecutionState, HeartbeatResponse, PollActivityTaskRequest, ProtocolError,
-    TaskQueueDescription, TaskTarget,
+    ActivityProtocol, ActivityTask, ActivityTypeInfo, ClosedReason, ExecutionDescription,
+    ExecutionOutcome, ExecutionRef, ExecutionState, HeartbeatResponse, PollActivityTaskRequest,
+    ProtocolError, RegisteredType, TaskQueueDescription, TaskTarget, TypeKind, WorkerRegistration,
 };
 pub use registry::{ActivityDescriptor, Registry, RegistryError};
 pub use testing::TestActivityEnvironment;

@@ -39,6 +39,7 @@ use crate::{
     failure::{ActivityFailure, ApplicationFailure, Failure, RetryState, TimeoutKind},
     options::{ActivityOptions, OptionsError, ValidatedOptions},
     payload::Payload,
+    registry::ActivityDescriptor,
     workflow::history::{
         Command, HistoryEvent, PollWorkflowTaskRequest, StartWorkflowRequest, WorkflowDescription,
         WorkflowOutcome, WorkflowRef, WorkflowState, WorkflowTask,
@@ -442,6 +443,179 @@ impl TaskQueueDescription {
     }
 }
 
+/// One activity type a worker serves, with the JSON Schemas of its arguments and
+/// result (from [`Registry::describe`](crate::Registry::describe)).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ActivityTypeInfo {
+    /// The activity type name.
+    pub name: String,
+    /// The parameter names of its arguments, in order.
+    pub arguments: Vec<String>,
+    /// JSON Schema of the input: an array with one item per argument.
+    pub input_schema: serde_json::Value,
+    /// JSON Schema of the result.
+    pub output_schema: serde_json::Value,
+}
+
+impl ActivityTypeInfo {
+    /// Builds the info of activity type `name`.
+    pub fn new(
+        name: impl Into<String>,
+        arguments: Vec<String>,
+        input_schema: serde_json::Value,
+        output_schema: serde_json::Value,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            arguments,
+            input_schema,
+            output_schema,
+        }
+    }
+}
+
+impl From<&ActivityDescriptor> for ActivityTypeInfo {
+    fn from(descriptor: &ActivityDescriptor) -> Self {
+        Self::new(
+            descriptor.name.clone(),
+            descriptor.arguments.clone(),
+            descriptor.input_schema.clone(),
+            descriptor.output_schema.clone(),
+        )
+    }
+}
+
+/// What a worker tells the engine it serves: its activity types (with their
+/// schemas) and workflow types, on each of its task queues.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct WorkerRegistration {
+    /// The worker's identity (as in its polls).
+    pub identity: String,
+    /// The task queues it polls.
+    pub task_queues: Vec<String>,
+    /// The activity types it serves.
+    pub activities: Vec<ActivityTypeInfo>,
+    /// The workflow type names it serves.
+    pub workflows: Vec<String>,
+}
+
+impl WorkerRegistration {
+    /// A registration of `identity` on `task_queues`, serving nothing yet.
+    pub fn new(identity: impl Into<String>, task_queues: Vec<String>) -> Self {
+        Self {
+            identity: identity.into(),
+            task_queues,
+            activities: Vec::new(),
+            workflows: Vec::new(),
+        }
+    }
+
+    /// Sets the activity types served.
+    pub fn with_activities(mut self, activities: Vec<ActivityTypeInfo>) -> Self {
+        self.activities = activities;
+        self
+    }
+
+    /// Sets the workflow types served.
+    pub fn with_workflows(mut self, workflows: Vec<String>) -> Self {
+        self.workflows = workflows;
+        self
+    }
+}
+
+/// Whether a registered type is an activity or a workflow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum TypeKind {
+    /// An activity type.
+    Activity,
+    /// A workflow type.
+    Workflow,
+}
+
+impl TypeKind {
+    /// The kind's stable name, as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TypeKind::Activity => "ACTIVITY",
+            TypeKind::Workflow => "WORKFLOW",
+        }
+    }
+
+    /// Parses [`TypeKind::as_str`].
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "ACTIVITY" => Some(TypeKind::Activity),
+            "WORKFLOW" => Some(TypeKind::Workflow),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for TypeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A type the engine knows a worker serves on a task queue.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct RegisteredType {
+    /// Activity or workflow.
+    pub kind: TypeKind,
+    /// The type name.
+    pub name: String,
+    /// The task queue it is served on.
+    pub task_queue: String,
+    /// The parameter names of an activity's arguments (empty for a workflow).
+    pub arguments: Vec<String>,
+    /// JSON Schema of an activity's input; `None` for a workflow.
+    pub input_schema: Option<serde_json::Value>,
+    /// JSON Schema of an activity's result; `None` for a workflow.
+    pub output_schema: Option<serde_json::Value>,
+    /// When a worker last registered it.
+    pub last_registered_time: SystemTime,
+    /// The identity of the worker that last registered it.
+    pub last_identity: String,
+}
+
+impl RegisteredType {
+    /// A registered type with no arguments or schemas.
+    pub fn new(
+        kind: TypeKind,
+        name: impl Into<String>,
+        task_queue: impl Into<String>,
+        last_registered_time: SystemTime,
+        last_identity: impl Into<String>,
+    ) -> Self {
+        Self {
+            kind,
+            name: name.into(),
+            task_queue: task_queue.into(),
+            arguments: Vec::new(),
+            input_schema: None,
+            output_schema: None,
+            last_registered_time,
+            last_identity: last_identity.into(),
+        }
+    }
+
+    /// Sets an activity's argument names and schemas.
+    pub fn with_schemas(
+        mut self,
+        arguments: Vec<String>,
+        input_schema: serde_json::Value,
+        output_schema: serde_json::Value,
+    ) -> Self {
+        self.arguments = arguments;
+        self.input_schema = Some(input_schema);
+        self.output_schema = Some(output_schema);
+        self
+    }
+}
+
 /// Why an attempt no longer accepts heartbeats or results.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ClosedReason {
@@ -730,6 +904,21 @@ pub trait ActivityProtocol: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<Option<WorkflowOutcome>, ProtocolError>> {
         let _ = (workflow, wait);
         unsupported("wait_workflow_outcome")
+    }
+    /// Records which activity types (with their schemas) and workflow types a
+    /// worker serves on its task queues; the engine may then validate inputs and
+    /// results of those types against the schemas.
+    fn register_worker(
+        &self,
+        registration: WorkerRegistration,
+    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
+        let _ = registration;
+        unsupported("register_worker")
+    }
+
+    /// Every type workers registered, by kind, name and task queue.
+    fn list_types(&self) -> BoxFuture<'_, Result<Vec<RegisteredType>, ProtocolError>> {
+        unsupported("list_types")
     }
 }
 

@@ -135,6 +135,13 @@ impl ActivityRegistration {
             "minItems": count,
             "maxItems": count,
         });
+        if count == 0 {
+            // The 2020-12 meta-schema wants at least one item in `prefixItems`;
+            // `items: false` and `maxItems: 0` already say "no arguments".
+            if let Value::Object(map) = &mut input_schema {
+                map.remove("prefixItems");
+            }
+        }
         let mut output_schema = (self.output_schema)(&mut generator).to_value();
         let defs = generator.take_definitions(true);
         if !defs.is_empty() {

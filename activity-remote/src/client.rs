@@ -10,8 +10,9 @@ use activity_core::{
     payload::Payload,
     protocol::{
         ActivityProtocol, ActivityTask, ExecutionDescription, ExecutionOutcome, ExecutionRef,
-        ExecutionState, HeartbeatResponse, PollActivityTaskRequest, ProtocolError,
+        ExecutionState, HeartbeatResponse, PollActivityTaskRequest, ProtocolError, RegisteredType,
         ScheduleActivityRequest, ScheduleActivityResponse, TaskQueueDescription, TaskTarget,
+        WorkerRegistration,
     },
     workflow::history::{
         Command, HistoryEvent, PollWorkflowTaskRequest, StartWorkflowRequest, WorkflowDescription,
@@ -515,6 +516,38 @@ impl ActivityProtocol for RemoteProtocol {
                 })
                 .await?;
             answer(convert::queue_from_wire(response.description), RPC)
+        })
+    }
+
+    fn register_worker(
+        &self,
+        registration: WorkerRegistration,
+    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
+        Box::pin(async move {
+            let message = convert::registration_to_wire(&registration);
+            self.unary(
+                "RegisterWorker",
+                message,
+                Duration::ZERO,
+                |mut c, r| async move { c.register_worker(r).await },
+            )
+            .await
+            .map(drop)
+        })
+    }
+
+    fn list_types(&self) -> BoxFuture<'_, Result<Vec<RegisteredType>, ProtocolError>> {
+        Box::pin(async move {
+            const RPC: &str = "ListTypes";
+            let response = self
+                .unary(
+                    RPC,
+                    pb::ListTypesRequest {},
+                    Duration::ZERO,
+                    |mut c, r| async move { c.list_types(r).await },
+                )
+                .await?;
+            answer(convert::registered_types_from_wire(response.types), RPC)
         })
     }
 

@@ -26,8 +26,10 @@ use activity_core::{
 
 use crate::proto as pb;
 
+mod types;
 mod workflow;
 
+pub(crate) use types::*;
 pub(crate) use workflow::*;
 
 /// A wire message that cannot be turned into the model: `field` breaks `message`.

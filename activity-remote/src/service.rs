@@ -354,6 +354,25 @@ impl pb::activity_protocol_server::ActivityProtocol for ActivityService {
             description: Some(convert::queue_to_wire(&d)),
         }))
     }
+    async fn register_worker(
+        &self,
+        request: Request<pb::RegisterWorkerRequest>,
+    ) -> Result<Response<pb::RegisterWorkerResponse>, Status> {
+        let registration = decode(convert::registration_from_wire(request.into_inner()))?;
+        let done = self.protocol.register_worker(registration).await;
+        answer(done.map(|()| pb::RegisterWorkerResponse {}))
+    }
+
+    async fn list_types(
+        &self,
+        _request: Request<pb::ListTypesRequest>,
+    ) -> Result<Response<pb::ListTypesResponse>, Status> {
+        let types = self.protocol.list_types().await;
+        answer(types.map(|types| pb::ListTypesResponse {
+            types: types.iter().map(convert::registered_type_to_wire).collect(),
+        }))
+    }
+
     async fn start_workflow(
         &self,
         request: Request<pb::StartWorkflowRequest>,

@@ -476,3 +476,69 @@ async fn cli_errors_say_what_is_wrong_and_what_to_do() {
 
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn types_list_shows_the_registered_types_and_cli_completions_are_validated() {
+    let s = setup(&[], None).await;
+
+    // The worker registers its types when it starts.
+    let mut types = json!([]);
+    for _ in 0..100 {
+        types = s.cli(&["types", "list", "--json"]).await.json();
+        if types.as_array().is_some_and(|t| !t.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let types = types.as_array().expect("an array of types");
+    let find = |kind: &str, name: &str| {
+        types
+            .iter()
+            .find(|t| t["kind"] == kind && t["name"] == name && t["task_queue"] == QUEUE)
+            .unwrap_or_else(|| panic!("{kind} `{name}` on `{QUEUE}` in {types:#?}"))
+    };
+    let approval = find("ACTIVITY", "await_approval");
+    assert_eq!(approval["arguments"], json!(["request"]));
+    assert_eq!(approval["last_identity"], "cli-test-worker");
+    assert_eq!(approval["input_schema"]["type"], "array");
+    assert_eq!(approval["output_schema"]["type"], "string");
+    let workflow = find("WORKFLOW", "greet_all");
+    assert_eq!(workflow["input_schema"], json!(null));
+    let table = s.cli(&["types", "list"]).await;
+    assert!(table.status.success(), "{table:#?}");
+    assert!(table.stdout.starts_with("KIND"), "{}", table.stdout);
+    assert!(table.stdout.contains("await_approval"), "{}", table.stdout);
+
+    // A completion from the CLI whose result breaks the output schema is refused,
+    // naming the field; the attempt is still there to complete properly.
+    let client = s.client.clone();
+    let call = tokio::spawn(async move {
+        await_approval::call(&client, "deploy".into())
+            .activity_id("approval-typed")
+            .await
+    });
+    let token = s.published_token("approval-typed").await;
+    let refused = s
+        .cli(&["activity", "complete", "--token", &token, "--result", "42"])
+        .await;
+    let error = refused.error();
+    assert!(error.contains("`result`"), "{error}");
+    assert!(error.contains("string"), "{error}");
+    let described = s
+        .cli(&["activity", "describe", "--id", "approval-typed", "--json"])
+        .await
+        .json();
+    assert_eq!(described["state"], "STARTED");
+    let done = s
+        .cli(&[
+            "activity", "complete", "--token", &token, "--result", r#""ok""#,
+        ])
+        .await;
+    assert!(done.status.success(), "{done:#?}");
+    let result = bounded("the typed call", call)
+        .await
+        .expect("the call task")
+        .expect("the activity completes");
+    assert_eq!(result, "ok");
+    s.stop().await;
+}

@@ -15,7 +15,8 @@ use activity_core::{
     context::CancelHandle,
     failure::error_types,
     protocol::{
-        ActivityProtocol, ActivityTask, PollActivityTaskRequest, ProtocolError, TaskTarget,
+        ActivityProtocol, ActivityTask, ActivityTypeInfo, PollActivityTaskRequest, ProtocolError,
+        TaskTarget, WorkerRegistration,
     },
     workflow::PollWorkflowTaskRequest,
     ActivityContext, ActivityError, ApplicationFailure, CancelReason, Registry, RegistryError,
@@ -313,6 +314,7 @@ impl Worker {
             activities = shared.registry.len(),
             "worker started"
         );
+        register(&shared).await;
         let mut pollers = JoinSet::new();
         for queue in &shared.options.task_queues {
             for _ in 0..shared.options.pollers_per_queue {
@@ -375,6 +377,31 @@ impl Worker {
         }
         // Aborted attempts report their failure before releasing their slot.
         let _ = tokio::time::timeout(grace, idle()).await;
+    }
+}
+
+/// Tells the engine which activity types (with their schemas) and workflow types
+/// this worker serves on its task queues. An engine that does not offer it is
+/// fine; another failure is logged and the worker runs anyway.
+async fn register(shared: &Shared) {
+    let activities = shared
+        .registry
+        .describe()
+        .iter()
+        .map(ActivityTypeInfo::from)
+        .collect();
+    let registration = WorkerRegistration::new(
+        shared.options.identity.clone(),
+        shared.options.task_queues.clone(),
+    )
+    .with_activities(activities)
+    .with_workflows(shared.workflows.names());
+    match shared.protocol.register_worker(registration).await {
+        Ok(()) => tracing::debug!("worker types registered"),
+        Err(ProtocolError::Unsupported { .. }) => {
+            tracing::debug!("the engine does not take worker registrations");
+        }
+        Err(err) => tracing::warn!(error = %err, "registering the worker's types failed"),
     }
 }
 

@@ -119,6 +119,13 @@ impl WorkflowExecutor {
         !self.workflows.is_empty()
     }
 
+    /// The names of the workflows it runs, sorted.
+    pub(crate) fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.workflows.keys().map(|n| (*n).to_owned()).collect();
+        names.sort();
+        names
+    }
+
     /// Number of cached instances (for tests and metrics).
     pub(crate) fn cached(&self) -> usize {
         lock(&self.cache).instances.len()

@@ -13,9 +13,10 @@ use activity_core::{
     activity,
     definition::BoxFuture,
     protocol::{
-        ActivityProtocol, ActivityTask, ExecutionDescription, ExecutionOutcome, ExecutionRef,
-        ExecutionState, HeartbeatResponse, PollActivityTaskRequest, ProtocolError,
+        ActivityProtocol, ActivityTask, ActivityTypeInfo, ExecutionDescription, ExecutionOutcome,
+        ExecutionRef, ExecutionState, HeartbeatResponse, PollActivityTaskRequest, ProtocolError,
         ScheduleActivityRequest, ScheduleActivityResponse, TaskQueueDescription, TaskTarget,
+        TypeKind,
     },
     ActivityContext, ActivityError, ActivityOptions, ApplicationFailure, CancelReason, Client,
     Failure, Payload, RetryOptions, RetryState, State,
@@ -507,11 +508,12 @@ async fn an_unregistered_type_fails_the_attempt_listing_the_registered_types() {
 async fn undecodable_input_fails_non_retryably_naming_the_argument() {
     let engine = engine().await;
     let probe = Arc::new(Probe::default());
-    let (shutdown, running) = spawn(worker(engine.protocol(), &probe, "decode").build().unwrap());
     let protocol = engine.protocol();
     let options = ActivityOptions::new()
         .start_to_close(Duration::from_secs(5))
         .task_queue("decode");
+    // Scheduled before the worker starts: once it registered its types, the
+    // engine would refuse this input against `slow_step`'s schema.
     let scheduled = protocol
         .schedule_activity(ScheduleActivityRequest::new(
             "slow_step",
@@ -520,6 +522,7 @@ async fn undecodable_input_fails_non_retryably_naming_the_argument() {
         ))
         .await
         .unwrap();
+    let (shutdown, running) = spawn(worker(engine.protocol(), &probe, "decode").build().unwrap());
     let client = Client::new(engine.protocol());
     let failure = failure_of(
         client
@@ -678,4 +681,63 @@ async fn invalid_worker_options_are_refused_naming_them() {
         err.contains("takes `State<"),
         "missing state is reported at start: {err}"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_started_worker_registers_its_types_with_their_schemas_on_each_queue() {
+    let engine = engine().await;
+    let probe = Arc::new(Probe::default());
+    let worker = worker(engine.protocol(), &probe, "types-a")
+        .task_queue("types-b")
+        .build()
+        .unwrap();
+    let expected: Vec<ActivityTypeInfo> = worker
+        .registry()
+        .describe()
+        .iter()
+        .map(ActivityTypeInfo::from)
+        .collect();
+    assert!(expected.iter().any(|a| a.name == "slow_step"));
+    let protocol = engine.protocol();
+    assert_eq!(protocol.list_types().await.unwrap(), vec![]);
+    let (shutdown, running) = spawn(worker);
+    let mut types = Vec::new();
+    for _ in 0..100 {
+        types = protocol.list_types().await.unwrap();
+        if !types.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(types.len(), 2 * expected.len(), "{types:#?}");
+    for queue in ["types-a", "types-b"] {
+        for info in &expected {
+            let found = types
+                .iter()
+                .find(|t| t.name == info.name && t.task_queue == queue)
+                .unwrap_or_else(|| panic!("`{}` on `{queue}` is registered", info.name));
+            assert_eq!(found.kind, TypeKind::Activity);
+            assert_eq!(found.last_identity, "test-worker-types-a");
+            assert_eq!(found.arguments, info.arguments);
+            assert_eq!(found.input_schema.as_ref(), Some(&info.input_schema));
+            assert_eq!(found.output_schema.as_ref(), Some(&info.output_schema));
+        }
+    }
+    // The engine now refuses input that does not fit a registered schema.
+    let err = protocol
+        .schedule_activity(ScheduleActivityRequest::new(
+            "slow_step",
+            vec![Payload::json("seven").unwrap()],
+            ActivityOptions::new()
+                .start_to_close(Duration::from_secs(5))
+                .task_queue("types-b"),
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ProtocolError::InvalidArgument { field, .. } if field == "input[0] (`n`)"),
+        "{err:?}"
+    );
+    shutdown.shutdown();
+    running.await.unwrap();
 }

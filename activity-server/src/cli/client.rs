@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 
 use super::{
     view, ActivityCommand, AttemptTarget, CliError, Connection, ExecutionTarget, TaskQueueCommand,
-    WorkflowCommand, WorkflowTarget,
+    TypesCommand, WorkflowCommand, WorkflowTarget,
 };
 
 /// Longest single long poll while waiting for a result.
@@ -389,6 +389,51 @@ pub(crate) async fn task_queue(
             .collect();
         human.push_str(&view::table(&["POLLER", "LAST POLL"], &rows));
     }
+    print(connection, &value, &human)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `types …`
+pub(crate) async fn types(
+    connection: &Connection,
+    command: TypesCommand,
+) -> Result<ExitCode, CliError> {
+    let TypesCommand::List = command;
+    let protocol = connect(connection).await?;
+    let types = protocol.list_types().await?;
+    let value = Value::Array(types.iter().map(view::registered_type).collect());
+    let human = if types.is_empty() {
+        "no registered types\n".to_owned()
+    } else {
+        let rows: Vec<Vec<String>> = types
+            .iter()
+            .map(|t| {
+                vec![
+                    t.kind.to_string(),
+                    t.name.clone(),
+                    t.task_queue.clone(),
+                    if t.arguments.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        t.arguments.join(", ")
+                    },
+                    view::cell(&view::time(t.last_registered_time)),
+                    t.last_identity.clone(),
+                ]
+            })
+            .collect();
+        view::table(
+            &[
+                "KIND",
+                "NAME",
+                "TASK QUEUE",
+                "ARGUMENTS",
+                "LAST REGISTERED",
+                "BY",
+            ],
+            &rows,
+        )
+    };
     print(connection, &value, &human)?;
     Ok(ExitCode::SUCCESS)
 }

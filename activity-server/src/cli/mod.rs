@@ -47,6 +47,13 @@ enum Command {
         #[command(subcommand)]
         command: TaskQueueCommand,
     },
+    /// Lists the activity and workflow types workers registered.
+    Types {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(subcommand)]
+        command: TypesCommand,
+    },
 }
 
 /// `serve`'s arguments.
@@ -240,6 +247,14 @@ pub(crate) enum TaskQueueCommand {
     },
 }
 
+/// `types` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum TypesCommand {
+    /// Lists every registered type: kind, name, task queue, arguments, and when
+    /// and by whom it was last registered (`--json` adds the JSON Schemas).
+    List,
+}
+
 /// Why a command failed. Each message says what to do about it.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum CliError {
@@ -321,6 +336,10 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             connection,
             command,
         } => client::task_queue(&connection, command).await,
+        Command::Types {
+            connection,
+            command,
+        } => client::types(&connection, command).await,
     }
 }
 

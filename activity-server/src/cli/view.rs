@@ -12,7 +12,7 @@ use std::{
 use activity_core::{
     failure::{ActivityFailure, Failure},
     options::ValidatedOptions,
-    protocol::{ExecutionDescription, ExecutionOutcome, TaskQueueDescription},
+    protocol::{ExecutionDescription, ExecutionOutcome, RegisteredType, TaskQueueDescription},
     workflow::history::{
         EventKind, HistoryEvent, LocalActivityOutcome, WorkflowDescription, WorkflowFailure,
         WorkflowOutcome,
@@ -249,6 +249,19 @@ pub(crate) fn task_queue(q: &TaskQueueDescription) -> Value {
             "identity": p.identity,
             "last_poll_time": time(p.last_poll_time),
         })).collect::<Vec<_>>(),
+    })
+}
+
+pub(crate) fn registered_type(t: &RegisteredType) -> Value {
+    json!({
+        "kind": t.kind.as_str(),
+        "name": t.name,
+        "task_queue": t.task_queue,
+        "arguments": t.arguments,
+        "input_schema": t.input_schema,
+        "output_schema": t.output_schema,
+        "last_registered_time": time(t.last_registered_time),
+        "last_identity": t.last_identity,
     })
 }
 

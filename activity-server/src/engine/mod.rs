@@ -45,10 +45,17 @@
 //!   activity of a run reports its final outcome to the run's history in the
 //!   transaction that makes it final, so exactly once.
 //!
+//! - **Registered types.** Workers register the types they serve, with their JSON
+//!   Schemas (module `types`): rows per kind, type and task queue. Scheduling a
+//!   standalone activity of a registered type checks its input, and completing an
+//!   attempt checks its result, in the same transaction as the rule, against
+//!   validators compiled once per schema.
+//!
 //! Clocks: the engine reads time only from its [`Clock`]; tests inject
 //! [`VirtualClock`](crate::clock::VirtualClock) and skip through timeouts.
 
 mod rules;
+mod types;
 mod workflows;
 
 use std::{
@@ -69,8 +76,9 @@ use activity_core::{
     payload::Payload,
     protocol::{
         ActivityProtocol, ActivityTask, ExecutionDescription, ExecutionOutcome, ExecutionRef,
-        ExecutionState, HeartbeatResponse, PollActivityTaskRequest, ProtocolError,
+        ExecutionState, HeartbeatResponse, PollActivityTaskRequest, ProtocolError, RegisteredType,
         ScheduleActivityRequest, ScheduleActivityResponse, TaskQueueDescription, TaskTarget,
+        WorkerRegistration,
     },
     workflow::{
         Command, HistoryEvent, LocalActivityOutcome, PollWorkflowTaskRequest, StartWorkflowRequest,
@@ -256,6 +264,8 @@ struct Inner {
     armed_at: AtomicI64,
     shutdown: watch::Sender<bool>,
     timer_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Compiled JSON Schemas of registered types.
+    validators: Arc<types::Validators>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -365,6 +375,7 @@ impl Engine {
                 armed_at: AtomicI64::new(i64::MAX),
                 shutdown,
                 timer_task: Mutex::new(None),
+                validators: Arc::default(),
             }),
         };
         let task = tokio::spawn(timer_loop(Arc::downgrade(&engine.inner)));
@@ -464,8 +475,12 @@ impl Engine {
             options,
             now,
         );
+        let validators = self.inner.validators.clone();
         let exec = self
-            .run(move |tx, fx| rules::schedule(tx, fx, record))
+            .run(move |tx, fx| {
+                types::check_input(tx, &validators, &record)?;
+                rules::schedule(tx, fx, record)
+            })
             .await?;
         tracing::debug!(activity_id = %exec.activity_id, activity_type = %exec.activity_type, task_queue = %exec.task_queue, "scheduled");
         Ok(ScheduleActivityResponse::new(
@@ -582,6 +597,42 @@ impl Engine {
             outcomes.remove(&key);
         }
         result
+    }
+}
+
+/// Registered types (module `types`).
+impl Engine {
+    async fn register(&self, registration: WorkerRegistration) -> Result<(), ProtocolError> {
+        if registration.identity.len() > MAX_ID_LEN {
+            return Err(ProtocolError::invalid_argument(
+                "identity",
+                format!("must be at most {MAX_ID_LEN} bytes"),
+            ));
+        }
+        for (i, queue) in registration.task_queues.iter().enumerate() {
+            check_name(&format!("task_queues[{i}]"), queue)?;
+        }
+        for (i, activity) in registration.activities.iter().enumerate() {
+            check_name(&format!("activities[{i}].name"), &activity.name)?;
+        }
+        for (i, workflow) in registration.workflows.iter().enumerate() {
+            check_name(&format!("workflows[{i}]"), workflow)?;
+        }
+        self.check_payload(
+            || "the worker registration".into(),
+            json_size(&registration),
+        )?;
+        let records = types::records(&self.inner.validators, &registration, self.now_ms())?;
+        let count = records.len();
+        self.run(move |tx, _| {
+            for record in &records {
+                tx.put_registered_type(record)?;
+            }
+            Ok(())
+        })
+        .await?;
+        tracing::debug!(identity = %registration.identity, types = count, "worker registered");
+        Ok(())
     }
 }
 
@@ -980,8 +1031,13 @@ impl ActivityProtocol for Engine {
                 self.check_payload(|| "the result".into(), result.len())?;
                 let signer = self.inner.signer.clone();
                 let now = self.now_ms();
-                self.run(move |tx, fx| rules::complete(tx, fx, &signer, &target, result, now))
-                    .await
+                let validators = self.inner.validators.clone();
+                self.run(move |tx, fx| {
+                    let exec = rules::started_attempt(tx, &signer, &target)?;
+                    types::check_result(tx, &validators, &exec, &result)?;
+                    rules::complete_started(tx, fx, exec, result, now)
+                })
+                .await
             }
             .instrument(span),
         )
@@ -1174,5 +1230,22 @@ impl ActivityProtocol for Engine {
         wait: Duration,
     ) -> BoxFuture<'_, Result<Option<WorkflowOutcome>, ProtocolError>> {
         Box::pin(self.wait_run(workflow, wait))
+    }
+
+    fn register_worker(
+        &self,
+        registration: WorkerRegistration,
+    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
+        let span = tracing::debug_span!(
+            "register_worker",
+            identity = %registration.identity,
+            activities = registration.activities.len(),
+            workflows = registration.workflows.len(),
+        );
+        Box::pin(self.register(registration).instrument(span))
+    }
+
+    fn list_types(&self) -> BoxFuture<'_, Result<Vec<RegisteredType>, ProtocolError>> {
+        Box::pin(async move { self.run(|tx, _| types::list(tx)).await })
     }
 }

@@ -427,16 +427,15 @@ fn close(
     workflows::activity_closed(tx, fx, exec, now)
 }
 
-/// Completes the started attempt (and the execution).
-pub(crate) fn complete(
+/// Completes the started attempt `exec` (from [`started_attempt`]): COMPLETED
+/// with its result.
+pub(crate) fn complete_started(
     tx: &mut dyn Tx,
     fx: &mut Effects,
-    signer: &TokenSigner,
-    target: &TaskTarget,
+    mut exec: ExecutionRecord,
     result: Payload,
     now: i64,
 ) -> Result<(), ProtocolError> {
-    let mut exec = started_attempt(tx, signer, target)?;
     exec.result = Some(result);
     exec.retry_state = None;
     close(tx, fx, &mut exec, ExecutionState::Completed, now)

@@ -47,7 +47,7 @@ use activity_core::{
     failure::{Failure, RetryState},
     options::ValidatedOptions,
     payload::Payload,
-    protocol::ExecutionState,
+    protocol::{ExecutionState, TypeKind},
     workflow::{EventKind, HistoryEvent, WorkflowOutcome, WorkflowState},
 };
 
@@ -248,6 +248,40 @@ pub trait Tx {
         now: i64,
         limit: usize,
     ) -> Result<Vec<WorkflowTimerRecord>, StoreError>;
+
+    // Registered types.
+    /// Inserts or replaces the registration of a type on a task queue.
+    fn put_registered_type(&mut self, record: &TypeRecord) -> Result<(), StoreError>;
+    /// The registration of a type on a task queue, if any.
+    fn registered_type(
+        &mut self,
+        kind: TypeKind,
+        name: &str,
+        task_queue: &str,
+    ) -> Result<Option<TypeRecord>, StoreError>;
+    /// Every registration, by kind, name and task queue.
+    fn registered_types(&mut self) -> Result<Vec<TypeRecord>, StoreError>;
+}
+
+/// A type a worker registered on a task queue, as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TypeRecord {
+    /// Activity or workflow.
+    pub kind: TypeKind,
+    /// The type name.
+    pub name: String,
+    /// The task queue.
+    pub task_queue: String,
+    /// Argument names (activities).
+    pub arguments: Vec<String>,
+    /// The input's JSON Schema as JSON text (activities).
+    pub input_schema: Option<String>,
+    /// The result's JSON Schema as JSON text (activities).
+    pub output_schema: Option<String>,
+    /// Identity of the worker that registered it last.
+    pub identity: String,
+    /// When it was registered last.
+    pub registered_at: i64,
 }
 
 /// One activity execution as stored.

@@ -26,7 +26,7 @@
 //! wake-ups are in-process). An in-memory database (for tests) has the same
 //! semantics without the disk.
 //!
-//! # Schema (version 2)
+//! # Schema (version 3)
 //!
 //! - `meta(key, value)`: engine metadata: schema version, task-token key.
 //! - `executions`: one row per activity execution: ids (`scope`, `activity_id`,
@@ -54,8 +54,12 @@
 //!   arrived while the run's workflow task was started, appended after its answer.
 //! - `workflow_timers(run_key, kind, seq, due_at)`: durable timers of runs (the
 //!   workflow's own timers, workflow task timeouts and backoffs).
+//! - `registered_types(kind, name, task_queue, arguments, input_schema,
+//!   output_schema, identity, registered_at)`: the activity and workflow types
+//!   workers registered, per task queue; schemas as JSON text.
 //!
-//! Version 1 databases (before workflows) are upgraded in place when opened.
+//! Version 1 databases (before workflows) and version 2 databases (before
+//! registered types) are upgraded in place when opened.
 //!
 //! Payloads are stored as blobs (encoding name + bytes), never re-encoded.
 
@@ -75,19 +79,19 @@ use activity_core::{
     failure::{Failure, RetryState},
     options::ValidatedOptions,
     payload::{Encoding, Payload},
-    protocol::ExecutionState,
+    protocol::{ExecutionState, TypeKind},
     workflow::{EventKind, HistoryEvent, WorkflowOutcome, WorkflowState},
 };
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row};
 
 use super::{
     ExecutionRecord, QueueRecord, RunRecord, Store, StoreError, TimerKind, TimerRecord, Tx, TxJob,
-    WorkflowTaskState, WorkflowTimerKind, WorkflowTimerRecord,
+    TypeRecord, WorkflowTaskState, WorkflowTimerKind, WorkflowTimerRecord,
 };
 
 /// Most jobs committed in one transaction.
 const MAX_BATCH: usize = 256;
-const SCHEMA_VERSION: &str = "2";
+const SCHEMA_VERSION: &str = "3";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -190,6 +194,17 @@ CREATE TABLE IF NOT EXISTS workflow_timers (
     PRIMARY KEY (run_key, kind, seq)
 );
 CREATE INDEX IF NOT EXISTS workflow_timers_due ON workflow_timers (due_at);
+CREATE TABLE IF NOT EXISTS registered_types (
+    kind          TEXT NOT NULL,
+    name          TEXT NOT NULL,
+    task_queue    TEXT NOT NULL,
+    arguments     TEXT NOT NULL,
+    input_schema  TEXT,
+    output_schema TEXT,
+    identity      TEXT NOT NULL,
+    registered_at INTEGER NOT NULL,
+    PRIMARY KEY (kind, name, task_queue)
+) WITHOUT ROWID;
 ";
 
 /// Upgrades a version 1 database (before workflows): the new tables are made by
@@ -322,9 +337,11 @@ impl SqliteStore {
                 .map_err(sql_error)?;
             }
             Some(v) if v == SCHEMA_VERSION.as_bytes() => {}
-            Some(v) if v == b"1" => {
+            // The new tables were made by `SCHEMA`; version 1 also gains a column.
+            Some(v) if v == b"1" || v == b"2" => {
+                let upgrade = if v == b"1" { UPGRADE_FROM_1 } else { "" };
                 conn.execute_batch(&format!(
-                    "BEGIN IMMEDIATE; {UPGRADE_FROM_1}
+                    "BEGIN IMMEDIATE; {upgrade}
                      UPDATE meta SET value = CAST('{SCHEMA_VERSION}' AS BLOB)
                         WHERE key = 'schema_version';
                      COMMIT;"
@@ -1263,6 +1280,103 @@ impl Tx for SqliteTx<'_> {
             })
             .collect()
     }
+    fn put_registered_type(&mut self, r: &TypeRecord) -> Result<(), StoreError> {
+        let arguments = to_json(&r.arguments)?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO registered_types (kind, name, task_queue, arguments, input_schema,
+                    output_schema, identity, registered_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (kind, name, task_queue) DO UPDATE SET
+                    arguments = excluded.arguments, input_schema = excluded.input_schema,
+                    output_schema = excluded.output_schema, identity = excluded.identity,
+                    registered_at = excluded.registered_at",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    r.kind.as_str(),
+                    r.name,
+                    r.task_queue,
+                    arguments,
+                    r.input_schema,
+                    r.output_schema,
+                    r.identity,
+                    r.registered_at,
+                ])
+            })
+            .map(drop)
+            .map_err(sql_error)
+    }
+
+    fn registered_type(
+        &mut self,
+        kind: TypeKind,
+        name: &str,
+        task_queue: &str,
+    ) -> Result<Option<TypeRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {TYPE_COLUMNS} FROM registered_types
+             WHERE kind = ?1 AND name = ?2 AND task_queue = ?3"
+        );
+        let raw = self
+            .conn
+            .prepare_cached(&sql)
+            .and_then(|mut s| {
+                s.query_row(params![kind.as_str(), name, task_queue], raw_type)
+                    .optional()
+            })
+            .map_err(sql_error)?;
+        raw.map(RawType::decode).transpose()
+    }
+
+    fn registered_types(&mut self) -> Result<Vec<TypeRecord>, StoreError> {
+        let sql =
+            format!("SELECT {TYPE_COLUMNS} FROM registered_types ORDER BY kind, name, task_queue");
+        let raws: Vec<RawType> = self
+            .conn
+            .prepare_cached(&sql)
+            .and_then(|mut s| s.query_map([], raw_type)?.collect())
+            .map_err(sql_error)?;
+        raws.into_iter().map(RawType::decode).collect()
+    }
+}
+
+const TYPE_COLUMNS: &str =
+    "kind, name, task_queue, arguments, input_schema, output_schema, identity, registered_at";
+
+/// The columns of a registered type row, read before decoding.
+struct RawType {
+    kind: String,
+    arguments: String,
+    record: TypeRecord,
+}
+
+fn raw_type(r: &Row<'_>) -> rusqlite::Result<RawType> {
+    Ok(RawType {
+        kind: r.get(0)?,
+        arguments: r.get(3)?,
+        record: TypeRecord {
+            kind: TypeKind::Activity,
+            name: r.get(1)?,
+            task_queue: r.get(2)?,
+            arguments: Vec::new(),
+            input_schema: r.get(4)?,
+            output_schema: r.get(5)?,
+            identity: r.get(6)?,
+            registered_at: r.get(7)?,
+        },
+    })
+}
+
+impl RawType {
+    fn decode(self) -> Result<TypeRecord, StoreError> {
+        let mut record = self.record;
+        record.kind =
+            TypeKind::parse(&self.kind).ok_or_else(|| corrupt("type kind", &self.kind))?;
+        record.arguments =
+            serde_json::from_str(&self.arguments).map_err(|e| corrupt("type arguments", e))?;
+        Ok(record)
+    }
 }
 
 const RUN_COLUMNS: &str = "key, workflow_id, run_id, workflow_type, task_queue, input, state, \
@@ -1503,6 +1617,75 @@ mod tests {
         let old = tx.execution_by_id("", "old").unwrap().expect("kept");
         assert_eq!(old.workflow_seq, None);
         assert_eq!(tx.latest_run("any").unwrap(), None);
+    }
+
+    #[test]
+    fn a_version_2_database_is_upgraded_in_place_and_gains_registered_types() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v2.db");
+        {
+            // The version 2 schema: everything but `registered_types`.
+            let conn = Connection::open(&path).unwrap();
+            let v2 = SCHEMA
+                .split("CREATE TABLE IF NOT EXISTS registered_types")
+                .next()
+                .unwrap();
+            conn.execute_batch(v2).unwrap();
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
+                params![b"2".to_vec()],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO task_queues (name, rate_limit, bucket_tokens, bucket_at)
+                 VALUES ('kept', 2.5, 0, 0)",
+                [],
+            )
+            .unwrap();
+            assert!(conn.prepare("SELECT kind FROM registered_types").is_err());
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        drop(store);
+        let conn = Connection::open(&path).unwrap();
+        let version: Vec<u8> = conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(version, b"3");
+        let mut tx = SqliteTx { conn: &conn };
+        assert_eq!(tx.queue("kept").unwrap().unwrap().rate_limit, Some(2.5));
+        assert_eq!(tx.registered_types().unwrap(), vec![]);
+        let record = TypeRecord {
+            kind: TypeKind::Activity,
+            name: "charge".into(),
+            task_queue: "q".into(),
+            arguments: vec!["card".into(), "cents".into()],
+            input_schema: Some("{\"type\":\"array\"}".into()),
+            output_schema: Some("true".into()),
+            identity: "w1".into(),
+            registered_at: 5,
+        };
+        tx.put_registered_type(&record).unwrap();
+        let again = TypeRecord {
+            identity: "w2".into(),
+            registered_at: 9,
+            ..record
+        };
+        tx.put_registered_type(&again).unwrap();
+        assert_eq!(tx.registered_types().unwrap(), vec![again.clone()]);
+        assert_eq!(
+            tx.registered_type(TypeKind::Activity, "charge", "q")
+                .unwrap(),
+            Some(again)
+        );
+        assert_eq!(
+            tx.registered_type(TypeKind::Workflow, "charge", "q")
+                .unwrap(),
+            None
+        );
     }
 
     #[test]

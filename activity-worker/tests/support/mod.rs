@@ -21,8 +21,9 @@ use activity_core::{
     definition::BoxFuture,
     protocol::{
         ActivityTask, ExecutionDescription, ExecutionOutcome, ExecutionRef, ExecutionState,
-        HeartbeatResponse, PollActivityTaskRequest, ProtocolError, ScheduleActivityRequest,
-        ScheduleActivityResponse, TaskQueueDescription, TaskTarget,
+        HeartbeatResponse, PollActivityTaskRequest, ProtocolError, RegisteredType,
+        ScheduleActivityRequest, ScheduleActivityResponse, TaskQueueDescription, TaskTarget,
+        WorkerRegistration,
     },
     workflow::{
         Command, HistoryEvent, PollWorkflowTaskRequest, StartWorkflowRequest, WorkflowDescription,
@@ -260,6 +261,12 @@ impl ActivityProtocol for InstantNetwork {
             answer
         })
     }
+    fn register_worker(&self, r: WorkerRegistration) -> BoxFuture<'_, Result<(), ProtocolError>> {
+        held(self.inner.register_worker(r))
+    }
+    fn list_types(&self) -> BoxFuture<'_, Result<Vec<RegisteredType>, ProtocolError>> {
+        held(self.inner.list_types())
+    }
 }
 
 /// An engine and the connection the suites reach it through.
@@ -419,5 +426,11 @@ impl ActivityProtocol for ServiceSide {
             self.holds.hold();
             answer
         })
+    }
+    fn register_worker(&self, r: WorkerRegistration) -> BoxFuture<'_, Result<(), ProtocolError>> {
+        pass(self.inner.register_worker(r))
+    }
+    fn list_types(&self) -> BoxFuture<'_, Result<Vec<RegisteredType>, ProtocolError>> {
+        pass(self.inner.list_types())
     }
 }
