@@ -46,6 +46,15 @@ impl PendingHeartbeat {
         lock(&self.latest).take()
     }
 
+    /// Puts back details that could not be sent, unless newer ones are waiting.
+    fn restore(&self, details: Option<Payload>) {
+        let mut latest = lock(&self.latest);
+        if latest.is_none() {
+            *latest = Some(details);
+            self.wake.notify_one();
+        }
+    }
+
     fn last_recorded(&self) -> Option<Instant> {
         *lock(&self.last_recorded)
     }
@@ -88,7 +97,7 @@ pub(crate) async fn send_heartbeats(
         };
         last_sent = Some(Instant::now());
         match protocol
-            .record_heartbeat(TaskTarget::Token(token.clone()), details)
+            .record_heartbeat(TaskTarget::Token(token.clone()), details.clone())
             .await
         {
             Ok(answer) => {
@@ -101,6 +110,12 @@ pub(crate) async fn send_heartbeats(
                     tracing::debug!(%err, "heartbeat refused: cancelling the activity");
                     cancel.cancel(reason);
                     return;
+                }
+                None if err.is_retryable() => {
+                    // The engine is unreachable (e.g. restarting): keep these details
+                    // for the next send unless newer ones arrived meanwhile.
+                    tracing::warn!(%err, "heartbeat not recorded; it will be sent again");
+                    pending.restore(details);
                 }
                 None => tracing::warn!(%err, "heartbeat not recorded"),
             },

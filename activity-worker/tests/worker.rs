@@ -106,6 +106,14 @@ async fn resumable(ctx: ActivityContext, probe: State<Probe>) -> Result<u32, Act
     Ok(10)
 }
 
+/// Heartbeats once, then works on without heartbeating.
+#[activity(start_to_close = "1h")]
+async fn beat_once(ctx: ActivityContext) -> Result<(), ActivityError> {
+    ctx.heartbeat(&7u32)?;
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    Ok(())
+}
+
 #[activity(start_to_close = "10s", retry(maximum_attempts = 1))]
 async fn explode(n: u32) -> Result<u32, ActivityError> {
     if n > 0 {
@@ -171,6 +179,8 @@ fn spawn(
 struct CountingProtocol {
     inner: Arc<dyn ActivityProtocol>,
     heartbeats: AtomicU64,
+    /// Heartbeats answered "unavailable" (the engine restarting) before the rest go through.
+    unavailable_heartbeats: AtomicU32,
 }
 
 impl ActivityProtocol for CountingProtocol {
@@ -192,6 +202,15 @@ impl ActivityProtocol for CountingProtocol {
         details: Option<Payload>,
     ) -> BoxFuture<'_, Result<HeartbeatResponse, ProtocolError>> {
         self.heartbeats.fetch_add(1, Ordering::SeqCst);
+        let down = self
+            .unavailable_heartbeats
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if down {
+            return Box::pin(std::future::ready(Err(ProtocolError::Unavailable {
+                message: "the engine is restarting".into(),
+            })));
+        }
         self.inner.record_heartbeat(target, details)
     }
     fn complete_activity(
@@ -375,6 +394,7 @@ async fn heartbeats_are_throttled_and_the_latest_details_are_stored() {
     let counting = Arc::new(CountingProtocol {
         inner: engine.protocol(),
         heartbeats: AtomicU64::new(0),
+        unavailable_heartbeats: AtomicU32::new(0),
     });
     let probe = Arc::new(Probe::default());
     let client = Client::new(engine.protocol()).with_task_queue("chatty");
@@ -737,6 +757,37 @@ async fn a_started_worker_registers_its_types_with_their_schemas_on_each_queue()
     assert!(
         matches!(&err, ProtocolError::InvalidArgument { field, .. } if field == "input[0] (`n`)"),
         "{err:?}"
+    );
+    shutdown.shutdown();
+    running.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_heartbeat_the_engine_could_not_take_is_sent_again() {
+    let engine = engine().await;
+    let counting = Arc::new(CountingProtocol {
+        inner: engine.protocol(),
+        heartbeats: AtomicU64::new(0),
+        unavailable_heartbeats: AtomicU32::new(1),
+    });
+    let probe = Arc::new(Probe::default());
+    let client = Client::new(engine.protocol()).with_task_queue("flaky");
+    let (shutdown, running) = spawn(worker(counting.clone(), &probe, "flaky").build().unwrap());
+    let handle = client.start(beat_once::call(&client)).await.unwrap();
+    handle.result().await.unwrap();
+    let details: u32 = handle
+        .describe()
+        .await
+        .unwrap()
+        .heartbeat_details
+        .expect("the details reached the engine on the second send")
+        .decode()
+        .unwrap();
+    assert_eq!(details, 7);
+    assert_eq!(
+        counting.heartbeats.load(Ordering::SeqCst),
+        2,
+        "sent, refused, sent again"
     );
     shutdown.shutdown();
     running.await.unwrap();
