@@ -41,8 +41,9 @@ use crate::{
     payload::Payload,
     registry::ActivityDescriptor,
     workflow::history::{
-        Command, HistoryEvent, PollWorkflowTaskRequest, StartWorkflowRequest, WorkflowDescription,
-        WorkflowOutcome, WorkflowRef, WorkflowState, WorkflowTask,
+        Command, HistoryEvent, ListWorkflowsRequest, PollWorkflowTaskRequest, StartWorkflowRequest,
+        WorkflowDescription, WorkflowOutcome, WorkflowRef, WorkflowState, WorkflowSummary,
+        WorkflowTask,
     },
 };
 
@@ -905,6 +906,17 @@ pub trait ActivityProtocol: Send + Sync + 'static {
         let _ = (workflow, wait);
         unsupported("wait_workflow_outcome")
     }
+
+    /// Workflow runs, newest (latest start) first, filtered by the request's
+    /// state and type, at most `request.limit` (bounded) of them.
+    fn list_workflows(
+        &self,
+        request: ListWorkflowsRequest,
+    ) -> BoxFuture<'_, Result<Vec<WorkflowSummary>, ProtocolError>> {
+        let _ = request;
+        unsupported("list_workflows")
+    }
+
     /// Records which activity types (with their schemas) and workflow types a
     /// worker serves on its task queues; the engine may then validate inputs and
     /// results of those types against the schemas.

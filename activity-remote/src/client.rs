@@ -15,8 +15,9 @@ use activity_core::{
         WorkerRegistration,
     },
     workflow::history::{
-        Command, HistoryEvent, PollWorkflowTaskRequest, StartWorkflowRequest, WorkflowDescription,
-        WorkflowOutcome, WorkflowRef, WorkflowState, WorkflowTask,
+        Command, HistoryEvent, ListWorkflowsRequest, PollWorkflowTaskRequest, StartWorkflowRequest,
+        WorkflowDescription, WorkflowOutcome, WorkflowRef, WorkflowState, WorkflowSummary,
+        WorkflowTask,
     },
 };
 use tonic::{
@@ -674,6 +675,25 @@ impl ActivityProtocol for RemoteProtocol {
                 .await?;
             answer(
                 convert::workflow_description_from_wire(response.description),
+                RPC,
+            )
+        })
+    }
+
+    fn list_workflows(
+        &self,
+        request: ListWorkflowsRequest,
+    ) -> BoxFuture<'_, Result<Vec<WorkflowSummary>, ProtocolError>> {
+        Box::pin(async move {
+            const RPC: &str = "ListWorkflows";
+            let message = convert::list_workflows_request_to_wire(&request);
+            let response = self
+                .unary(RPC, message, Duration::ZERO, |mut c, r| async move {
+                    c.list_workflows(r).await
+                })
+                .await?;
+            answer(
+                convert::workflow_summaries_from_wire(response.workflows),
                 RPC,
             )
         })

@@ -463,6 +463,24 @@ impl pb::activity_protocol_server::ActivityProtocol for ActivityService {
         }))
     }
 
+    async fn list_workflows(
+        &self,
+        request: Request<pb::ListWorkflowsRequest>,
+    ) -> Result<Response<pb::ListWorkflowsResponse>, Status> {
+        let request = decode(convert::list_workflows_request_from_wire(
+            request.into_inner(),
+        ))?;
+        let workflows = self.protocol.list_workflows(request).await;
+        answer(workflows.map(|workflows| {
+            pb::ListWorkflowsResponse {
+                workflows: workflows
+                    .iter()
+                    .map(convert::workflow_summary_to_wire)
+                    .collect(),
+            }
+        }))
+    }
+
     async fn get_workflow_history(
         &self,
         request: Request<pb::GetWorkflowHistoryRequest>,

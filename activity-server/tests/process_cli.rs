@@ -13,7 +13,7 @@ use activity_core::{
 };
 use activity_worker::{ShutdownHandle, Worker, WorkerReport};
 use process_support::*;
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 
 const QUEUE: &str = "cli-q";
@@ -339,6 +339,30 @@ async fn workflow_and_task_queue_commands_print_json_that_parses() {
             .error()
             .contains("workflow `idle-1` is still running after 300ms"),
         "{waiting:#?}"
+    );
+    // Both runs are listed, newest first; filters narrow the list.
+    let listed = s.cli(&["workflow", "list", "--json"]).await.json();
+    let runs = listed.as_array().expect("an array of runs");
+    let ids: Vec<&Value> = runs.iter().map(|r| &r["workflow_id"]).collect();
+    assert_eq!(ids, [&json!("idle-1"), &json!("greet-1")], "{listed}");
+    assert_eq!(runs[0]["state"], "RUNNING");
+    assert_eq!(runs[0]["task_queue"], "idle-q");
+    assert_eq!(runs[0]["close_time"], Value::Null);
+    assert_eq!(runs[1]["state"], "COMPLETED");
+    assert_eq!(runs[1]["workflow_type"], "greet_all");
+    let running = s
+        .cli(&["workflow", "list", "--state", "running", "--json"])
+        .await
+        .json();
+    assert_eq!(running.as_array().map(Vec::len), Some(1), "{running}");
+    assert_eq!(running[0]["workflow_id"], "idle-1");
+    let table = s
+        .cli(&["workflow", "list", "--type", "greet_all", "--limit", "1"])
+        .await;
+    assert!(table.status.success(), "{table:#?}");
+    assert!(
+        table.stdout.contains("idle-1") && !table.stdout.contains("greet-1"),
+        "{table:#?}"
     );
     let canceled = s
         .cli(&["workflow", "cancel", "--id", "idle-1", "--json"])

@@ -12,9 +12,9 @@ use activity_core::{
     options::{ActivityOptions, RetryOptions},
     protocol::{ClosedReason, ExecutionRef, ExecutionState, ProtocolError, TaskTarget},
     workflow::{
-        Command, EventKind, HistoryEvent, LocalActivityOutcome, PollWorkflowTaskRequest,
-        StartWorkflowRequest, WorkflowFailure, WorkflowOutcome, WorkflowRef, WorkflowState,
-        WorkflowTask,
+        Command, EventKind, HistoryEvent, ListWorkflowsRequest, LocalActivityOutcome,
+        PollWorkflowTaskRequest, StartWorkflowRequest, WorkflowFailure, WorkflowOutcome,
+        WorkflowRef, WorkflowState, WorkflowTask,
     },
     ActivityFailure,
 };
@@ -862,6 +862,89 @@ async fn completing_the_workflow_closes_the_run_and_cancels_what_it_left_running
             .await
             .unwrap(),
         Some(WorkflowOutcome::Completed(json("shipped")))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn runs_are_listed_newest_first_filtered_by_state_and_type_and_limited() {
+    let env = Env::new().await;
+    let ids = |runs: &[activity_core::workflow::WorkflowSummary]| -> Vec<String> {
+        runs.iter().map(|r| r.workflow_id.clone()).collect()
+    };
+    let list = |request: ListWorkflowsRequest| {
+        let protocol = env.protocol.clone();
+        async move { protocol.list_workflows(request).await.expect("list") }
+    };
+    assert!(list(ListWorkflowsRequest::new()).await.is_empty());
+
+    // "done" (completed), then "broken" (failed), then "open" (running, type
+    // "invoice"), each started a second after the previous one.
+    let done = start(&env, "done").await;
+    let task = next_wf(&env, "w").await;
+    complete_wf(
+        &env,
+        &task,
+        vec![Command::CompleteWorkflow { result: json(1) }],
+    )
+    .await;
+    tokio::time::sleep(secs(1)).await;
+    start(&env, "broken").await;
+    let task = next_wf(&env, "w").await;
+    let failure = WorkflowFailure::Application(ApplicationFailure::new("Bad", "no"));
+    complete_wf(&env, &task, vec![Command::FailWorkflow { failure }]).await;
+    tokio::time::sleep(secs(1)).await;
+    let open = env
+        .protocol
+        .start_workflow(StartWorkflowRequest::new("open", "invoice", QUEUE, vec![]))
+        .await
+        .unwrap();
+
+    let all = list(ListWorkflowsRequest::new()).await;
+    assert_eq!(ids(&all), ["open", "broken", "done"]);
+    assert!(all.windows(2).all(|w| w[0].start_time > w[1].start_time));
+    let newest = &all[0];
+    assert_eq!(Some(&newest.run_id), open.run_id.as_ref());
+    assert_eq!(
+        (
+            newest.workflow_type.as_str(),
+            newest.task_queue.as_str(),
+            newest.state,
+            newest.close_time
+        ),
+        ("invoice", QUEUE, WorkflowState::Running, None)
+    );
+    let d = env.protocol.describe_workflow(done).await.unwrap();
+    assert_eq!(all[2].start_time, d.start_time);
+    assert_eq!(all[2].close_time, d.close_time);
+    assert!(all[2].close_time.is_some());
+
+    let by_state = |state| list(ListWorkflowsRequest::new().with_state(state));
+    assert_eq!(ids(&by_state(WorkflowState::Completed).await), ["done"]);
+    assert_eq!(ids(&by_state(WorkflowState::Failed).await), ["broken"]);
+    assert_eq!(ids(&by_state(WorkflowState::Running).await), ["open"]);
+    assert!(by_state(WorkflowState::Canceled).await.is_empty());
+    let orders = ListWorkflowsRequest::new().with_workflow_type("order");
+    assert_eq!(ids(&list(orders.clone()).await), ["broken", "done"]);
+    assert_eq!(
+        ids(&list(orders.with_state(WorkflowState::Completed)).await),
+        ["done"]
+    );
+    assert!(list(ListWorkflowsRequest::new().with_workflow_type("nope"))
+        .await
+        .is_empty());
+    assert_eq!(
+        ids(&list(ListWorkflowsRequest::new().with_limit(2)).await),
+        ["open", "broken"]
+    );
+    assert!(list(ListWorkflowsRequest::new().with_limit(0))
+        .await
+        .is_empty());
+    // A limit above the bound is bounded, not refused.
+    assert_eq!(
+        list(ListWorkflowsRequest::new().with_limit(u32::MAX))
+            .await
+            .len(),
+        3
     );
 }
 

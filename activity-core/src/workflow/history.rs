@@ -589,6 +589,108 @@ impl WorkflowDescription {
     }
 }
 
+/// The default number of runs [`ListWorkflowsRequest`] answers.
+pub const DEFAULT_LIST_WORKFLOWS_LIMIT: u32 = 100;
+
+/// The most runs one [`ListWorkflowsRequest`] answers; larger limits are bounded
+/// to it.
+pub const MAX_LIST_WORKFLOWS_LIMIT: u32 = 1000;
+
+/// List workflow runs, newest first, optionally filtered by state and type.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ListWorkflowsRequest {
+    /// Only runs in this state; `None`: any state.
+    pub state: Option<WorkflowState>,
+    /// Only runs of this workflow type; `None`: any type.
+    pub workflow_type: Option<String>,
+    /// At most this many runs (bounded to [`MAX_LIST_WORKFLOWS_LIMIT`]).
+    pub limit: u32,
+}
+
+impl ListWorkflowsRequest {
+    /// Every run, up to [`DEFAULT_LIST_WORKFLOWS_LIMIT`] of them.
+    pub fn new() -> Self {
+        Self {
+            state: None,
+            workflow_type: None,
+            limit: DEFAULT_LIST_WORKFLOWS_LIMIT,
+        }
+    }
+
+    /// Only runs in `state`.
+    pub fn with_state(mut self, state: WorkflowState) -> Self {
+        self.state = Some(state);
+        self
+    }
+
+    /// Only runs of `workflow_type`.
+    pub fn with_workflow_type(mut self, workflow_type: impl Into<String>) -> Self {
+        self.workflow_type = Some(workflow_type.into());
+        self
+    }
+
+    /// At most `limit` runs.
+    pub fn with_limit(mut self, limit: u32) -> Self {
+        self.limit = limit;
+        self
+    }
+}
+
+impl Default for ListWorkflowsRequest {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// One run in a [`ListWorkflowsRequest`]'s answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct WorkflowSummary {
+    /// The workflow id.
+    pub workflow_id: String,
+    /// The run id.
+    pub run_id: String,
+    /// The workflow type.
+    pub workflow_type: String,
+    /// The task queue.
+    pub task_queue: String,
+    /// The state.
+    pub state: WorkflowState,
+    /// When the run started.
+    pub start_time: SystemTime,
+    /// When it closed; `None` while running.
+    pub close_time: Option<SystemTime>,
+}
+
+impl WorkflowSummary {
+    /// A summary of a run that has not closed (`close_time` is `None`).
+    pub fn new(
+        workflow_id: impl Into<String>,
+        run_id: impl Into<String>,
+        workflow_type: impl Into<String>,
+        task_queue: impl Into<String>,
+        state: WorkflowState,
+        start_time: SystemTime,
+    ) -> Self {
+        Self {
+            workflow_id: workflow_id.into(),
+            run_id: run_id.into(),
+            workflow_type: workflow_type.into(),
+            task_queue: task_queue.into(),
+            state,
+            start_time,
+            close_time: None,
+        }
+    }
+
+    /// Sets when the run closed.
+    pub fn with_close_time(mut self, close_time: Option<SystemTime>) -> Self {
+        self.close_time = close_time;
+        self
+    }
+}
+
 /// Long-poll a task queue for a workflow task.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]

@@ -28,9 +28,10 @@ pub use context::{
 };
 pub use futures_util::future::Either;
 pub use history::{
-    Command, EventKind, HistoryEvent, LocalActivityOutcome, PollWorkflowTaskRequest,
-    StartWorkflowRequest, WorkflowDescription, WorkflowFailure, WorkflowOutcome, WorkflowRef,
-    WorkflowState, WorkflowTask,
+    Command, EventKind, HistoryEvent, ListWorkflowsRequest, LocalActivityOutcome,
+    PollWorkflowTaskRequest, StartWorkflowRequest, WorkflowDescription, WorkflowFailure,
+    WorkflowOutcome, WorkflowRef, WorkflowState, WorkflowSummary, WorkflowTask,
+    DEFAULT_LIST_WORKFLOWS_LIMIT, MAX_LIST_WORKFLOWS_LIMIT,
 };
 pub use registry::{registered_workflows, WorkflowRegistration};
 

@@ -9,9 +9,9 @@ use activity_core::{
     context::TaskToken,
     protocol::ProtocolError,
     workflow::history::{
-        Command, EventKind, HistoryEvent, LocalActivityOutcome, PollWorkflowTaskRequest,
-        StartWorkflowRequest, WorkflowDescription, WorkflowFailure, WorkflowOutcome, WorkflowRef,
-        WorkflowState, WorkflowTask,
+        Command, EventKind, HistoryEvent, ListWorkflowsRequest, LocalActivityOutcome,
+        PollWorkflowTaskRequest, StartWorkflowRequest, WorkflowDescription, WorkflowFailure,
+        WorkflowOutcome, WorkflowRef, WorkflowState, WorkflowSummary, WorkflowTask,
     },
 };
 
@@ -551,6 +551,62 @@ pub(crate) fn workflow_description_from_wire(
     Ok(model)
 }
 
+pub(crate) fn list_workflows_request_to_wire(r: &ListWorkflowsRequest) -> pb::ListWorkflowsRequest {
+    pb::ListWorkflowsRequest {
+        state: r
+            .state
+            .map_or(pb::WorkflowState::Unspecified, workflow_state_to_wire) as i32,
+        workflow_type: r.workflow_type.clone(),
+        limit: r.limit,
+    }
+}
+
+pub(crate) fn list_workflows_request_from_wire(
+    r: pb::ListWorkflowsRequest,
+) -> Wire<ListWorkflowsRequest> {
+    let mut model = ListWorkflowsRequest::new().with_limit(r.limit);
+    if r.state != pb::WorkflowState::Unspecified as i32 {
+        model = model.with_state(workflow_state_from_wire(r.state, "state")?);
+    }
+    if let Some(workflow_type) = r.workflow_type {
+        model = model.with_workflow_type(workflow_type);
+    }
+    Ok(model)
+}
+
+pub(crate) fn workflow_summary_to_wire(s: &WorkflowSummary) -> pb::WorkflowSummary {
+    pb::WorkflowSummary {
+        workflow_id: s.workflow_id.clone(),
+        run_id: s.run_id.clone(),
+        workflow_type: s.workflow_type.clone(),
+        task_queue: s.task_queue.clone(),
+        state: workflow_state_to_wire(s.state) as i32,
+        start_time_ms: time_to_wire(s.start_time),
+        close_time_ms: s.close_time.map(time_to_wire),
+    }
+}
+
+pub(crate) fn workflow_summaries_from_wire(
+    summaries: Vec<pb::WorkflowSummary>,
+) -> Wire<Vec<WorkflowSummary>> {
+    summaries
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let prefix = format!("workflows[{i}]");
+            Ok(WorkflowSummary::new(
+                s.workflow_id,
+                s.run_id,
+                s.workflow_type,
+                s.task_queue,
+                workflow_state_from_wire(s.state, &field(&prefix, "state"))?,
+                time_from_wire(s.start_time_ms),
+            )
+            .with_close_time(s.close_time_ms.map(time_from_wire)))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, SystemTime};
@@ -926,5 +982,53 @@ mod tests {
             err.into_response_error("DescribeWorkflow"),
             ProtocolError::Internal { message } if message.contains("DescribeWorkflow")
         ));
+    }
+
+    #[test]
+    fn list_workflows_requests_and_summaries_round_trip() {
+        for request in [
+            ListWorkflowsRequest::new(),
+            ListWorkflowsRequest::new()
+                .with_state(WorkflowState::Completed)
+                .with_workflow_type("checkout")
+                .with_limit(7),
+        ] {
+            let wire = list_workflows_request_to_wire(&request);
+            assert_eq!(
+                list_workflows_request_from_wire(wire).expect("decodes"),
+                request
+            );
+        }
+
+        let summaries = vec![
+            WorkflowSummary::new(
+                "wf",
+                "run-2",
+                "checkout",
+                "q",
+                WorkflowState::Running,
+                at(20),
+            ),
+            WorkflowSummary::new(
+                "wf",
+                "run-1",
+                "checkout",
+                "q",
+                WorkflowState::Failed,
+                at(-10),
+            )
+            .with_close_time(Some(at(15))),
+        ];
+        let wire: Vec<_> = summaries.iter().map(workflow_summary_to_wire).collect();
+        assert_eq!(
+            workflow_summaries_from_wire(wire.clone()).expect("decodes"),
+            summaries
+        );
+        let mut bad = wire;
+        bad[1].state = 0;
+        let err = workflow_summaries_from_wire(bad)
+            .unwrap_err()
+            .into_response_error("ListWorkflows");
+        assert!(err.to_string().contains("workflows[1].state"), "{err}");
     }
 }

@@ -11,7 +11,7 @@ use std::{
 use activity_core::{
     failure::ApplicationFailure,
     protocol::{ExecutionRef, TaskTarget},
-    workflow::history::{StartWorkflowRequest, WorkflowOutcome, WorkflowRef},
+    workflow::history::{ListWorkflowsRequest, StartWorkflowRequest, WorkflowOutcome, WorkflowRef},
     ActivityProtocol, Payload, TaskToken,
 };
 use activity_remote::{ConnectError, RemoteConfig, RemoteProtocol};
@@ -201,6 +201,55 @@ pub(crate) async fn workflow(
                 })
                 .collect();
             let human = view::table(&["ID", "TIME", "EVENT", "DETAILS"], &rows);
+            print(connection, &Value::Array(values), &human)?;
+        }
+        WorkflowCommand::List {
+            state,
+            workflow_type,
+            limit,
+        } => {
+            let mut request = ListWorkflowsRequest::new().with_limit(limit);
+            if let Some(state) = state {
+                request = request.with_state(state.into());
+            }
+            if let Some(workflow_type) = workflow_type {
+                request = request.with_workflow_type(workflow_type);
+            }
+            let runs = protocol.list_workflows(request).await?;
+            let values: Vec<Value> = runs.iter().map(view::workflow_summary).collect();
+            let human = if runs.is_empty() {
+                "no workflow runs\n".to_owned()
+            } else {
+                let rows: Vec<Vec<String>> = values
+                    .iter()
+                    .map(|v| {
+                        [
+                            "workflow_id",
+                            "run_id",
+                            "workflow_type",
+                            "task_queue",
+                            "state",
+                            "start_time",
+                            "close_time",
+                        ]
+                        .iter()
+                        .map(|key| view::cell(&v[*key]))
+                        .collect()
+                    })
+                    .collect();
+                view::table(
+                    &[
+                        "WORKFLOW ID",
+                        "RUN ID",
+                        "TYPE",
+                        "TASK QUEUE",
+                        "STATE",
+                        "START TIME",
+                        "CLOSE TIME",
+                    ],
+                    &rows,
+                )
+            };
             print(connection, &Value::Array(values), &human)?;
         }
     }

@@ -3,8 +3,8 @@
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
-use activity_core::ProtocolError;
-use clap::{Args, Parser, Subcommand};
+use activity_core::{workflow::history::WorkflowState, ProtocolError};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod client;
 mod serve;
@@ -158,6 +158,42 @@ pub(crate) enum WorkflowCommand {
     Cancel(WorkflowTarget),
     /// Prints a run's history.
     History(WorkflowTarget),
+    /// Lists runs, newest first: ids, type, task queue, state, start and close times.
+    List {
+        /// Only runs in this state.
+        #[arg(long, value_enum, value_name = "STATE")]
+        state: Option<StateFilter>,
+        /// Only runs of this workflow type.
+        #[arg(long = "type", value_name = "T")]
+        workflow_type: Option<String>,
+        /// At most this many runs (the server bounds it to 1000).
+        #[arg(long, value_name = "N", default_value_t = activity_core::workflow::DEFAULT_LIST_WORKFLOWS_LIMIT)]
+        limit: u32,
+    },
+}
+
+/// `workflow list --state`: the states a run can be in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum StateFilter {
+    /// Not closed yet.
+    Running,
+    /// Completed with a result.
+    Completed,
+    /// Failed.
+    Failed,
+    /// Canceled.
+    Canceled,
+}
+
+impl From<StateFilter> for WorkflowState {
+    fn from(state: StateFilter) -> Self {
+        match state {
+            StateFilter::Running => WorkflowState::Running,
+            StateFilter::Completed => WorkflowState::Completed,
+            StateFilter::Failed => WorkflowState::Failed,
+            StateFilter::Canceled => WorkflowState::Canceled,
+        }
+    }
 }
 
 /// Which attempt an activity command acts on: a task token, or an execution id.
@@ -407,6 +443,52 @@ mod tests {
         };
         assert!(connection.json);
         assert_eq!(connection.server, "http://127.0.0.1:1");
+    }
+
+    #[test]
+    fn workflow_list_takes_filters_and_defaults_its_limit() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args);
+        let cli = parse(&["activity-server", "workflow", "list"]).expect("parses");
+        let Command::Workflow {
+            command: WorkflowCommand::List { state, limit, .. },
+            ..
+        } = cli.command
+        else {
+            panic!("workflow list")
+        };
+        assert_eq!((state, limit), (None, 100));
+        let cli = parse(&[
+            "activity-server",
+            "workflow",
+            "list",
+            "--state",
+            "completed",
+            "--type",
+            "order",
+            "--limit",
+            "5",
+            "--json",
+        ])
+        .expect("parses");
+        let Command::Workflow {
+            connection,
+            command:
+                WorkflowCommand::List {
+                    state,
+                    workflow_type,
+                    limit,
+                },
+        } = cli.command
+        else {
+            panic!("workflow list")
+        };
+        assert!(connection.json);
+        assert_eq!(
+            state.map(WorkflowState::from),
+            Some(WorkflowState::Completed)
+        );
+        assert_eq!((workflow_type.as_deref(), limit), (Some("order"), 5));
+        assert!(parse(&["activity-server", "workflow", "list", "--state", "done"]).is_err());
     }
 
     #[test]

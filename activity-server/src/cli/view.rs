@@ -15,7 +15,7 @@ use activity_core::{
     protocol::{ExecutionDescription, ExecutionOutcome, RegisteredType, TaskQueueDescription},
     workflow::history::{
         EventKind, HistoryEvent, LocalActivityOutcome, WorkflowDescription, WorkflowFailure,
-        WorkflowOutcome,
+        WorkflowOutcome, WorkflowSummary,
     },
     Payload,
 };
@@ -140,6 +140,18 @@ pub(crate) fn workflow_description(d: &WorkflowDescription) -> Value {
         "cancel_requested": d.cancel_requested,
         "history_length": d.history_length,
         "outcome": d.outcome.as_ref().map_or(Value::Null, workflow_outcome),
+    })
+}
+
+pub(crate) fn workflow_summary(s: &WorkflowSummary) -> Value {
+    json!({
+        "workflow_id": s.workflow_id,
+        "run_id": s.run_id,
+        "workflow_type": s.workflow_type,
+        "task_queue": s.task_queue,
+        "state": s.state.as_str(),
+        "start_time": time(s.start_time),
+        "close_time": opt_time(s.close_time),
     })
 }
 

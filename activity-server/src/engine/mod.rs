@@ -81,9 +81,9 @@ use activity_core::{
         WorkerRegistration,
     },
     workflow::{
-        Command, HistoryEvent, LocalActivityOutcome, PollWorkflowTaskRequest, StartWorkflowRequest,
-        WorkflowDescription, WorkflowFailure, WorkflowOutcome, WorkflowRef, WorkflowState,
-        WorkflowTask,
+        Command, HistoryEvent, ListWorkflowsRequest, LocalActivityOutcome, PollWorkflowTaskRequest,
+        StartWorkflowRequest, WorkflowDescription, WorkflowFailure, WorkflowOutcome, WorkflowRef,
+        WorkflowState, WorkflowSummary, WorkflowTask,
     },
 };
 use tokio::sync::{watch, Notify};
@@ -1243,6 +1243,13 @@ impl ActivityProtocol for Engine {
             workflows = registration.workflows.len(),
         );
         Box::pin(self.register(registration).instrument(span))
+    }
+
+    fn list_workflows(
+        &self,
+        request: ListWorkflowsRequest,
+    ) -> BoxFuture<'_, Result<Vec<WorkflowSummary>, ProtocolError>> {
+        Box::pin(async move { self.run(move |tx, _| workflows::list(tx, &request)).await })
     }
 
     fn list_types(&self) -> BoxFuture<'_, Result<Vec<RegisteredType>, ProtocolError>> {

@@ -39,8 +39,9 @@ use activity_core::{
     payload::Payload,
     protocol::{ClosedReason, ExecutionOutcome, ExecutionState, ProtocolError},
     workflow::{
-        Command, EventKind, HistoryEvent, WorkflowDescription, WorkflowOutcome, WorkflowRef,
-        WorkflowState, WorkflowTask,
+        Command, EventKind, HistoryEvent, ListWorkflowsRequest, WorkflowDescription,
+        WorkflowOutcome, WorkflowRef, WorkflowState, WorkflowSummary, WorkflowTask,
+        MAX_LIST_WORKFLOWS_LIMIT,
     },
 };
 
@@ -711,6 +712,30 @@ pub(crate) fn describe(run: &RunRecord) -> WorkflowDescription {
     d.history_length = run.history_length;
     d.outcome = run.outcome.clone();
     d
+}
+
+/// Runs, newest first, as the protocol answers them; the limit is bounded to
+/// [`MAX_LIST_WORKFLOWS_LIMIT`].
+pub(crate) fn list(
+    tx: &mut dyn Tx,
+    request: &ListWorkflowsRequest,
+) -> Result<Vec<WorkflowSummary>, ProtocolError> {
+    let limit = request.limit.min(MAX_LIST_WORKFLOWS_LIMIT);
+    let runs = tx.list_runs(request.state, request.workflow_type.as_deref(), limit)?;
+    Ok(runs
+        .iter()
+        .map(|run| {
+            WorkflowSummary::new(
+                &run.workflow_id,
+                &run.run_id,
+                &run.workflow_type,
+                &run.task_queue,
+                run.state,
+                from_millis(run.started_at),
+            )
+            .with_close_time(run.closed_at.map(from_millis))
+        })
+        .collect())
 }
 
 #[cfg(test)]

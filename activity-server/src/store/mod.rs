@@ -219,6 +219,14 @@ pub trait Tx {
     /// The run of the queue whose workflow task is SCHEDULED, oldest first (by
     /// scheduled time, then key), locked for this transaction.
     fn next_workflow_task(&mut self, task_queue: &str) -> Result<Option<RunRecord>, StoreError>;
+    /// Runs, newest first (by start time, then key), only those in `state` and of
+    /// `workflow_type` when given, at most `limit`.
+    fn list_runs(
+        &mut self,
+        state: Option<WorkflowState>,
+        workflow_type: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<RunRecord>, StoreError>;
 
     /// Appends an event to a run's history; `event.event_id` must be the next id.
     fn append_event(&mut self, run_key: i64, event: &HistoryEvent) -> Result<(), StoreError>;

@@ -47,7 +47,8 @@
 //!   and its workflow task (state, number, scheduled/started time, worker,
 //!   consecutive failures). A partial unique index allows one RUNNING run per
 //!   workflow id; a partial index on `(task_queue, task_scheduled_at, key) WHERE
-//!   task_state = 'SCHEDULED'` is the workflow task dispatch order.
+//!   task_state = 'SCHEDULED'` is the workflow task dispatch order; an index on
+//!   `(started_at DESC, key DESC)` serves listing runs newest first.
 //! - `workflow_history(run_key, event_id, time, kind)`: the append-only history,
 //!   event ids from 1 without gaps, the event kind as JSON.
 //! - `workflow_buffered_events(position, run_key, time, kind)`: events that
@@ -167,6 +168,7 @@ CREATE TABLE IF NOT EXISTS workflow_runs (
     task_failures     INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS workflow_runs_by_workflow_id ON workflow_runs (workflow_id, key);
+CREATE INDEX IF NOT EXISTS workflow_runs_by_start ON workflow_runs (started_at DESC, key DESC);
 CREATE UNIQUE INDEX IF NOT EXISTS workflow_runs_one_running
     ON workflow_runs (workflow_id) WHERE state = 'RUNNING';
 CREATE INDEX IF NOT EXISTS workflow_tasks_dispatch
@@ -1119,6 +1121,32 @@ impl Tx for SqliteTx<'_> {
              ORDER BY task_scheduled_at, key LIMIT 1",
             params![task_queue],
         )
+    }
+
+    fn list_runs(
+        &mut self,
+        state: Option<WorkflowState>,
+        workflow_type: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        // Walks `workflow_runs_by_start` newest first, stopping after `limit` matches.
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM workflow_runs
+             WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR workflow_type = ?2)
+             ORDER BY started_at DESC, key DESC LIMIT ?3"
+        );
+        let raws: Vec<RawRun> = self
+            .conn
+            .prepare_cached(&sql)
+            .and_then(|mut s| {
+                s.query_map(
+                    params![state.map(WorkflowState::as_str), workflow_type, limit],
+                    raw_run,
+                )?
+                .collect()
+            })
+            .map_err(sql_error)?;
+        raws.into_iter().map(RawRun::decode).collect()
     }
 
     fn append_event(&mut self, run_key: i64, event: &HistoryEvent) -> Result<(), StoreError> {

@@ -26,8 +26,9 @@ use activity_core::{
         WorkerRegistration,
     },
     workflow::{
-        Command, HistoryEvent, PollWorkflowTaskRequest, StartWorkflowRequest, WorkflowDescription,
-        WorkflowOutcome, WorkflowRef, WorkflowState, WorkflowTask,
+        Command, HistoryEvent, ListWorkflowsRequest, PollWorkflowTaskRequest, StartWorkflowRequest,
+        WorkflowDescription, WorkflowOutcome, WorkflowRef, WorkflowState, WorkflowSummary,
+        WorkflowTask,
     },
     ActivityProtocol, ApplicationFailure, Payload, TaskToken,
 };
@@ -267,6 +268,12 @@ impl ActivityProtocol for InstantNetwork {
     fn list_types(&self) -> BoxFuture<'_, Result<Vec<RegisteredType>, ProtocolError>> {
         held(self.inner.list_types())
     }
+    fn list_workflows(
+        &self,
+        r: ListWorkflowsRequest,
+    ) -> BoxFuture<'_, Result<Vec<WorkflowSummary>, ProtocolError>> {
+        held(self.inner.list_workflows(r))
+    }
 }
 
 /// An engine and the connection the suites reach it through.
@@ -432,5 +439,11 @@ impl ActivityProtocol for ServiceSide {
     }
     fn list_types(&self) -> BoxFuture<'_, Result<Vec<RegisteredType>, ProtocolError>> {
         pass(self.inner.list_types())
+    }
+    fn list_workflows(
+        &self,
+        r: ListWorkflowsRequest,
+    ) -> BoxFuture<'_, Result<Vec<WorkflowSummary>, ProtocolError>> {
+        pass(self.inner.list_workflows(r))
     }
 }
