@@ -12,7 +12,6 @@
 
 use std::{
     collections::VecDeque,
-    future::Future,
     sync::{mpsc, Arc, Mutex},
     time::Duration,
 };
@@ -51,9 +50,10 @@ pub(crate) async fn connect(engine: &Engine) -> Arc<dyn ActivityProtocol> {
         .expect("a loopback port");
     let address = listener.local_addr().expect("bound address");
     let holds = Holds::default();
-    let service = ActivityService::new(Arc::new(ServiceSide {
+    let service = ActivityService::new(Arc::new(ClockGuard {
         inner: engine.protocol(),
         holds: holds.clone(),
+        side: Side::Service,
     }));
     tokio::spawn(async move {
         if let Err(err) = service.serve(listener, std::future::pending()).await {
@@ -67,9 +67,10 @@ pub(crate) async fn connect(engine: &Engine) -> Arc<dyn ActivityProtocol> {
     let remote = RemoteProtocol::connect(config)
         .await
         .expect("connects to the loopback service");
-    Arc::new(InstantNetwork {
+    Arc::new(ClockGuard {
         inner: Arc::new(remote),
         holds,
+        side: Side::Client,
     })
 }
 
@@ -97,67 +98,81 @@ impl Holds {
     }
 }
 
-/// The engine as the gRPC service sees it: holds the clock from the moment a task
-/// is handed out.
-struct ServiceSide {
+/// Which end of the loopback connection a [`ClockGuard`] wraps.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    /// The engine as the gRPC service sees it: long-poll answers hold the clock
+    /// from the moment they are given.
+    Service,
+    /// The suites' connection: calls take no virtual time, and a long-poll answer
+    /// releases the hold its service side took.
+    Client,
+}
+
+/// Keeps the paused clock still while the network works (see the module docs).
+struct ClockGuard {
     inner: Arc<dyn ActivityProtocol>,
     holds: Holds,
+    side: Side,
 }
 
-/// Runs `call` with the paused clock held still until it is answered.
-fn held<'a, T: Send + 'a>(call: BoxFuture<'a, T>) -> BoxFuture<'a, T> {
-    Box::pin(async move {
-        let (release, wait) = std::sync::mpsc::channel::<()>();
-        let holder = tokio::task::spawn_blocking(move || {
-            let _ = wait.recv();
-        });
-        let answer = call.await;
-        drop(release);
-        let _ = holder.await;
-        answer
-    })
+impl ClockGuard {
+    /// A call that does not wait for time to pass.
+    fn short<'a, T: Send + 'a>(&self, call: BoxFuture<'a, T>) -> BoxFuture<'a, T> {
+        if self.side == Side::Service {
+            return call;
+        }
+        Box::pin(async move {
+            let (release, wait) = mpsc::channel::<()>();
+            let holder = tokio::task::spawn_blocking(move || {
+                let _ = wait.recv();
+            });
+            let answer = call.await;
+            drop(release);
+            let _ = holder.await;
+            answer
+        })
+    }
+
+    /// A long poll: not held while it waits; its answer is held in transit.
+    fn long<'a, T: Send + 'a>(&'a self, call: BoxFuture<'a, T>) -> BoxFuture<'a, T> {
+        Box::pin(async move {
+            let answer = call.await;
+            match self.side {
+                Side::Service => self.holds.hold(),
+                Side::Client => self.holds.release(),
+            }
+            answer
+        })
+    }
 }
 
-/// A remote connection whose calls take no virtual time (see the module docs).
-struct InstantNetwork {
-    inner: Arc<dyn ActivityProtocol>,
-    holds: Holds,
-}
-
-fn pass<'a, T, F: Future<Output = T> + Send + 'a>(call: F) -> BoxFuture<'a, T> {
-    Box::pin(call)
-}
-
-impl ActivityProtocol for InstantNetwork {
+impl ActivityProtocol for ClockGuard {
     fn schedule_activity(
         &self,
         r: ScheduleActivityRequest,
     ) -> BoxFuture<'_, Result<ScheduleActivityResponse, ProtocolError>> {
-        held(self.inner.schedule_activity(r))
+        self.short(self.inner.schedule_activity(r))
     }
     fn poll_activity_task(
         &self,
         r: PollActivityTaskRequest,
     ) -> BoxFuture<'_, Result<Option<ActivityTask>, ProtocolError>> {
-        pass(async move {
-            let task = self.inner.poll_activity_task(r).await;
-            self.holds.release();
-            task
-        })
+        self.long(self.inner.poll_activity_task(r))
     }
     fn record_heartbeat(
         &self,
         t: TaskTarget,
         d: Option<Payload>,
     ) -> BoxFuture<'_, Result<HeartbeatResponse, ProtocolError>> {
-        held(self.inner.record_heartbeat(t, d))
+        self.short(self.inner.record_heartbeat(t, d))
     }
     fn complete_activity(
         &self,
         t: TaskTarget,
         r: Payload,
     ) -> BoxFuture<'_, Result<(), ProtocolError>> {
-        held(self.inner.complete_activity(t, r))
+        self.short(self.inner.complete_activity(t, r))
     }
     fn fail_activity(
         &self,
@@ -165,114 +180,102 @@ impl ActivityProtocol for InstantNetwork {
         f: ApplicationFailure,
         d: Option<Payload>,
     ) -> BoxFuture<'_, Result<(), ProtocolError>> {
-        held(self.inner.fail_activity(t, f, d))
+        self.short(self.inner.fail_activity(t, f, d))
     }
     fn report_canceled(
         &self,
         t: TaskTarget,
         d: Option<Payload>,
     ) -> BoxFuture<'_, Result<(), ProtocolError>> {
-        held(self.inner.report_canceled(t, d))
+        self.short(self.inner.report_canceled(t, d))
     }
     fn request_cancel(
         &self,
         e: ExecutionRef,
     ) -> BoxFuture<'_, Result<ExecutionState, ProtocolError>> {
-        held(self.inner.request_cancel(e))
+        self.short(self.inner.request_cancel(e))
     }
     fn describe_execution(
         &self,
         e: ExecutionRef,
     ) -> BoxFuture<'_, Result<ExecutionDescription, ProtocolError>> {
-        held(self.inner.describe_execution(e))
+        self.short(self.inner.describe_execution(e))
     }
     fn wait_outcome(
         &self,
         e: ExecutionRef,
         w: Duration,
     ) -> BoxFuture<'_, Result<Option<ExecutionOutcome>, ProtocolError>> {
-        pass(async move {
-            let answer = self.inner.wait_outcome(e, w).await;
-            self.holds.release();
-            answer
-        })
+        self.long(self.inner.wait_outcome(e, w))
     }
     fn describe_task_queue(
         &self,
         q: String,
     ) -> BoxFuture<'_, Result<TaskQueueDescription, ProtocolError>> {
-        held(self.inner.describe_task_queue(q))
+        self.short(self.inner.describe_task_queue(q))
     }
     fn start_workflow(
         &self,
         r: StartWorkflowRequest,
     ) -> BoxFuture<'_, Result<WorkflowRef, ProtocolError>> {
-        held(self.inner.start_workflow(r))
+        self.short(self.inner.start_workflow(r))
     }
     fn poll_workflow_task(
         &self,
         r: PollWorkflowTaskRequest,
     ) -> BoxFuture<'_, Result<Option<WorkflowTask>, ProtocolError>> {
-        pass(async move {
-            let task = self.inner.poll_workflow_task(r).await;
-            self.holds.release();
-            task
-        })
+        self.long(self.inner.poll_workflow_task(r))
     }
     fn complete_workflow_task(
         &self,
         t: TaskToken,
         c: Vec<Command>,
     ) -> BoxFuture<'_, Result<(), ProtocolError>> {
-        held(self.inner.complete_workflow_task(t, c))
+        self.short(self.inner.complete_workflow_task(t, c))
     }
     fn fail_workflow_task(
         &self,
         t: TaskToken,
         m: String,
     ) -> BoxFuture<'_, Result<(), ProtocolError>> {
-        held(self.inner.fail_workflow_task(t, m))
+        self.short(self.inner.fail_workflow_task(t, m))
     }
     fn request_cancel_workflow(
         &self,
         w: WorkflowRef,
     ) -> BoxFuture<'_, Result<WorkflowState, ProtocolError>> {
-        held(self.inner.request_cancel_workflow(w))
+        self.short(self.inner.request_cancel_workflow(w))
     }
     fn describe_workflow(
         &self,
         w: WorkflowRef,
     ) -> BoxFuture<'_, Result<WorkflowDescription, ProtocolError>> {
-        held(self.inner.describe_workflow(w))
+        self.short(self.inner.describe_workflow(w))
     }
     fn workflow_history(
         &self,
         w: WorkflowRef,
     ) -> BoxFuture<'_, Result<Vec<HistoryEvent>, ProtocolError>> {
-        held(self.inner.workflow_history(w))
+        self.short(self.inner.workflow_history(w))
     }
     fn wait_workflow_outcome(
         &self,
         w: WorkflowRef,
         d: Duration,
     ) -> BoxFuture<'_, Result<Option<WorkflowOutcome>, ProtocolError>> {
-        pass(async move {
-            let answer = self.inner.wait_workflow_outcome(w, d).await;
-            self.holds.release();
-            answer
-        })
+        self.long(self.inner.wait_workflow_outcome(w, d))
     }
     fn register_worker(&self, r: WorkerRegistration) -> BoxFuture<'_, Result<(), ProtocolError>> {
-        held(self.inner.register_worker(r))
+        self.short(self.inner.register_worker(r))
     }
     fn list_types(&self) -> BoxFuture<'_, Result<Vec<RegisteredType>, ProtocolError>> {
-        held(self.inner.list_types())
+        self.short(self.inner.list_types())
     }
     fn list_workflows(
         &self,
         r: ListWorkflowsRequest,
     ) -> BoxFuture<'_, Result<Vec<WorkflowSummary>, ProtocolError>> {
-        held(self.inner.list_workflows(r))
+        self.short(self.inner.list_workflows(r))
     }
 }
 
@@ -297,153 +300,5 @@ impl TestEngine {
     /// The connection: what workers and clients are built from.
     pub(crate) fn protocol(&self) -> Arc<dyn ActivityProtocol> {
         self.protocol.clone()
-    }
-}
-
-impl ActivityProtocol for ServiceSide {
-    fn schedule_activity(
-        &self,
-        r: ScheduleActivityRequest,
-    ) -> BoxFuture<'_, Result<ScheduleActivityResponse, ProtocolError>> {
-        pass(self.inner.schedule_activity(r))
-    }
-    fn poll_activity_task(
-        &self,
-        r: PollActivityTaskRequest,
-    ) -> BoxFuture<'_, Result<Option<ActivityTask>, ProtocolError>> {
-        pass(async move {
-            let task = self.inner.poll_activity_task(r).await;
-            self.holds.hold();
-            task
-        })
-    }
-    fn record_heartbeat(
-        &self,
-        t: TaskTarget,
-        d: Option<Payload>,
-    ) -> BoxFuture<'_, Result<HeartbeatResponse, ProtocolError>> {
-        pass(self.inner.record_heartbeat(t, d))
-    }
-    fn complete_activity(
-        &self,
-        t: TaskTarget,
-        r: Payload,
-    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
-        pass(self.inner.complete_activity(t, r))
-    }
-    fn fail_activity(
-        &self,
-        t: TaskTarget,
-        f: ApplicationFailure,
-        d: Option<Payload>,
-    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
-        pass(self.inner.fail_activity(t, f, d))
-    }
-    fn report_canceled(
-        &self,
-        t: TaskTarget,
-        d: Option<Payload>,
-    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
-        pass(self.inner.report_canceled(t, d))
-    }
-    fn request_cancel(
-        &self,
-        e: ExecutionRef,
-    ) -> BoxFuture<'_, Result<ExecutionState, ProtocolError>> {
-        pass(self.inner.request_cancel(e))
-    }
-    fn describe_execution(
-        &self,
-        e: ExecutionRef,
-    ) -> BoxFuture<'_, Result<ExecutionDescription, ProtocolError>> {
-        pass(self.inner.describe_execution(e))
-    }
-    fn wait_outcome(
-        &self,
-        e: ExecutionRef,
-        w: Duration,
-    ) -> BoxFuture<'_, Result<Option<ExecutionOutcome>, ProtocolError>> {
-        pass(async move {
-            let answer = self.inner.wait_outcome(e, w).await;
-            self.holds.hold();
-            answer
-        })
-    }
-    fn describe_task_queue(
-        &self,
-        q: String,
-    ) -> BoxFuture<'_, Result<TaskQueueDescription, ProtocolError>> {
-        pass(self.inner.describe_task_queue(q))
-    }
-    fn start_workflow(
-        &self,
-        r: StartWorkflowRequest,
-    ) -> BoxFuture<'_, Result<WorkflowRef, ProtocolError>> {
-        pass(self.inner.start_workflow(r))
-    }
-    fn poll_workflow_task(
-        &self,
-        r: PollWorkflowTaskRequest,
-    ) -> BoxFuture<'_, Result<Option<WorkflowTask>, ProtocolError>> {
-        pass(async move {
-            let task = self.inner.poll_workflow_task(r).await;
-            self.holds.hold();
-            task
-        })
-    }
-    fn complete_workflow_task(
-        &self,
-        t: TaskToken,
-        c: Vec<Command>,
-    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
-        pass(self.inner.complete_workflow_task(t, c))
-    }
-    fn fail_workflow_task(
-        &self,
-        t: TaskToken,
-        m: String,
-    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
-        pass(self.inner.fail_workflow_task(t, m))
-    }
-    fn request_cancel_workflow(
-        &self,
-        w: WorkflowRef,
-    ) -> BoxFuture<'_, Result<WorkflowState, ProtocolError>> {
-        pass(self.inner.request_cancel_workflow(w))
-    }
-    fn describe_workflow(
-        &self,
-        w: WorkflowRef,
-    ) -> BoxFuture<'_, Result<WorkflowDescription, ProtocolError>> {
-        pass(self.inner.describe_workflow(w))
-    }
-    fn workflow_history(
-        &self,
-        w: WorkflowRef,
-    ) -> BoxFuture<'_, Result<Vec<HistoryEvent>, ProtocolError>> {
-        pass(self.inner.workflow_history(w))
-    }
-    fn wait_workflow_outcome(
-        &self,
-        w: WorkflowRef,
-        d: Duration,
-    ) -> BoxFuture<'_, Result<Option<WorkflowOutcome>, ProtocolError>> {
-        pass(async move {
-            let answer = self.inner.wait_workflow_outcome(w, d).await;
-            self.holds.hold();
-            answer
-        })
-    }
-    fn register_worker(&self, r: WorkerRegistration) -> BoxFuture<'_, Result<(), ProtocolError>> {
-        pass(self.inner.register_worker(r))
-    }
-    fn list_types(&self) -> BoxFuture<'_, Result<Vec<RegisteredType>, ProtocolError>> {
-        pass(self.inner.list_types())
-    }
-    fn list_workflows(
-        &self,
-        r: ListWorkflowsRequest,
-    ) -> BoxFuture<'_, Result<Vec<WorkflowSummary>, ProtocolError>> {
-        pass(self.inner.list_workflows(r))
     }
 }
