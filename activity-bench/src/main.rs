@@ -1,17 +1,23 @@
 //! `activity-bench`: measures the engine, the worker and workflows end to end.
 //!
 //! ```text
-//! cargo run --release -p activity-bench -- [--runs 3] [--n 1000] [--pollers 2] [--only fanout,sequential]
+//! cargo run --release -p activity-bench -- [--runs 3] [--n 1000] [--pollers 2]
+//!     [--mode embedded|remote|both] [--only fanout,sequential]
 //! ```
 //!
-//! Every scenario runs on the embedded engine with a **file-backed** SQLite store
-//! (every acknowledged change committed before the answer), in a fresh temporary
-//! directory per run. It prints progress on stderr, then a table (median and
-//! min–max over the runs) and one JSON line per scenario on stdout.
+//! Every scenario runs on an engine with a **file-backed** SQLite store (every
+//! acknowledged change committed before the answer), in a fresh temporary
+//! directory per run, in two modes: **embedded** (engine, worker and client in
+//! this process) and **remote** (the engine served over gRPC by a child process,
+//! this very binary started with `serve`; worker and client here, on loopback).
+//! It prints progress on stderr, then a table (median and min–max over the runs)
+//! and one JSON line per scenario on stdout.
 
 use std::{
     collections::BTreeMap,
-    path::PathBuf,
+    io::{BufRead, BufReader, Read},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex,
@@ -27,6 +33,7 @@ use activity_core::{
     ActivityContext, ActivityError, ActivityOptions, ActivityProtocol, Client, State,
     WorkflowContext, WorkflowError,
 };
+use activity_remote::{ActivityService, RemoteProtocol};
 use activity_server::{Engine, EngineConfig};
 use activity_worker::{ShutdownHandle, Worker, WorkerReport};
 
@@ -92,11 +99,30 @@ async fn local_sequential(ctx: WorkflowContext, n: u32) -> Result<u32, WorkflowE
     Ok(n)
 }
 
+/// Where the engine runs relative to the worker and client.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Mode {
+    /// In this process.
+    Embedded,
+    /// In a child process, over gRPC on loopback.
+    Remote,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Embedded => "embedded",
+            Mode::Remote => "remote",
+        }
+    }
+}
+
 struct Options {
     runs: usize,
     n: u32,
     only: Option<Vec<String>>,
     pollers: usize,
+    modes: Vec<Mode>,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -105,6 +131,7 @@ fn parse_args() -> Result<Options, String> {
         n: 1000,
         only: None,
         pollers: 2,
+        modes: vec![Mode::Embedded, Mode::Remote],
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -121,11 +148,23 @@ fn parse_args() -> Result<Options, String> {
                     .map_err(|e| format!("--pollers: {e}"))?
             }
             "--n" => options.n = value("--n")?.parse().map_err(|e| format!("--n: {e}"))?,
+            "--mode" => {
+                options.modes = match value("--mode")?.as_str() {
+                    "embedded" => vec![Mode::Embedded],
+                    "remote" => vec![Mode::Remote],
+                    "both" => vec![Mode::Embedded, Mode::Remote],
+                    other => {
+                        return Err(format!(
+                            "--mode: `{other}` is not one of embedded, remote, both"
+                        ))
+                    }
+                }
+            }
             "--only" => {
                 options.only = Some(value("--only")?.split(',').map(str::to_owned).collect())
             }
             "--help" | "-h" => {
-                return Err("usage: activity-bench [--runs N] [--n N] [--pollers N] [--only a,b]\nscenarios: fanout, fanout10, sequential, standalone, local, heartbeat, recovery".into())
+                return Err("usage: activity-bench [--runs N] [--n N] [--pollers N] [--mode embedded|remote|both] [--only a,b]\nscenarios: fanout, fanout10, sequential, standalone, local, heartbeat, recovery".into())
             }
             other => return Err(format!("unknown argument `{other}` (try --help)")),
         }
@@ -133,10 +172,19 @@ fn parse_args() -> Result<Options, String> {
     Ok(options)
 }
 
+/// The engine of one run: in this process, or a server child process.
+enum Backend {
+    Embedded(Engine),
+    Remote {
+        server: ServerChild,
+        protocol: Arc<dyn ActivityProtocol>,
+    },
+}
+
 /// One engine on a file in a fresh directory, with a worker.
 struct Bench {
     dir: PathBuf,
-    engine: Engine,
+    backend: Backend,
     stamps: Arc<Stamps>,
     worker: Option<(ShutdownHandle, tokio::task::JoinHandle<WorkerReport>)>,
 }
@@ -146,24 +194,35 @@ static DIRS: AtomicU64 = AtomicU64::new(0);
 static POLLERS: AtomicU64 = AtomicU64::new(2);
 
 impl Bench {
-    async fn open() -> Result<Self, Box<dyn std::error::Error>> {
+    async fn open(mode: Mode) -> Result<Self, Box<dyn std::error::Error>> {
         let dir = std::env::temp_dir().join(format!(
             "activity-bench-{}-{}",
             std::process::id(),
             DIRS.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir)?;
-        let engine = Engine::open(EngineConfig::file(dir.join("engine.sqlite"))).await?;
+        let db = dir.join("engine.sqlite");
+        let backend = match mode {
+            Mode::Embedded => Backend::Embedded(Engine::open(EngineConfig::file(db)).await?),
+            Mode::Remote => {
+                let server = ServerChild::start(&db)?;
+                let protocol = server.connect().await?;
+                Backend::Remote { server, protocol }
+            }
+        };
         Ok(Self {
             dir,
-            engine,
+            backend,
             stamps: Arc::default(),
             worker: None,
         })
     }
 
     fn protocol(&self) -> Arc<dyn ActivityProtocol> {
-        self.engine.protocol()
+        match &self.backend {
+            Backend::Embedded(engine) => engine.protocol(),
+            Backend::Remote { protocol, .. } => protocol.clone(),
+        }
     }
 
     fn client(&self) -> Client {
@@ -186,13 +245,99 @@ impl Bench {
         Ok(())
     }
 
-    async fn close(mut self) {
+    /// Stops the worker and the engine; the directory stays (see [`Bench::close`]).
+    async fn stop(&mut self) {
         if let Some((handle, running)) = self.worker.take() {
             handle.shutdown();
             let _ = running.await;
         }
-        self.engine.close().await;
+        match &mut self.backend {
+            Backend::Embedded(engine) => engine.close().await,
+            Backend::Remote { server, .. } => server.stop(),
+        }
+    }
+
+    async fn close(mut self) {
+        self.stop().await;
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `activity-bench serve DB`: the engine on `DB`, served over gRPC on a free
+/// loopback port until standard input closes. Prints `listening on ADDR` first.
+async fn serve_child(db: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let engine = Engine::open(EngineConfig::file(db)).await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    println!("listening on {}", listener.local_addr()?);
+    let stdin_closed = tokio::task::spawn_blocking(|| {
+        let mut sink = Vec::new();
+        let _ = std::io::stdin().read_to_end(&mut sink);
+    });
+    ActivityService::new(engine.protocol())
+        .serve(listener, async {
+            let _ = stdin_closed.await;
+        })
+        .await?;
+    engine.close().await;
+    Ok(())
+}
+
+/// A `serve` child process; it stops when its standard input closes.
+struct ServerChild {
+    child: Child,
+    url: String,
+    /// From spawning the process to its "listening" line.
+    started_in: Duration,
+}
+
+impl ServerChild {
+    fn start(db: &Path) -> Result<Self, Box<dyn std::error::Error>> {
+        let began = Instant::now();
+        let mut child = Command::new(std::env::current_exe()?)
+            .arg("serve")
+            .arg(db)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or("the server's stdout is not piped")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let Some(addr) = line.trim().strip_prefix("listening on ") else {
+            let _ = child.kill();
+            return Err(format!("the server child did not start: it printed {line:?}").into());
+        };
+        Ok(Self {
+            url: format!("http://{addr}"),
+            child,
+            started_in: began.elapsed(),
+        })
+    }
+
+    async fn connect(&self) -> Result<Arc<dyn ActivityProtocol>, Box<dyn std::error::Error>> {
+        Ok(Arc::new(RemoteProtocol::connect(self.url.clone()).await?))
+    }
+
+    fn rss_kib(&self) -> f64 {
+        rss_kib_of(&format!("/proc/{}/status", self.child.id()))
+    }
+
+    /// Closes its standard input (a graceful stop) and waits for it to exit.
+    fn stop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerChild {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -216,8 +361,8 @@ fn gaps_ms(stamps: &[Instant]) -> Vec<f64> {
     gaps
 }
 
-async fn fanout(workflows: u32, n: u32) -> Result<Sample, Box<dyn std::error::Error>> {
-    let mut bench = Bench::open().await?;
+async fn fanout(mode: Mode, workflows: u32, n: u32) -> Result<Sample, Box<dyn std::error::Error>> {
+    let mut bench = Bench::open(mode).await?;
     bench.start_worker()?;
     let client = bench.client();
     let start = Instant::now();
@@ -233,8 +378,12 @@ async fn fanout(workflows: u32, n: u32) -> Result<Sample, Box<dyn std::error::Er
     Ok(Sample::from([("activities_per_s", f64::from(n) / secs)]))
 }
 
-async fn sequential_latency(n: u32, local: bool) -> Result<Sample, Box<dyn std::error::Error>> {
-    let mut bench = Bench::open().await?;
+async fn sequential_latency(
+    mode: Mode,
+    n: u32,
+    local: bool,
+) -> Result<Sample, Box<dyn std::error::Error>> {
+    let mut bench = Bench::open(mode).await?;
     bench.start_worker()?;
     let client = bench.client();
     let start = Instant::now();
@@ -253,8 +402,8 @@ async fn sequential_latency(n: u32, local: bool) -> Result<Sample, Box<dyn std::
     ]))
 }
 
-async fn standalone(n: u32) -> Result<Sample, Box<dyn std::error::Error>> {
-    let mut bench = Bench::open().await?;
+async fn standalone(mode: Mode, n: u32) -> Result<Sample, Box<dyn std::error::Error>> {
+    let mut bench = Bench::open(mode).await?;
     bench.start_worker()?;
     let client = bench.client();
     let start = Instant::now();
@@ -269,8 +418,8 @@ async fn standalone(n: u32) -> Result<Sample, Box<dyn std::error::Error>> {
     Ok(Sample::from([("activities_per_s", f64::from(n) / secs)]))
 }
 
-async fn heartbeat() -> Result<Sample, Box<dyn std::error::Error>> {
-    let mut bench = Bench::open().await?;
+async fn heartbeat(mode: Mode) -> Result<Sample, Box<dyn std::error::Error>> {
+    let mut bench = Bench::open(mode).await?;
     bench.start_worker()?;
     let client = bench.client();
     let calls = 1_000_000;
@@ -281,7 +430,11 @@ async fn heartbeat() -> Result<Sample, Box<dyn std::error::Error>> {
 }
 
 fn rss_kib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
+    rss_kib_of("/proc/self/status")
+}
+
+fn rss_kib_of(status: &str) -> f64 {
+    std::fs::read_to_string(status)
         .ok()
         .and_then(|status| {
             status
@@ -293,8 +446,23 @@ fn rss_kib() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-async fn recovery(backlog: u32) -> Result<Sample, Box<dyn std::error::Error>> {
-    let bench = Bench::open().await?;
+async fn recovery(mode: Mode, backlog: u32) -> Result<Sample, Box<dyn std::error::Error>> {
+    // A remote engine's growth is measured against a server on an empty store.
+    let empty_server_kib = match mode {
+        Mode::Embedded => 0.0,
+        Mode::Remote => {
+            let mut empty = Bench::open(mode).await?;
+            first_dispatch(&empty.protocol(), Duration::ZERO).await?;
+            let kib = match &empty.backend {
+                Backend::Remote { server, .. } => server.rss_kib(),
+                Backend::Embedded(_) => unreachable!("opened in remote mode"),
+            };
+            empty.stop().await;
+            let _ = std::fs::remove_dir_all(&empty.dir);
+            kib
+        }
+    };
+    let mut bench = Bench::open(mode).await?;
     let path = bench.dir.join("engine.sqlite");
     let protocol = bench.protocol();
     let options = ActivityOptions::new()
@@ -318,37 +486,65 @@ async fn recovery(backlog: u32) -> Result<Sample, Box<dyn std::error::Error>> {
             eprintln!("    recovery: {next}/{backlog} scheduled");
         }
     }
-    bench.engine.close().await;
     drop(protocol);
-    let rss_before = rss_kib();
-    let start = Instant::now();
-    let engine = Engine::open(EngineConfig::file(&path)).await?;
-    let reopened = start.elapsed();
-    let task = engine
-        .protocol()
-        .poll_activity_task(
-            PollActivityTaskRequest::new("recovery", "bench").with_wait(Duration::from_secs(10)),
-        )
-        .await?;
-    let first_dispatch = start.elapsed();
-    if task.is_none() {
-        return Err("no task dispatched after the restart".into());
-    }
-    let rss_after = rss_kib();
-    engine.close().await;
+    bench.stop().await;
+    let wait = Duration::from_secs(10);
+    let (reopened, dispatched, grown_kib) = match mode {
+        Mode::Embedded => {
+            let rss_before = rss_kib();
+            let start = Instant::now();
+            let engine = Engine::open(EngineConfig::file(&path)).await?;
+            let reopened = start.elapsed();
+            first_dispatch(&engine.protocol(), wait).await?;
+            let dispatched = start.elapsed();
+            let grown = rss_kib() - rss_before;
+            engine.close().await;
+            (reopened, dispatched, grown)
+        }
+        Mode::Remote => {
+            let start = Instant::now();
+            let mut server = ServerChild::start(&path)?;
+            let reopened = server.started_in;
+            first_dispatch(&server.connect().await?, wait).await?;
+            let dispatched = start.elapsed();
+            let grown = server.rss_kib() - empty_server_kib;
+            server.stop();
+            (reopened, dispatched, grown)
+        }
+    };
     let _ = std::fs::remove_dir_all(&bench.dir);
     Ok(Sample::from([
         ("reopen_ms", reopened.as_secs_f64() * 1000.0),
-        ("first_dispatch_ms", first_dispatch.as_secs_f64() * 1000.0),
+        ("first_dispatch_ms", dispatched.as_secs_f64() * 1000.0),
         (
             "engine_bytes_per_backlogged",
-            (rss_after - rss_before).max(0.0) * 1024.0 / f64::from(backlog),
+            grown_kib.max(0.0) * 1024.0 / f64::from(backlog),
         ),
     ]))
 }
 
+/// Polls the recovery queue once; an error if nothing was dispatched within `wait`
+/// (a zero wait only checks the engine answers).
+async fn first_dispatch(
+    protocol: &Arc<dyn ActivityProtocol>,
+    wait: Duration,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let task = protocol
+        .poll_activity_task(PollActivityTaskRequest::new("recovery", "bench").with_wait(wait))
+        .await?;
+    if task.is_none() && !wait.is_zero() {
+        return Err("no task dispatched after the restart".into());
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() == Some("serve") {
+        let db = args.next().ok_or("usage: activity-bench serve DB")?;
+        return serve_child(Path::new(&db)).await;
+    }
     let options = match parse_args() {
         Ok(options) => options,
         Err(message) => {
@@ -367,40 +563,43 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("heartbeat", "heartbeat 1,000,000 calls".into()),
         ("recovery", "recovery 100,000 backlog".into()),
     ];
-    let mut results: Vec<(String, Vec<Sample>)> = Vec::new();
-    for (key, title) in scenarios {
-        if let Some(only) = &options.only {
-            if !only.iter().any(|o| o == key) {
-                continue;
+    let mut results: Vec<(String, Mode, Vec<Sample>)> = Vec::new();
+    for &mode in &options.modes {
+        for (key, title) in &scenarios {
+            if let Some(only) = &options.only {
+                if !only.iter().any(|o| o == key) {
+                    continue;
+                }
             }
+            let mut samples = Vec::new();
+            for run in 1..=options.runs {
+                eprintln!("== {title} ({}): run {run}/{}", mode.name(), options.runs);
+                let sample = match *key {
+                    "fanout" => fanout(mode, 1, n).await?,
+                    "fanout10" => fanout(mode, 10, n).await?,
+                    "sequential" => sequential_latency(mode, 500, false).await?,
+                    "standalone" => standalone(mode, n).await?,
+                    "local" => sequential_latency(mode, 500, true).await?,
+                    "heartbeat" => heartbeat(mode).await?,
+                    "recovery" => recovery(mode, 100_000).await?,
+                    _ => unreachable!("scenario keys are listed above"),
+                };
+                eprintln!("   {sample:?}");
+                samples.push(sample);
+            }
+            results.push((title.clone(), mode, samples));
         }
-        let mut samples = Vec::new();
-        for run in 1..=options.runs {
-            eprintln!("== {title}: run {run}/{}", options.runs);
-            let sample = match key {
-                "fanout" => fanout(1, n).await?,
-                "fanout10" => fanout(10, n).await?,
-                "sequential" => sequential_latency(500, false).await?,
-                "standalone" => standalone(n).await?,
-                "local" => sequential_latency(500, true).await?,
-                "heartbeat" => heartbeat().await?,
-                "recovery" => recovery(100_000).await?,
-                _ => unreachable!("scenario keys are listed above"),
-            };
-            eprintln!("   {sample:?}");
-            samples.push(sample);
-        }
-        results.push((title, samples));
     }
     let mut lines = Vec::new();
-    println!("\n| scenario | metric | median | min | max |");
-    println!("|---|---|---|---|---|");
-    for (title, samples) in &results {
+    println!("\n| scenario | mode | metric | median | min | max |");
+    println!("|---|---|---|---|---|---|");
+    for (title, mode, samples) in &results {
         let Some(first) = samples.first() else {
             continue;
         };
         let mut json = serde_json::Map::new();
         json.insert("scenario".into(), title.clone().into());
+        json.insert("mode".into(), mode.name().into());
         json.insert("runs".into(), samples.len().into());
         for metric in first.keys() {
             let mut values: Vec<f64> = samples
@@ -410,7 +609,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             values.sort_by(f64::total_cmp);
             let median = percentile(&values, 50.0);
             let (min, max) = (values[0], values[values.len() - 1]);
-            println!("| {title} | {metric} | {median:.3} | {min:.3} | {max:.3} |");
+            println!(
+                "| {title} | {} | {metric} | {median:.3} | {min:.3} | {max:.3} |",
+                mode.name()
+            );
             json.insert(
                 (*metric).to_owned(),
                 serde_json::json!({ "median": median, "min": min, "max": max }),

@@ -768,6 +768,28 @@ pub trait ActivityProtocol: Send + Sync + 'static {
         request: PollActivityTaskRequest,
     ) -> BoxFuture<'_, Result<Option<ActivityTask>, ProtocolError>>;
 
+    /// [`poll_activity_task`](Self::poll_activity_task) for up to `max_tasks`
+    /// attempts at once: waits as long for the first, then starts the ones
+    /// dispatchable at that moment (FIFO, within the queue's rate limit) together,
+    /// so a worker with many free slots takes a backlog in a few round trips.
+    /// Empty when the wait ends first. A `max_tasks` of 0 counts as 1.
+    ///
+    /// The default answers at most one task through `poll_activity_task`.
+    fn poll_activity_tasks(
+        &self,
+        request: PollActivityTaskRequest,
+        max_tasks: usize,
+    ) -> BoxFuture<'_, Result<Vec<ActivityTask>, ProtocolError>> {
+        let _ = max_tasks;
+        Box::pin(async move {
+            Ok(self
+                .poll_activity_task(request)
+                .await?
+                .into_iter()
+                .collect())
+        })
+    }
+
     /// Records liveness (and, when given, the latest details) of a started attempt.
     /// `None` details keep the previously recorded ones.
     fn record_heartbeat(

@@ -355,6 +355,33 @@ impl ActivityProtocol for RemoteProtocol {
         })
     }
 
+    fn poll_activity_tasks(
+        &self,
+        request: PollActivityTaskRequest,
+        max_tasks: usize,
+    ) -> BoxFuture<'_, Result<Vec<ActivityTask>, ProtocolError>> {
+        Box::pin(async move {
+            const RPC: &str = "PollActivityTasks";
+            let message = pb::PollActivityTasksRequest {
+                poll: Some(convert::poll_request_to_wire(&request)),
+                max_tasks: u32::try_from(max_tasks).unwrap_or(u32::MAX),
+            };
+            let response = self
+                .unary(RPC, message, request.wait, |mut c, r| async move {
+                    c.poll_activity_tasks(r).await
+                })
+                .await?;
+            answer(
+                response
+                    .tasks
+                    .into_iter()
+                    .map(convert::task_from_wire)
+                    .collect(),
+                RPC,
+            )
+        })
+    }
+
     fn record_heartbeat(
         &self,
         target: TaskTarget,

@@ -103,6 +103,13 @@ impl ActivityProtocol for Acks {
     ) -> BoxFuture<'_, Result<Option<ActivityTask>, ProtocolError>> {
         self.0.poll_activity_task(request)
     }
+    fn poll_activity_tasks(
+        &self,
+        request: PollActivityTaskRequest,
+        max_tasks: usize,
+    ) -> BoxFuture<'_, Result<Vec<ActivityTask>, ProtocolError>> {
+        self.0.poll_activity_tasks(request, max_tasks)
+    }
     fn record_heartbeat(
         &self,
         target: TaskTarget,

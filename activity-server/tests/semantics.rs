@@ -10,9 +10,10 @@ use std::time::Duration;
 use activity_core::{
     failure::{ApplicationFailure, Failure, RetryState, TimeoutKind},
     options::{ActivityOptions, RetryOptions},
+    payload::Payload,
     protocol::{
-        ClosedReason, ExecutionOutcome, ExecutionRef, ExecutionState, PollActivityTaskRequest,
-        ProtocolError, ScheduleActivityRequest,
+        ActivityTask, ClosedReason, ExecutionOutcome, ExecutionRef, ExecutionState,
+        PollActivityTaskRequest, ProtocolError, ScheduleActivityRequest,
     },
     CancelReason, Clock,
 };
@@ -1071,4 +1072,173 @@ async fn s2_the_global_rate_limit_is_enforced_across_all_pollers() {
     let mut pollers: Vec<_> = q.pollers.iter().map(|p| p.identity.clone()).collect();
     pollers.sort();
     assert_eq!(pollers, ["w0", "w1"]);
+}
+
+/// Polls `QUEUE` once for up to `max` tasks, waiting up to `wait`.
+async fn poll_many(env: &Env, max: usize, wait: Duration, rate: Option<f64>) -> Vec<String> {
+    let mut request = PollActivityTaskRequest::new(QUEUE, "batch").with_wait(wait);
+    if let Some(rate) = rate {
+        request = request.with_task_queue_rate_limit(rate);
+    }
+    let tasks = env
+        .protocol
+        .poll_activity_tasks(request, max)
+        .await
+        .expect("poll succeeds");
+    let mut ids = Vec::new();
+    for task in tasks {
+        assert_eq!(task.info.task_token, task.task_token);
+        let described = env.describe(&task.info.activity_id).await;
+        assert_eq!(described.state, ExecutionState::Started, "{described:?}");
+        ids.push(task.info.activity_id);
+    }
+    ids
+}
+
+#[tokio::test(start_paused = true)]
+async fn s2_one_poll_starts_several_attempts_oldest_first_up_to_its_maximum() {
+    let env = Env::new().await;
+    for id in ["a", "b", "c", "d", "e"] {
+        env.schedule(id, stc(10)).await.unwrap();
+    }
+    assert_eq!(poll_many(&env, 3, secs(0), None).await, ["a", "b", "c"]);
+    assert_eq!(poll_many(&env, 10, secs(0), None).await, ["d", "e"]);
+    assert!(poll_many(&env, 10, secs(0), None).await.is_empty());
+    // Zero counts as one; a long poll answers as soon as there is work.
+    env.schedule("f", stc(10)).await.unwrap();
+    env.schedule("g", stc(10)).await.unwrap();
+    assert_eq!(poll_many(&env, 0, secs(0), None).await, ["f"]);
+    let t0 = env.now();
+    let protocol = env.protocol.clone();
+    let waiting = tokio::spawn(async move {
+        protocol
+            .poll_activity_tasks(
+                PollActivityTaskRequest::new(QUEUE, "w").with_wait(secs(60)),
+                5,
+            )
+            .await
+    });
+    let first = waiting.await.unwrap().unwrap();
+    assert_eq!(first.len(), 1, "g was ready at once");
+    assert_eq!(env.secs_since(t0), 0.0);
+    // Every attempt of a batch is its own: completing one leaves the others started.
+    env.schedule("h", stc(10)).await.unwrap();
+    env.schedule("i", stc(10)).await.unwrap();
+    let batch = env
+        .protocol
+        .poll_activity_tasks(
+            PollActivityTaskRequest::new(QUEUE, "w").with_wait(secs(0)),
+            2,
+        )
+        .await
+        .unwrap();
+    env.protocol
+        .complete_activity(token(&batch[1]), Payload::json("done").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(env.describe("i").await.state, ExecutionState::Completed);
+    assert_eq!(env.describe("h").await.state, ExecutionState::Started);
+}
+
+#[tokio::test(start_paused = true)]
+async fn s2_a_poll_for_several_attempts_stays_within_the_global_rate_limit() {
+    let env = Env::new().await;
+    for i in 0..6 {
+        env.schedule(&format!("t{i}"), stc(10)).await.unwrap();
+    }
+    let t0 = env.now();
+    // 2 per second, burst 2; the bucket starts empty.
+    assert_eq!(poll_many(&env, 10, secs(60), Some(2.0)).await, ["t0"]);
+    assert_eq!(env.secs_since(t0), 0.5);
+    env.clock.sleep(secs(5)).await; // the bucket fills up to its burst of 2
+    assert_eq!(poll_many(&env, 10, secs(60), Some(2.0)).await, ["t1", "t2"]);
+    assert_eq!(env.secs_since(t0), 5.5);
+    assert_eq!(poll_many(&env, 10, secs(60), Some(2.0)).await, ["t3"]);
+    assert_eq!(env.secs_since(t0), 6.0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn s2_a_poll_for_several_attempts_stops_adding_once_their_inputs_reach_4_mib() {
+    let env = Env::new().await;
+    let big = "x".repeat(1536 * 1024); // 1.5 MiB of input each
+    for id in ["a", "b", "c", "d"] {
+        env.protocol
+            .schedule_activity(
+                ScheduleActivityRequest::new(
+                    "greet",
+                    vec![Payload::json(&big).unwrap()],
+                    stc(10).task_queue(QUEUE),
+                )
+                .with_activity_id(id),
+            )
+            .await
+            .unwrap();
+    }
+    // a + b = 3 MiB is under the bound, so c is added; then 4.5 MiB stops the claim.
+    assert_eq!(poll_many(&env, 10, secs(0), None).await, ["a", "b", "c"]);
+    assert_eq!(poll_many(&env, 10, secs(0), None).await, ["d"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn s2_a_poll_that_went_away_is_handed_nothing() {
+    let env = Env::new().await;
+    // A poll waits (the engine would start new work for it in the scheduling
+    // transaction), then its caller goes away.
+    let protocol = env.protocol.clone();
+    let gone = tokio::spawn(async move {
+        protocol
+            .poll_activity_tasks(
+                PollActivityTaskRequest::new(QUEUE, "gone").with_wait(secs(60)),
+                5,
+            )
+            .await
+    });
+    env.clock.sleep(secs(1)).await;
+    gone.abort();
+    let _ = gone.await;
+    env.schedule("a", stc(10)).await.unwrap();
+    assert_eq!(env.describe("a").await.state, ExecutionState::Scheduled);
+    let task = env.poll_now().await.expect("the attempt is still there");
+    assert_eq!(task.info.activity_id, "a");
+    assert_eq!(env.describe("a").await.state, ExecutionState::Started);
+}
+
+#[tokio::test(start_paused = true)]
+async fn s2_waiting_polls_are_handed_new_work_longest_waiting_first() {
+    let env = Env::new().await;
+    let mut polls = Vec::new();
+    for who in ["first", "second"] {
+        let protocol = env.protocol.clone();
+        polls.push(tokio::spawn(async move {
+            protocol
+                .poll_activity_tasks(
+                    PollActivityTaskRequest::new(QUEUE, who).with_wait(secs(60)),
+                    2,
+                )
+                .await
+                .unwrap()
+        }));
+        env.clock.sleep(secs(1)).await;
+    }
+    let t0 = env.now();
+    for id in ["a", "b", "c"] {
+        env.schedule(id, stc(10)).await.unwrap();
+    }
+    let ids = |tasks: Vec<ActivityTask>| -> Vec<String> {
+        tasks.into_iter().map(|t| t.info.activity_id).collect()
+    };
+    let second = polls.pop().unwrap().await.unwrap();
+    let first = polls.pop().unwrap().await.unwrap();
+    // Each schedule is its own transaction: `first` takes a (it waited longest),
+    // `second` takes b, and c goes to whichever asks again first.
+    assert_eq!(ids(first), ["a"]);
+    assert_eq!(ids(second), ["b"]);
+    assert_eq!(
+        env.secs_since(t0),
+        0.0,
+        "answered without waiting for a timer"
+    );
+    assert_eq!(env.poll_now().await.unwrap().info.activity_id, "c");
+    let worker = env.describe("a").await.worker_identity;
+    assert_eq!(worker.as_deref(), Some("first"));
 }

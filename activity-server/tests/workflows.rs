@@ -38,7 +38,26 @@ async fn start(env: &Env, id: &str) -> WorkflowRef {
         .expect("start succeeds")
 }
 
+/// Polls for a workflow task and gives it with its whole history (a task for the
+/// identity that ran the run's previous task carries only the new events; these
+/// tests read whole histories, `only_new_events_go_to_the_worker_of_the_previous_task`
+/// the partial ones).
 async fn poll_wf(env: &Env, identity: &str, wait: Duration) -> Option<WorkflowTask> {
+    let mut task = poll_wf_as_sent(env, identity, wait).await?;
+    if task.history.first().is_some_and(|e| e.event_id > 1) {
+        let last = task.history.last().unwrap().event_id;
+        let mut whole = env
+            .protocol
+            .workflow_history(WorkflowRef::run(&task.workflow_id, &task.run_id))
+            .await
+            .unwrap();
+        whole.retain(|e| e.event_id <= last);
+        task.history = whole;
+    }
+    Some(task)
+}
+
+async fn poll_wf_as_sent(env: &Env, identity: &str, wait: Duration) -> Option<WorkflowTask> {
     env.protocol
         .poll_workflow_task(PollWorkflowTaskRequest::new(QUEUE, identity).with_wait(wait))
         .await
@@ -1397,4 +1416,65 @@ impl EnvExt for Env {
             .expect("describe succeeds")
             .state
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn only_new_events_go_to_the_worker_of_the_previous_task() {
+    let env = Env::new().await;
+    let run = start(&env, "sticky").await;
+    let first = poll_wf_as_sent(&env, "w1", secs(60)).await.unwrap();
+    assert_eq!(
+        first.history.first().unwrap().event_id,
+        1,
+        "the first task carries everything"
+    );
+    complete_wf(&env, &first, vec![schedule(1, "a", stc(10))]).await;
+    let activity = env.poll_now().await.unwrap();
+    env.complete(&activity, "done").await.unwrap();
+
+    // The same worker again: only what followed its task's WorkflowTaskStarted (3).
+    let second = poll_wf_as_sent(&env, "w1", secs(60)).await.unwrap();
+    assert_eq!(second.history.first().unwrap().event_id, 4);
+    assert_eq!(
+        names(&second.history),
+        [
+            "WorkflowTaskCompleted",
+            "ActivityScheduled",
+            "ActivityCompleted",
+            "WorkflowTaskScheduled",
+            "WorkflowTaskStarted"
+        ]
+    );
+    assert_eq!(second.history, history(&env, &run).await[3..]);
+    complete_wf(&env, &second, vec![schedule(2, "b", stc(10))]).await;
+    let activity = env.poll_now().await.unwrap();
+    env.complete(&activity, "done").await.unwrap();
+
+    // Another worker gets the whole history, and so does the first one after it.
+    let third = poll_wf_as_sent(&env, "w2", secs(60)).await.unwrap();
+    assert_eq!(third.history, history(&env, &run).await);
+    complete_wf(&env, &third, vec![schedule(3, "c", stc(10))]).await;
+    let activity = env.poll_now().await.unwrap();
+    env.complete(&activity, "done").await.unwrap();
+    let fourth = poll_wf_as_sent(&env, "w1", secs(60)).await.unwrap();
+    assert_eq!(fourth.history, history(&env, &run).await);
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_a_restart_the_next_task_carries_the_whole_history_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("engine.sqlite");
+    let clock = Arc::new(VirtualClock::new());
+    let env = Env::file(&path, clock.clone()).await;
+    let run = start(&env, "sticky-restart").await;
+    let first = poll_wf_as_sent(&env, "w1", secs(60)).await.unwrap();
+    complete_wf(&env, &first, vec![schedule(1, "a", stc(10))]).await;
+    let activity = env.poll_now().await.unwrap();
+    env.complete(&activity, "done").await.unwrap();
+    env.engine.close().await;
+    drop(env);
+
+    let env = Env::file(&path, clock).await;
+    let second = poll_wf_as_sent(&env, "w1", secs(60)).await.unwrap();
+    assert_eq!(second.history, history(&env, &run).await);
 }

@@ -405,12 +405,34 @@ async fn register(shared: &Shared) {
     }
 }
 
+/// How many slots one poll may fill: the poller's fair share of all slots (so a
+/// long poll on an idle queue never holds the slots another queue's pollers
+/// need), one when the worker's own rate spaces every start.
+fn tasks_per_poll(options: &WorkerOptions, rate_limited: bool) -> usize {
+    if rate_limited {
+        return 1;
+    }
+    let pollers = options.pollers_per_queue * options.task_queues.len();
+    (options.max_concurrent_activities / pollers.max(1)).clamp(1, MAX_TASKS_PER_POLL)
+}
+
+/// The most tasks one poll asks for.
+const MAX_TASKS_PER_POLL: usize = 64;
+
 async fn poll_loop(shared: Arc<Shared>, queue: String) {
     let mut backoff = Duration::from_millis(100);
+    let batch = tasks_per_poll(&shared.options, shared.rate.is_some());
     loop {
-        let Ok(permit) = shared.slots.clone().acquire_owned().await else {
+        let Ok(mut permit) = shared.slots.clone().acquire_owned().await else {
             return;
         };
+        // Take more of the slots free right now, never waiting for them.
+        let more = shared.slots.available_permits().min(batch - 1);
+        if more > 0 {
+            if let Ok(extra) = shared.slots.clone().try_acquire_many_owned(more as u32) {
+                permit.merge(extra);
+            }
+        }
         if let Some(rate) = &shared.rate {
             rate.acquire().await;
         }
@@ -420,12 +442,25 @@ async fn poll_loop(shared: Arc<Shared>, queue: String) {
         if let Some(rate) = shared.options.max_task_queue_activities_per_second {
             request = request.with_task_queue_rate_limit(rate);
         }
-        match shared.protocol.poll_activity_task(request).await {
-            Ok(Some(task)) => {
+        let max_tasks = permit.num_permits();
+        match shared
+            .protocol
+            .poll_activity_tasks(request, max_tasks)
+            .await
+        {
+            Ok(tasks) if !tasks.is_empty() => {
                 backoff = Duration::from_millis(100);
-                start_attempt(shared.clone(), task, permit);
+                for task in tasks {
+                    // An engine never answers more than asked; if one did, the
+                    // extra attempts wait for their start-to-close timeout.
+                    let Some(one) = permit.split(1) else {
+                        tracing::error!(activity_id = %task.info.activity_id, "the engine answered more tasks than asked; attempt left to time out");
+                        continue;
+                    };
+                    start_attempt(shared.clone(), task, one);
+                }
             }
-            Ok(None) => {
+            Ok(_) => {
                 if let Some(rate) = &shared.rate {
                     rate.refund().await;
                 }
@@ -464,23 +499,23 @@ async fn workflow_poll_loop(shared: Arc<Shared>, queue: String) {
                 );
                 tokio::spawn(
                     async move {
-                        let answer = match shared.workflows.run_task(&task).await {
+                        let token = task.task_token.clone();
+                        let ran = shared.workflows.run_task(task, &*shared.protocol).await;
+                        let answer = match ran {
                             Ok(commands) => {
                                 with_retries(|| {
-                                    shared.protocol.complete_workflow_task(
-                                        task.task_token.clone(),
-                                        commands.clone(),
-                                    )
+                                    shared
+                                        .protocol
+                                        .complete_workflow_task(token.clone(), commands.clone())
                                 })
                                 .await
                             }
                             Err(err) => {
                                 tracing::error!(%err, "workflow task failed");
                                 with_retries(|| {
-                                    shared.protocol.fail_workflow_task(
-                                        task.task_token.clone(),
-                                        err.to_string(),
-                                    )
+                                    shared
+                                        .protocol
+                                        .fail_workflow_task(token.clone(), err.to_string())
                                 })
                                 .await
                             }

@@ -1,8 +1,12 @@
 //! The workflow executor: runs workflow tasks, keeps instances in a bounded cache
 //! between tasks, and replays the history after a crash or an eviction.
 //!
-//! A task carries the run's whole history. The executor applies its events in
-//! order to a run (a cached instance continues where it stopped). At each
+//! A task carries the run's history: the whole of it, or, when this worker ran the
+//! run's previous task, only the events after that task's `WorkflowTaskStarted`
+//! (the first event's id tells). A cached instance continues with those events;
+//! without one (evicted, restarted, another worker with the same identity) the
+//! executor fetches the whole history and replays it. It applies events in order
+//! to a run (a cached instance continues where it stopped). At each
 //! `WorkflowTaskStarted` it runs the code until it blocks (an *activation*):
 //! - a past activation (followed by `WorkflowTaskCompleted`) is replayed: the
 //!   commands the code produces must match the command events recorded after it,
@@ -30,11 +34,11 @@ use activity_core::{
     failure::error_types,
     workflow::{
         history::describe_event, registered_workflows, Command, EventKind, HistoryEvent,
-        LocalActivityOutcome, LocalActivityRequest, RunDriver, WorkflowInfo, WorkflowRegistration,
-        WorkflowTask,
+        LocalActivityOutcome, LocalActivityRequest, RunDriver, WorkflowInfo, WorkflowRef,
+        WorkflowRegistration, WorkflowTask,
     },
-    ActivityContext, ActivityError, ActivityFailure, ApplicationFailure, Failure, Payload,
-    Registry, RetryState, TimeoutFailure, TimeoutKind, WorkflowError,
+    ActivityContext, ActivityError, ActivityFailure, ActivityProtocol, ApplicationFailure, Failure,
+    Payload, Registry, RetryState, TimeoutFailure, TimeoutKind, WorkflowError,
 };
 
 type RunFuture = Pin<Box<dyn Future<Output = Result<Payload, WorkflowError>> + Send>>;
@@ -43,8 +47,10 @@ type RunFuture = Pin<Box<dyn Future<Output = Result<Payload, WorkflowError>> + S
 struct Instance {
     driver: RunDriver,
     future: Option<RunFuture>,
-    /// History events applied so far.
+    /// History events applied so far (the id of the last one).
     applied: usize,
+    /// The run's task queue (its local activities report it).
+    task_queue: String,
     /// Where the `WorkflowTaskCompleted` of the last answered task must appear.
     expect_completed_at: Option<usize>,
 }
@@ -138,26 +144,44 @@ impl WorkflowExecutor {
         cache.order.clear();
     }
 
-    /// Runs one workflow task; answers its commands.
-    pub(crate) async fn run_task(&self, task: &WorkflowTask) -> Result<Vec<Command>, TaskError> {
-        let history = &task.history;
+    /// Runs one workflow task; answers its commands. `protocol` gives the whole
+    /// history when the task carries only its end and no cached instance has the
+    /// rest.
+    pub(crate) async fn run_task(
+        &self,
+        mut task: WorkflowTask,
+        protocol: &dyn ActivityProtocol,
+    ) -> Result<Vec<Command>, TaskError> {
         let cached = {
             let mut cache = lock(&self.cache);
             cache.order.retain(|id| id != &task.run_id);
             cache.instances.remove(&task.run_id)
         };
-        let mut instance = match cached.filter(|i| i.continues(history)) {
+        // Events before `task.history` (0: it is the whole history).
+        let mut base = task.history.first().map_or(0, |e| {
+            usize::try_from(e.event_id)
+                .unwrap_or(usize::MAX)
+                .saturating_sub(1)
+        });
+        let mut instance = match cached.filter(|i| i.continues(base, &task.history)) {
             Some(instance) => instance,
-            None => self.new_instance(task)?,
+            None => {
+                if base > 0 {
+                    task.history = whole_history(&task, protocol).await?;
+                    base = 0;
+                }
+                self.new_instance(&task)?
+            }
         };
-        for event in &history[instance.applied..] {
+        let history = &task.history;
+        for event in &history[instance.applied - base..] {
             if let EventKind::LocalActivityRecorded { seq, outcome, .. } = &event.kind {
                 instance.driver.preload_local_outcome(*seq, outcome.clone());
             }
         }
-        let commands = self.apply(&mut instance, task).await?;
-        instance.applied = history.len();
-        instance.expect_completed_at = Some(history.len());
+        let commands = self.apply(&mut instance, &task, base).await?;
+        instance.applied = base + task.history.len();
+        instance.expect_completed_at = Some(instance.applied);
         if instance.future.is_some() {
             let mut cache = lock(&self.cache);
             while cache.instances.len() >= cache.capacity.max(1) {
@@ -213,6 +237,7 @@ impl WorkflowExecutor {
             driver,
             future: Some(future),
             applied: 1,
+            task_queue: task_queue.clone(),
             expect_completed_at: None,
         })
     }
@@ -223,9 +248,10 @@ impl WorkflowExecutor {
         &self,
         instance: &mut Instance,
         task: &WorkflowTask,
+        base: usize,
     ) -> Result<Vec<Command>, TaskError> {
         let history = &task.history;
-        let mut index = instance.applied;
+        let mut index = instance.applied - base;
         while index < history.len() {
             let event = &history[index];
             match &event.kind {
@@ -317,7 +343,7 @@ impl WorkflowExecutor {
                             ),
                         })
                     }
-                    None => self.run_local(task, &request).await,
+                    None => self.run_local(task, &instance.task_queue, &request).await,
                 };
                 instance
                     .driver
@@ -331,6 +357,7 @@ impl WorkflowExecutor {
     async fn run_local(
         &self,
         task: &WorkflowTask,
+        task_queue: &str,
         request: &LocalActivityRequest,
     ) -> LocalActivityOutcome {
         let options = &request.options;
@@ -341,7 +368,7 @@ impl WorkflowExecutor {
             let mut info = activity_core::ActivityInfo::new(
                 request.activity_type.clone(),
                 format!("local-{}", request.seq),
-                task_queue_of(task),
+                task_queue,
             );
             info.attempt = attempt;
             info.is_local = true;
@@ -427,23 +454,44 @@ impl WorkflowExecutor {
     }
 }
 
-fn task_queue_of(task: &WorkflowTask) -> String {
-    match task.history.first().map(|e| &e.kind) {
-        Some(EventKind::WorkflowStarted { task_queue, .. }) => task_queue.clone(),
-        _ => String::new(),
+/// The whole history of the task's run, up to the task's last event.
+async fn whole_history(
+    task: &WorkflowTask,
+    protocol: &dyn ActivityProtocol,
+) -> Result<Vec<HistoryEvent>, TaskError> {
+    let last = task.history.last().map_or(0, |e| e.event_id);
+    let mut history = protocol
+        .workflow_history(WorkflowRef::run(&task.workflow_id, &task.run_id))
+        .await
+        .map_err(|err| {
+            TaskError::Invalid(format!(
+                "the task carries history from event {} on and this worker has not cached the run; fetching the whole history failed: {err}",
+                task.history.first().map_or(0, |e| e.event_id)
+            ))
+        })?;
+    history.truncate(usize::try_from(last).unwrap_or(usize::MAX));
+    if history.last().map(|e| e.event_id) != Some(last) {
+        return Err(TaskError::Invalid(format!(
+            "the run's history has {} events; the task ends at event {last}",
+            history.len()
+        )));
     }
+    Ok(history)
 }
 
 impl Instance {
-    /// Whether the cached instance can go on with `history`: the history extends
-    /// what it applied, and the task it answered last was recorded.
-    fn continues(&self, history: &[HistoryEvent]) -> bool {
-        if self.applied > history.len() || self.future.is_none() {
+    /// Whether the cached instance can go on with `history` (which follows `base`
+    /// earlier events): the history extends what it applied, and the task it
+    /// answered last was recorded.
+    fn continues(&self, base: usize, history: &[HistoryEvent]) -> bool {
+        if self.applied < base || self.applied > base + history.len() || self.future.is_none() {
             return false;
         }
         match self.expect_completed_at {
             Some(at) => matches!(
-                history.get(at).map(|e| &e.kind),
+                at.checked_sub(base)
+                    .and_then(|at| history.get(at))
+                    .map(|e| &e.kind),
                 Some(EventKind::WorkflowTaskCompleted { .. })
             ),
             None => true,

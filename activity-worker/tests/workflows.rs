@@ -239,31 +239,48 @@ async fn stop(
     running.await.expect("worker task")
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_new_worker_replays_a_workflow_whose_worker_died_and_runs_each_activity_once() {
+/// Runs `three_steps` on a worker named `first` until its second activity, stops
+/// that worker (its cached instance goes with it), lets a worker named `second`
+/// finish the run, and checks each activity ran once and nothing was scheduled
+/// twice or failed on the way.
+async fn finish_on_a_successor(first: &str, second: &str) {
     let s = setup().await;
-    let first = s.spawn("first");
+    let before = s.spawn(first);
     let handle = three_steps::start(&s.client)
-        .workflow_id("order-1")
+        .workflow_id(format!("order-{first}-{second}"))
         .await
         .unwrap();
     s.wait_for_run("two", 1).await;
-    // The first worker goes away with its cached instance, mid-workflow.
-    stop(first).await;
-    let second = s.spawn("second");
+    stop(before).await;
+    let after = s.spawn(second);
     s.probe.gate.notify_one();
-    let result = handle.result().await.unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(600), handle.result())
+        .await
+        .expect("the run completes within 10 virtual minutes (no failing workflow tasks)")
+        .unwrap();
     assert_eq!(result, ["one done", "two done", "three done"]);
     for name in ["one", "two", "three"] {
         assert_eq!(s.probe.count(name), 1, "activity `{name}` ran once");
     }
     let history = handle.history().await.unwrap();
-    let scheduled = history
-        .iter()
-        .filter(|e| matches!(e.kind, EventKind::ActivityScheduled { .. }))
-        .count();
+    let count = |pred: fn(&EventKind) -> bool| history.iter().filter(|e| pred(&e.kind)).count();
+    let scheduled = count(|k| matches!(k, EventKind::ActivityScheduled { .. }));
     assert_eq!(scheduled, 3, "replay scheduled nothing twice: {history:#?}");
-    stop(second).await;
+    let failed = count(|k| matches!(k, EventKind::WorkflowTaskFailed { .. }));
+    assert_eq!(failed, 0, "no workflow task failed: {history:#?}");
+    stop(after).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_worker_replays_a_workflow_whose_worker_died_and_runs_each_activity_once() {
+    finish_on_a_successor("first", "second").await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restarted_worker_with_the_same_identity_fetches_the_history_it_lacks() {
+    // The successor has the same identity but an empty cache: the engine sends it
+    // only the events after the task its predecessor ran, and it fetches the rest.
+    finish_on_a_successor("same", "same").await;
 }
 
 #[tokio::test(start_paused = true)]

@@ -56,6 +56,7 @@
 
 mod rules;
 mod types;
+mod waiters;
 mod workflows;
 
 use std::{
@@ -96,6 +97,7 @@ use crate::{
 };
 
 use rules::{Claim, Effects};
+use waiters::Waiters;
 
 /// Where the engine keeps its state.
 #[derive(Clone, Debug)]
@@ -246,6 +248,8 @@ impl EngineError {
 }
 
 const MAX_ID_LEN: usize = 1000;
+/// The most attempts one poll starts: bounds a claim's transaction and answer.
+const MAX_TASKS_PER_POLL: usize = 256;
 
 struct Inner {
     store: Arc<dyn Store>,
@@ -266,6 +270,78 @@ struct Inner {
     timer_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Compiled JSON Schemas of registered types.
     validators: Arc<types::Validators>,
+    /// Pollers waiting for work, for eager dispatch.
+    dispatch: Arc<Dispatch>,
+}
+
+/// Hands work to waiting pollers in the transaction that makes it dispatchable.
+struct Dispatch {
+    activities: Waiters<Vec<ActivityTask>>,
+    workflows: Waiters<WorkflowTask>,
+    sticky: workflows::StickyRuns,
+    signer: TokenSigner,
+    workflow_task_timeout: Duration,
+}
+
+impl Dispatch {
+    /// Starts, for the pollers waiting on them, the attempts and workflow tasks
+    /// this transaction made dispatchable. Each is sent to its poller once the
+    /// transaction is committed (`Effects::handoffs`); the pollers still woken
+    /// are those for the work left.
+    fn hand_off(&self, tx: &mut dyn Tx, fx: &mut Effects, now: i64) -> Result<(), ProtocolError> {
+        for i in 0..fx.queues.len() {
+            let (queue, mut count) = fx.queues[i].clone();
+            while count > 0 {
+                let Some(waiter) = self.activities.take(&queue) else {
+                    break;
+                };
+                let claim = rules::claim(
+                    tx,
+                    fx,
+                    &self.signer,
+                    &queue,
+                    &waiter.identity,
+                    None,
+                    waiter.max,
+                    now,
+                )?;
+                match claim {
+                    Claim::Tasks(tasks) => {
+                        count = count.saturating_sub(tasks.len());
+                        fx.handoffs.push((waiter.sender, tasks));
+                    }
+                    Claim::Empty(_) | Claim::RateLimited(_) => {
+                        self.activities.put_back(&queue, waiter);
+                        break;
+                    }
+                }
+            }
+            fx.queues[i].1 = count;
+        }
+        for i in 0..fx.workflow_queues.len() {
+            let queue = fx.workflow_queues[i].clone();
+            while let Some(waiter) = self.workflows.take(&queue) {
+                let claim = workflows::claim(
+                    tx,
+                    fx,
+                    &self.signer,
+                    &self.sticky,
+                    &queue,
+                    &waiter.identity,
+                    self.workflow_task_timeout,
+                    now,
+                )?;
+                match claim {
+                    Some(task) => fx.workflow_handoffs.push((waiter.sender, task)),
+                    None => {
+                        self.workflows.put_back(&queue, waiter);
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -366,7 +442,6 @@ impl Engine {
                 store,
                 clock: config.clock.clone(),
                 signer: TokenSigner::new(key),
-                config,
                 queues: Mutex::default(),
                 outcomes: Mutex::default(),
                 workflow_queues: Mutex::default(),
@@ -376,6 +451,14 @@ impl Engine {
                 shutdown,
                 timer_task: Mutex::new(None),
                 validators: Arc::default(),
+                dispatch: Arc::new(Dispatch {
+                    activities: Waiters::default(),
+                    workflows: Waiters::default(),
+                    sticky: workflows::StickyRuns::default(),
+                    signer: TokenSigner::new(key),
+                    workflow_task_timeout: config.workflow_task_timeout,
+                }),
+                config,
             }),
         };
         let task = tokio::spawn(timer_loop(Arc::downgrade(&engine.inner)));
@@ -416,9 +499,13 @@ impl Engine {
         if *self.inner.shutdown.borrow() {
             return Err(closed());
         }
+        let dispatch = self.inner.dispatch.clone();
+        let now = self.now_ms();
         let (result, effects) = store::run(&*self.inner.store, move |tx: &mut dyn Tx| {
             let mut effects = Effects::default();
-            f(tx, &mut effects).map(|r| (r, effects))
+            let result = f(tx, &mut effects)?;
+            dispatch.hand_off(tx, &mut effects, now)?;
+            Ok::<_, ProtocolError>((result, effects))
         })
         .await?;
         self.inner.apply(effects);
@@ -492,7 +579,8 @@ impl Engine {
     async fn poll(
         &self,
         request: PollActivityTaskRequest,
-    ) -> Result<Option<ActivityTask>, ProtocolError> {
+        max: usize,
+    ) -> Result<Vec<ActivityTask>, ProtocolError> {
         check_name("task_queue", &request.task_queue)?;
         if request.identity.len() > MAX_ID_LEN {
             return Err(ProtocolError::invalid_argument(
@@ -528,24 +616,42 @@ impl Engine {
             let signer = self.inner.signer.clone();
             let rate_now = rate.take();
             let claim = self
-                .run(move |tx, fx| rules::claim(tx, fx, &signer, &queue, &who, rate_now, now_ms))
+                .run(move |tx, fx| {
+                    rules::claim(tx, fx, &signer, &queue, &who, rate_now, max, now_ms)
+                })
                 .await?;
             let next = match claim {
-                Claim::Task(task) => {
-                    tracing::debug!(activity_id = %task.info.activity_id, attempt = task.info.attempt, worker = %identity, "attempt started");
-                    return Ok(Some(*task));
+                Claim::Tasks(tasks) => {
+                    for task in &tasks {
+                        tracing::debug!(activity_id = %task.info.activity_id, attempt = task.info.attempt, worker = %identity, "attempt started");
+                    }
+                    return Ok(tasks);
                 }
                 Claim::Empty(next) => next,
                 Claim::RateLimited(next) => Some(next),
             };
             if now >= deadline {
-                return Ok(None);
+                return Ok(Vec::new());
             }
             let wake = next.map_or(deadline, |n| from_millis(n).min(deadline));
+            let mut place =
+                self.inner
+                    .dispatch
+                    .activities
+                    .register(&request.task_queue, &identity, max);
             tokio::select! {
+                handed = place.handed() => {
+                    if let Some(tasks) = handed.filter(|t| !t.is_empty()) {
+                        return Ok(tasks);
+                    }
+                    continue;
+                }
                 _ = &mut notified => {}
                 _ = self.inner.clock.sleep_until(wake) => {}
                 _ = shutdown.wait_for(|closed| *closed) => return Err(closed()),
+            }
+            if let Some(tasks) = place.leave().await.filter(|t| !t.is_empty()) {
+                return Ok(tasks);
             }
         }
     }
@@ -693,8 +799,12 @@ impl Engine {
             let now_ms = to_millis(now);
             let (queue, who) = (request.task_queue.clone(), identity.clone());
             let signer = self.inner.signer.clone();
+            let dispatch = self.inner.dispatch.clone();
             let task = self
-                .run(move |tx, fx| workflows::claim(tx, fx, &signer, &queue, &who, timeout, now_ms))
+                .run(move |tx, fx| {
+                    let sticky = &dispatch.sticky;
+                    workflows::claim(tx, fx, &signer, sticky, &queue, &who, timeout, now_ms)
+                })
                 .await?;
             if let Some(task) = task {
                 tracing::debug!(workflow_id = %task.workflow_id, run_id = %task.run_id, worker = %identity, "workflow task started");
@@ -703,10 +813,24 @@ impl Engine {
             if now >= deadline {
                 return Ok(None);
             }
+            let mut place =
+                self.inner
+                    .dispatch
+                    .workflows
+                    .register(&request.task_queue, &identity, 1);
             tokio::select! {
+                handed = place.handed() => {
+                    if let Some(task) = handed {
+                        return Ok(Some(task));
+                    }
+                    continue;
+                }
                 _ = &mut notified => {}
                 _ = self.inner.clock.sleep_until(deadline) => {}
                 _ = shutdown.wait_for(|closed| *closed) => return Err(closed()),
+            }
+            if let Some(task) = place.leave().await {
+                return Ok(Some(task));
             }
         }
     }
@@ -841,6 +965,18 @@ fn workflow_failure_size(failure: &WorkflowFailure) -> usize {
 
 impl Inner {
     fn apply(&self, effects: Effects) {
+        for (sender, tasks) in effects.handoffs {
+            if let Err(tasks) = sender.send(tasks) {
+                for task in tasks {
+                    tracing::warn!(activity_id = %task.info.activity_id, attempt = task.info.attempt, "the poller this attempt was started for went away; it is retried after its start-to-close timeout");
+                }
+            }
+        }
+        for (sender, task) in effects.workflow_handoffs {
+            if let Err(task) = sender.send(task) {
+                tracing::warn!(workflow_id = %task.workflow_id, run_id = %task.run_id, "the poller this workflow task was started for went away; it is retried after the workflow task timeout");
+            }
+        }
         for (queue, count) in &effects.queues {
             // One poller per new dispatchable attempt, not every poller of the
             // queue (a fan-out of one would make each of them run a claim). A
@@ -864,6 +1000,7 @@ impl Inner {
             }
         }
         for run_id in &effects.runs_closed {
+            self.dispatch.sticky.forget(run_id);
             if let Some(notify) = lock(&self.run_outcomes).get(run_id) {
                 notify.notify_waiters();
             }
@@ -997,7 +1134,24 @@ impl ActivityProtocol for Engine {
             task_queue = %request.task_queue,
             identity = %request.identity,
         );
-        Box::pin(self.poll(request).instrument(span))
+        Box::pin(async move { Ok(self.poll(request, 1).await?.pop()) }.instrument(span))
+    }
+
+    fn poll_activity_tasks(
+        &self,
+        request: PollActivityTaskRequest,
+        max_tasks: usize,
+    ) -> BoxFuture<'_, Result<Vec<ActivityTask>, ProtocolError>> {
+        let span = tracing::debug_span!(
+            "poll_activity_tasks",
+            task_queue = %request.task_queue,
+            identity = %request.identity,
+            max_tasks,
+        );
+        Box::pin(
+            self.poll(request, max_tasks.clamp(1, MAX_TASKS_PER_POLL))
+                .instrument(span),
+        )
     }
 
     fn record_heartbeat(

@@ -20,7 +20,9 @@ use activity_core::{
         ActivityTask, ClosedReason, ExecutionDescription, ExecutionOutcome, ExecutionRef,
         ExecutionState, PollerInfo, ProtocolError, TaskQueueDescription, TaskTarget,
     },
+    workflow::WorkflowTask,
 };
+use tokio::sync::oneshot;
 
 use super::workflows;
 use crate::{
@@ -45,6 +47,10 @@ pub(crate) struct Effects {
     pub(crate) workflow_queues: Vec<String>,
     /// Workflow runs that closed (their run ids).
     pub(crate) runs_closed: Vec<String>,
+    /// Attempts started for a waiting poller, sent to it once committed.
+    pub(crate) handoffs: Vec<(oneshot::Sender<Vec<ActivityTask>>, Vec<ActivityTask>)>,
+    /// Workflow tasks started for a waiting poller, sent to it once committed.
+    pub(crate) workflow_handoffs: Vec<(oneshot::Sender<WorkflowTask>, WorkflowTask)>,
 }
 
 impl Effects {
@@ -174,8 +180,8 @@ pub(crate) fn schedule(
 
 /// What a claim found.
 pub(crate) enum Claim {
-    /// An attempt, now STARTED by the poller.
-    Task(Box<ActivityTask>),
+    /// One or more attempts (oldest first), now STARTED by the poller.
+    Tasks(Vec<ActivityTask>),
     /// Nothing dispatchable; the earliest time something will be (backoff), if any.
     Empty(Option<i64>),
     /// The queue's rate limit allows the next dispatch at this time.
@@ -191,8 +197,14 @@ fn refill(queue: &mut QueueRecord, now: i64) {
     queue.bucket_at = now;
 }
 
-/// Claims the oldest dispatchable attempt of the queue for `identity`, within
-/// the queue's rate limit, in the same transaction that starts it.
+/// A claim of several attempts stops adding more once their payloads reach this
+/// size, so one poll's answer stays well under any message limit.
+const CLAIM_BYTES: usize = 4 * 1024 * 1024;
+
+/// Claims up to `max` of the oldest dispatchable attempts of the queue (at least
+/// one) for `identity`, within the queue's rate limit, in the same transaction
+/// that starts them.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn claim(
     tx: &mut dyn Tx,
     fx: &mut Effects,
@@ -200,6 +212,7 @@ pub(crate) fn claim(
     task_queue: &str,
     identity: &str,
     rate_limit: Option<f64>,
+    max: usize,
     now: i64,
 ) -> Result<Claim, ProtocolError> {
     let stored = tx.queue(task_queue)?;
@@ -220,27 +233,48 @@ pub(crate) fn claim(
         }
     }
     tx.touch_poller(task_queue, identity, now)?;
-    if let Some(rate) = queue.rate_limit {
-        if queue.bucket_tokens < 1.0 {
-            let missing = 1.0 - queue.bucket_tokens;
-            let wait_ms = ((missing / rate) * 1000.0).ceil().max(1.0) as i64;
-            tx.put_queue(&queue)?;
-            return Ok(Claim::RateLimited(now.saturating_add(wait_ms)));
+    let mut tasks = Vec::new();
+    let mut bytes = 0;
+    let outcome = loop {
+        if tasks.len() >= max.max(1) || bytes >= CLAIM_BYTES {
+            break None;
         }
-    }
-    let Some(mut exec) = tx.next_dispatchable(task_queue, now)? else {
-        if !unlimited {
-            tx.put_queue(&queue)?;
+        if let Some(rate) = queue.rate_limit {
+            if queue.bucket_tokens < 1.0 {
+                let missing = 1.0 - queue.bucket_tokens;
+                let wait_ms = ((missing / rate) * 1000.0).ceil().max(1.0) as i64;
+                break Some(Claim::RateLimited(now.saturating_add(wait_ms)));
+            }
         }
-        return Ok(Claim::Empty(tx.next_dispatch_time(task_queue, now)?));
+        let Some(exec) = tx.next_dispatchable(task_queue, now)? else {
+            break Some(Claim::Empty(tx.next_dispatch_time(task_queue, now)?));
+        };
+        if queue.rate_limit.is_some() {
+            queue.bucket_tokens -= 1.0;
+        }
+        let task = start_attempt(tx, fx, signer, exec, identity, now)?;
+        bytes += task.input.iter().map(Payload::len).sum::<usize>()
+            + task.last_heartbeat_details.as_ref().map_or(0, Payload::len);
+        tasks.push(task);
     };
-    if queue.rate_limit.is_some() {
-        queue.bucket_tokens -= 1.0;
-    }
     if !unlimited {
         tx.put_queue(&queue)?;
     }
+    Ok(match outcome {
+        Some(empty) if tasks.is_empty() => empty,
+        _ => Claim::Tasks(tasks),
+    })
+}
 
+/// Starts one claimed attempt for `identity` and builds its task.
+fn start_attempt(
+    tx: &mut dyn Tx,
+    fx: &mut Effects,
+    signer: &TokenSigner,
+    mut exec: ExecutionRecord,
+    identity: &str,
+    now: i64,
+) -> Result<ActivityTask, ProtocolError> {
     exec.state = ExecutionState::Started;
     exec.started_at = Some(now);
     exec.worker_identity = Some(identity.to_owned());
@@ -283,12 +317,12 @@ pub(crate) fn claim(
     info.deadline = Some(from_millis(deadline));
     info.heartbeat_timeout = exec.options.heartbeat_timeout;
     info.task_token = token.clone();
-    Ok(Claim::Task(Box::new(ActivityTask::new(
+    Ok(ActivityTask::new(
         token,
         info,
         exec.input,
         exec.heartbeat_details,
-    ))))
+    ))
 }
 
 fn describe_ref(exec: &ExecutionRecord) -> String {

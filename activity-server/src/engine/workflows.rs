@@ -28,8 +28,11 @@
 //!   timers, pending task and buffered events are dropped, and its activities that
 //!   are not final are cancel-requested (SEMANTICS 1.5). A closed run never
 //!   changes again.
+//! - A task claimed by the worker that claimed the run's previous task carries
+//!   only the events after that task's `WorkflowTaskStarted` ([`StickyRuns`]);
+//!   that worker has the rest in its cache, or fetches the whole history.
 
-use std::time::Duration;
+use std::{collections::HashMap, sync::Mutex, time::Duration};
 
 use activity_core::{
     clock::from_millis,
@@ -247,10 +250,47 @@ pub(crate) fn start(
 
 /// Claims the oldest scheduled workflow task of the queue for `identity`: appends
 /// `WorkflowTaskStarted`, sets its timeout, and hands out the whole history.
+/// Which worker claimed each run's latest workflow task, and that task's
+/// `WorkflowTaskStarted` event: the run's next task claimed by the same worker
+/// carries only the events after it. Kept in memory only: without an entry (a
+/// restart, another engine node) a task carries the whole history, and a worker
+/// that lacks the earlier events fetches them, so an entry that is wrong costs a
+/// fetch, never correctness.
+#[derive(Debug, Default)]
+pub(crate) struct StickyRuns {
+    runs: Mutex<HashMap<String, (String, u64)>>,
+}
+
+impl StickyRuns {
+    /// Runs remembered at most; past it the map starts over (whole histories).
+    const LIMIT: usize = 100_000;
+
+    fn previous(&self, run_id: &str, identity: &str) -> Option<u64> {
+        let runs = super::lock(&self.runs);
+        let (who, started) = runs.get(run_id)?;
+        (who == identity).then_some(*started)
+    }
+
+    fn set(&self, run_id: &str, identity: &str, started: u64) {
+        let mut runs = super::lock(&self.runs);
+        if runs.len() >= Self::LIMIT && !runs.contains_key(run_id) {
+            runs.clear();
+        }
+        runs.insert(run_id.to_owned(), (identity.to_owned(), started));
+    }
+
+    /// Forgets a closed run.
+    pub(crate) fn forget(&self, run_id: &str) {
+        super::lock(&self.runs).remove(run_id);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn claim(
     tx: &mut dyn Tx,
     fx: &mut Effects,
     signer: &TokenSigner,
+    sticky: &StickyRuns,
     task_queue: &str,
     identity: &str,
     task_timeout: Duration,
@@ -259,6 +299,7 @@ pub(crate) fn claim(
     let Some(mut run) = tx.next_workflow_task(task_queue)? else {
         return Ok(None);
     };
+    let previous = sticky.previous(&run.run_id, identity);
     run.task_state = WorkflowTaskState::Started;
     run.task_started_at = Some(now);
     run.task_identity = Some(identity.to_owned());
@@ -279,7 +320,11 @@ pub(crate) fn claim(
     })?;
     fx.timer_set(due_at);
     tx.update_run(&run)?;
-    let history = tx.history(run.key)?;
+    let history = match previous {
+        Some(after) if after < run.history_length => tx.history_after(run.key, after)?,
+        _ => tx.history(run.key)?,
+    };
+    sticky.set(&run.run_id, identity, run.history_length);
     let token = signer.sign_workflow_task(run.key, run.task_seq);
     Ok(Some(WorkflowTask::new(
         token,

@@ -231,7 +231,11 @@ pub trait Tx {
     /// Appends an event to a run's history; `event.event_id` must be the next id.
     fn append_event(&mut self, run_key: i64, event: &HistoryEvent) -> Result<(), StoreError>;
     /// The whole history of a run, in order.
-    fn history(&mut self, run_key: i64) -> Result<Vec<HistoryEvent>, StoreError>;
+    fn history(&mut self, run_key: i64) -> Result<Vec<HistoryEvent>, StoreError> {
+        self.history_after(run_key, 0)
+    }
+    /// The events of a run's history after event `after` (0: all), in order.
+    fn history_after(&mut self, run_key: i64, after: u64) -> Result<Vec<HistoryEvent>, StoreError>;
     /// Keeps an event that arrived while the run's workflow task was started; it
     /// is appended after that task's answer.
     fn buffer_event(&mut self, run_key: i64, time: i64, kind: &EventKind)

@@ -1168,16 +1168,19 @@ impl Tx for SqliteTx<'_> {
             .map_err(sql_error)
     }
 
-    fn history(&mut self, run_key: i64) -> Result<Vec<HistoryEvent>, StoreError> {
+    fn history_after(&mut self, run_key: i64, after: u64) -> Result<Vec<HistoryEvent>, StoreError> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
         let rows: Vec<(i64, i64, String)> = self
             .conn
             .prepare_cached(
                 "SELECT event_id, time, kind FROM workflow_history
-                 WHERE run_key = ?1 ORDER BY event_id",
+                 WHERE run_key = ?1 AND event_id > ?2 ORDER BY event_id",
             )
             .and_then(|mut s| {
-                s.query_map(params![run_key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                    .collect()
+                s.query_map(params![run_key, after], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?
+                .collect()
             })
             .map_err(sql_error)?;
         rows.into_iter()

@@ -160,6 +160,13 @@ impl ActivityProtocol for ClockGuard {
     ) -> BoxFuture<'_, Result<Option<ActivityTask>, ProtocolError>> {
         self.long(self.inner.poll_activity_task(r))
     }
+    fn poll_activity_tasks(
+        &self,
+        r: PollActivityTaskRequest,
+        max: usize,
+    ) -> BoxFuture<'_, Result<Vec<ActivityTask>, ProtocolError>> {
+        self.long(self.inner.poll_activity_tasks(r, max))
+    }
     fn record_heartbeat(
         &self,
         t: TaskTarget,
