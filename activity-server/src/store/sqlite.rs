@@ -209,6 +209,14 @@ CREATE TABLE IF NOT EXISTS registered_types (
 ) WITHOUT ROWID;
 ";
 
+/// Indexes on columns that an upgrade adds, so made after it (idempotent).
+/// `executions_by_seq`: a workflow command finds its activity by `seq` (without
+/// it every schedule scanned the run's executions: quadratic in a fan-out).
+const INDEXES: &str = "
+CREATE INDEX IF NOT EXISTS executions_by_seq
+    ON executions (scope, workflow_seq) WHERE workflow_seq IS NOT NULL;
+";
+
 /// Upgrades a version 1 database (before workflows): the new tables are made by
 /// [`SCHEMA`]; executions gain the `seq` of the workflow command that made them.
 const UPGRADE_FROM_1: &str = "ALTER TABLE executions ADD COLUMN workflow_seq INTEGER;";
@@ -357,6 +365,7 @@ impl SqliteStore {
                 )))
             }
         }
+        conn.execute_batch(INDEXES).map_err(sql_error)?;
         let (sender, receiver) = mpsc::channel();
         let counters = Arc::new(Counters::default());
         let in_flight = Arc::new(InFlight::default());
@@ -1644,6 +1653,14 @@ mod tests {
             )
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION.as_bytes());
+        let plan: String = conn
+            .query_row(
+                "EXPLAIN QUERY PLAN SELECT key FROM executions WHERE scope = 'r' AND workflow_seq = 1",
+                [],
+                |r| r.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains("executions_by_seq"), "{plan}");
         let mut tx = SqliteTx { conn: &conn };
         let old = tx.execution_by_id("", "old").unwrap().expect("kept");
         assert_eq!(old.workflow_seq, None);
