@@ -209,6 +209,9 @@ CREATE TABLE IF NOT EXISTS registered_types (
 ) WITHOUT ROWID;
 ";
 
+/// Prepared statements kept (more than the store uses).
+const STATEMENT_CACHE: usize = 256;
+
 /// Indexes on columns that an upgrade adds, so made after it (idempotent).
 /// `executions_by_seq`: a workflow command finds its activity by `seq` (without
 /// it every schedule scanned the run's executions: quadratic in a fan-out).
@@ -328,6 +331,9 @@ impl SqliteStore {
     fn start(conn: Connection, location: String) -> Result<Self, StoreError> {
         conn.execute_batch("PRAGMA foreign_keys = ON;")
             .map_err(sql_error)?;
+        // Every statement of the store stays prepared (rusqlite keeps 16 by
+        // default: with more in use, the least recent were parsed again each time).
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} COMMIT;"))
             .map_err(sql_error)?;
         let version: Option<Vec<u8>> = conn
