@@ -249,6 +249,7 @@ impl RemoteProtocol {
         }
         let endpoint = endpoint
             .connect_timeout(config.connect_timeout)
+            .initial_connection_window_size(crate::service::CONNECTION_WINDOW)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_timeout(Duration::from_secs(10));

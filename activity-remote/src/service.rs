@@ -143,6 +143,11 @@ impl ActivityService {
     ) -> Result<(), ServeError> {
         let server = self.into_server()?;
         tonic::transport::Server::builder()
+            // A wide connection window: h2 closes a connection whose peer has many
+            // small DATA frames buffered (flood protection, budget = half the
+            // window); thousands of concurrent small calls from one worker are
+            // normal here.
+            .initial_connection_window_size(CONNECTION_WINDOW)
             .add_service(server)
             // Small answers go out at once: with Nagle's algorithm a long-poll
             // answer waits for the client's delayed ACK (≈ 40 ms per call).
@@ -154,6 +159,9 @@ impl ActivityService {
         Ok(())
     }
 }
+
+/// The HTTP/2 connection flow-control window of both ends (8 MiB).
+pub(crate) const CONNECTION_WINDOW: u32 = 8 * 1024 * 1024;
 
 /// Checks `authorization: Bearer <token>` on every request, in constant time.
 /// Lets everything through when no token is configured.

@@ -826,3 +826,32 @@ async fn a_malformed_request_is_refused_naming_the_field_and_the_server_keeps_se
         .await
         .expect("still serving");
 }
+
+/// Ten thousand calls in flight at once on one connection (a worker's polls and
+/// completions, a client awaiting many results) are all served: the server does
+/// not take the burst of small messages for a flood and close the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_concurrent_calls_on_one_connection_are_all_answered() {
+    let served = Served::start().await;
+    let remote = served.remote().await;
+    let calls = (0..10_000).map(|i| {
+        let remote = remote.clone();
+        tokio::spawn(async move {
+            remote
+                .describe_execution(ExecutionRef::standalone(format!("missing-{i}")))
+                .await
+        })
+    });
+    let answers = bounded(
+        "10,000 concurrent calls",
+        activity_core::workflow::join_all(calls),
+    )
+    .await;
+    for answer in answers {
+        match answer.expect("call task") {
+            Err(ProtocolError::NotFound { .. }) => {}
+            other => panic!("expected NotFound from the engine, got {other:?}"),
+        }
+    }
+    served.stop().await;
+}

@@ -22,6 +22,9 @@ pub struct WorkerOptions {
     /// run replays its history on its next task.
     pub workflow_cache_size: usize,
     /// Concurrent long polls per task queue (default 2; never more than free slots).
+    /// One poll takes up to its share of the free slots at once
+    /// (`max_concurrent_activities / (pollers_per_queue × queues)`, at most 64;
+    /// one when `max_activities_per_second` is set).
     pub pollers_per_queue: usize,
     /// How long one long poll waits before it is issued again (default 60 s).
     pub poll_wait: Duration,
