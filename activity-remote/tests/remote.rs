@@ -831,7 +831,7 @@ async fn a_malformed_request_is_refused_naming_the_field_and_the_server_keeps_se
 /// completions, a client awaiting many results) are all served: the server does
 /// not take the burst of small messages for a flood and close the connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn thousands_of_concurrent_calls_on_one_connection_are_all_answered() {
+async fn ten_thousand_concurrent_calls_on_one_connection_are_all_answered() {
     let served = Served::start().await;
     let remote = served.remote().await;
     let calls = (0..10_000).map(|i| {
