@@ -434,7 +434,7 @@ pub(crate) fn application_from_wire(
 }
 
 /// Fails only for a failure kind added to the model after this crate was written.
-fn failure_to_wire(failure: &Failure) -> Result<pb::Failure, ProtocolError> {
+pub(crate) fn failure_to_wire(failure: &Failure) -> Result<pb::Failure, ProtocolError> {
     let failure = match failure {
         Failure::Application(a) => pb::failure::Failure::Application(application_to_wire(a)),
         Failure::Timeout(t) => pb::failure::Failure::Timeout(pb::TimeoutFailure {
@@ -457,7 +457,7 @@ fn failure_to_wire(failure: &Failure) -> Result<pb::Failure, ProtocolError> {
     })
 }
 
-fn failure_from_wire(failure: Option<pb::Failure>, name: &str) -> Wire<Failure> {
+pub(crate) fn failure_from_wire(failure: Option<pb::Failure>, name: &str) -> Wire<Failure> {
     match failure.and_then(|f| f.failure) {
         Some(pb::failure::Failure::Application(a)) => Ok(Failure::Application(
             application_from_wire(Some(a), &field(name, "application"))?,

@@ -174,7 +174,20 @@ impl WorkflowExecutor {
             }
         };
         let history = &task.history;
-        for event in &history[instance.applied - base..] {
+        let mut from = instance.applied - base;
+        if instance.expect_completed_at.is_some() {
+            // A cached instance's own last answer: its local activity records are
+            // already applied (a backoff taken again would never run the retry).
+            if let Some(EventKind::WorkflowTaskCompleted { .. }) =
+                history.get(from).map(|e| &e.kind)
+            {
+                from += 1;
+                while history.get(from).is_some_and(|e| e.kind.is_command()) {
+                    from += 1;
+                }
+            }
+        }
+        for event in &history[from..] {
             if let EventKind::LocalActivityRecorded { seq, outcome, .. } = &event.kind {
                 instance.driver.preload_local_outcome(*seq, outcome.clone());
             }
@@ -362,8 +375,11 @@ impl WorkflowExecutor {
     ) -> LocalActivityOutcome {
         let options = &request.options;
         let started = tokio::time::Instant::now();
-        let deadline = options.schedule_to_close.map(|total| started + total);
-        let mut attempt = 1;
+        // Time spent before (durable backoffs) counts against schedule-to-close.
+        let deadline = options
+            .schedule_to_close
+            .map(|total| started + total.saturating_sub(request.elapsed));
+        let mut attempt = request.attempt.max(1);
         loop {
             let mut info = activity_core::ActivityInfo::new(
                 request.activity_type.clone(),
@@ -448,11 +464,24 @@ impl WorkflowExecutor {
                     failure,
                 ));
             }
+            if delay > INLINE_BACKOFF_LIMIT {
+                // Too long to wait inside this workflow task: a durable timer.
+                return LocalActivityOutcome::Backoff {
+                    attempt,
+                    failure,
+                    backoff: delay,
+                };
+            }
             tokio::time::sleep(delay).await;
             attempt += 1;
         }
     }
 }
+
+/// The longest retry backoff of a local activity waited inside a workflow task;
+/// a longer one is recorded and waited on a durable timer (SEMANTICS 1.7), so the
+/// workflow task ends well within its timeout and nothing waits in memory.
+pub(crate) const INLINE_BACKOFF_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The whole history of the task's run, up to the task's last event.
 async fn whole_history(

@@ -11,7 +11,7 @@ use std::{
 
 use activity_core::{
     activity, workflow,
-    workflow::{select, Either, EventKind, WorkflowCallError, WorkflowState},
+    workflow::{select, Either, EventKind, LocalActivityOutcome, WorkflowCallError, WorkflowState},
     ActivityContext, ActivityError, ActivityProtocol, CancellationType, Client, Failure,
     ProtocolError, State, WorkflowContext, WorkflowError,
 };
@@ -125,6 +125,28 @@ async fn with_local(ctx: WorkflowContext) -> Result<u32, WorkflowError> {
         .task_queue(ACTS)
         .await?;
     Ok(n)
+}
+
+/// Fails its first attempt; the retry policy waits an hour before the second.
+#[activity(
+    start_to_close = "10s",
+    retry(initial_interval = "1h", maximum_attempts = 3)
+)]
+async fn flaky_local(ctx: ActivityContext, probe: State<Probe>) -> Result<u32, ActivityError> {
+    let attempt = ctx.info().attempt;
+    probe.ran(format!("flaky_local attempt {attempt}"));
+    if attempt == 1 {
+        return Err(ActivityError::retryable("first attempt fails"));
+    }
+    Ok(attempt)
+}
+
+#[workflow]
+async fn with_flaky_local(ctx: WorkflowContext) -> Result<(u32, u64), WorkflowError> {
+    let before = ctx.now();
+    let attempt = flaky_local::call(&ctx.local()).await?;
+    let waited = ctx.now().duration_since(before).unwrap_or_default();
+    Ok((attempt, waited.as_secs()))
 }
 
 #[workflow]
@@ -352,6 +374,98 @@ async fn a_local_activity_is_recorded_and_not_run_again_on_replay() {
         .collect();
     assert_eq!(recorded.len(), 1, "{history:#?}");
     stop(second).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_long_local_activity_backoff_is_a_durable_timer_that_survives_its_worker() {
+    let s = setup().await;
+    let first = s.spawn("first");
+    let handle = with_flaky_local::start(&s.client).await.unwrap();
+    s.wait_for_run("flaky_local attempt 1", 1).await;
+    // The hour of backoff is recorded, not slept in the worker: the first task is
+    // answered (its worker can go away) and a timer holds the retry.
+    let history = tokio::time::timeout(Duration::from_secs(600), async {
+        loop {
+            let history = handle.history().await.unwrap();
+            if history
+                .iter()
+                .any(|e| matches!(e.kind, EventKind::TimerStarted { .. }))
+            {
+                return history;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("a backoff timer is started within 10 virtual minutes");
+    let backoff = history.iter().find_map(|e| match &e.kind {
+        EventKind::LocalActivityRecorded {
+            outcome:
+                LocalActivityOutcome::Backoff {
+                    attempt, backoff, ..
+                },
+            ..
+        } => Some((*attempt, *backoff)),
+        _ => None,
+    });
+    assert_eq!(
+        backoff,
+        Some((1, Duration::from_secs(3600))),
+        "{history:#?}"
+    );
+    stop(first).await;
+
+    let second = s.spawn("second");
+    let (attempt, waited) = tokio::time::timeout(Duration::from_secs(4 * 3600), handle.result())
+        .await
+        .expect("the retry runs after the timer")
+        .unwrap();
+    assert_eq!(attempt, 2);
+    assert!(waited >= 3600, "the workflow saw the hour pass: {waited} s");
+    assert_eq!(
+        s.probe.count("flaky_local attempt 1"),
+        1,
+        "not run again on replay"
+    );
+    assert_eq!(s.probe.count("flaky_local attempt 2"), 1);
+    let history = handle.history().await.unwrap();
+    let names: Vec<_> = history
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.kind,
+                EventKind::LocalActivityRecorded { .. }
+                    | EventKind::TimerStarted { .. }
+                    | EventKind::TimerFired { .. }
+            )
+        })
+        .map(|e| e.kind.name())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "LocalActivityRecorded",
+            "TimerStarted",
+            "TimerFired",
+            "LocalActivityRecorded"
+        ]
+    );
+    stop(second).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cached_run_retries_its_local_activity_when_the_backoff_timer_fires() {
+    let s = setup().await;
+    let worker = s.spawn("only");
+    let handle = with_flaky_local::start(&s.client).await.unwrap();
+    let (attempt, waited) = tokio::time::timeout(Duration::from_secs(4 * 3600), handle.result())
+        .await
+        .expect("the retry runs after the timer")
+        .unwrap();
+    assert_eq!((attempt, waited >= 3600), (2, true));
+    assert_eq!(s.probe.count("flaky_local attempt 1"), 1);
+    assert_eq!(s.probe.count("flaky_local attempt 2"), 1);
+    stop(worker).await;
 }
 
 #[tokio::test(start_paused = true)]

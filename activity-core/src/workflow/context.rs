@@ -8,7 +8,7 @@
 //! futures that changed, in a deterministic order.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     fmt,
     future::Future,
     marker::PhantomData,
@@ -111,6 +111,11 @@ pub struct LocalActivityRequest {
     pub input: Vec<Payload>,
     /// The validated options.
     pub options: ValidatedOptions,
+    /// The first attempt to run (later than 1 after a durable backoff).
+    pub attempt: u32,
+    /// Time already spent since the code asked for it (workflow time), counted
+    /// against `schedule_to_close`.
+    pub elapsed: Duration,
 }
 
 /// SplitMix64: a tiny deterministic generator, seeded from the run id.
@@ -140,7 +145,12 @@ struct RunState {
     timers: HashMap<u32, Slot<bool>>,
     locals: HashMap<u32, Slot<LocalActivityOutcome>>,
     local_requests: Vec<LocalActivityRequest>,
-    recorded_locals: HashMap<u32, LocalActivityOutcome>,
+    /// Outcomes found in history, per local activity, oldest first.
+    recorded_locals: HashMap<u32, VecDeque<LocalActivityOutcome>>,
+    /// Local activities not resolved yet: their request and when it was made.
+    local_pending: HashMap<u32, (LocalActivityRequest, SystemTime)>,
+    /// Durable backoff timers (by timer seq) and the local activity each retries.
+    local_backoffs: HashMap<u32, u32>,
 }
 
 /// The context of a workflow run: activities (through their stubs), local
@@ -407,7 +417,10 @@ fn with_queue(options: ActivityOptions, queue: &str) -> ActivityOptions {
 
 /// Calls activities as local activities (SEMANTICS 1.7): run by the worker that
 /// runs the workflow, recorded in history before the workflow sees the outcome,
-/// never run again on replay.
+/// never run again on replay. Failed attempts are retried by the worker with the
+/// retry policy; a backoff longer than 2 s is recorded and waited on a durable
+/// timer (the workflow task ends; the next attempt runs when the timer fires, on
+/// whichever worker then runs the workflow), not in the worker's memory.
 #[derive(Clone, Debug)]
 pub struct LocalActivities {
     ctx: WorkflowContext,
@@ -446,6 +459,16 @@ impl<A: ActivityDefinition> Future for LocalActivity<A> {
                 Ok(payload.decode_as(&format!("result of local activity `{}`", A::NAME))?)
             }
             LocalActivityOutcome::Failed(failure) => Err(ActivityCallError::Failed(failure)),
+            // `resolve_local` never resolves a slot with a backoff.
+            LocalActivityOutcome::Backoff { failure, .. } => {
+                Err(ActivityCallError::Failed(ActivityFailure::new(
+                    A::NAME,
+                    format!("local-{seq}"),
+                    0,
+                    RetryState::Timeout,
+                    failure,
+                )))
+            }
         })
     }
 }
@@ -486,12 +509,17 @@ impl ActivityCaller for LocalActivities {
         state.next_local += 1;
         let seq = state.next_local;
         // The executor runs it, or on replay takes its outcome from history.
-        state.local_requests.push(LocalActivityRequest {
+        let request = LocalActivityRequest {
             seq,
             activity_type: A::NAME.to_owned(),
             input,
             options: validated,
-        });
+            attempt: 1,
+            elapsed: Duration::ZERO,
+        };
+        let now = state.now;
+        state.local_pending.insert(seq, (request.clone(), now));
+        state.local_requests.push(request);
         state.locals.insert(seq, Slot::default());
         future.seq = Some(seq);
         future
@@ -531,6 +559,8 @@ impl RunDriver {
                     locals: HashMap::new(),
                     local_requests: Vec::new(),
                     recorded_locals: HashMap::new(),
+                    local_pending: HashMap::new(),
+                    local_backoffs: HashMap::new(),
                 })),
             },
         }
@@ -556,9 +586,20 @@ impl RunDriver {
             .is_some_and(|slot| slot.resolve(outcome))
     }
 
-    /// Fires timer `seq`.
+    /// Fires timer `seq`. A local activity's backoff timer asks the executor for
+    /// its next attempt.
     pub fn fire_timer(&self, seq: u32) -> bool {
         let mut state = self.ctx.lock();
+        if let Some(local) = state.local_backoffs.remove(&seq) {
+            let now = state.now;
+            if let Some((request, asked_at)) = state.local_pending.get_mut(&local) {
+                let mut retry = request.clone();
+                retry.elapsed = now.duration_since(*asked_at).unwrap_or_default();
+                state.local_requests.push(retry);
+                return true;
+            }
+            return false;
+        }
         state
             .timers
             .get_mut(&seq)
@@ -573,12 +614,24 @@ impl RunDriver {
     /// Remembers a local activity outcome found in history, so that the
     /// executor resolves it without running the function again.
     pub fn preload_local_outcome(&self, seq: u32, outcome: LocalActivityOutcome) {
-        self.ctx.lock().recorded_locals.insert(seq, outcome);
+        self.ctx
+            .lock()
+            .recorded_locals
+            .entry(seq)
+            .or_default()
+            .push_back(outcome);
     }
 
-    /// The outcome of local activity `seq` recorded in history, if any (taken).
+    /// The next outcome of local activity `seq` recorded in history, if any
+    /// (taken): a backoff, or its final outcome.
     pub fn take_recorded_local(&self, seq: u32) -> Option<LocalActivityOutcome> {
-        self.ctx.lock().recorded_locals.remove(&seq)
+        let mut state = self.ctx.lock();
+        let recorded = state.recorded_locals.get_mut(&seq)?;
+        let outcome = recorded.pop_front();
+        if recorded.is_empty() {
+            state.recorded_locals.remove(&seq);
+        }
+        outcome
     }
 
     /// Whether cancellation of the run was requested.
@@ -593,6 +646,10 @@ impl RunDriver {
 
     /// Resolves local activity `seq` with the outcome the worker got, and records
     /// the command that writes it to history.
+    ///
+    /// A [`LocalActivityOutcome::Backoff`] resolves nothing: it is recorded with
+    /// a durable timer, and when the timer fires the executor is asked for the
+    /// next attempt ([`take_local_requests`](Self::take_local_requests)).
     pub fn resolve_local(&self, seq: u32, activity_type: &str, outcome: LocalActivityOutcome) {
         let mut state = self.ctx.lock();
         state.commands.push(Command::RecordLocalActivity {
@@ -600,6 +657,23 @@ impl RunDriver {
             activity_type: activity_type.to_owned(),
             outcome: outcome.clone(),
         });
+        if let LocalActivityOutcome::Backoff {
+            attempt, backoff, ..
+        } = outcome
+        {
+            if let Some((request, _)) = state.local_pending.get_mut(&seq) {
+                request.attempt = attempt.saturating_add(1);
+            }
+            state.next_timer += 1;
+            let timer = state.next_timer;
+            state.local_backoffs.insert(timer, seq);
+            state.commands.push(Command::StartTimer {
+                seq: timer,
+                duration: backoff,
+            });
+            return;
+        }
+        state.local_pending.remove(&seq);
         if let Some(slot) = state.locals.get_mut(&seq) {
             slot.resolve(outcome);
         }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     context::TaskToken,
-    failure::{ActivityFailure, ApplicationFailure},
+    failure::{ActivityFailure, ApplicationFailure, Failure},
     options::ActivityOptions,
     payload::Payload,
 };
@@ -231,6 +231,18 @@ pub enum LocalActivityOutcome {
     Completed(Payload),
     /// It failed for good.
     Failed(ActivityFailure),
+    /// Attempt `attempt` failed with `failure` and the retry policy asks for a
+    /// backoff too long to wait inside a workflow task: attempt `attempt + 1`
+    /// runs once a durable timer of `backoff` fires (SEMANTICS 1.7). Recorded
+    /// with a `StartTimer` command; the workflow does not see it.
+    Backoff {
+        /// The attempt that failed.
+        attempt: u32,
+        /// Its failure.
+        failure: Failure,
+        /// How long until the next attempt.
+        backoff: Duration,
+    },
 }
 
 /// Why a workflow run failed.

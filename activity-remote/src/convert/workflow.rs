@@ -17,9 +17,9 @@ use activity_core::{
 
 use super::{
     activity_failure_from_wire, activity_failure_to_wire, application_from_wire,
-    application_to_wire, duration_from_wire, duration_to_wire, field, options_from_wire_at,
-    options_to_wire, payload_from_wire, payload_to_wire, payloads_from_wire, payloads_to_wire,
-    time_from_wire, time_to_wire, Wire, WireError,
+    application_to_wire, duration_from_wire, duration_to_wire, failure_from_wire, failure_to_wire,
+    field, options_from_wire_at, options_to_wire, payload_from_wire, payload_to_wire,
+    payloads_from_wire, payloads_to_wire, time_from_wire, time_to_wire, Wire, WireError,
 };
 use crate::proto as pb;
 
@@ -87,6 +87,15 @@ fn local_outcome_to_wire(
         LocalActivityOutcome::Failed(failure) => {
             Outcome::Failed(activity_failure_to_wire(failure)?)
         }
+        LocalActivityOutcome::Backoff {
+            attempt,
+            failure,
+            backoff,
+        } => Outcome::Backoff(pb::LocalActivityBackoff {
+            attempt: *attempt,
+            failure: Some(failure_to_wire(failure)?),
+            backoff_ms: duration_to_wire(*backoff),
+        }),
     };
     Ok(pb::LocalActivityOutcome {
         outcome: Some(outcome),
@@ -105,6 +114,11 @@ fn local_outcome_from_wire(
         Some(Outcome::Failed(failure)) => Ok(LocalActivityOutcome::Failed(
             activity_failure_from_wire(failure, &field(name, "failed"))?,
         )),
+        Some(Outcome::Backoff(backoff)) => Ok(LocalActivityOutcome::Backoff {
+            attempt: backoff.attempt,
+            failure: failure_from_wire(backoff.failure, &field(name, "backoff.failure"))?,
+            backoff: duration_from_wire(backoff.backoff_ms, &field(name, "backoff.backoff_ms"))?,
+        }),
         None => Err(WireError::missing(name)),
     }
 }
@@ -688,6 +702,15 @@ mod tests {
             activity_failures()
                 .into_iter()
                 .map(LocalActivityOutcome::Failed),
+        );
+        all.extend(
+            activity_failures()
+                .into_iter()
+                .map(|f| LocalActivityOutcome::Backoff {
+                    attempt: f.attempts,
+                    failure: f.cause,
+                    backoff: Duration::from_secs(3600),
+                }),
         );
         all
     }

@@ -125,6 +125,16 @@ fn local_outcome(outcome: &LocalActivityOutcome) -> Value {
         LocalActivityOutcome::Failed(f) => {
             json!({ "status": "FAILED", "failure": activity_failure(f) })
         }
+        LocalActivityOutcome::Backoff {
+            attempt,
+            failure: f,
+            backoff,
+        } => json!({
+            "status": "BACKOFF",
+            "attempt": attempt,
+            "failure": failure(f),
+            "backoff_ms": u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX),
+        }),
     }
 }
 

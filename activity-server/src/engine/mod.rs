@@ -856,6 +856,7 @@ impl Engine {
                     match outcome {
                         LocalActivityOutcome::Completed(result) => result.len(),
                         LocalActivityOutcome::Failed(failure) => json_size(failure),
+                        LocalActivityOutcome::Backoff { failure, .. } => json_size(failure),
                     },
                 )?,
                 Command::CompleteWorkflow { result } => {
