@@ -235,6 +235,7 @@ pub(crate) fn claim(
     tx.touch_poller(task_queue, identity, now)?;
     let mut tasks = Vec::new();
     let mut bytes = 0;
+    let mut workflow_types = Vec::new();
     let outcome = loop {
         if tasks.len() >= max.max(1) || bytes >= CLAIM_BYTES {
             break None;
@@ -252,7 +253,7 @@ pub(crate) fn claim(
         if queue.rate_limit.is_some() {
             queue.bucket_tokens -= 1.0;
         }
-        let task = start_attempt(tx, fx, signer, exec, identity, now)?;
+        let task = start_attempt(tx, fx, signer, exec, identity, &mut workflow_types, now)?;
         bytes += task.input.iter().map(Payload::len).sum::<usize>()
             + task.last_heartbeat_details.as_ref().map_or(0, Payload::len);
         tasks.push(task);
@@ -267,19 +268,27 @@ pub(crate) fn claim(
 }
 
 /// Starts one claimed attempt for `identity` and builds its task.
+/// `workflow_types` remembers the type of each run seen in this claim.
 fn start_attempt(
     tx: &mut dyn Tx,
     fx: &mut Effects,
     signer: &TokenSigner,
     mut exec: ExecutionRecord,
     identity: &str,
+    workflow_types: &mut Vec<(String, Option<String>)>,
     now: i64,
 ) -> Result<ActivityTask, ProtocolError> {
     exec.state = ExecutionState::Started;
     exec.started_at = Some(now);
     exec.worker_identity = Some(identity.to_owned());
-    tx.clear_timer(exec.key, TimerKind::ScheduleToStart)?;
-    tx.clear_timer(exec.key, TimerKind::Dispatch)?;
+    // These timers exist only with a schedule-to-start bound, and only for a
+    // retry (its backoff): two statements less per claim otherwise.
+    if exec.options.schedule_to_start.is_some() {
+        tx.clear_timer(exec.key, TimerKind::ScheduleToStart)?;
+    }
+    if exec.attempt > 1 {
+        tx.clear_timer(exec.key, TimerKind::Dispatch)?;
+    }
     set_timer(
         tx,
         fx,
@@ -304,7 +313,14 @@ fn start_attempt(
     info.workflow_id = exec.workflow_id.clone();
     info.workflow_run_id = exec.workflow_run_id.clone();
     if let Some(run_id) = &exec.workflow_run_id {
-        info.workflow_type = tx.run_by_id(run_id)?.map(|run| run.workflow_type);
+        info.workflow_type = match workflow_types.iter().find(|(id, _)| id == run_id) {
+            Some((_, known)) => known.clone(),
+            None => {
+                let found = tx.run_by_id(run_id)?.map(|run| run.workflow_type);
+                workflow_types.push((run_id.clone(), found.clone()));
+                found
+            }
+        };
     }
     info.scheduled_time = from_millis(exec.scheduled_at);
     info.current_attempt_scheduled_time = from_millis(exec.attempt_scheduled_at);
