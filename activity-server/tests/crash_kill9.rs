@@ -1,4 +1,4 @@
-//! Crash test (SEMANTICS 5): 10 workflows × 1,000 activities run through
+//! Crash test (SEMANTICS 5): 10 workflows × 1,000 activities (in waves of 25) run through
 //! `activity-server serve` (a child process) and a worker in another child
 //! process, both on loopback, while the server is killed with SIGKILL at random
 //! moments (3 times, restarted on the same file and port) and the worker once
@@ -198,13 +198,24 @@ impl ActivityProtocol for Acks {
 }
 
 /// Starts `n` activities at once and awaits them all.
+/// Runs `n` activities in waves of [`WAVE`]: many workflow tasks, each answered
+/// while pollers wait, so kills also land while the engine hands new attempts
+/// and workflow tasks to waiting pollers.
 #[workflow]
 async fn crash_fan_out(ctx: WorkflowContext, n: u32) -> Result<u32, WorkflowError> {
-    for result in join_all((0..n).map(|_| crash_noop::call(&ctx))).await {
-        result?;
+    let mut done = 0;
+    while done < n {
+        let wave = WAVE.min(n - done);
+        for result in join_all((0..wave).map(|_| crash_noop::call(&ctx))).await {
+            result?;
+        }
+        done += wave;
     }
     Ok(n)
 }
+
+/// Activities a workflow starts at once.
+const WAVE: u32 = 25;
 
 /// The worker child: runs a worker on the server at `url` until killed.
 async fn crash_worker_child(url: String, log: String) {
