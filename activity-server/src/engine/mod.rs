@@ -254,7 +254,6 @@ const MAX_TASKS_PER_POLL: usize = 256;
 struct Inner {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
-    signer: TokenSigner,
     config: EngineConfig,
     queues: Mutex<HashMap<String, Arc<Notify>>>,
     outcomes: Mutex<HashMap<String, Arc<Notify>>>,
@@ -270,11 +269,12 @@ struct Inner {
     timer_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Compiled JSON Schemas of registered types.
     validators: Arc<types::Validators>,
-    /// Pollers waiting for work, for eager dispatch.
+    /// Pollers waiting for work (eager dispatch), and the token signer.
     dispatch: Arc<Dispatch>,
 }
 
-/// Hands work to waiting pollers in the transaction that makes it dispatchable.
+/// Hands work to waiting pollers in the transaction that makes it dispatchable;
+/// holds what claims need (the token signer, which signs every token).
 struct Dispatch {
     activities: Waiters<Vec<ActivityTask>>,
     workflows: Waiters<WorkflowTask>,
@@ -441,7 +441,6 @@ impl Engine {
             inner: Arc::new(Inner {
                 store,
                 clock: config.clock.clone(),
-                signer: TokenSigner::new(key),
                 queues: Mutex::default(),
                 outcomes: Mutex::default(),
                 workflow_queues: Mutex::default(),
@@ -613,7 +612,7 @@ impl Engine {
             let now = self.inner.clock.now();
             let now_ms = to_millis(now);
             let (queue, who) = (request.task_queue.clone(), identity.clone());
-            let signer = self.inner.signer.clone();
+            let signer = self.inner.dispatch.signer.clone();
             let rate_now = rate.take();
             let claim = self
                 .run(move |tx, fx| {
@@ -798,7 +797,7 @@ impl Engine {
             let now = self.inner.clock.now();
             let now_ms = to_millis(now);
             let (queue, who) = (request.task_queue.clone(), identity.clone());
-            let signer = self.inner.signer.clone();
+            let signer = self.inner.dispatch.signer.clone();
             let dispatch = self.inner.dispatch.clone();
             let task = self
                 .run(move |tx, fx| {
@@ -878,7 +877,7 @@ impl Engine {
         commands: Vec<Command>,
     ) -> Result<(), ProtocolError> {
         self.check_commands(&commands)?;
-        let signer = self.inner.signer.clone();
+        let signer = self.inner.dispatch.signer.clone();
         let now = self.now_ms();
         self.run(move |tx, fx| workflows::complete_task(tx, fx, &signer, &token, commands, now))
             .await
@@ -886,7 +885,7 @@ impl Engine {
 
     async fn fail_workflow(&self, token: TaskToken, message: String) -> Result<(), ProtocolError> {
         self.check_payload(|| "the workflow task failure message".into(), message.len())?;
-        let signer = self.inner.signer.clone();
+        let signer = self.inner.dispatch.signer.clone();
         let now = self.now_ms();
         let config = &self.inner.config;
         let backoff = (
@@ -1164,7 +1163,7 @@ impl ActivityProtocol for Engine {
         Box::pin(
             async move {
                 self.check_payload(|| "the heartbeat details".into(), details_size(&details))?;
-                let signer = self.inner.signer.clone();
+                let signer = self.inner.dispatch.signer.clone();
                 let now = self.now_ms();
                 let cancel = self
                     .run(move |tx, fx| rules::heartbeat(tx, fx, &signer, &target, details, now))
@@ -1184,7 +1183,7 @@ impl ActivityProtocol for Engine {
         Box::pin(
             async move {
                 self.check_payload(|| "the result".into(), result.len())?;
-                let signer = self.inner.signer.clone();
+                let signer = self.inner.dispatch.signer.clone();
                 let now = self.now_ms();
                 let validators = self.inner.validators.clone();
                 self.run(move |tx, fx| {
@@ -1215,7 +1214,7 @@ impl ActivityProtocol for Engine {
                     || "the last heartbeat details".into(),
                     details_size(&last_heartbeat_details),
                 )?;
-                let signer = self.inner.signer.clone();
+                let signer = self.inner.dispatch.signer.clone();
                 let now = self.now_ms();
                 self.run(move |tx, fx| {
                     rules::fail(
@@ -1243,7 +1242,7 @@ impl ActivityProtocol for Engine {
         Box::pin(
             async move {
                 self.check_payload(|| "the cancellation details".into(), details_size(&details))?;
-                let signer = self.inner.signer.clone();
+                let signer = self.inner.dispatch.signer.clone();
                 let now = self.now_ms();
                 self.run(move |tx, fx| rules::canceled(tx, fx, &signer, &target, details, now))
                     .await
