@@ -23,7 +23,8 @@
 //! A file database runs with `journal_mode=WAL`, `synchronous=FULL` (every commit
 //! is on disk before it is acknowledged) and `locking_mode=EXCLUSIVE` (one engine
 //! per file: a second engine opening the same file is refused, since the engine's
-//! wake-ups are in-process). An in-memory database (for tests) has the same
+//! wake-ups are in-process), with savepoint journals in memory
+//! (`temp_store=MEMORY`). An in-memory database (for tests) has the same
 //! semantics without the disk.
 //!
 //! # Schema (version 3)
@@ -313,10 +314,14 @@ impl SqliteStore {
         // One engine per file: a locked file is refused at once, not after a wait.
         conn.busy_timeout(std::time::Duration::ZERO)
             .map_err(sql_error)?;
+        // temp_store: the savepoint journal of each grouped request (only used to
+        // roll that request back) stays in memory instead of a temp file; commits
+        // and their durability are unchanged.
         conn.execute_batch(
             "PRAGMA locking_mode = EXCLUSIVE;
              PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = FULL;",
+             PRAGMA synchronous = FULL;
+             PRAGMA temp_store = MEMORY;",
         )
         .map_err(sql_error)?;
         Self::start(conn, path.display().to_string())
