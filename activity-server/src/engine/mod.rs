@@ -62,11 +62,12 @@ mod workflows;
 use std::{
     collections::HashMap,
     path::PathBuf,
+    pin::Pin,
     sync::{
         atomic::{AtomicI64, Ordering},
         Arc, Mutex, MutexGuard, Weak,
     },
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 
 use activity_core::{
@@ -87,7 +88,7 @@ use activity_core::{
         WorkflowState, WorkflowSummary, WorkflowTask,
     },
 };
-use tokio::sync::{watch, Notify};
+use tokio::sync::{futures::Notified, watch, Notify};
 use tracing::Instrument;
 
 use crate::{
@@ -321,16 +322,7 @@ impl Dispatch {
         for i in 0..fx.workflow_queues.len() {
             let queue = fx.workflow_queues[i].clone();
             while let Some(waiter) = self.workflows.take(&queue) {
-                let claim = workflows::claim(
-                    tx,
-                    fx,
-                    &self.signer,
-                    &self.sticky,
-                    &queue,
-                    &waiter.identity,
-                    self.workflow_task_timeout,
-                    now,
-                )?;
+                let claim = workflows::claim(tx, fx, self, &queue, &waiter.identity, now)?;
                 match claim {
                     Some(task) => fx.workflow_handoffs.push((waiter.sender, task)),
                     None => {
@@ -633,26 +625,48 @@ impl Engine {
                 return Ok(Vec::new());
             }
             let wake = next.map_or(deadline, |n| from_millis(n).min(deadline));
-            let mut place =
-                self.inner
-                    .dispatch
-                    .activities
-                    .register(&request.task_queue, &identity, max);
-            tokio::select! {
-                handed = place.handed() => {
-                    if let Some(tasks) = handed.filter(|t| !t.is_empty()) {
-                        return Ok(tasks);
-                    }
-                    continue;
-                }
-                _ = &mut notified => {}
-                _ = self.inner.clock.sleep_until(wake) => {}
-                _ = shutdown.wait_for(|closed| *closed) => return Err(closed()),
-            }
-            if let Some(tasks) = place.leave().await.filter(|t| !t.is_empty()) {
+            let waiters = &self.inner.dispatch.activities;
+            let queue = &request.task_queue;
+            let handed = self
+                .await_work(
+                    waiters,
+                    queue,
+                    &identity,
+                    max,
+                    notified,
+                    wake,
+                    &mut shutdown,
+                )
+                .await?;
+            if let Some(tasks) = handed {
                 return Ok(tasks);
             }
         }
+    }
+
+    /// Waits in line on `queue` (eager dispatch) until work is handed over, the
+    /// queue is notified, `wake` passes or the engine closes. `Some` is the work
+    /// handed over; `None`: look at the store again.
+    #[allow(clippy::too_many_arguments)]
+    async fn await_work<T>(
+        &self,
+        waiters: &Waiters<T>,
+        queue: &str,
+        identity: &str,
+        max: usize,
+        notified: Pin<&mut Notified<'_>>,
+        wake: SystemTime,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<Option<T>, ProtocolError> {
+        let mut place = waiters.register(queue, identity, max);
+        tokio::select! {
+            handed = place.handed() => return Ok(handed),
+            _ = notified => {}
+            _ = self.inner.clock.sleep_until(wake) => {}
+            _ = shutdown.wait_for(|closed| *closed) => return Err(closed()),
+        }
+        // A transaction may have taken this poller already: its answer counts.
+        Ok(place.leave().await)
     }
 
     async fn wait(
@@ -789,7 +803,6 @@ impl Engine {
             .or_default()
             .clone();
         let mut shutdown = self.inner.shutdown.subscribe();
-        let timeout = self.inner.config.workflow_task_timeout;
         loop {
             let notified = notify.notified();
             tokio::pin!(notified);
@@ -797,13 +810,9 @@ impl Engine {
             let now = self.inner.clock.now();
             let now_ms = to_millis(now);
             let (queue, who) = (request.task_queue.clone(), identity.clone());
-            let signer = self.inner.dispatch.signer.clone();
             let dispatch = self.inner.dispatch.clone();
             let task = self
-                .run(move |tx, fx| {
-                    let sticky = &dispatch.sticky;
-                    workflows::claim(tx, fx, &signer, sticky, &queue, &who, timeout, now_ms)
-                })
+                .run(move |tx, fx| workflows::claim(tx, fx, &dispatch, &queue, &who, now_ms))
                 .await?;
             if let Some(task) = task {
                 tracing::debug!(workflow_id = %task.workflow_id, run_id = %task.run_id, worker = %identity, "workflow task started");
@@ -812,24 +821,21 @@ impl Engine {
             if now >= deadline {
                 return Ok(None);
             }
-            let mut place =
-                self.inner
-                    .dispatch
-                    .workflows
-                    .register(&request.task_queue, &identity, 1);
-            tokio::select! {
-                handed = place.handed() => {
-                    if let Some(task) = handed {
-                        return Ok(Some(task));
-                    }
-                    continue;
-                }
-                _ = &mut notified => {}
-                _ = self.inner.clock.sleep_until(deadline) => {}
-                _ = shutdown.wait_for(|closed| *closed) => return Err(closed()),
-            }
-            if let Some(task) = place.leave().await {
-                return Ok(Some(task));
+            let waiters = &self.inner.dispatch.workflows;
+            let queue = &request.task_queue;
+            let handed = self
+                .await_work(
+                    waiters,
+                    queue,
+                    &identity,
+                    1,
+                    notified,
+                    deadline,
+                    &mut shutdown,
+                )
+                .await?;
+            if handed.is_some() {
+                return Ok(handed);
             }
         }
     }

@@ -285,17 +285,19 @@ impl StickyRuns {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Claims the oldest scheduled workflow task of `task_queue` for `identity`
+/// (signed and timed out with `dispatch`'s signer and task timeout; history
+/// trimmed with its [`StickyRuns`]).
 pub(crate) fn claim(
     tx: &mut dyn Tx,
     fx: &mut Effects,
-    signer: &TokenSigner,
-    sticky: &StickyRuns,
+    dispatch: &super::Dispatch,
     task_queue: &str,
     identity: &str,
-    task_timeout: Duration,
     now: i64,
 ) -> Result<Option<WorkflowTask>, ProtocolError> {
+    let (signer, sticky) = (&dispatch.signer, &dispatch.sticky);
+    let task_timeout = dispatch.workflow_task_timeout;
     let Some(mut run) = tx.next_workflow_task(task_queue)? else {
         return Ok(None);
     };
