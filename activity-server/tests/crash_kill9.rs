@@ -16,12 +16,13 @@
 
 mod process_support;
 
+use process_support::SelfChild;
+
 use std::{
     collections::{BTreeMap, HashMap},
     fs::OpenOptions,
     io::Write,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
     sync::{Mutex, OnceLock},
     time::{Duration, Instant},
 };
@@ -240,34 +241,13 @@ async fn crash_worker_child(url: String, log: String) {
     worker.run_until(std::future::pending()).await;
 }
 
-/// The worker child process; SIGKILLed on drop.
-struct WorkerProcess {
-    child: Child,
-}
-
-impl WorkerProcess {
-    fn start(url: &str, log: &Path) -> WorkerProcess {
-        let child = Command::new(std::env::current_exe().expect("the test binary"))
-            .env("CRASH_WORKER_URL", url)
-            .env("CRASH_RUN_LOG", log)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("the worker child starts");
-        WorkerProcess { child }
-    }
-
-    fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        self.kill9();
-    }
+/// The worker child process (this binary with `CRASH_WORKER_URL` set);
+/// SIGKILLed on drop.
+fn start_worker(url: &str, log: &Path) -> SelfChild {
+    SelfChild::start(&[
+        ("CRASH_WORKER_URL", url.as_ref()),
+        ("CRASH_RUN_LOG", log.as_os_str()),
+    ])
 }
 
 /// A small PRNG seeded from the time (printed, so a failure can be replayed by eye).
@@ -389,7 +369,7 @@ async fn nothing_is_lost_when_server_and_worker_are_killed() {
     let mut random = Random(seed);
 
     let mut server = ServerProcess::start(&db, &[]);
-    let mut worker = WorkerProcess::start(&server.url(), &log);
+    let mut worker = start_worker(&server.url(), &log);
     let client = Client::new(server.remote().await).with_task_queue(QUEUE);
     for w in 0..WORKFLOWS {
         bounded(
@@ -418,7 +398,7 @@ async fn nothing_is_lost_when_server_and_worker_are_killed() {
             if !worker_killed && kill > 0 && progress() >= worker_target {
                 eprintln!("kill -9 worker after {}/{total} body runs", progress());
                 worker.kill9();
-                worker = WorkerProcess::start(&server.url(), &log);
+                worker = start_worker(&server.url(), &log);
                 worker_killed = true;
             }
         }
@@ -433,7 +413,7 @@ async fn nothing_is_lost_when_server_and_worker_are_killed() {
     if !worker_killed {
         eprintln!("kill -9 worker after {}/{total} body runs", progress());
         worker.kill9();
-        worker = WorkerProcess::start(&server.url(), &log);
+        worker = start_worker(&server.url(), &log);
     }
 
     let until = started + DEADLINE;

@@ -12,11 +12,12 @@
 
 mod process_support;
 
+use process_support::SelfChild;
+
 use std::{
     fs::OpenOptions,
     io::Write,
     path::Path,
-    process::{Child, Command, Stdio},
     sync::{Arc, Mutex, OnceLock},
     time::{Duration, Instant},
 };
@@ -94,39 +95,13 @@ async fn worker_child(url: String, log: String) {
     worker.run_until(std::future::pending()).await;
 }
 
-/// A worker child process; SIGKILLed on drop.
-struct WorkerProcess {
-    child: Child,
-}
-
-impl WorkerProcess {
-    fn start(url: &str, log: &Path) -> WorkerProcess {
-        let child = Command::new(std::env::current_exe().expect("the test binary"))
-            .env("KILL_WORKER_URL", url)
-            .env("KILL_RUN_LOG", log)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("the worker child starts");
-        WorkerProcess { child }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// SIGKILL, then reaps the child: once this returns, it runs no more code.
-    fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        self.kill9();
-    }
+/// The worker child process (this binary with `KILL_WORKER_URL` set);
+/// SIGKILLed on drop.
+fn start_worker(url: &str, log: &Path) -> SelfChild {
+    SelfChild::start(&[
+        ("KILL_WORKER_URL", url.as_ref()),
+        ("KILL_RUN_LOG", log.as_os_str()),
+    ])
 }
 
 /// One line of the run log.
@@ -217,7 +192,7 @@ async fn a_killed_workers_attempt_times_out_on_heartbeat_and_resumes_on_another(
 
     let server = ServerProcess::start(&db, &[]);
     assert!(server.addr.ip().is_loopback());
-    let mut worker_a = WorkerProcess::start(&server.url(), &log);
+    let mut worker_a = start_worker(&server.url(), &log);
     let pid_a = worker_a.pid();
     let client = Client::new(server.remote().await).with_task_queue(QUEUE);
     let handle = within("the start", client.start(kill_steps::call(&client, STEPS)))
@@ -262,7 +237,7 @@ async fn a_killed_workers_attempt_times_out_on_heartbeat_and_resumes_on_another(
     assert!((KILL_AT..STEPS).contains(&last_a_step), "{last_a_step}");
 
     // Worker B takes over once the engine times attempt 1 out on its heartbeat.
-    let worker_b = WorkerProcess::start(&server.url(), &log);
+    let worker_b = start_worker(&server.url(), &log);
     let pid_b = worker_b.pid();
     let result = within("the result", handle.result())
         .await

@@ -265,3 +265,41 @@ pub async fn cli(args: &[&str]) -> CliRun {
     .await
     .expect("the CLI task")
 }
+
+/// This test binary run again as a child process (a worker the test kills), with
+/// `vars` set; its output is discarded. SIGKILLed and reaped on drop.
+pub struct SelfChild {
+    child: Child,
+}
+
+impl SelfChild {
+    pub fn start(vars: &[(&str, &std::ffi::OsStr)]) -> SelfChild {
+        let mut command = Command::new(std::env::current_exe().expect("the test binary"));
+        command
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        for (name, value) in vars {
+            command.env(name, value);
+        }
+        SelfChild {
+            child: command.spawn().expect("the worker child starts"),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL, then reaps the child: once this returns, it runs no more code.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for SelfChild {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
