@@ -33,8 +33,8 @@ use activity_core::{
     ActivityContext, ActivityError, ActivityOptions, ActivityProtocol, Client, State,
     WorkflowContext, WorkflowError,
 };
+use activity_engine::{Engine, EngineConfig};
 use activity_remote::{ActivityService, RemoteProtocol};
-use activity_server::{Engine, EngineConfig};
 use activity_worker::{ShutdownHandle, Worker, WorkerReport};
 
 /// Start times of activity bodies, for latencies.

@@ -8,7 +8,7 @@
 //!
 //! This crate only defines the trait (it has no timer of its own: it depends on
 //! tokio's `sync` feature only). The implementations live with the runtimes that
-//! can sleep, e.g. `activity_server::clock::{SystemClock, VirtualClock}`.
+//! can sleep, e.g. `activity_engine::clock::{SystemClock, VirtualClock}`.
 //!
 //! All durations of the model have millisecond resolution; [`to_millis`] and
 //! [`from_millis`] convert wall times to and from the milliseconds since the Unix

@@ -50,7 +50,7 @@ pub use activity_macros::{activity, workflow, ActivityError};
 pub use caller::{ActivityCaller, ActivityRequest, ActivityStub};
 pub use clock::Clock;
 pub use context::{ActivityContext, ActivityInfo, CancelReason, HeartbeatError, TaskToken};
-pub use definition::{ActivityDefinition, ActivityImplementation, State, StateMap};
+pub use definition::{ActivityDefinition, ActivityImplementation, BoxFuture, State, StateMap};
 pub use failure::{
     ActivityCallError, ActivityError, ActivityFailure, ApplicationFailure, CanceledFailure,
     ErrorTypes, Failure, RetryState, TimeoutFailure, TimeoutKind,
@@ -61,7 +61,8 @@ pub use protocol::client::{ActivityHandle, AsyncCompletion, Client};
 pub use protocol::{
     ActivityProtocol, ActivityTask, ActivityTypeInfo, ClosedReason, ExecutionDescription,
     ExecutionOutcome, ExecutionRef, ExecutionState, HeartbeatResponse, PollActivityTaskRequest,
-    ProtocolError, RegisteredType, TaskQueueDescription, TaskTarget, TypeKind, WorkerRegistration,
+    ProtocolError, ProtocolRequest, ProtocolResponse, RegisteredType, TaskQueueDescription,
+    TaskTarget, TypeKind, WorkerRegistration,
 };
 pub use registry::{ActivityDescriptor, Registry, RegistryError};
 pub use testing::TestActivityEnvironment;

@@ -2,11 +2,17 @@
 //!
 //! One trait carries every call a worker or a client makes to the engine
 //! (DESIGN "Data flow"). It has two implementations: in-process (the engine itself,
-//! `activity_server::Engine`) and, later, remote (a gRPC client). Workers and
+//! `activity_engine::Engine`) and, later, remote (a gRPC client). Workers and
 //! clients hold an `Arc<dyn ActivityProtocol>` and never know which one they talk to.
 //!
 //! Design choices:
-//! - **Object-safe**, every method returns a [`BoxFuture`]: a worker holds the
+//! - **One method**, [`ActivityProtocol::call`], taking a [`ProtocolRequest`]
+//!   (one variant per operation) and answering a [`ProtocolResponse`]; callers
+//!   use the typed methods generated on `dyn ActivityProtocol` from the same list
+//!   (see [`operations`](ProtocolRequest)). An implementation handles every
+//!   variant (a new operation is a compile error until it does); a decorator
+//!   handles the ones it cares about and forwards the rest in one line.
+//! - **Object-safe**, `call` returns a [`BoxFuture`](crate::BoxFuture): a worker holds the
 //!   protocol as a trait object, and a remote implementation needs no generic
 //!   plumbing. The cost (one allocation per call) is small next to a store commit.
 //! - **Plain data** in and out: requests and responses are structs with public
@@ -23,8 +29,8 @@
 //!   [`ProtocolError::AlreadyClosed`], whose [`ClosedReason`] tells a worker *why*, so
 //!   it can cancel the activity's context with the right [`CancelReason`]
 //!   (e.g. `TimedOut` when the engine timed the attempt out, SEMANTICS 1.4).
-//! - Long polls ([`ActivityProtocol::poll_activity_task`],
-//!   [`ActivityProtocol::wait_outcome`]) are bounded by a wait given by the caller,
+//! - Long polls ([`Operation::is_long_poll`]: polls for work, waits for an
+//!   outcome) are bounded by a wait given by the caller,
 //!   so that a remote transport never holds a request open forever; the caller loops.
 //!
 //! The typed client built on this trait is in [`client`].
@@ -35,19 +41,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     context::{ActivityInfo, CancelReason, TaskToken},
-    definition::BoxFuture,
-    failure::{ActivityFailure, ApplicationFailure, Failure, RetryState, TimeoutKind},
+    failure::{ActivityFailure, Failure, RetryState, TimeoutKind},
     options::{ActivityOptions, OptionsError, ValidatedOptions},
     payload::Payload,
     registry::ActivityDescriptor,
-    workflow::history::{
-        Command, HistoryEvent, ListWorkflowsRequest, PollWorkflowTaskRequest, StartWorkflowRequest,
-        WorkflowDescription, WorkflowOutcome, WorkflowRef, WorkflowState, WorkflowSummary,
-        WorkflowTask,
-    },
 };
 
 pub mod client;
+mod operations;
+
+pub use operations::{ActivityProtocol, Operation, ProtocolRequest, ProtocolResponse};
 
 /// Calls that wait for an outcome retry while the engine is unavailable.
 pub(crate) mod retry;
@@ -750,217 +753,6 @@ impl ProtocolError {
             message: message.into(),
         }
     }
-}
-
-/// The calls between workers/clients and the engine. See the [module docs](self).
-pub trait ActivityProtocol: Send + Sync + 'static {
-    /// Validates the options and schedules attempt 1; durable once answered.
-    fn schedule_activity(
-        &self,
-        request: ScheduleActivityRequest,
-    ) -> BoxFuture<'_, Result<ScheduleActivityResponse, ProtocolError>>;
-
-    /// Waits up to `request.wait` for a dispatchable attempt on the queue (FIFO,
-    /// within the queue's rate limit), starts it and hands it out; `None` when the
-    /// wait ends first.
-    fn poll_activity_task(
-        &self,
-        request: PollActivityTaskRequest,
-    ) -> BoxFuture<'_, Result<Option<ActivityTask>, ProtocolError>>;
-
-    /// [`poll_activity_task`](Self::poll_activity_task) for up to `max_tasks`
-    /// attempts at once: waits as long for the first, then starts the ones
-    /// dispatchable at that moment (FIFO, within the queue's rate limit) together,
-    /// so a worker with many free slots takes a backlog in a few round trips.
-    /// Empty when the wait ends first. A `max_tasks` of 0 counts as 1.
-    ///
-    /// The default answers at most one task through `poll_activity_task`.
-    fn poll_activity_tasks(
-        &self,
-        request: PollActivityTaskRequest,
-        max_tasks: usize,
-    ) -> BoxFuture<'_, Result<Vec<ActivityTask>, ProtocolError>> {
-        let _ = max_tasks;
-        Box::pin(async move {
-            Ok(self
-                .poll_activity_task(request)
-                .await?
-                .into_iter()
-                .collect())
-        })
-    }
-
-    /// Records liveness (and, when given, the latest details) of a started attempt.
-    /// `None` details keep the previously recorded ones.
-    fn record_heartbeat(
-        &self,
-        target: TaskTarget,
-        details: Option<Payload>,
-    ) -> BoxFuture<'_, Result<HeartbeatResponse, ProtocolError>>;
-
-    /// Completes a started attempt (and so the execution) with its result.
-    fn complete_activity(
-        &self,
-        target: TaskTarget,
-        result: Payload,
-    ) -> BoxFuture<'_, Result<(), ProtocolError>>;
-
-    /// Fails a started attempt; the engine retries it or closes the execution
-    /// (SEMANTICS 1.3). `last_heartbeat_details`, when given, are recorded first so
-    /// the next attempt sees the latest progress.
-    fn fail_activity(
-        &self,
-        target: TaskTarget,
-        failure: ApplicationFailure,
-        last_heartbeat_details: Option<Payload>,
-    ) -> BoxFuture<'_, Result<(), ProtocolError>>;
-
-    /// Acknowledges cancellation of a started attempt: the execution becomes CANCELED.
-    fn report_canceled(
-        &self,
-        target: TaskTarget,
-        details: Option<Payload>,
-    ) -> BoxFuture<'_, Result<(), ProtocolError>>;
-
-    /// Requests cancellation: a scheduled execution becomes CANCELED at once, a
-    /// started one is told through its heartbeat answers. Answers the state after
-    /// the request.
-    fn request_cancel(
-        &self,
-        execution: ExecutionRef,
-    ) -> BoxFuture<'_, Result<ExecutionState, ProtocolError>>;
-
-    /// Describes an execution.
-    fn describe_execution(
-        &self,
-        execution: ExecutionRef,
-    ) -> BoxFuture<'_, Result<ExecutionDescription, ProtocolError>>;
-
-    /// Waits up to `wait` for the execution to be final; `None` if it is still
-    /// running then.
-    fn wait_outcome(
-        &self,
-        execution: ExecutionRef,
-        wait: Duration,
-    ) -> BoxFuture<'_, Result<Option<ExecutionOutcome>, ProtocolError>>;
-
-    /// Describes a task queue: backlog, recent pollers, rate limit.
-    fn describe_task_queue(
-        &self,
-        task_queue: String,
-    ) -> BoxFuture<'_, Result<TaskQueueDescription, ProtocolError>>;
-
-    /// Starts a workflow run; refused with `AlreadyExists` while a run with the
-    /// same workflow id is running. Answers the run (with its run id).
-    fn start_workflow(
-        &self,
-        request: StartWorkflowRequest,
-    ) -> BoxFuture<'_, Result<WorkflowRef, ProtocolError>> {
-        let _ = request;
-        unsupported("start_workflow")
-    }
-
-    /// Waits up to `request.wait` for a workflow task on the queue and hands it out
-    /// with the run's history.
-    fn poll_workflow_task(
-        &self,
-        request: PollWorkflowTaskRequest,
-    ) -> BoxFuture<'_, Result<Option<WorkflowTask>, ProtocolError>> {
-        let _ = request;
-        unsupported("poll_workflow_task")
-    }
-
-    /// Completes a workflow task with the commands the code produced, in order.
-    fn complete_workflow_task(
-        &self,
-        token: TaskToken,
-        commands: Vec<Command>,
-    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
-        let _ = (token, commands);
-        unsupported("complete_workflow_task")
-    }
-
-    /// Fails a workflow task (e.g. nondeterminism): nothing of it is recorded but
-    /// the failure, and the task is scheduled again after a backoff.
-    fn fail_workflow_task(
-        &self,
-        token: TaskToken,
-        message: String,
-    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
-        let _ = (token, message);
-        unsupported("fail_workflow_task")
-    }
-
-    /// Requests cancellation of a run: recorded in its history, delivered to its
-    /// code, and its running activities are cancel-requested.
-    fn request_cancel_workflow(
-        &self,
-        workflow: WorkflowRef,
-    ) -> BoxFuture<'_, Result<WorkflowState, ProtocolError>> {
-        let _ = workflow;
-        unsupported("request_cancel_workflow")
-    }
-
-    /// Describes a run.
-    fn describe_workflow(
-        &self,
-        workflow: WorkflowRef,
-    ) -> BoxFuture<'_, Result<WorkflowDescription, ProtocolError>> {
-        let _ = workflow;
-        unsupported("describe_workflow")
-    }
-
-    /// The history of a run.
-    fn workflow_history(
-        &self,
-        workflow: WorkflowRef,
-    ) -> BoxFuture<'_, Result<Vec<HistoryEvent>, ProtocolError>> {
-        let _ = workflow;
-        unsupported("workflow_history")
-    }
-
-    /// Waits up to `wait` for the run to be final; `None` if it is still running.
-    fn wait_workflow_outcome(
-        &self,
-        workflow: WorkflowRef,
-        wait: Duration,
-    ) -> BoxFuture<'_, Result<Option<WorkflowOutcome>, ProtocolError>> {
-        let _ = (workflow, wait);
-        unsupported("wait_workflow_outcome")
-    }
-
-    /// Workflow runs, newest (latest start) first, filtered by the request's
-    /// state and type, at most `request.limit` (bounded) of them.
-    fn list_workflows(
-        &self,
-        request: ListWorkflowsRequest,
-    ) -> BoxFuture<'_, Result<Vec<WorkflowSummary>, ProtocolError>> {
-        let _ = request;
-        unsupported("list_workflows")
-    }
-
-    /// Records which activity types (with their schemas) and workflow types a
-    /// worker serves on its task queues; the engine may then validate inputs and
-    /// results of those types against the schemas.
-    fn register_worker(
-        &self,
-        registration: WorkerRegistration,
-    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
-        let _ = registration;
-        unsupported("register_worker")
-    }
-
-    /// Every type workers registered, by kind, name and task queue.
-    fn list_types(&self) -> BoxFuture<'_, Result<Vec<RegisteredType>, ProtocolError>> {
-        unsupported("list_types")
-    }
-}
-
-fn unsupported<T: Send + 'static>(operation: &str) -> BoxFuture<'static, Result<T, ProtocolError>> {
-    let err = ProtocolError::Unsupported {
-        operation: operation.to_owned(),
-    };
-    Box::pin(std::future::ready(Err(err)))
 }
 
 #[cfg(test)]

@@ -12,17 +12,11 @@ use std::{
 use activity_core::{
     activity,
     definition::BoxFuture,
-    protocol::{
-        ActivityTask, ExecutionDescription, ExecutionOutcome, ExecutionRef, ExecutionState,
-        HeartbeatResponse, PollActivityTaskRequest, ScheduleActivityRequest,
-        ScheduleActivityResponse, TaskQueueDescription, TaskTarget,
-    },
-    workflow,
-    workflow::{StartWorkflowRequest, WorkflowOutcome, WorkflowRef},
-    ActivityError, ActivityProtocol, ApplicationFailure, Client, Payload, ProtocolError,
-    WorkflowContext, WorkflowError,
+    protocol::{ProtocolRequest, ProtocolResponse},
+    workflow, ActivityError, ActivityProtocol, Client, ProtocolError, WorkflowContext,
+    WorkflowError,
 };
-use activity_server::{Engine, EngineConfig, VirtualClock};
+use activity_engine::{Engine, EngineConfig, VirtualClock};
 use activity_worker::Worker;
 
 #[activity(start_to_close = "10s")]
@@ -57,90 +51,18 @@ fn unavailable<T: Send + 'static>() -> BoxFuture<'static, Result<T, ProtocolErro
 }
 
 impl ActivityProtocol for Restarting {
-    fn schedule_activity(
+    fn call(
         &self,
-        r: ScheduleActivityRequest,
-    ) -> BoxFuture<'_, Result<ScheduleActivityResponse, ProtocolError>> {
-        self.inner.schedule_activity(r)
-    }
-    fn poll_activity_task(
-        &self,
-        r: PollActivityTaskRequest,
-    ) -> BoxFuture<'_, Result<Option<ActivityTask>, ProtocolError>> {
-        self.inner.poll_activity_task(r)
-    }
-    fn record_heartbeat(
-        &self,
-        t: TaskTarget,
-        d: Option<Payload>,
-    ) -> BoxFuture<'_, Result<HeartbeatResponse, ProtocolError>> {
-        self.inner.record_heartbeat(t, d)
-    }
-    fn complete_activity(
-        &self,
-        t: TaskTarget,
-        r: Payload,
-    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
-        self.inner.complete_activity(t, r)
-    }
-    fn fail_activity(
-        &self,
-        t: TaskTarget,
-        f: ApplicationFailure,
-        d: Option<Payload>,
-    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
-        self.inner.fail_activity(t, f, d)
-    }
-    fn report_canceled(
-        &self,
-        t: TaskTarget,
-        d: Option<Payload>,
-    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
-        self.inner.report_canceled(t, d)
-    }
-    fn request_cancel(
-        &self,
-        e: ExecutionRef,
-    ) -> BoxFuture<'_, Result<ExecutionState, ProtocolError>> {
-        self.inner.request_cancel(e)
-    }
-    fn describe_execution(
-        &self,
-        e: ExecutionRef,
-    ) -> BoxFuture<'_, Result<ExecutionDescription, ProtocolError>> {
-        self.inner.describe_execution(e)
-    }
-    fn wait_outcome(
-        &self,
-        e: ExecutionRef,
-        w: Duration,
-    ) -> BoxFuture<'_, Result<Option<ExecutionOutcome>, ProtocolError>> {
-        if self.down() {
+        request: ProtocolRequest,
+    ) -> BoxFuture<'_, Result<ProtocolResponse, ProtocolError>> {
+        let waits = matches!(
+            request,
+            ProtocolRequest::WaitOutcome { .. } | ProtocolRequest::WaitWorkflowOutcome { .. }
+        );
+        if waits && self.down() {
             return unavailable();
         }
-        self.inner.wait_outcome(e, w)
-    }
-    fn describe_task_queue(
-        &self,
-        q: String,
-    ) -> BoxFuture<'_, Result<TaskQueueDescription, ProtocolError>> {
-        self.inner.describe_task_queue(q)
-    }
-    fn start_workflow(
-        &self,
-        r: StartWorkflowRequest,
-    ) -> BoxFuture<'_, Result<WorkflowRef, ProtocolError>> {
-        self.inner.start_workflow(r)
-    }
-    fn wait_workflow_outcome(
-        &self,
-        w: WorkflowRef,
-        d: Duration,
-    ) -> BoxFuture<'_, Result<Option<WorkflowOutcome>, ProtocolError>> {
-        if self.down() {
-            return unavailable();
-        }
-        self.inner.wait_workflow_outcome(w, d)
+        self.inner.call(request)
     }
 }
 

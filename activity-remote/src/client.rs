@@ -10,9 +10,9 @@ use activity_core::{
     payload::Payload,
     protocol::{
         ActivityProtocol, ActivityTask, ExecutionDescription, ExecutionOutcome, ExecutionRef,
-        ExecutionState, HeartbeatResponse, PollActivityTaskRequest, ProtocolError, RegisteredType,
-        ScheduleActivityRequest, ScheduleActivityResponse, TaskQueueDescription, TaskTarget,
-        WorkerRegistration,
+        ExecutionState, HeartbeatResponse, PollActivityTaskRequest, ProtocolError, ProtocolRequest,
+        ProtocolResponse, RegisteredType, ScheduleActivityRequest, ScheduleActivityResponse,
+        TaskQueueDescription, TaskTarget, WorkerRegistration,
     },
     workflow::history::{
         Command, HistoryEvent, ListWorkflowsRequest, PollWorkflowTaskRequest, StartWorkflowRequest,
@@ -323,8 +323,9 @@ fn answer<T>(result: Result<T, WireError>, rpc: &str) -> Result<T, ProtocolError
     result.map_err(|e| e.into_response_error(rpc))
 }
 
-impl ActivityProtocol for RemoteProtocol {
-    fn schedule_activity(
+/// One method per operation, each one rpc.
+impl RemoteProtocol {
+    fn rpc_schedule_activity(
         &self,
         request: ScheduleActivityRequest,
     ) -> BoxFuture<'_, Result<ScheduleActivityResponse, ProtocolError>> {
@@ -340,23 +341,7 @@ impl ActivityProtocol for RemoteProtocol {
         })
     }
 
-    fn poll_activity_task(
-        &self,
-        request: PollActivityTaskRequest,
-    ) -> BoxFuture<'_, Result<Option<ActivityTask>, ProtocolError>> {
-        Box::pin(async move {
-            const RPC: &str = "PollActivityTask";
-            let message = convert::poll_request_to_wire(&request);
-            let response = self
-                .unary(RPC, message, request.wait, |mut c, r| async move {
-                    c.poll_activity_task(r).await
-                })
-                .await?;
-            answer(response.task.map(convert::task_from_wire).transpose(), RPC)
-        })
-    }
-
-    fn poll_activity_tasks(
+    fn rpc_poll_activity_tasks(
         &self,
         request: PollActivityTaskRequest,
         max_tasks: usize,
@@ -383,7 +368,7 @@ impl ActivityProtocol for RemoteProtocol {
         })
     }
 
-    fn record_heartbeat(
+    fn rpc_record_heartbeat(
         &self,
         target: TaskTarget,
         details: Option<Payload>,
@@ -405,7 +390,7 @@ impl ActivityProtocol for RemoteProtocol {
         })
     }
 
-    fn complete_activity(
+    fn rpc_complete_activity(
         &self,
         target: TaskTarget,
         result: Payload,
@@ -426,7 +411,7 @@ impl ActivityProtocol for RemoteProtocol {
         })
     }
 
-    fn fail_activity(
+    fn rpc_fail_activity(
         &self,
         target: TaskTarget,
         failure: ApplicationFailure,
@@ -449,7 +434,7 @@ impl ActivityProtocol for RemoteProtocol {
         })
     }
 
-    fn report_canceled(
+    fn rpc_report_canceled(
         &self,
         target: TaskTarget,
         details: Option<Payload>,
@@ -470,7 +455,7 @@ impl ActivityProtocol for RemoteProtocol {
         })
     }
 
-    fn request_cancel(
+    fn rpc_request_cancel(
         &self,
         execution: ExecutionRef,
     ) -> BoxFuture<'_, Result<ExecutionState, ProtocolError>> {
@@ -488,7 +473,7 @@ impl ActivityProtocol for RemoteProtocol {
         })
     }
 
-    fn describe_execution(
+    fn rpc_describe_execution(
         &self,
         execution: ExecutionRef,
     ) -> BoxFuture<'_, Result<ExecutionDescription, ProtocolError>> {
@@ -506,7 +491,7 @@ impl ActivityProtocol for RemoteProtocol {
         })
     }
 
-    fn wait_outcome(
+    fn rpc_wait_outcome(
         &self,
         execution: ExecutionRef,
         wait: Duration,
@@ -532,7 +517,7 @@ impl ActivityProtocol for RemoteProtocol {
         })
     }
 
-    fn describe_task_queue(
+    fn rpc_describe_task_queue(
         &self,
         task_queue: String,
     ) -> BoxFuture<'_, Result<TaskQueueDescription, ProtocolError>> {
@@ -548,7 +533,7 @@ impl ActivityProtocol for RemoteProtocol {
         })
     }
 
-    fn register_worker(
+    fn rpc_register_worker(
         &self,
         registration: WorkerRegistration,
     ) -> BoxFuture<'_, Result<(), ProtocolError>> {
@@ -565,7 +550,7 @@ impl ActivityProtocol for RemoteProtocol {
         })
     }
 
-    fn list_types(&self) -> BoxFuture<'_, Result<Vec<RegisteredType>, ProtocolError>> {
+    fn rpc_list_types(&self) -> BoxFuture<'_, Result<Vec<RegisteredType>, ProtocolError>> {
         Box::pin(async move {
             const RPC: &str = "ListTypes";
             let response = self
@@ -580,7 +565,7 @@ impl ActivityProtocol for RemoteProtocol {
         })
     }
 
-    fn start_workflow(
+    fn rpc_start_workflow(
         &self,
         request: StartWorkflowRequest,
     ) -> BoxFuture<'_, Result<WorkflowRef, ProtocolError>> {
@@ -599,7 +584,7 @@ impl ActivityProtocol for RemoteProtocol {
         })
     }
 
-    fn poll_workflow_task(
+    fn rpc_poll_workflow_task(
         &self,
         request: PollWorkflowTaskRequest,
     ) -> BoxFuture<'_, Result<Option<WorkflowTask>, ProtocolError>> {
@@ -621,7 +606,7 @@ impl ActivityProtocol for RemoteProtocol {
         })
     }
 
-    fn complete_workflow_task(
+    fn rpc_complete_workflow_task(
         &self,
         token: TaskToken,
         commands: Vec<Command>,
@@ -645,7 +630,7 @@ impl ActivityProtocol for RemoteProtocol {
         })
     }
 
-    fn fail_workflow_task(
+    fn rpc_fail_workflow_task(
         &self,
         token: TaskToken,
         message: String,
@@ -666,7 +651,7 @@ impl ActivityProtocol for RemoteProtocol {
         })
     }
 
-    fn request_cancel_workflow(
+    fn rpc_request_cancel_workflow(
         &self,
         workflow: WorkflowRef,
     ) -> BoxFuture<'_, Result<WorkflowState, ProtocolError>> {
@@ -687,7 +672,7 @@ impl ActivityProtocol for RemoteProtocol {
         })
     }
 
-    fn describe_workflow(
+    fn rpc_describe_workflow(
         &self,
         workflow: WorkflowRef,
     ) -> BoxFuture<'_, Result<WorkflowDescription, ProtocolError>> {
@@ -708,7 +693,7 @@ impl ActivityProtocol for RemoteProtocol {
         })
     }
 
-    fn list_workflows(
+    fn rpc_list_workflows(
         &self,
         request: ListWorkflowsRequest,
     ) -> BoxFuture<'_, Result<Vec<WorkflowSummary>, ProtocolError>> {
@@ -727,7 +712,7 @@ impl ActivityProtocol for RemoteProtocol {
         })
     }
 
-    fn workflow_history(
+    fn rpc_workflow_history(
         &self,
         workflow: WorkflowRef,
     ) -> BoxFuture<'_, Result<Vec<HistoryEvent>, ProtocolError>> {
@@ -745,7 +730,7 @@ impl ActivityProtocol for RemoteProtocol {
         })
     }
 
-    fn wait_workflow_outcome(
+    fn rpc_wait_workflow_outcome(
         &self,
         workflow: WorkflowRef,
         wait: Duration,
@@ -769,5 +754,99 @@ impl ActivityProtocol for RemoteProtocol {
                 RPC,
             )
         })
+    }
+}
+
+impl ActivityProtocol for RemoteProtocol {
+    fn call(
+        &self,
+        request: ProtocolRequest,
+    ) -> BoxFuture<'_, Result<ProtocolResponse, ProtocolError>> {
+        use ProtocolRequest as Rq;
+        use ProtocolResponse as Rs;
+        fn then<'a, T: 'a>(
+            call: BoxFuture<'a, Result<T, ProtocolError>>,
+            respond: fn(T) -> ProtocolResponse,
+        ) -> BoxFuture<'a, Result<ProtocolResponse, ProtocolError>> {
+            Box::pin(async move { call.await.map(respond) })
+        }
+        match request {
+            Rq::ScheduleActivity { request } => {
+                then(self.rpc_schedule_activity(request), Rs::ScheduleActivity)
+            }
+            Rq::PollActivityTasks { request, max_tasks } => then(
+                self.rpc_poll_activity_tasks(request, max_tasks),
+                Rs::PollActivityTasks,
+            ),
+            Rq::RecordHeartbeat { target, details } => then(
+                self.rpc_record_heartbeat(target, details),
+                Rs::RecordHeartbeat,
+            ),
+            Rq::CompleteActivity { target, result } => then(
+                self.rpc_complete_activity(target, result),
+                Rs::CompleteActivity,
+            ),
+            Rq::FailActivity {
+                target,
+                failure,
+                last_heartbeat_details,
+            } => then(
+                self.rpc_fail_activity(target, failure, last_heartbeat_details),
+                Rs::FailActivity,
+            ),
+            Rq::ReportCanceled { target, details } => then(
+                self.rpc_report_canceled(target, details),
+                Rs::ReportCanceled,
+            ),
+            Rq::RequestCancel { execution } => {
+                then(self.rpc_request_cancel(execution), Rs::RequestCancel)
+            }
+            Rq::DescribeExecution { execution } => then(
+                self.rpc_describe_execution(execution),
+                Rs::DescribeExecution,
+            ),
+            Rq::WaitOutcome { execution, wait } => {
+                then(self.rpc_wait_outcome(execution, wait), Rs::WaitOutcome)
+            }
+            Rq::DescribeTaskQueue { task_queue } => then(
+                self.rpc_describe_task_queue(task_queue),
+                Rs::DescribeTaskQueue,
+            ),
+            Rq::StartWorkflow { request } => {
+                then(self.rpc_start_workflow(request), Rs::StartWorkflow)
+            }
+            Rq::PollWorkflowTask { request } => {
+                then(self.rpc_poll_workflow_task(request), Rs::PollWorkflowTask)
+            }
+            Rq::CompleteWorkflowTask { token, commands } => then(
+                self.rpc_complete_workflow_task(token, commands),
+                Rs::CompleteWorkflowTask,
+            ),
+            Rq::FailWorkflowTask { token, message } => then(
+                self.rpc_fail_workflow_task(token, message),
+                Rs::FailWorkflowTask,
+            ),
+            Rq::RequestCancelWorkflow { workflow } => then(
+                self.rpc_request_cancel_workflow(workflow),
+                Rs::RequestCancelWorkflow,
+            ),
+            Rq::DescribeWorkflow { workflow } => {
+                then(self.rpc_describe_workflow(workflow), Rs::DescribeWorkflow)
+            }
+            Rq::WorkflowHistory { workflow } => {
+                then(self.rpc_workflow_history(workflow), Rs::WorkflowHistory)
+            }
+            Rq::WaitWorkflowOutcome { workflow, wait } => then(
+                self.rpc_wait_workflow_outcome(workflow, wait),
+                Rs::WaitWorkflowOutcome,
+            ),
+            Rq::ListWorkflows { request } => {
+                then(self.rpc_list_workflows(request), Rs::ListWorkflows)
+            }
+            Rq::RegisterWorker { registration } => {
+                then(self.rpc_register_worker(registration), Rs::RegisterWorker)
+            }
+            Rq::ListTypes {} => then(self.rpc_list_types(), Rs::ListTypes),
+        }
     }
 }

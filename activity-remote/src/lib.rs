@@ -5,7 +5,7 @@
 //! (tonic), in both directions:
 //!
 //! - [`ActivityService`]: the server side, a thin adapter that serves any
-//!   `Arc<dyn ActivityProtocol>` (the engine: `activity_server::Engine::protocol()`),
+//!   `Arc<dyn ActivityProtocol>` (the engine: `activity_engine::Engine::protocol()`),
 //!   with request size limits and optional bearer-token auth ([`BearerAuth`]);
 //! - [`RemoteProtocol`]: the client side, an `ActivityProtocol` over a tonic
 //!   channel. Switching a worker or client from in-process to remote is one line:
@@ -20,7 +20,7 @@
 //! use activity_core::{ActivityProtocol, ProtocolError};
 //! use activity_core::protocol::ExecutionRef;
 //! use activity_remote::{ActivityService, RemoteProtocol};
-//! use activity_server::{Engine, EngineConfig};
+//! use activity_engine::{Engine, EngineConfig};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -26,7 +26,7 @@ use crate::{
 pub type ActivityServer = InterceptedService<ActivityProtocolServer<ActivityService>, BearerAuth>;
 
 /// The gRPC service of the activity protocol over any [`ActivityProtocol`]
-/// (typically `activity_server::Engine::protocol()`).
+/// (typically `activity_engine::Engine::protocol()`).
 ///
 /// Each rpc converts the request, calls the protocol, and converts the answer
 /// back; a refused call answers the status of its [`ProtocolError`] (see the

@@ -17,8 +17,8 @@ use activity_core::{
     ActivityCallError, ActivityContext, ActivityError, ActivityProtocol, Client, Payload, Registry,
     TaskToken,
 };
+use activity_engine::EngineConfig;
 use activity_remote::{proto, RemoteConfig, RemoteProtocol};
-use activity_server::EngineConfig;
 use common::*;
 use tokio::sync::mpsc;
 
@@ -707,7 +707,8 @@ async fn an_unreachable_server_is_unavailable_and_retryable() {
         .expect_err("nobody listens");
     assert!(err.is_retryable(), "{err}");
 
-    let lazy = RemoteProtocol::connect_lazy(url.as_str()).expect("a valid endpoint");
+    let lazy: Arc<dyn ActivityProtocol> =
+        Arc::new(RemoteProtocol::connect_lazy(url.as_str()).expect("a valid endpoint"));
     let err = bounded(
         "a refused call",
         lazy.describe_execution(ExecutionRef::standalone("x")),

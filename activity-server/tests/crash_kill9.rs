@@ -29,20 +29,11 @@ use std::{
 
 use activity_core::{
     activity,
-    context::TaskToken,
     definition::BoxFuture,
-    protocol::{
-        ActivityTask, ExecutionDescription, ExecutionOutcome, ExecutionRef, ExecutionState,
-        HeartbeatResponse, PollActivityTaskRequest, ProtocolError, ScheduleActivityRequest,
-        ScheduleActivityResponse, TaskQueueDescription, TaskTarget,
-    },
+    protocol::{ProtocolError, ProtocolRequest, ProtocolResponse, TaskTarget},
     workflow,
-    workflow::{
-        join_all, Command as WorkflowCommand, EventKind, PollWorkflowTaskRequest, WorkflowOutcome,
-        WorkflowRef, WorkflowTask,
-    },
-    ActivityContext, ActivityError, ActivityProtocol, ApplicationFailure, Client, Payload,
-    WorkflowContext, WorkflowError,
+    workflow::{join_all, EventKind, WorkflowOutcome, WorkflowRef},
+    ActivityContext, ActivityError, ActivityProtocol, Client, WorkflowContext, WorkflowError,
 };
 use activity_remote::{RemoteConfig, RemoteProtocol};
 use activity_worker::Worker;
@@ -92,109 +83,25 @@ fn append(line: &str) {
 struct Acks(RemoteProtocol);
 
 impl ActivityProtocol for Acks {
-    fn schedule_activity(
+    fn call(
         &self,
-        request: ScheduleActivityRequest,
-    ) -> BoxFuture<'_, Result<ScheduleActivityResponse, ProtocolError>> {
-        self.0.schedule_activity(request)
-    }
-    fn poll_activity_task(
-        &self,
-        request: PollActivityTaskRequest,
-    ) -> BoxFuture<'_, Result<Option<ActivityTask>, ProtocolError>> {
-        self.0.poll_activity_task(request)
-    }
-    fn poll_activity_tasks(
-        &self,
-        request: PollActivityTaskRequest,
-        max_tasks: usize,
-    ) -> BoxFuture<'_, Result<Vec<ActivityTask>, ProtocolError>> {
-        self.0.poll_activity_tasks(request, max_tasks)
-    }
-    fn record_heartbeat(
-        &self,
-        target: TaskTarget,
-        details: Option<Payload>,
-    ) -> BoxFuture<'_, Result<HeartbeatResponse, ProtocolError>> {
-        self.0.record_heartbeat(target, details)
-    }
-    fn complete_activity(
-        &self,
-        target: TaskTarget,
-        result: Payload,
-    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
+        request: ProtocolRequest,
+    ) -> BoxFuture<'_, Result<ProtocolResponse, ProtocolError>> {
+        let token = match &request {
+            ProtocolRequest::CompleteActivity {
+                target: TaskTarget::Token(token),
+                ..
+            } => Some(token.to_hex()),
+            _ => None,
+        };
+        let call = self.0.call(request);
         Box::pin(async move {
-            let token = match &target {
-                TaskTarget::Token(token) => Some(token.to_hex()),
-                TaskTarget::Execution(_) => None,
-            };
-            self.0.complete_activity(target, result).await?;
+            let answer = call.await?;
             if let Some(token) = token {
                 append(&format!("ack {token}\n"));
             }
-            Ok(())
+            Ok(answer)
         })
-    }
-    fn fail_activity(
-        &self,
-        target: TaskTarget,
-        failure: ApplicationFailure,
-        last_heartbeat_details: Option<Payload>,
-    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
-        self.0
-            .fail_activity(target, failure, last_heartbeat_details)
-    }
-    fn report_canceled(
-        &self,
-        target: TaskTarget,
-        details: Option<Payload>,
-    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
-        self.0.report_canceled(target, details)
-    }
-    fn request_cancel(
-        &self,
-        execution: ExecutionRef,
-    ) -> BoxFuture<'_, Result<ExecutionState, ProtocolError>> {
-        self.0.request_cancel(execution)
-    }
-    fn describe_execution(
-        &self,
-        execution: ExecutionRef,
-    ) -> BoxFuture<'_, Result<ExecutionDescription, ProtocolError>> {
-        self.0.describe_execution(execution)
-    }
-    fn wait_outcome(
-        &self,
-        execution: ExecutionRef,
-        wait: Duration,
-    ) -> BoxFuture<'_, Result<Option<ExecutionOutcome>, ProtocolError>> {
-        self.0.wait_outcome(execution, wait)
-    }
-    fn describe_task_queue(
-        &self,
-        task_queue: String,
-    ) -> BoxFuture<'_, Result<TaskQueueDescription, ProtocolError>> {
-        self.0.describe_task_queue(task_queue)
-    }
-    fn poll_workflow_task(
-        &self,
-        request: PollWorkflowTaskRequest,
-    ) -> BoxFuture<'_, Result<Option<WorkflowTask>, ProtocolError>> {
-        self.0.poll_workflow_task(request)
-    }
-    fn complete_workflow_task(
-        &self,
-        token: TaskToken,
-        commands: Vec<WorkflowCommand>,
-    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
-        self.0.complete_workflow_task(token, commands)
-    }
-    fn fail_workflow_task(
-        &self,
-        token: TaskToken,
-        message: String,
-    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
-        self.0.fail_workflow_task(token, message)
     }
 }
 

@@ -7,7 +7,7 @@
 //! name, or a missing `State<T>`, are errors naming them.
 //!
 //! ```no_run
-//! use activity_server::{Engine, EngineConfig};
+//! use activity_engine::{Engine, EngineConfig};
 //! use activity_worker::Worker;
 //!
 //! struct DbPool;

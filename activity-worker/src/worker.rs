@@ -398,9 +398,6 @@ async fn register(shared: &Shared) {
     .with_workflows(shared.workflows.names());
     match shared.protocol.register_worker(registration).await {
         Ok(()) => tracing::debug!("worker types registered"),
-        Err(ProtocolError::Unsupported { .. }) => {
-            tracing::debug!("the engine does not take worker registrations");
-        }
         Err(err) => tracing::warn!(error = %err, "registering the worker's types failed"),
     }
 }
@@ -529,10 +526,6 @@ async fn workflow_poll_loop(shared: Arc<Shared>, queue: String) {
                 );
             }
             Ok(None) => {}
-            Err(ProtocolError::Unsupported { .. }) => {
-                tracing::warn!(queue = %queue, "this connection does not support workflows: workflow polling stopped");
-                return;
-            }
             Err(err) => {
                 drop(permit);
                 tracing::warn!(%err, queue = %queue, retry_in = ?backoff, "workflow poll failed");

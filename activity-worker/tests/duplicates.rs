@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use activity_core::{activity, ActivityError};
-use activity_server::{EngineConfig, VirtualClock};
+use activity_engine::{EngineConfig, VirtualClock};
 
-mod support;
+use activity_test_support as support;
 use activity_worker::{Worker, WorkerError};
 use support::TestEngine;
 

@@ -13,17 +13,15 @@ use activity_core::{
     activity,
     definition::BoxFuture,
     protocol::{
-        ActivityProtocol, ActivityTask, ActivityTypeInfo, ExecutionDescription, ExecutionOutcome,
-        ExecutionRef, ExecutionState, HeartbeatResponse, PollActivityTaskRequest, ProtocolError,
-        ScheduleActivityRequest, ScheduleActivityResponse, TaskQueueDescription, TaskTarget,
-        TypeKind,
+        ActivityProtocol, ActivityTypeInfo, ExecutionOutcome, ExecutionState, ProtocolError,
+        ProtocolRequest, ProtocolResponse, ScheduleActivityRequest, TypeKind,
     },
-    ActivityContext, ActivityError, ActivityOptions, ApplicationFailure, CancelReason, Client,
-    Failure, Payload, RetryOptions, RetryState, State,
+    ActivityContext, ActivityError, ActivityOptions, CancelReason, Client, Failure, Payload,
+    RetryOptions, RetryState, State,
 };
-use activity_server::{EngineConfig, VirtualClock};
+use activity_engine::{EngineConfig, VirtualClock};
 
-mod support;
+use activity_test_support as support;
 use activity_worker::{Worker, WorkerBuilder, WorkerReport};
 use support::TestEngine;
 use tokio::time::Instant;
@@ -184,89 +182,23 @@ struct CountingProtocol {
 }
 
 impl ActivityProtocol for CountingProtocol {
-    fn schedule_activity(
+    fn call(
         &self,
-        request: ScheduleActivityRequest,
-    ) -> BoxFuture<'_, Result<ScheduleActivityResponse, ProtocolError>> {
-        self.inner.schedule_activity(request)
-    }
-    fn poll_activity_task(
-        &self,
-        request: PollActivityTaskRequest,
-    ) -> BoxFuture<'_, Result<Option<ActivityTask>, ProtocolError>> {
-        self.inner.poll_activity_task(request)
-    }
-    fn poll_activity_tasks(
-        &self,
-        request: PollActivityTaskRequest,
-        max_tasks: usize,
-    ) -> BoxFuture<'_, Result<Vec<ActivityTask>, ProtocolError>> {
-        self.inner.poll_activity_tasks(request, max_tasks)
-    }
-    fn record_heartbeat(
-        &self,
-        target: TaskTarget,
-        details: Option<Payload>,
-    ) -> BoxFuture<'_, Result<HeartbeatResponse, ProtocolError>> {
-        self.heartbeats.fetch_add(1, Ordering::SeqCst);
-        let down = self
-            .unavailable_heartbeats
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok();
-        if down {
-            return Box::pin(std::future::ready(Err(ProtocolError::Unavailable {
-                message: "the engine is restarting".into(),
-            })));
+        request: ProtocolRequest,
+    ) -> BoxFuture<'_, Result<ProtocolResponse, ProtocolError>> {
+        if let ProtocolRequest::RecordHeartbeat { .. } = request {
+            self.heartbeats.fetch_add(1, Ordering::SeqCst);
+            let down = self
+                .unavailable_heartbeats
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            if down {
+                return Box::pin(std::future::ready(Err(ProtocolError::Unavailable {
+                    message: "the engine is restarting".into(),
+                })));
+            }
         }
-        self.inner.record_heartbeat(target, details)
-    }
-    fn complete_activity(
-        &self,
-        target: TaskTarget,
-        result: Payload,
-    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
-        self.inner.complete_activity(target, result)
-    }
-    fn fail_activity(
-        &self,
-        target: TaskTarget,
-        failure: ApplicationFailure,
-        last_heartbeat_details: Option<Payload>,
-    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
-        self.inner
-            .fail_activity(target, failure, last_heartbeat_details)
-    }
-    fn report_canceled(
-        &self,
-        target: TaskTarget,
-        details: Option<Payload>,
-    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
-        self.inner.report_canceled(target, details)
-    }
-    fn request_cancel(
-        &self,
-        execution: ExecutionRef,
-    ) -> BoxFuture<'_, Result<ExecutionState, ProtocolError>> {
-        self.inner.request_cancel(execution)
-    }
-    fn describe_execution(
-        &self,
-        execution: ExecutionRef,
-    ) -> BoxFuture<'_, Result<ExecutionDescription, ProtocolError>> {
-        self.inner.describe_execution(execution)
-    }
-    fn wait_outcome(
-        &self,
-        execution: ExecutionRef,
-        wait: Duration,
-    ) -> BoxFuture<'_, Result<Option<ExecutionOutcome>, ProtocolError>> {
-        self.inner.wait_outcome(execution, wait)
-    }
-    fn describe_task_queue(
-        &self,
-        task_queue: String,
-    ) -> BoxFuture<'_, Result<TaskQueueDescription, ProtocolError>> {
-        self.inner.describe_task_queue(task_queue)
+        self.inner.call(request)
     }
 }
 

@@ -15,9 +15,9 @@ use activity_core::{
     ActivityContext, ActivityError, ActivityProtocol, CancellationType, Client, Failure,
     ProtocolError, State, WorkflowContext, WorkflowError,
 };
-use activity_server::{EngineConfig, VirtualClock};
+use activity_engine::{EngineConfig, VirtualClock};
 
-mod support;
+use activity_test_support as support;
 use activity_worker::{ShutdownHandle, Worker, WorkerReport};
 use support::TestEngine;
 use tokio::{sync::Notify, time::Instant};

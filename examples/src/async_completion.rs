@@ -5,7 +5,7 @@
 //! `cargo run -p activity-examples --bin async_completion`
 
 use activity_core::{activity, ActivityContext, ActivityError, Client, State, TaskToken};
-use activity_server::{Engine, EngineConfig};
+use activity_engine::{Engine, EngineConfig};
 use activity_worker::Worker;
 use tokio::sync::mpsc;
 

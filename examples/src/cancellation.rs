@@ -11,7 +11,7 @@ use activity_core::{
     workflow::{select, Either},
     ActivityContext, ActivityError, CancellationType, Client, WorkflowContext, WorkflowError,
 };
-use activity_server::{Engine, EngineConfig};
+use activity_engine::{Engine, EngineConfig};
 use activity_worker::Worker;
 
 /// Copies files until done or cancelled; removes its partial output when cancelled.

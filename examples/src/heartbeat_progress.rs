@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use activity_core::{activity, ActivityContext, ActivityError, Client};
-use activity_server::{Engine, EngineConfig};
+use activity_engine::{Engine, EngineConfig};
 use activity_worker::Worker;
 
 /// Processes `chunks` chunks. Attempt 1 "crashes" after chunk 6.

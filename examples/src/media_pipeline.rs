@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use activity_core::{
     activity, workflow, ActivityError, Client, State, WorkflowContext, WorkflowError,
 };
-use activity_server::{Engine, EngineConfig};
+use activity_engine::{Engine, EngineConfig};
 use activity_worker::Worker;
 
 /// This worker's host.

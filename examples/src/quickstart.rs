@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use activity_core::{
     activity, workflow, ActivityError, Client, State, WorkflowContext, WorkflowError,
 };
-use activity_server::{Engine, EngineConfig};
+use activity_engine::{Engine, EngineConfig};
 use activity_worker::Worker;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

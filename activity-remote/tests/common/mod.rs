@@ -13,8 +13,8 @@ use activity_core::{
     },
     ActivityProtocol,
 };
+use activity_engine::{Engine, EngineConfig};
 use activity_remote::{ActivityService, RemoteConfig, RemoteProtocol, ServeError};
-use activity_server::{Engine, EngineConfig};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
 pub const QUEUE: &str = "remote-q";
@@ -82,13 +82,15 @@ impl Served {
 
     /// A remote protocol connected to this server.
     pub async fn remote(&self) -> Arc<dyn ActivityProtocol> {
-        Arc::new(self.connect(RemoteConfig::new(self.url())).await)
+        self.connect(RemoteConfig::new(self.url())).await
     }
 
-    pub async fn connect(&self, config: RemoteConfig) -> RemoteProtocol {
-        bounded("connect", RemoteProtocol::connect(config))
-            .await
-            .expect("connects")
+    pub async fn connect(&self, config: RemoteConfig) -> Arc<dyn ActivityProtocol> {
+        Arc::new(
+            bounded("connect", RemoteProtocol::connect(config))
+                .await
+                .expect("connects"),
+        )
     }
 
     /// Stops serving (gracefully) and closes the engine.

@@ -5,6 +5,7 @@
 use std::{
     io::Write,
     process::ExitCode,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -25,19 +26,20 @@ use super::{
 /// Longest single long poll while waiting for a result.
 const LONG_POLL: Duration = Duration::from_secs(30);
 
-async fn connect(connection: &Connection) -> Result<RemoteProtocol, CliError> {
+async fn connect(connection: &Connection) -> Result<Arc<dyn ActivityProtocol>, CliError> {
     let mut config = RemoteConfig::new(connection.server.clone())
         .with_connect_timeout(connection.timeout)
         .with_call_timeout(connection.timeout);
     if let Some(token) = &connection.auth_token {
         config = config.with_bearer_token(token.clone());
     }
-    RemoteProtocol::connect(config).await.map_err(|e| match e {
-        ConnectError::Unreachable { endpoint, reason } => {
-            CliError::Unreachable { endpoint, reason }
+    match RemoteProtocol::connect(config).await {
+        Ok(protocol) => Ok(Arc::new(protocol)),
+        Err(ConnectError::Unreachable { endpoint, reason }) => {
+            Err(CliError::Unreachable { endpoint, reason })
         }
-        other => CliError::Connect(other),
-    })
+        Err(other) => Err(CliError::Connect(other)),
+    }
 }
 
 /// Prints `value` as JSON with `--json`, else `human`.
@@ -154,7 +156,7 @@ pub(crate) async fn workflow(
         }
         WorkflowCommand::Result { target, wait } => {
             let workflow = workflow_ref(target);
-            let outcome = wait_outcome(&protocol, &workflow, wait).await?;
+            let outcome = wait_outcome(&*protocol, &workflow, wait).await?;
             let value = view::workflow_outcome(&outcome);
             let (human, code) = match &outcome {
                 WorkflowOutcome::Completed(result) => (
@@ -284,7 +286,7 @@ fn kind_of(value: &Value) -> &'static str {
 
 /// Long-polls for the run's outcome, until `limit` if given.
 async fn wait_outcome(
-    protocol: &RemoteProtocol,
+    protocol: &dyn ActivityProtocol,
     workflow: &WorkflowRef,
     limit: Option<Duration>,
 ) -> Result<WorkflowOutcome, CliError> {

@@ -79,7 +79,7 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = activity_remote::ActivityService::DEFAULT_MAX_REQUEST_SIZE)]
     pub(crate) max_request_bytes: usize,
     /// Largest payload (argument, result, details) the engine accepts, in bytes.
-    #[arg(long, value_name = "N", default_value_t = activity_server::EngineConfig::DEFAULT_MAX_PAYLOAD_SIZE)]
+    #[arg(long, value_name = "N", default_value_t = activity_engine::EngineConfig::DEFAULT_MAX_PAYLOAD_SIZE)]
     pub(crate) max_payload_bytes: usize,
     /// How long in-flight calls get to finish on shutdown before the engine
     /// closes (which ends waiting long polls), e.g. `2s`.

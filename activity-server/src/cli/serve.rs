@@ -8,8 +8,8 @@
 
 use std::io::{IsTerminal, Write};
 
+use activity_engine::{Engine, EngineConfig, EngineError};
 use activity_remote::{ActivityService, ServeError};
-use activity_server::{Engine, EngineConfig, EngineError};
 use tokio::{net::TcpListener, sync::oneshot};
 use tracing_subscriber::EnvFilter;
 

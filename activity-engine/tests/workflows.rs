@@ -18,7 +18,7 @@ use activity_core::{
     },
     ActivityFailure,
 };
-use activity_server::{EngineConfig, VirtualClock};
+use activity_engine::{EngineConfig, VirtualClock};
 use common::*;
 
 // ---------------------------------------------------------------- helpers

@@ -1,3 +1,5 @@
+//! What the behaviour suites of every crate share.
+//!
 //! The connection the behaviour suites use: the engine in-process by default, or
 //! the same engine behind the gRPC service on loopback when
 //! `ACTIVITY_TEST_TRANSPORT=remote` (CI runs the suites both ways).
@@ -18,30 +20,20 @@ use std::{
 
 use activity_core::{
     definition::BoxFuture,
-    protocol::{
-        ActivityTask, ExecutionDescription, ExecutionOutcome, ExecutionRef, ExecutionState,
-        HeartbeatResponse, PollActivityTaskRequest, ProtocolError, RegisteredType,
-        ScheduleActivityRequest, ScheduleActivityResponse, TaskQueueDescription, TaskTarget,
-        WorkerRegistration,
-    },
-    workflow::{
-        Command, HistoryEvent, ListWorkflowsRequest, PollWorkflowTaskRequest, StartWorkflowRequest,
-        WorkflowDescription, WorkflowOutcome, WorkflowRef, WorkflowState, WorkflowSummary,
-        WorkflowTask,
-    },
-    ActivityProtocol, ApplicationFailure, Payload, TaskToken,
+    protocol::{ProtocolRequest, ProtocolResponse},
+    ActivityProtocol, ProtocolError,
 };
+use activity_engine::{Engine, EngineConfig};
 use activity_remote::{ActivityService, RemoteConfig, RemoteProtocol};
-use activity_server::{Engine, EngineConfig};
 
 /// Whether the suites run over gRPC.
-pub(crate) fn remote() -> bool {
+pub fn remote() -> bool {
     std::env::var("ACTIVITY_TEST_TRANSPORT").is_ok_and(|t| t == "remote")
 }
 
 /// A connection to `engine`: in-process, or a `RemoteProtocol` to a gRPC service
 /// serving it on 127.0.0.1 (one service per engine, started on first use).
-pub(crate) async fn connect(engine: &Engine) -> Arc<dyn ActivityProtocol> {
+pub async fn connect(engine: &Engine) -> Arc<dyn ActivityProtocol> {
     if !remote() {
         return engine.protocol();
     }
@@ -148,146 +140,22 @@ impl ClockGuard {
 }
 
 impl ActivityProtocol for ClockGuard {
-    fn schedule_activity(
+    fn call(
         &self,
-        r: ScheduleActivityRequest,
-    ) -> BoxFuture<'_, Result<ScheduleActivityResponse, ProtocolError>> {
-        self.short(self.inner.schedule_activity(r))
-    }
-    fn poll_activity_task(
-        &self,
-        r: PollActivityTaskRequest,
-    ) -> BoxFuture<'_, Result<Option<ActivityTask>, ProtocolError>> {
-        self.long(self.inner.poll_activity_task(r))
-    }
-    fn poll_activity_tasks(
-        &self,
-        r: PollActivityTaskRequest,
-        max: usize,
-    ) -> BoxFuture<'_, Result<Vec<ActivityTask>, ProtocolError>> {
-        self.long(self.inner.poll_activity_tasks(r, max))
-    }
-    fn record_heartbeat(
-        &self,
-        t: TaskTarget,
-        d: Option<Payload>,
-    ) -> BoxFuture<'_, Result<HeartbeatResponse, ProtocolError>> {
-        self.short(self.inner.record_heartbeat(t, d))
-    }
-    fn complete_activity(
-        &self,
-        t: TaskTarget,
-        r: Payload,
-    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
-        self.short(self.inner.complete_activity(t, r))
-    }
-    fn fail_activity(
-        &self,
-        t: TaskTarget,
-        f: ApplicationFailure,
-        d: Option<Payload>,
-    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
-        self.short(self.inner.fail_activity(t, f, d))
-    }
-    fn report_canceled(
-        &self,
-        t: TaskTarget,
-        d: Option<Payload>,
-    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
-        self.short(self.inner.report_canceled(t, d))
-    }
-    fn request_cancel(
-        &self,
-        e: ExecutionRef,
-    ) -> BoxFuture<'_, Result<ExecutionState, ProtocolError>> {
-        self.short(self.inner.request_cancel(e))
-    }
-    fn describe_execution(
-        &self,
-        e: ExecutionRef,
-    ) -> BoxFuture<'_, Result<ExecutionDescription, ProtocolError>> {
-        self.short(self.inner.describe_execution(e))
-    }
-    fn wait_outcome(
-        &self,
-        e: ExecutionRef,
-        w: Duration,
-    ) -> BoxFuture<'_, Result<Option<ExecutionOutcome>, ProtocolError>> {
-        self.long(self.inner.wait_outcome(e, w))
-    }
-    fn describe_task_queue(
-        &self,
-        q: String,
-    ) -> BoxFuture<'_, Result<TaskQueueDescription, ProtocolError>> {
-        self.short(self.inner.describe_task_queue(q))
-    }
-    fn start_workflow(
-        &self,
-        r: StartWorkflowRequest,
-    ) -> BoxFuture<'_, Result<WorkflowRef, ProtocolError>> {
-        self.short(self.inner.start_workflow(r))
-    }
-    fn poll_workflow_task(
-        &self,
-        r: PollWorkflowTaskRequest,
-    ) -> BoxFuture<'_, Result<Option<WorkflowTask>, ProtocolError>> {
-        self.long(self.inner.poll_workflow_task(r))
-    }
-    fn complete_workflow_task(
-        &self,
-        t: TaskToken,
-        c: Vec<Command>,
-    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
-        self.short(self.inner.complete_workflow_task(t, c))
-    }
-    fn fail_workflow_task(
-        &self,
-        t: TaskToken,
-        m: String,
-    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
-        self.short(self.inner.fail_workflow_task(t, m))
-    }
-    fn request_cancel_workflow(
-        &self,
-        w: WorkflowRef,
-    ) -> BoxFuture<'_, Result<WorkflowState, ProtocolError>> {
-        self.short(self.inner.request_cancel_workflow(w))
-    }
-    fn describe_workflow(
-        &self,
-        w: WorkflowRef,
-    ) -> BoxFuture<'_, Result<WorkflowDescription, ProtocolError>> {
-        self.short(self.inner.describe_workflow(w))
-    }
-    fn workflow_history(
-        &self,
-        w: WorkflowRef,
-    ) -> BoxFuture<'_, Result<Vec<HistoryEvent>, ProtocolError>> {
-        self.short(self.inner.workflow_history(w))
-    }
-    fn wait_workflow_outcome(
-        &self,
-        w: WorkflowRef,
-        d: Duration,
-    ) -> BoxFuture<'_, Result<Option<WorkflowOutcome>, ProtocolError>> {
-        self.long(self.inner.wait_workflow_outcome(w, d))
-    }
-    fn register_worker(&self, r: WorkerRegistration) -> BoxFuture<'_, Result<(), ProtocolError>> {
-        self.short(self.inner.register_worker(r))
-    }
-    fn list_types(&self) -> BoxFuture<'_, Result<Vec<RegisteredType>, ProtocolError>> {
-        self.short(self.inner.list_types())
-    }
-    fn list_workflows(
-        &self,
-        r: ListWorkflowsRequest,
-    ) -> BoxFuture<'_, Result<Vec<WorkflowSummary>, ProtocolError>> {
-        self.short(self.inner.list_workflows(r))
+        request: ProtocolRequest,
+    ) -> BoxFuture<'_, Result<ProtocolResponse, ProtocolError>> {
+        let long = request.operation().is_long_poll();
+        let call = self.inner.call(request);
+        if long {
+            self.long(call)
+        } else {
+            self.short(call)
+        }
     }
 }
 
 /// An engine and the connection the suites reach it through.
-pub(crate) struct TestEngine {
+pub struct TestEngine {
     /// The engine (kept open while the suite runs).
     _engine: Engine,
     protocol: Arc<dyn ActivityProtocol>,
@@ -295,7 +163,7 @@ pub(crate) struct TestEngine {
 
 impl TestEngine {
     /// Opens `config` and connects to it as [`connect`] does.
-    pub(crate) async fn open(config: EngineConfig) -> Self {
+    pub async fn open(config: EngineConfig) -> Self {
         let engine = Engine::open(config).await.expect("engine opens");
         let protocol = connect(&engine).await;
         Self {
@@ -305,7 +173,7 @@ impl TestEngine {
     }
 
     /// The connection: what workers and clients are built from.
-    pub(crate) fn protocol(&self) -> Arc<dyn ActivityProtocol> {
+    pub fn protocol(&self) -> Arc<dyn ActivityProtocol> {
         self.protocol.clone()
     }
 }

@@ -12,7 +12,7 @@
 //! ```no_run
 //! use std::sync::Arc;
 //! use activity_core::Client;
-//! use activity_server::{Engine, EngineConfig};
+//! use activity_engine::{Engine, EngineConfig};
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let engine = Engine::open(EngineConfig::file("activities.db")).await?;

@@ -13,7 +13,7 @@ use activity_core::{
         ClosedReason, ExecutionOutcome, ExecutionState, PollActivityTaskRequest, ProtocolError,
     },
 };
-use activity_server::{Engine, EngineConfig, VirtualClock};
+use activity_engine::{Engine, EngineConfig, VirtualClock};
 use common::*;
 
 struct Db {

@@ -78,9 +78,9 @@ use activity_core::{
     payload::Payload,
     protocol::{
         ActivityProtocol, ActivityTask, ExecutionDescription, ExecutionOutcome, ExecutionRef,
-        ExecutionState, HeartbeatResponse, PollActivityTaskRequest, ProtocolError, RegisteredType,
-        ScheduleActivityRequest, ScheduleActivityResponse, TaskQueueDescription, TaskTarget,
-        WorkerRegistration,
+        ExecutionState, HeartbeatResponse, PollActivityTaskRequest, ProtocolError, ProtocolRequest,
+        ProtocolResponse, RegisteredType, ScheduleActivityRequest, ScheduleActivityResponse,
+        TaskQueueDescription, TaskTarget, WorkerRegistration,
     },
     workflow::{
         Command, HistoryEvent, ListWorkflowsRequest, LocalActivityOutcome, PollWorkflowTaskRequest,
@@ -1118,301 +1118,259 @@ fn details_size(details: &Option<Payload>) -> usize {
     details.as_ref().map_or(0, Payload::len)
 }
 
-impl ActivityProtocol for Engine {
-    fn schedule_activity(
-        &self,
-        request: ScheduleActivityRequest,
-    ) -> BoxFuture<'_, Result<ScheduleActivityResponse, ProtocolError>> {
-        let span = tracing::debug_span!(
-            "schedule_activity",
-            activity_type = %request.activity_type,
-            activity_id = request.activity_id.as_deref().unwrap_or(""),
-        );
-        Box::pin(self.schedule(request).instrument(span))
-    }
-
-    fn poll_activity_task(
-        &self,
-        request: PollActivityTaskRequest,
-    ) -> BoxFuture<'_, Result<Option<ActivityTask>, ProtocolError>> {
-        let span = tracing::debug_span!(
-            "poll_activity_task",
-            task_queue = %request.task_queue,
-            identity = %request.identity,
-        );
-        Box::pin(async move { Ok(self.poll(request, 1).await?.pop()) }.instrument(span))
-    }
-
-    fn poll_activity_tasks(
-        &self,
-        request: PollActivityTaskRequest,
-        max_tasks: usize,
-    ) -> BoxFuture<'_, Result<Vec<ActivityTask>, ProtocolError>> {
-        let span = tracing::debug_span!(
-            "poll_activity_tasks",
-            task_queue = %request.task_queue,
-            identity = %request.identity,
-            max_tasks,
-        );
-        Box::pin(
-            self.poll(request, max_tasks.clamp(1, MAX_TASKS_PER_POLL))
-                .instrument(span),
-        )
-    }
-
-    fn record_heartbeat(
+/// The operations whose bodies are not elsewhere: each runs its rule in one
+/// store transaction.
+impl Engine {
+    async fn heartbeat(
         &self,
         target: TaskTarget,
         details: Option<Payload>,
-    ) -> BoxFuture<'_, Result<HeartbeatResponse, ProtocolError>> {
-        let span = tracing::debug_span!("record_heartbeat", target = %target_label(&target));
-        Box::pin(
-            async move {
-                self.check_payload(|| "the heartbeat details".into(), details_size(&details))?;
-                let signer = self.inner.dispatch.signer.clone();
-                let now = self.now_ms();
-                let cancel = self
-                    .run(move |tx, fx| rules::heartbeat(tx, fx, &signer, &target, details, now))
-                    .await?;
-                Ok(HeartbeatResponse::new(cancel))
-            }
-            .instrument(span),
-        )
+    ) -> Result<HeartbeatResponse, ProtocolError> {
+        self.check_payload(|| "the heartbeat details".into(), details_size(&details))?;
+        let signer = self.inner.dispatch.signer.clone();
+        let now = self.now_ms();
+        let cancel = self
+            .run(move |tx, fx| rules::heartbeat(tx, fx, &signer, &target, details, now))
+            .await?;
+        Ok(HeartbeatResponse::new(cancel))
     }
 
-    fn complete_activity(
-        &self,
-        target: TaskTarget,
-        result: Payload,
-    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
-        let span = tracing::debug_span!("complete_activity", target = %target_label(&target));
-        Box::pin(
-            async move {
-                self.check_payload(|| "the result".into(), result.len())?;
-                let signer = self.inner.dispatch.signer.clone();
-                let now = self.now_ms();
-                let validators = self.inner.validators.clone();
-                self.run(move |tx, fx| {
-                    let exec = rules::started_attempt(tx, &signer, &target)?;
-                    types::check_result(tx, &validators, &exec, &result)?;
-                    rules::complete_started(tx, fx, exec, result, now)
-                })
-                .await
-            }
-            .instrument(span),
-        )
+    async fn complete(&self, target: TaskTarget, result: Payload) -> Result<(), ProtocolError> {
+        self.check_payload(|| "the result".into(), result.len())?;
+        let signer = self.inner.dispatch.signer.clone();
+        let now = self.now_ms();
+        let validators = self.inner.validators.clone();
+        self.run(move |tx, fx| {
+            let exec = rules::started_attempt(tx, &signer, &target)?;
+            types::check_result(tx, &validators, &exec, &result)?;
+            rules::complete_started(tx, fx, exec, result, now)
+        })
+        .await
     }
 
-    fn fail_activity(
+    async fn fail(
         &self,
         target: TaskTarget,
         failure: ApplicationFailure,
         last_heartbeat_details: Option<Payload>,
-    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
-        let span = tracing::debug_span!("fail_activity", target = %target_label(&target));
-        Box::pin(
-            async move {
-                let size = failure.message.len()
-                    + failure.error_type.len()
-                    + details_size(&failure.details);
-                self.check_payload(|| "the failure (message and details)".into(), size)?;
-                self.check_payload(
-                    || "the last heartbeat details".into(),
-                    details_size(&last_heartbeat_details),
-                )?;
-                let signer = self.inner.dispatch.signer.clone();
-                let now = self.now_ms();
-                self.run(move |tx, fx| {
-                    rules::fail(
-                        tx,
-                        fx,
-                        &signer,
-                        &target,
-                        failure,
-                        last_heartbeat_details,
-                        now,
-                    )
-                })
-                .await
-            }
-            .instrument(span),
-        )
+    ) -> Result<(), ProtocolError> {
+        let size =
+            failure.message.len() + failure.error_type.len() + details_size(&failure.details);
+        self.check_payload(|| "the failure (message and details)".into(), size)?;
+        self.check_payload(
+            || "the last heartbeat details".into(),
+            details_size(&last_heartbeat_details),
+        )?;
+        let signer = self.inner.dispatch.signer.clone();
+        let now = self.now_ms();
+        self.run(move |tx, fx| {
+            rules::fail(
+                tx,
+                fx,
+                &signer,
+                &target,
+                failure,
+                last_heartbeat_details,
+                now,
+            )
+        })
+        .await
     }
 
-    fn report_canceled(
+    async fn canceled(
         &self,
         target: TaskTarget,
         details: Option<Payload>,
-    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
-        let span = tracing::debug_span!("report_canceled", target = %target_label(&target));
-        Box::pin(
-            async move {
-                self.check_payload(|| "the cancellation details".into(), details_size(&details))?;
-                let signer = self.inner.dispatch.signer.clone();
-                let now = self.now_ms();
-                self.run(move |tx, fx| rules::canceled(tx, fx, &signer, &target, details, now))
-                    .await
-            }
-            .instrument(span),
-        )
+    ) -> Result<(), ProtocolError> {
+        self.check_payload(|| "the cancellation details".into(), details_size(&details))?;
+        let signer = self.inner.dispatch.signer.clone();
+        let now = self.now_ms();
+        self.run(move |tx, fx| rules::canceled(tx, fx, &signer, &target, details, now))
+            .await
     }
 
-    fn request_cancel(
+    async fn cancel(&self, execution: ExecutionRef) -> Result<ExecutionState, ProtocolError> {
+        let now = self.now_ms();
+        self.run(move |tx, fx| rules::request_cancel(tx, fx, &execution, now))
+            .await
+    }
+
+    async fn describe(
         &self,
         execution: ExecutionRef,
-    ) -> BoxFuture<'_, Result<ExecutionState, ProtocolError>> {
-        Box::pin(async move {
-            let now = self.now_ms();
-            self.run(move |tx, fx| rules::request_cancel(tx, fx, &execution, now))
-                .await
-        })
+    ) -> Result<ExecutionDescription, ProtocolError> {
+        self.run(move |tx, _| rules::find(tx, &execution).map(|e| rules::describe(&e)))
+            .await
     }
 
-    fn describe_execution(
-        &self,
-        execution: ExecutionRef,
-    ) -> BoxFuture<'_, Result<ExecutionDescription, ProtocolError>> {
-        Box::pin(async move {
-            self.run(move |tx, _| rules::find(tx, &execution).map(|e| rules::describe(&e)))
-                .await
-        })
-    }
-
-    fn wait_outcome(
-        &self,
-        execution: ExecutionRef,
-        wait: Duration,
-    ) -> BoxFuture<'_, Result<Option<ExecutionOutcome>, ProtocolError>> {
-        Box::pin(self.wait(execution, wait))
-    }
-
-    fn describe_task_queue(
+    async fn describe_queue(
         &self,
         task_queue: String,
-    ) -> BoxFuture<'_, Result<TaskQueueDescription, ProtocolError>> {
-        Box::pin(async move {
-            check_name("task_queue", &task_queue)?;
-            let now = self.now_ms();
-            let retention = self.inner.config.poller_retention;
-            self.run(move |tx, _| rules::describe_queue(tx, &task_queue, now, retention))
-                .await
-        })
-    }
-
-    fn start_workflow(
-        &self,
-        request: StartWorkflowRequest,
-    ) -> BoxFuture<'_, Result<WorkflowRef, ProtocolError>> {
-        let span = tracing::debug_span!(
-            "start_workflow",
-            workflow_id = %request.workflow_id,
-            workflow_type = %request.workflow_type,
-        );
-        Box::pin(self.start_run(request).instrument(span))
-    }
-
-    fn poll_workflow_task(
-        &self,
-        request: PollWorkflowTaskRequest,
-    ) -> BoxFuture<'_, Result<Option<WorkflowTask>, ProtocolError>> {
-        let span = tracing::debug_span!(
-            "poll_workflow_task",
-            task_queue = %request.task_queue,
-            identity = %request.identity,
-        );
-        Box::pin(self.poll_workflow(request).instrument(span))
-    }
-
-    fn complete_workflow_task(
-        &self,
-        token: TaskToken,
-        commands: Vec<Command>,
-    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
-        let span = tracing::debug_span!(
-            "complete_workflow_task",
-            target = %target_label(&TaskTarget::Token(token.clone())),
-            commands = commands.len(),
-        );
-        Box::pin(self.complete_workflow(token, commands).instrument(span))
-    }
-
-    fn fail_workflow_task(
-        &self,
-        token: TaskToken,
-        message: String,
-    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
-        let span = tracing::debug_span!(
-            "fail_workflow_task",
-            target = %target_label(&TaskTarget::Token(token.clone())),
-        );
-        Box::pin(self.fail_workflow(token, message).instrument(span))
-    }
-
-    fn request_cancel_workflow(
-        &self,
-        workflow: WorkflowRef,
-    ) -> BoxFuture<'_, Result<WorkflowState, ProtocolError>> {
-        Box::pin(async move {
-            let now = self.now_ms();
-            self.run(move |tx, fx| workflows::request_cancel(tx, fx, &workflow, now))
-                .await
-        })
-    }
-
-    fn describe_workflow(
-        &self,
-        workflow: WorkflowRef,
-    ) -> BoxFuture<'_, Result<WorkflowDescription, ProtocolError>> {
-        Box::pin(async move {
-            self.run(move |tx, _| {
-                workflows::find_run(tx, &workflow).map(|r| workflows::describe(&r))
-            })
+    ) -> Result<TaskQueueDescription, ProtocolError> {
+        check_name("task_queue", &task_queue)?;
+        let now = self.now_ms();
+        let retention = self.inner.config.poller_retention;
+        self.run(move |tx, _| rules::describe_queue(tx, &task_queue, now, retention))
             .await
-        })
     }
 
-    fn workflow_history(
-        &self,
-        workflow: WorkflowRef,
-    ) -> BoxFuture<'_, Result<Vec<HistoryEvent>, ProtocolError>> {
-        Box::pin(async move {
-            self.run(move |tx, _| {
-                let run = workflows::find_run(tx, &workflow)?;
-                Ok(tx.history(run.key)?)
-            })
+    async fn cancel_run(&self, workflow: WorkflowRef) -> Result<WorkflowState, ProtocolError> {
+        let now = self.now_ms();
+        self.run(move |tx, fx| workflows::request_cancel(tx, fx, &workflow, now))
             .await
-        })
     }
 
-    fn wait_workflow_outcome(
+    async fn describe_run(
         &self,
         workflow: WorkflowRef,
-        wait: Duration,
-    ) -> BoxFuture<'_, Result<Option<WorkflowOutcome>, ProtocolError>> {
-        Box::pin(self.wait_run(workflow, wait))
+    ) -> Result<WorkflowDescription, ProtocolError> {
+        self.run(move |tx, _| workflows::find_run(tx, &workflow).map(|r| workflows::describe(&r)))
+            .await
     }
 
-    fn register_worker(
-        &self,
-        registration: WorkerRegistration,
-    ) -> BoxFuture<'_, Result<(), ProtocolError>> {
-        let span = tracing::debug_span!(
-            "register_worker",
-            identity = %registration.identity,
-            activities = registration.activities.len(),
-            workflows = registration.workflows.len(),
-        );
-        Box::pin(self.register(registration).instrument(span))
+    async fn history(&self, workflow: WorkflowRef) -> Result<Vec<HistoryEvent>, ProtocolError> {
+        self.run(move |tx, _| {
+            let run = workflows::find_run(tx, &workflow)?;
+            Ok(tx.history(run.key)?)
+        })
+        .await
     }
 
-    fn list_workflows(
+    async fn list_runs(
         &self,
         request: ListWorkflowsRequest,
-    ) -> BoxFuture<'_, Result<Vec<WorkflowSummary>, ProtocolError>> {
-        Box::pin(async move { self.run(move |tx, _| workflows::list(tx, &request)).await })
+    ) -> Result<Vec<WorkflowSummary>, ProtocolError> {
+        self.run(move |tx, _| workflows::list(tx, &request)).await
     }
 
-    fn list_types(&self) -> BoxFuture<'_, Result<Vec<RegisteredType>, ProtocolError>> {
-        Box::pin(async move { self.run(|tx, _| types::list(tx)).await })
+    async fn types(&self) -> Result<Vec<RegisteredType>, ProtocolError> {
+        self.run(|tx, _| types::list(tx)).await
+    }
+}
+
+/// Boxes an operation's future, answering with `respond` and traced in `span`.
+fn answer<'a, T: 'a>(
+    span: tracing::Span,
+    call: impl std::future::Future<Output = Result<T, ProtocolError>> + Send + 'a,
+    respond: fn(T) -> ProtocolResponse,
+) -> BoxFuture<'a, Result<ProtocolResponse, ProtocolError>> {
+    Box::pin(async move { call.await.map(respond) }.instrument(span))
+}
+
+impl ActivityProtocol for Engine {
+    fn call(
+        &self,
+        request: ProtocolRequest,
+    ) -> BoxFuture<'_, Result<ProtocolResponse, ProtocolError>> {
+        use tracing::debug_span as span;
+        use ProtocolRequest as Rq;
+        use ProtocolResponse as Rs;
+        match request {
+            Rq::ScheduleActivity { request } => answer(
+                span!("schedule_activity", activity_type = %request.activity_type, activity_id = request.activity_id.as_deref().unwrap_or("")),
+                self.schedule(request),
+                Rs::ScheduleActivity,
+            ),
+            Rq::PollActivityTasks { request, max_tasks } => answer(
+                span!("poll_activity_tasks", task_queue = %request.task_queue, identity = %request.identity, max_tasks),
+                self.poll(request, max_tasks.clamp(1, MAX_TASKS_PER_POLL)),
+                Rs::PollActivityTasks,
+            ),
+            Rq::RecordHeartbeat { target, details } => answer(
+                span!("record_heartbeat", target = %target_label(&target)),
+                self.heartbeat(target, details),
+                Rs::RecordHeartbeat,
+            ),
+            Rq::CompleteActivity { target, result } => answer(
+                span!("complete_activity", target = %target_label(&target)),
+                self.complete(target, result),
+                Rs::CompleteActivity,
+            ),
+            Rq::FailActivity {
+                target,
+                failure,
+                last_heartbeat_details,
+            } => answer(
+                span!("fail_activity", target = %target_label(&target)),
+                self.fail(target, failure, last_heartbeat_details),
+                Rs::FailActivity,
+            ),
+            Rq::ReportCanceled { target, details } => answer(
+                span!("report_canceled", target = %target_label(&target)),
+                self.canceled(target, details),
+                Rs::ReportCanceled,
+            ),
+            Rq::RequestCancel { execution } => answer(
+                span!("request_cancel", execution = %execution),
+                self.cancel(execution),
+                Rs::RequestCancel,
+            ),
+            Rq::DescribeExecution { execution } => answer(
+                span!("describe_execution", execution = %execution),
+                self.describe(execution),
+                Rs::DescribeExecution,
+            ),
+            Rq::WaitOutcome { execution, wait } => answer(
+                span!("wait_outcome", execution = %execution),
+                self.wait(execution, wait),
+                Rs::WaitOutcome,
+            ),
+            Rq::DescribeTaskQueue { task_queue } => answer(
+                span!("describe_task_queue", task_queue = %task_queue),
+                self.describe_queue(task_queue),
+                Rs::DescribeTaskQueue,
+            ),
+            Rq::StartWorkflow { request } => answer(
+                span!("start_workflow", workflow_id = %request.workflow_id, workflow_type = %request.workflow_type),
+                self.start_run(request),
+                Rs::StartWorkflow,
+            ),
+            Rq::PollWorkflowTask { request } => answer(
+                span!("poll_workflow_task", task_queue = %request.task_queue, identity = %request.identity),
+                self.poll_workflow(request),
+                Rs::PollWorkflowTask,
+            ),
+            Rq::CompleteWorkflowTask { token, commands } => answer(
+                span!("complete_workflow_task", target = %target_label(&TaskTarget::Token(token.clone())), commands = commands.len()),
+                self.complete_workflow(token, commands),
+                Rs::CompleteWorkflowTask,
+            ),
+            Rq::FailWorkflowTask { token, message } => answer(
+                span!("fail_workflow_task", target = %target_label(&TaskTarget::Token(token.clone()))),
+                self.fail_workflow(token, message),
+                Rs::FailWorkflowTask,
+            ),
+            Rq::RequestCancelWorkflow { workflow } => answer(
+                span!("request_cancel_workflow", workflow = %workflow),
+                self.cancel_run(workflow),
+                Rs::RequestCancelWorkflow,
+            ),
+            Rq::DescribeWorkflow { workflow } => answer(
+                span!("describe_workflow", workflow = %workflow),
+                self.describe_run(workflow),
+                Rs::DescribeWorkflow,
+            ),
+            Rq::WorkflowHistory { workflow } => answer(
+                span!("workflow_history", workflow = %workflow),
+                self.history(workflow),
+                Rs::WorkflowHistory,
+            ),
+            Rq::WaitWorkflowOutcome { workflow, wait } => answer(
+                span!("wait_workflow_outcome", workflow = %workflow),
+                self.wait_run(workflow, wait),
+                Rs::WaitWorkflowOutcome,
+            ),
+            Rq::ListWorkflows { request } => answer(
+                span!("list_workflows"),
+                self.list_runs(request),
+                Rs::ListWorkflows,
+            ),
+            Rq::RegisterWorker { registration } => answer(
+                span!("register_worker", identity = %registration.identity, activities = registration.activities.len(), workflows = registration.workflows.len()),
+                self.register(registration),
+                Rs::RegisterWorker,
+            ),
+            Rq::ListTypes {} => answer(span!("list_types"), self.types(), Rs::ListTypes),
+        }
     }
 }

@@ -16,7 +16,7 @@ use activity_core::{
     registry::registered_activities,
     ActivityCallError, ActivityError, ActivityProtocol, Client,
 };
-use activity_server::{store::sqlite::SqliteStore, Engine, EngineConfig};
+use activity_engine::{store::sqlite::SqliteStore, Engine, EngineConfig};
 use common::*;
 
 /// Succeeds on attempt `succeed_on`.
@@ -206,7 +206,7 @@ async fn concurrent_requests_share_transactions() {
     let store = Arc::new(SqliteStore::in_memory().unwrap());
     let engine = Engine::open_with_store(
         store.clone(),
-        EngineConfig::in_memory().with_clock(Arc::new(activity_server::VirtualClock::new())),
+        EngineConfig::in_memory().with_clock(Arc::new(activity_engine::VirtualClock::new())),
     )
     .await
     .unwrap();
@@ -233,7 +233,11 @@ async fn concurrent_requests_share_transactions() {
         transactions < jobs,
         "group commit: {transactions} transactions for {jobs} jobs"
     );
-    let q = engine.describe_task_queue(QUEUE.into()).await.unwrap();
+    let q = engine
+        .protocol()
+        .describe_task_queue(QUEUE.into())
+        .await
+        .unwrap();
     assert_eq!(q.backlog, 200);
     engine.close().await;
 }

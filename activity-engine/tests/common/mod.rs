@@ -14,11 +14,10 @@ use activity_core::{
     },
     ActivityError, ActivityProtocol, Client, Clock,
 };
-use activity_server::{Engine, EngineConfig, VirtualClock};
+use activity_engine::{Engine, EngineConfig, VirtualClock};
 
 /// The suites' connection: in-process, or over gRPC with `ACTIVITY_TEST_TRANSPORT=remote`.
-#[path = "../../../activity-worker/tests/support/mod.rs"]
-mod support;
+use activity_test_support as support;
 
 pub const QUEUE: &str = "main";
 

@@ -14,7 +14,7 @@ use activity_core::{
     },
     TaskToken,
 };
-use activity_server::EngineConfig;
+use activity_engine::EngineConfig;
 use common::*;
 
 fn stc(s: u64) -> ActivityOptions {
