@@ -402,7 +402,7 @@ mod tests {
         assert_eq!(a.error_type, "CardDeclined");
         assert_eq!(a.message, "no funds");
         assert!(a.non_retryable);
-        assert_eq!(a.details.unwrap().data, br#"{"code":51}"#);
+        assert_eq!(&a.details.unwrap().data[..], br#"{"code":51}"#);
         assert_eq!(a.next_retry_delay, Some(Duration::from_secs(3)));
     }
 

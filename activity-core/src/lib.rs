@@ -36,6 +36,7 @@ extern crate self as activity_core;
 
 pub mod caller;
 pub mod clock;
+pub mod codec;
 pub mod context;
 pub mod definition;
 pub mod failure;

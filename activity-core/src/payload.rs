@@ -5,12 +5,18 @@
 
 use std::fmt;
 
+use bytes::Bytes;
+
 use schemars::{JsonSchema, SchemaGenerator};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use serde_json::Value;
 
 /// How a payload's bytes are encoded.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+///
+/// Spelled by its stable name ([`Encoding::as_str`], e.g. `"json/plain"`)
+/// wherever it is stored or sent, and read back by one parser,
+/// [`Encoding::parse`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Encoding {
     /// UTF-8 JSON produced by `serde_json`.
@@ -19,21 +25,121 @@ pub enum Encoding {
 }
 
 impl Encoding {
+    /// Every encoding.
+    pub const ALL: [Encoding; 1] = [Encoding::Json];
+
     /// The encoding's stable name, as stored and sent on the wire.
     pub fn as_str(self) -> &'static str {
         match self {
             Encoding::Json => "json/plain",
         }
     }
+
+    /// Parses [`Encoding::as_str`]; `None` for a name this version does not know.
+    ///
+    /// ```
+    /// use activity_core::payload::Encoding;
+    /// assert_eq!(Encoding::parse("json/plain"), Some(Encoding::Json));
+    /// assert_eq!(Encoding::parse("xml"), None);
+    /// ```
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|e| e.as_str() == name)
+    }
+}
+
+impl fmt::Display for Encoding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Encoding {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Encoding {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+        // "Json": the variant name that databases of schema 3 and earlier hold.
+        Encoding::parse(&name)
+            .or_else(|| (name == "Json").then_some(Encoding::Json))
+            .ok_or_else(|| {
+                serde::de::Error::custom(format_args!(
+                    "unknown payload encoding `{name}` (this version knows {})",
+                    Encoding::ALL.map(Encoding::as_str).join(", ")
+                ))
+            })
+    }
 }
 
 /// One serialized value.
+///
+/// The bytes are shared ([`Bytes`]): cloning a payload (a retry's input, a
+/// history event, a conversion to the wire) copies no data. In serialized form
+/// (stored rows, model bytes on the wire) they are bytes in binary formats and
+/// base64 text in human-readable ones such as JSON.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Payload {
     /// How [`Payload::data`] is encoded.
     pub encoding: Encoding,
     /// The encoded bytes.
-    pub data: Vec<u8>,
+    #[serde(with = "data_serde")]
+    pub data: Bytes,
+}
+
+/// The serialized form of [`Payload::data`] (see [`Payload`]).
+mod data_serde {
+    use base64::Engine as _;
+    use bytes::Bytes;
+    use serde::{de, Deserializer, Serializer};
+    use std::fmt;
+
+    pub(super) fn serialize<S: Serializer>(data: &Bytes, serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            serializer.serialize_str(&base64::engine::general_purpose::STANDARD.encode(data))
+        } else {
+            serializer.serialize_bytes(data)
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Bytes, D::Error> {
+        struct Visit;
+        impl<'de> de::Visitor<'de> for Visit {
+            type Value = Bytes;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("payload bytes (bytes, base64 text, or a list of byte values)")
+            }
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Bytes, E> {
+                Ok(Bytes::copy_from_slice(v))
+            }
+            fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Bytes, E> {
+                Ok(Bytes::from(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Bytes, E> {
+                base64::engine::general_purpose::STANDARD
+                    .decode(v)
+                    .map(Bytes::from)
+                    .map_err(|e| E::custom(format_args!("payload data is not base64: {e}")))
+            }
+            // A list of byte values: how databases of schema 3 and earlier hold them.
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Bytes, A::Error> {
+                let mut data = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
+                while let Some(byte) = seq.next_element::<u8>()? {
+                    data.push(byte);
+                }
+                Ok(Bytes::from(data))
+            }
+        }
+        if deserializer.is_human_readable() {
+            deserializer.deserialize_any(Visit)
+        } else {
+            deserializer.deserialize_byte_buf(Visit)
+        }
+    }
 }
 
 impl fmt::Debug for Payload {
@@ -51,7 +157,7 @@ impl Payload {
         serde_json::to_vec(value)
             .map(|data| Payload {
                 encoding: Encoding::Json,
-                data,
+                data: Bytes::from(data),
             })
             .map_err(|source| PayloadError::Encode {
                 what: std::any::type_name::<T>().to_owned(),
@@ -60,7 +166,8 @@ impl Payload {
     }
 
     /// Builds a payload from bytes that already hold JSON (checked).
-    pub fn from_json_bytes(data: Vec<u8>) -> Result<Self, PayloadError> {
+    pub fn from_json_bytes(data: impl Into<Bytes>) -> Result<Self, PayloadError> {
+        let data = data.into();
         serde_json::from_slice::<serde::de::IgnoredAny>(&data).map_err(|source| {
             PayloadError::Decode {
                 what: "payload".to_owned(),
@@ -251,9 +358,9 @@ mod tests {
         let input = ("card-1".to_owned(), 250_u64, vec![true]);
         let payloads = input.to_payloads().unwrap();
         assert_eq!(payloads.len(), 3);
-        assert_eq!(payloads[0].data, br#""card-1""#);
-        assert_eq!(payloads[1].data, b"250");
-        assert_eq!(payloads[2].data, b"[true]");
+        assert_eq!(&payloads[0].data[..], br#""card-1""#);
+        assert_eq!(&payloads[1].data[..], b"250");
+        assert_eq!(&payloads[2].data[..], b"[true]");
         let back =
             <(String, u64, Vec<bool>)>::from_payloads(&payloads, "charge", &["card", "cents", "x"])
                 .unwrap();
@@ -289,5 +396,32 @@ mod tests {
     fn from_json_bytes_rejects_malformed_json() {
         assert!(Payload::from_json_bytes(b"{\"a\":".to_vec()).is_err());
         assert!(Payload::from_json_bytes(b"{\"a\":1}".to_vec()).is_ok());
+    }
+
+    #[test]
+    fn data_is_bytes_in_binary_formats_and_base64_in_json() {
+        let payload = Payload::json(&"héllo").unwrap();
+        let packed = crate::codec::to_vec(&payload).unwrap();
+        // The encoding's name and the bytes as they are: no list of integers.
+        assert!(packed.len() < payload.len() + 32, "{} bytes", packed.len());
+        assert_eq!(
+            crate::codec::from_slice::<Payload>(&packed).unwrap(),
+            payload
+        );
+        let text = serde_json::to_string(&payload).unwrap();
+        assert_eq!(text, r#"{"encoding":"json/plain","data":"ImjDqWxsbyI="}"#);
+        assert_eq!(serde_json::from_str::<Payload>(&text).unwrap(), payload);
+    }
+
+    #[test]
+    fn payloads_stored_by_schema_3_still_read() {
+        let old = r#"{"encoding":"Json","data":[49,50]}"#;
+        let payload: Payload = serde_json::from_str(old).unwrap();
+        assert_eq!(payload, Payload::json(&12).unwrap());
+        let unknown = serde_json::from_str::<Payload>(r#"{"encoding":"xml","data":""}"#);
+        assert!(unknown
+            .unwrap_err()
+            .to_string()
+            .contains("unknown payload encoding `xml`"));
     }
 }

@@ -109,15 +109,14 @@ pub(crate) fn payload_to_wire(payload: &Payload) -> pb::Payload {
 }
 
 pub(crate) fn payload_from_wire(payload: pb::Payload, name: &str) -> Wire<Payload> {
-    let encoding = if payload.encoding == Encoding::Json.as_str() {
-        Encoding::Json
-    } else {
+    let Some(encoding) = Encoding::parse(&payload.encoding) else {
+        let known: Vec<_> = Encoding::ALL.iter().map(|e| format!("`{e}`")).collect();
         return Err(WireError::new(
             field(name, "encoding"),
             format!(
-                "unknown payload encoding `{}` (known: `{}`)",
+                "unknown payload encoding `{}` (known: {})",
                 payload.encoding,
-                Encoding::Json.as_str()
+                known.join(", ")
             ),
         ));
     };
@@ -1025,7 +1024,7 @@ mod tests {
         let err = payload_from_wire(
             pb::Payload {
                 encoding: "binary/zip".into(),
-                data: vec![],
+                data: Default::default(),
             },
             "result",
         )

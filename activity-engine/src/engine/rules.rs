@@ -670,7 +670,7 @@ pub(crate) fn outcome(exec: &ExecutionRecord) -> Option<ExecutionOutcome> {
         ExecutionState::Completed => Some(ExecutionOutcome::Completed(
             exec.result.clone().unwrap_or_else(|| Payload {
                 encoding: Default::default(),
-                data: b"null".to_vec(),
+                data: b"null".as_slice().into(),
             }),
         )),
         state if state.is_final() => Some(ExecutionOutcome::Failed(ActivityFailure::new(

@@ -1567,7 +1567,7 @@ fn decode_payload(blob: &[u8]) -> Result<Payload, String> {
     let (name, data) = rest.split_at(len);
     Ok(Payload {
         encoding: parse_encoding(name)?,
-        data: data.to_vec(),
+        data: data.to_vec().into(),
     })
 }
 

@@ -393,7 +393,7 @@ mod tests {
             json!([1, 2])
         );
         let garbled = Payload {
-            data: vec![0xff],
+            data: vec![0xff].into(),
             ..Payload::json(&0).expect("json")
         };
         assert!(cell(&payload(&garbled)).contains("not JSON"));
