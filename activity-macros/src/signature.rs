@@ -2,9 +2,7 @@
 
 use proc_macro2::Ident;
 use quote::{format_ident, ToTokens};
-use syn::{
-    visit::Visit, FnArg, GenericArgument, ItemFn, Pat, PathArguments, ReturnType, Type, TypePath,
-};
+use syn::{visit::Visit, FnArg, GenericArgument, Pat, PathArguments, ReturnType, Type, TypePath};
 
 use crate::ctxt::Errors;
 
@@ -72,14 +70,13 @@ pub(crate) const WORKFLOW: Kind = Kind {
 
 /// Checks `func`; every problem goes to `errors`. Returns `None` when the
 /// signature cannot be expanded.
-pub(crate) fn check(func: &ItemFn, kind: Kind, errors: &mut Errors) -> Option<Signature> {
+pub(crate) fn check(sig: &syn::Signature, kind: Kind, errors: &mut Errors) -> Option<Signature> {
     let Kind {
         what,
         context,
         error: error_type,
         ..
     } = kind;
-    let sig = &func.sig;
     let name = &sig.ident;
     if sig.asyncness.is_none() {
         errors.at(
