@@ -22,7 +22,8 @@ pub type ActivityServer = InterceptedService<ActivityProtocolServer<ActivityServ
 /// (typically `activity_engine::Engine::protocol()`).
 ///
 /// Each rpc converts the request, calls the protocol, and converts the answer
-/// back; a refused call answers the status of its [`ProtocolError`] (see the
+/// back; a refused call answers the status of its
+/// [`ProtocolError`](activity_core::ProtocolError) (see the
 /// crate docs). Long polls pass the caller's wait through (the engine bounds it).
 #[derive(Clone)]
 pub struct ActivityService {
@@ -95,7 +96,8 @@ impl ActivityService {
     /// Sets the largest request accepted, in bytes. A larger gRPC message is
     /// refused with `OUT_OF_RANGE` ("found N bytes, the limit is: M bytes") before
     /// it is read, and has no effect; a client rebuilds it as
-    /// [`ProtocolError::PayloadTooLarge`]. (Payloads within it are still checked
+    /// [`ProtocolError::PayloadTooLarge`](activity_core::ProtocolError::PayloadTooLarge).
+    /// (Payloads within it are still checked
     /// against the engine's own payload limit.)
     pub fn with_max_request_size(mut self, bytes: usize) -> Self {
         self.max_request_size = bytes;
