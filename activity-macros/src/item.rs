@@ -49,7 +49,8 @@ fn parse_item(input: ParseStream<'_>) -> syn::Result<Result<FnItem, Span>> {
     if !matches!(&body, TokenTree::Group(group) if group.delimiter() == Delimiter::Brace) {
         return Err(syn::Error::new_spanned(
             &body,
-            "expected the function's body `{ … }`",
+            "expected the function's body `{ … }`: the macro applies to a free `async fn` with a \
+             body, not to a declaration in a trait or an `extern` block",
         ));
     }
     if !input.is_empty() {

@@ -110,6 +110,7 @@ pub(crate) fn check(sig: &syn::Signature, kind: Kind, errors: &mut Errors) -> Op
 
     let mut has_context = false;
     let mut params = Vec::new();
+    let mut typed_index = 0;
     for (index, input) in sig.inputs.iter().enumerate() {
         let typed = match input {
             FnArg::Receiver(receiver) => {
@@ -126,9 +127,12 @@ pub(crate) fn check(sig: &syn::Signature, kind: Kind, errors: &mut Errors) -> Op
             }
             FnArg::Typed(typed) => typed,
         };
+        // `self`, reported on its own, does not count as a parameter before the context.
+        let position = typed_index;
+        typed_index += 1;
         let ty = &*typed.ty;
         if is_named(ty, context) {
-            if index != 0 {
+            if position != 0 {
                 errors.at(
                     ty,
                     format!(
