@@ -177,7 +177,49 @@ struct Inner {
 
 /// The context of one running attempt, the optional first parameter of an activity.
 ///
-/// Cheap to clone; clones share the attempt.
+/// It tells the activity about its attempt ([`info`](Self::info): ids, attempt
+/// number, deadline, task token), records heartbeats ([`heartbeat`](Self::heartbeat),
+/// throttled by the worker: docs/semantics.md §1.4), gives the previous attempt's
+/// last details ([`last_heartbeat_details`](Self::last_heartbeat_details)), and says
+/// when and why the attempt is cancelled ([`cancelled`](Self::cancelled),
+/// [`cancel_reason`](Self::cancel_reason): docs/semantics.md §1.5). Cheap to clone;
+/// clones share the attempt.
+///
+/// ```
+/// use std::time::Duration;
+/// use activity_core::{activity, ActivityContext, ActivityError, CancelReason, TestActivityEnvironment};
+///
+/// /// Copies `files` files, resuming after the last one a previous attempt copied,
+/// /// and stops cleanly when cancelled.
+/// #[activity(start_to_close = "1h", heartbeat = "30s")]
+/// async fn copy(ctx: ActivityContext, files: u32) -> Result<u32, ActivityError> {
+///     let mut done: u32 = ctx.last_heartbeat_details()?.unwrap_or(0);
+///     while done < files {
+///         tokio::select! {
+///             reason = ctx.cancelled() => {
+///                 // Clean up, then acknowledge (with details the caller sees).
+///                 return Err(ActivityError::canceled_with(&format!("{reason} after {done}"))?);
+///             }
+///             () = tokio::time::sleep(Duration::from_millis(1)) => {} // copy one file
+///         }
+///         done += 1;
+///         ctx.heartbeat(&done)?;
+///     }
+///     Ok(ctx.info().attempt)
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let env = TestActivityEnvironment::new().with_last_heartbeat_details(&8_u32);
+/// assert_eq!(copy::call(&env, 10).await.unwrap(), 1);
+/// assert_eq!(env.heartbeats::<u32>().unwrap(), [9, 10]);
+///
+/// let cancelled = TestActivityEnvironment::new();
+/// cancelled.cancel(CancelReason::Requested);
+/// let err = copy::call(&cancelled, 10).await.unwrap_err();
+/// assert!(matches!(err.failure().unwrap().cause, activity_core::Failure::Canceled(_)));
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct ActivityContext {
     inner: Arc<Inner>,

@@ -47,7 +47,12 @@ pub mod registry;
 pub mod testing;
 pub mod workflow;
 
-pub use activity_macros::{activity, workflow, ActivityError};
+#[doc = include_str!("docs/activity.md")]
+pub use activity_macros::activity;
+#[doc = include_str!("docs/workflow.md")]
+pub use activity_macros::workflow;
+#[doc = include_str!("docs/activity_error.md")]
+pub use activity_macros::ActivityError;
 pub use caller::{ActivityCaller, ActivityRequest, ActivityStub};
 pub use clock::Clock;
 pub use context::{ActivityContext, ActivityInfo, CancelReason, HeartbeatError, TaskToken};
@@ -147,3 +152,8 @@ pub mod __private {
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
+
+/// The guide's examples compile and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/guide.md")]
+struct GuideDoctests;

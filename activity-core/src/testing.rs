@@ -49,7 +49,47 @@ struct Cancellation {
 ///
 /// Every context it makes shares its info, seeded heartbeat details, heartbeat
 /// record and cancellation. Timeouts are not enforced and no attempt is retried:
-/// each call runs exactly one attempt, as with `maximum_attempts = 1`.
+/// each call runs exactly one attempt, as with `maximum_attempts = 1`. A call
+/// through a stub validates the options as the engine would, and serializes the
+/// arguments and the result.
+///
+/// ```
+/// use activity_core::{activity, ActivityContext, ActivityError, CancelReason, State, TestActivityEnvironment};
+///
+/// struct Db {
+///     rows: u32,
+/// }
+///
+/// #[activity(start_to_close = "1m")]
+/// async fn export(ctx: ActivityContext, db: State<Db>, table: String) -> Result<String, ActivityError> {
+///     let from: u32 = ctx.last_heartbeat_details()?.unwrap_or(0);
+///     for row in from + 1..=db.rows {
+///         ctx.heartbeat(&row)?;
+///     }
+///     let info = ctx.info();
+///     Ok(format!("{table} by {} (attempt {})", info.activity_id, info.attempt))
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let env = TestActivityEnvironment::new()
+///     .with_state(Db { rows: 5 })
+///     .with_info(|info| info.attempt = 3)        // as if two attempts had failed
+///     .with_last_heartbeat_details(&3_u32);      // after row 3
+/// let text = export::call(&env, "users".into()).activity_id("exp-1").await.unwrap();
+/// assert_eq!(text, "users by exp-1 (attempt 3)");
+/// assert_eq!(env.heartbeats::<u32>().unwrap(), [4, 5]);
+/// assert_eq!(env.last_heartbeat::<u32>().unwrap(), Some(5));
+///
+/// // `execute` runs it as a worker does, from the typed input tuple.
+/// let again = env.execute::<export>(("orders".into(),)).await.unwrap();
+/// assert!(again.starts_with("orders by test-activity-id"));
+///
+/// // A cancelled environment cancels every context it gives.
+/// env.cancel(CancelReason::WorkerShutdown);
+/// assert_eq!(env.context().cancel_reason(), Some(CancelReason::WorkerShutdown));
+/// # }
+/// ```
 pub struct TestActivityEnvironment {
     info: ActivityInfo,
     last_heartbeat_details: Option<Payload>,

@@ -35,6 +35,47 @@ impl Clock for SystemClock {
 
 /// Wall time driven by tokio's clock, for time-skipping tests. See the
 /// [module docs](self).
+///
+/// Give it to the engine (`EngineConfig::with_clock`) in a runtime whose clock is
+/// paused (`#[tokio::test(start_paused = true)]`): every timeout, backoff and timer
+/// then jumps to its due time as soon as everything else waits.
+///
+/// ```
+/// use std::{sync::Arc, time::Duration};
+/// use activity_core::{activity, clock::Clock, ActivityError, Client, Failure, TimeoutKind};
+/// use activity_engine::{Engine, EngineConfig, VirtualClock};
+/// use activity_worker::Worker;
+///
+/// /// Never finishes in time.
+/// #[activity(start_to_close = "1h", retry(maximum_attempts = 2, initial_interval = "10m"))]
+/// async fn stuck() -> Result<(), ActivityError> {
+///     tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
+///     Ok(())
+/// }
+///
+/// # fn main() -> anyhow::Result<()> {
+/// # let runtime = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build()?;
+/// # runtime.block_on(async {
+/// let clock = Arc::new(VirtualClock::new());
+/// let engine = Engine::open(EngineConfig::in_memory().with_clock(clock.clone())).await?;
+/// let worker = Worker::builder(engine.protocol()).task_queue("q").build()?;
+/// let stop = worker.shutdown_handle();
+/// let running = tokio::spawn(worker.run_until(std::future::pending()));
+/// let client = Client::new(engine.protocol()).with_task_queue("q");
+///
+/// let began = clock.now();
+/// let err = stuck::call(&client).await.unwrap_err();
+/// let failure = err.failure().expect("timed out");
+/// assert!(matches!(&failure.cause, Failure::Timeout(t) if t.kind == TimeoutKind::StartToClose));
+/// assert_eq!(failure.attempts, 2);
+/// // Two one-hour attempts and a ten-minute backoff, in virtual time.
+/// assert!(clock.now().duration_since(began)? >= Duration::from_secs(2 * 3600 + 600));
+/// stop.shutdown();
+/// running.await?;
+/// # Ok::<_, anyhow::Error>(())
+/// # })
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct VirtualClock {
     base: SystemTime,

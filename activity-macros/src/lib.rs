@@ -18,21 +18,20 @@ mod item;
 mod signature;
 mod workflow;
 
-/// Turns an `async fn` into a typed, registered activity. See `activity_core::activity`.
+/// Turns an `async fn` into a typed, registered activity.
 #[proc_macro_attribute]
 pub fn activity(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::activity(args.into(), item.into()).into()
 }
 
 /// Turns an `async fn(ctx: WorkflowContext, …)` into a typed, registered workflow.
-/// See `activity_core::workflow`.
 #[proc_macro_attribute]
 pub fn workflow(args: TokenStream, item: TokenStream) -> TokenStream {
     workflow::workflow(args.into(), item.into()).into()
 }
 
 /// Gives each variant of an error type an activity error type name, and converts
-/// the type into `ActivityError`. See `activity_core::ActivityError`.
+/// the type into `ActivityError`.
 #[proc_macro_derive(ActivityError, attributes(activity_error))]
 pub fn derive_activity_error(item: TokenStream) -> TokenStream {
     error_derive::derive(item.into()).into()

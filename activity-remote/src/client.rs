@@ -20,6 +20,30 @@ use crate::{
 };
 
 /// Where and how to reach an activity server.
+///
+/// | field | default |
+/// |---|---|
+/// | `endpoint` | — (`http://host:port`; `http://127.0.0.1:7233` for a local `activity-server serve`) |
+/// | `bearer_token` | none (visible ASCII only: others are refused when connecting) |
+/// | `connect_timeout` | 5 s |
+/// | `call_timeout` | 30 s, added to the wait of a long poll |
+/// | `max_response_size` | 64 MiB |
+///
+/// ```no_run
+/// use std::{sync::Arc, time::Duration};
+/// use activity_core::{ActivityProtocol, Client};
+/// use activity_remote::{RemoteConfig, RemoteProtocol};
+///
+/// # async fn demo() -> anyhow::Result<()> {
+/// let config = RemoteConfig::new("http://10.0.0.5:7233")
+///     .with_bearer_token(std::env::var("ACTIVITY_SERVER_TOKEN")?)
+///     .with_connect_timeout(Duration::from_secs(2))
+///     .with_call_timeout(Duration::from_secs(10));
+/// let protocol: Arc<dyn ActivityProtocol> = Arc::new(RemoteProtocol::connect(config).await?);
+/// let client = Client::new(protocol).with_task_queue("payments");
+/// # let _ = client;
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct RemoteConfig {

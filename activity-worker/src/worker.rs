@@ -51,7 +51,62 @@ pub enum WorkerError {
     Workflows(String),
 }
 
-/// Builds a [`Worker`]: by default it serves every `#[activity]` in the program.
+/// Builds a [`Worker`]: by default it serves every `#[activity]` and every
+/// `#[workflow]` of the program, on the task queues given (at least one).
+///
+/// The defaults (see [`WorkerOptions`] for each):
+///
+/// | setting | default |
+/// |---|---|
+/// | [`max_concurrent_activities`](Self::max_concurrent_activities) | 100 |
+/// | [`max_activities_per_second`](Self::max_activities_per_second) | unlimited |
+/// | [`max_task_queue_activities_per_second`](Self::max_task_queue_activities_per_second) | the queue's setting, unchanged |
+/// | [`max_concurrent_workflow_tasks`](Self::max_concurrent_workflow_tasks) | 10 |
+/// | [`workflow_cache_size`](Self::workflow_cache_size) | 1,000 runs (0: replay every task) |
+/// | [`pollers_per_queue`](Self::pollers_per_queue) | 2 |
+/// | [`poll_wait`](Self::poll_wait) | 60 s |
+/// | [`identity`](Self::identity) | `worker-<pid>@<host>` |
+/// | [`graceful_shutdown_period`](Self::graceful_shutdown_period) | 10 s |
+///
+/// [`build`](Self::build) checks the options and the activity set: two
+/// activities (or workflows) with one name, a `State<T>` nobody provides, a
+/// name given to [`only`](Self::only) that no activity has, are errors naming them.
+///
+/// ```
+/// use std::{sync::Arc, time::Duration};
+/// use activity_core::{activity, ActivityError, State};
+/// use activity_engine::{Engine, EngineConfig};
+/// use activity_worker::Worker;
+///
+/// struct Mailer {
+///     from: String,
+/// }
+///
+/// #[activity(start_to_close = "30s")]
+/// async fn send(mailer: State<Mailer>, to: String) -> Result<String, ActivityError> {
+///     Ok(format!("{} -> {to}", mailer.from))
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> anyhow::Result<()> {
+/// let engine = Engine::open(EngineConfig::in_memory()).await?;
+/// let worker = Worker::builder(engine.protocol())
+///     .task_queue("mail")
+///     .task_queue("mail-eu")
+///     .max_concurrent_activities(20)
+///     .max_activities_per_second(10.0)
+///     .identity("mailer-1")
+///     .graceful_shutdown_period(Duration::from_secs(30))
+///     .shared_state(Arc::new(Mailer { from: "shop@example.org".into() }))
+///     .build()?;
+/// assert_eq!(worker.options().max_concurrent_workflow_tasks, 10);
+/// assert!(worker.registry().get("send").is_some());
+///
+/// // Without the state `send` needs, the worker does not start.
+/// let err = Worker::builder(engine.protocol()).task_queue("mail").build().unwrap_err();
+/// assert!(err.to_string().contains("takes `State<"), "{err}");
+/// # Ok(()) }
+/// ```
 #[must_use]
 pub struct WorkerBuilder {
     protocol: Arc<dyn ActivityProtocol>,

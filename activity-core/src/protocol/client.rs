@@ -49,7 +49,45 @@ use super::{
     HeartbeatResponse, ProtocolError, ScheduleActivityRequest, TaskTarget,
 };
 
-/// Runs standalone activities through an [`ActivityProtocol`]. Cheap to clone.
+/// Runs standalone activities through an [`ActivityProtocol`], starts workflows
+/// (their generated `start` stubs take a client), and completes attempts by task
+/// token. Cheap to clone.
+///
+/// The protocol is the embedded engine's (`engine.protocol()`) or a remote
+/// server's (`activity_remote::RemoteProtocol`); the task queue set with
+/// [`with_task_queue`](Self::with_task_queue) is used when neither the call nor the
+/// definition names one.
+///
+/// ```
+/// use activity_core::{activity, ActivityError, Client, ExecutionState};
+/// use activity_engine::{Engine, EngineConfig};
+/// use activity_worker::Worker;
+///
+/// #[activity(start_to_close = "10s")]
+/// async fn resize(image: String, width: u32) -> Result<String, ActivityError> {
+///     Ok(format!("{image}@{width}"))
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> anyhow::Result<()> {
+/// let engine = Engine::open(EngineConfig::in_memory()).await?;
+/// let worker = Worker::builder(engine.protocol()).task_queue("images").build()?;
+/// let stop = worker.shutdown_handle();
+/// let running = tokio::spawn(worker.run_until(std::future::pending()));
+///
+/// let client = Client::new(engine.protocol()).with_task_queue("images");
+/// // Await the typed result...
+/// assert_eq!(resize::call(&client, "cat.png".into(), 64).await?, "cat.png@64");
+/// // ...or keep a typed handle to an execution with a known id.
+/// let handle = client
+///     .start(resize::call(&client, "dog.png".into(), 32).activity_id("resize-dog"))
+///     .await?;
+/// assert_eq!(handle.result().await?, "dog.png@32");
+/// assert_eq!(handle.describe().await?.state, ExecutionState::Completed);
+/// # stop.shutdown();
+/// # running.await?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Client {
     protocol: Arc<dyn ActivityProtocol>,

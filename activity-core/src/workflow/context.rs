@@ -155,6 +155,49 @@ struct RunState {
 
 /// The context of a workflow run: activities (through their stubs), local
 /// activities, timers, time, randomness, cancellation. Cheap to clone.
+///
+/// Everything it gives is deterministic (docs/semantics.md §3): activity calls
+/// (`charge::call(&ctx, …)`) and local ones (`charge::call(&ctx.local(), …)`),
+/// durable timers ([`sleep`](Self::sleep)), the time ([`now`](Self::now): the start
+/// of the current workflow task), random values ([`random_u64`](Self::random_u64),
+/// [`uuid`](Self::uuid)), the run's [`info`](Self::info) and its cancellation
+/// ([`cancelled`](Self::cancelled)). On replay each resolves as it did the first
+/// time.
+///
+/// ```
+/// use std::time::Duration;
+/// use activity_core::{activity, workflow, ActivityError, WorkflowContext, WorkflowError};
+/// use activity_core::workflow::{join_all, select, Either};
+///
+/// #[activity(start_to_close = "1m")]
+/// async fn notify(who: String) -> Result<(), ActivityError> {
+///     let _ = who;
+///     Ok(())
+/// }
+///
+/// #[activity(start_to_close = "5s")]
+/// async fn score(text: String) -> Result<u32, ActivityError> {
+///     Ok(text.len() as u32)
+/// }
+///
+/// #[workflow]
+/// async fn review(ctx: WorkflowContext, reviewers: Vec<String>) -> Result<String, WorkflowError> {
+///     let id = ctx.uuid(); // the same on every replay
+///     // All at once, results in order.
+///     for result in join_all(reviewers.iter().map(|r| notify::call(&ctx, r.clone()))).await {
+///         result?;
+///     }
+///     // A local activity: run by this worker, recorded in the history.
+///     let points = score::call(&ctx.local(), id.clone()).await?;
+///     // The first of a timer and a cancellation of the run.
+///     let cancelled = Box::pin(ctx.cancelled());
+///     match select(ctx.sleep(Duration::from_secs(3600)), cancelled).await {
+///         Either::Left(_) => Ok(format!("{id}: {points} points, after an hour")),
+///         Either::Right(_) => Err(WorkflowError::Canceled),
+///     }
+/// }
+/// # fn main() {}
+/// ```
 #[derive(Clone)]
 pub struct WorkflowContext {
     state: Arc<Mutex<RunState>>,

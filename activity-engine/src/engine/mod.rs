@@ -110,7 +110,41 @@ pub enum StoreLocation {
     Memory,
 }
 
-/// How to open an engine. Defaults: in-memory store, system clock, 4 MiB payloads.
+/// How to open an engine.
+///
+/// | field | default |
+/// |---|---|
+/// | `store` | a fresh in-memory SQLite database ([`EngineConfig::file`]: a file, created if missing) |
+/// | `clock` | the system clock ([`SystemClock`]; tests: [`VirtualClock`](crate::VirtualClock)) |
+/// | `max_payload_size` | 4 MiB |
+/// | `max_poll_wait` | 60 s |
+/// | `poller_retention` | 5 min |
+/// | `timer_batch` | 256 |
+/// | `max_timer_sleep` | none |
+/// | `max_outcome_wait` | 10 min |
+/// | `workflow_task_timeout` | 10 s |
+/// | `workflow_task_retry_initial_interval` / `_maximum_interval` | 1 s / 10 min |
+///
+/// ```
+/// use std::{sync::Arc, time::Duration};
+/// use activity_engine::{Engine, EngineConfig, VirtualClock};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> anyhow::Result<()> {
+/// let dir = std::env::temp_dir().join(format!("engine-config-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let durable = EngineConfig::file(dir.join("engine.sqlite"))
+///     .with_max_payload_size(1024 * 1024)
+///     .with_workflow_task_timeout(Duration::from_secs(30));
+/// let engine = Engine::open(durable).await?;
+/// engine.close().await;
+/// std::fs::remove_dir_all(dir)?;
+///
+/// // Tests: in memory, with a clock that skips ahead (see `VirtualClock`).
+/// let test = EngineConfig::in_memory().with_clock(Arc::new(VirtualClock::new()));
+/// assert_eq!(test.max_payload_size, EngineConfig::DEFAULT_MAX_PAYLOAD_SIZE);
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct EngineConfig {
@@ -349,6 +383,44 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// The in-process engine. Cheap to clone; clones share the engine.
+///
+/// [`Engine::open`] opens it on its store and starts its timer loop;
+/// [`Engine::protocol`] is what workers and clients talk to (the same protocol an
+/// `activity-server` serves over gRPC); [`Engine::close`] stops it. Everything it
+/// acknowledges is committed first (docs/semantics.md §5), so a crash loses
+/// nothing acknowledged: open the same file again and the backlog, timers and
+/// outcomes are there. One engine serves a file at a time; opening a file another
+/// engine holds fails at once, naming the file.
+///
+/// ```
+/// use activity_core::{activity, ActivityError, Client};
+/// use activity_engine::{Engine, EngineConfig};
+/// use activity_worker::Worker;
+///
+/// #[activity(start_to_close = "5s")]
+/// async fn double(n: u64) -> Result<u64, ActivityError> {
+///     Ok(n * 2)
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> anyhow::Result<()> {
+/// let path = std::env::temp_dir().join(format!("engine-doc-{}.sqlite", std::process::id()));
+/// let engine = Engine::open(EngineConfig::file(&path)).await?;
+/// // A second engine on the same file is refused, naming it.
+/// let second = Engine::open(EngineConfig::file(&path)).await.unwrap_err();
+/// assert!(second.to_string().contains("is locked: another engine has it open"));
+///
+/// let worker = Worker::builder(engine.protocol()).task_queue("math").build()?;
+/// let stop = worker.shutdown_handle();
+/// let running = tokio::spawn(worker.run_until(std::future::pending()));
+/// let client = Client::new(engine.protocol()).with_task_queue("math");
+/// assert_eq!(double::call(&client, 21).await?, 42);
+/// stop.shutdown();
+/// running.await?;
+/// engine.close().await;
+/// # for suffix in ["", "-wal", "-shm"] { let _ = std::fs::remove_file(format!("{}{suffix}", path.display())); }
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Engine {
     inner: Arc<Inner>,
