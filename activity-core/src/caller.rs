@@ -75,7 +75,7 @@ pub trait ActivityCaller {
 
 /// The state of a call whose close timeout is set, or can only be known when it
 /// runs (options given as a value with [`ActivityStub::options`]): awaiting it
-/// compiles, and the options are validated when it runs (SEMANTICS 1.1).
+/// compiles, and the options are validated when it runs (docs/semantics.md §1.1).
 #[derive(Debug)]
 pub enum CloseTimeoutChecked {}
 

@@ -112,7 +112,7 @@ impl ActivityInfo {
     }
 }
 
-/// Why an activity's context was cancelled (SEMANTICS 1.5).
+/// Why an activity's context was cancelled (docs/semantics.md §1.5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum CancelReason {
     /// The caller requested cancellation.
@@ -290,7 +290,7 @@ impl ActivityContext {
         &self.inner.info
     }
 
-    /// This attempt's task token, for completion from elsewhere (SEMANTICS 1.6).
+    /// This attempt's task token, for completion from elsewhere (docs/semantics.md §1.6).
     pub fn task_token(&self) -> &TaskToken {
         &self.inner.info.task_token
     }

@@ -1,6 +1,6 @@
 //! Failures: what an activity returns when it does not succeed ([`ActivityError`]),
 //! what is recorded for an attempt ([`Failure`]) and what a caller sees
-//! ([`ActivityFailure`], SEMANTICS 4).
+//! ([`ActivityFailure`], docs/semantics.md §4).
 
 use std::{fmt, time::Duration};
 
@@ -31,7 +31,7 @@ pub mod error_types {
     pub const GENERIC: &str = "Error";
 }
 
-/// An application failure: the activity returned an error (SEMANTICS 4 `ApplicationError`).
+/// An application failure: the activity returned an error (docs/semantics.md §4 `ApplicationError`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct ApplicationFailure {
@@ -101,7 +101,7 @@ pub enum TimeoutKind {
     Heartbeat,
 }
 
-/// A timeout (SEMANTICS 4 `TimeoutError`).
+/// A timeout (docs/semantics.md §4 `TimeoutError`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct TimeoutFailure {
@@ -121,7 +121,7 @@ impl TimeoutFailure {
     }
 }
 
-/// The activity acknowledged a cancellation (SEMANTICS 4 `CanceledError`).
+/// The activity acknowledged a cancellation (docs/semantics.md §4 `CanceledError`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct CanceledFailure {
@@ -151,7 +151,7 @@ impl fmt::Display for Failure {
     }
 }
 
-/// Why no further attempt was made (SEMANTICS 1.3).
+/// Why no further attempt was made (docs/semantics.md §1.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum RetryState {
     /// The failure was non-retryable, or its type is listed as such.
@@ -164,7 +164,7 @@ pub enum RetryState {
     CancelRequested,
 }
 
-/// An activity execution failed: what the caller sees (SEMANTICS 4).
+/// An activity execution failed: what the caller sees (docs/semantics.md §4).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
 #[error("activity `{activity_type}` (id `{activity_id}`) failed after {attempts} attempt(s), retry state {retry_state:?}: {cause}")]
 #[non_exhaustive]
@@ -220,7 +220,7 @@ pub enum ActivityError {
     Application(ApplicationFailure),
     /// The activity acknowledges cancellation.
     Canceled(CanceledFailure),
-    /// The result will be reported later, by task token, from elsewhere (SEMANTICS 1.6).
+    /// The result will be reported later, by task token, from elsewhere (docs/semantics.md §1.6).
     ResultPending,
 }
 
@@ -257,7 +257,7 @@ impl ActivityError {
         }))
     }
 
-    /// The result will be completed later by task token (SEMANTICS 1.6).
+    /// The result will be completed later by task token (docs/semantics.md §1.6).
     pub fn result_pending() -> Self {
         ActivityError::ResultPending
     }
@@ -361,7 +361,7 @@ pub trait ErrorTypes {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ActivityCallError {
-    /// The execution failed (SEMANTICS 4).
+    /// The execution failed (docs/semantics.md §4).
     #[error(transparent)]
     Failed(#[from] ActivityFailure),
     /// The options were refused; nothing was scheduled.

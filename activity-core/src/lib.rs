@@ -26,8 +26,8 @@
 //! # }
 //! ```
 //!
-//! Modules: [`payload`] (serialization), [`options`] (SEMANTICS 1.1 and 1.3),
-//! [`failure`] (SEMANTICS 4), [`context`], [`definition`] (marker types and shared
+//! Modules: [`payload`] (serialization), [`options`] (docs/semantics.md §1.1 and §1.3),
+//! [`failure`] (docs/semantics.md §4), [`context`], [`definition`] (marker types and shared
 //! state), [`registry`], [`caller`] (typed stubs), [`testing`].
 
 // Generated code names `::activity_core::…`; this makes those paths work here too.

@@ -1,4 +1,4 @@
-//! Activity options (SEMANTICS 1.1), retry policies (1.3) and their validation.
+//! Activity options (docs/semantics.md §1.1), retry policies (§1.3) and their validation.
 //!
 //! [`ActivityOptions`] is partial: every field may be unset, so that the defaults
 //! declared on an activity definition and the options given at a call site can be
@@ -36,7 +36,7 @@ pub struct ActivityOptions {
     pub retry: RetryOptions,
 }
 
-/// Partial retry policy (SEMANTICS 1.3). Unset fields take the documented defaults.
+/// Partial retry policy (docs/semantics.md §1.3). Unset fields take the documented defaults.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct RetryOptions {
@@ -110,7 +110,7 @@ impl ActivityOptions {
         }
     }
 
-    /// Applies the rules of SEMANTICS 1.1 and 1.3.
+    /// Applies the rules of docs/semantics.md §1.1 and §1.3.
     ///
     /// `default_task_queue` is the caller's queue, used when no queue is set.
     /// Every broken rule is reported, each naming its field.
@@ -310,7 +310,7 @@ pub struct ValidatedOptions {
     pub retry_policy: RetryPolicy,
 }
 
-/// A complete retry policy (SEMANTICS 1.3).
+/// A complete retry policy (docs/semantics.md §1.3).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct RetryPolicy {
@@ -380,7 +380,7 @@ pub struct OptionsError {
     pub problems: Vec<OptionProblem>,
 }
 
-/// How a caller's cancellation of an activity behaves (SEMANTICS 1.5).
+/// How a caller's cancellation of an activity behaves (docs/semantics.md §1.5).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum CancellationType {
     /// Request cancellation; the caller's future resolves with a cancelled error at once.

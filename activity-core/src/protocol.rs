@@ -1,7 +1,7 @@
 //! The protocol between workers/clients and the engine: [`ActivityProtocol`].
 //!
 //! One trait carries every call a worker or a client makes to the engine
-//! (DESIGN "Data flow"). It has two implementations: in-process (the engine itself,
+//! (docs/semantics.md §2). It has two implementations: in-process (the engine itself,
 //! `activity_engine::Engine`) and, later, remote (a gRPC client). Workers and
 //! clients hold an `Arc<dyn ActivityProtocol>` and never know which one they talk to.
 //!
@@ -24,11 +24,11 @@
 //! - Operations on a running attempt take a [`TaskTarget`]: either the attempt's
 //!   [`TaskToken`] (the worker, or any process it handed the token to), or the
 //!   execution's id ([`ExecutionRef`]), which acts on the current attempt
-//!   (SEMANTICS 1.6).
+//!   (docs/semantics.md §1.6).
 //! - A stale target (an attempt that ended, a final execution) is refused with
 //!   [`ProtocolError::AlreadyClosed`], whose [`ClosedReason`] tells a worker *why*, so
 //!   it can cancel the activity's context with the right [`CancelReason`]
-//!   (e.g. `TimedOut` when the engine timed the attempt out, SEMANTICS 1.4).
+//!   (e.g. `TimedOut` when the engine timed the attempt out, docs/semantics.md §1.4).
 //! - Long polls ([`Operation::is_long_poll`]: polls for work, waits for an
 //!   outcome) are bounded by a wait given by the caller,
 //!   so that a remote transport never holds a request open forever; the caller loops.
@@ -128,7 +128,7 @@ pub struct ScheduleActivityRequest {
     pub activity_type: String,
     /// The serialized arguments, one payload per argument.
     pub input: Vec<Payload>,
-    /// The options, not yet validated: the engine validates them (SEMANTICS 1.1).
+    /// The options, not yet validated: the engine validates them (docs/semantics.md §1.1).
     /// `task_queue` must be set (a client fills in its default queue).
     pub options: ActivityOptions,
 }
@@ -182,7 +182,7 @@ pub struct PollActivityTaskRequest {
     /// listed among the queue's recent pollers.
     pub identity: String,
     /// Sets the queue's global rate limit (`max_task_queue_activities_per_second`,
-    /// SEMANTICS 2), enforced by the engine across all pollers; `None` leaves it
+    /// docs/semantics.md §2), enforced by the engine across all pollers; `None` leaves it
     /// as it is.
     pub max_task_queue_activities_per_second: Option<f64>,
     /// How long to wait for a task before answering `None`; the engine bounds it.
@@ -265,7 +265,7 @@ impl HeartbeatResponse {
     }
 }
 
-/// The state of an execution (SEMANTICS 1.2).
+/// The state of an execution (docs/semantics.md §1.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ExecutionState {
     /// Waiting in its task queue (or in a retry backoff) for a worker.
@@ -325,7 +325,7 @@ impl fmt::Display for ExecutionState {
 pub enum ExecutionOutcome {
     /// COMPLETED with the serialized result.
     Completed(Payload),
-    /// FAILED, TIMED_OUT or CANCELED: the failure the caller sees (SEMANTICS 4).
+    /// FAILED, TIMED_OUT or CANCELED: the failure the caller sees (docs/semantics.md §4).
     Failed(ActivityFailure),
 }
 

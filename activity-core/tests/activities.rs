@@ -341,7 +341,7 @@ async fn user_error_variants_carry_their_type_and_retryability() {
     assert_eq!(failure.error_type, "GatewayDown");
     assert!(!failure.non_retryable);
 
-    // Through a stub the caller sees the failure of SEMANTICS 4.
+    // Through a stub the caller sees the failure of docs/semantics.md §4.
     let err = charge::call(&env, card("9999"), 5).await.unwrap_err();
     let failure = err.failure().unwrap();
     assert_eq!(failure.activity_type, "charge");

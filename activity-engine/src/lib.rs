@@ -1,7 +1,7 @@
 //! The engine of typed, durable activities.
 //!
 //! [`Engine`] runs activity executions with the full semantics of the project's
-//! SEMANTICS.md (options, the life of an execution, retries, heartbeats,
+//! docs/semantics.md (options, the life of an execution, retries, heartbeats,
 //! cancellation, asynchronous completion, dispatch and rate limits, durability)
 //! and the engine side of workflows (runs with append-only histories, workflow
 //! tasks with timeouts and retries, durable timers, the activities of a run)

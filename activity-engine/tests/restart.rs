@@ -1,4 +1,4 @@
-//! Restart tests (SEMANTICS 5): close the engine at points in the life of an
+//! Restart tests (docs/semantics.md §5): close the engine at points in the life of an
 //! execution, reopen the same SQLite file, and find backlog, timers, heartbeat
 //! details, tokens and outcomes intact. Virtual time goes on across the restart.
 

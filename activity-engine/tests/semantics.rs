@@ -1,4 +1,4 @@
-//! Behaviour suite: one test (at least) per rule of SEMANTICS 1.1–1.6 and 2 that
+//! Behaviour suite: one test (at least) per rule of docs/semantics.md §1.1–§1.6 and §2 that
 //! falls to the engine, each named after its section and rule. The real engine
 //! runs on an in-memory SQLite store with a virtual clock; the test plays the
 //! worker through the protocol.

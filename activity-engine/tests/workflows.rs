@@ -1,4 +1,4 @@
-//! Workflows on the engine (SEMANTICS 3, 1.5 and 1.7 from the engine's side): the
+//! Workflows on the engine (docs/semantics.md §3, §1.5 and §1.7 from the engine's side): the
 //! real engine on SQLite with a virtual clock; the test plays the workflow worker
 //! and the activity worker through the protocol.
 

@@ -172,7 +172,7 @@ fn generate(func: &FnItem, args: &ActivityArgs, sig: &Signature) -> TokenStream 
     let input_type = quote_spanned!(params_span=> (#(#arg_types,)*));
     let call_ident = syn::Ident::new("call", ident.span());
     // A call of an activity that declares no close timeout cannot be awaited
-    // until the call site sets one (the engine would refuse it, SEMANTICS 1.1).
+    // until the call site sets one (the engine would refuse it, docs/semantics.md §1.1).
     let (timeouts, stub_new) = if has_close_timeout {
         (quote!(#krate::caller::CloseTimeoutChecked), quote!(new))
     } else {

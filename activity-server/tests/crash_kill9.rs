@@ -1,4 +1,4 @@
-//! Crash test (SEMANTICS 5): 10 workflows × 1,000 activities (in waves of 25) run through
+//! Crash test (docs/semantics.md §5): 10 workflows × 1,000 activities (in waves of 25) run through
 //! `activity-server serve` (a child process) and a worker in another child
 //! process, both on loopback, while the server is killed with SIGKILL at random
 //! moments (3 times, restarted on the same file and port) and the worker once

@@ -1,4 +1,4 @@
-//! Heartbeat throttling (SEMANTICS 1.4): `ctx.heartbeat(…)` only stores the latest
+//! Heartbeat throttling (docs/semantics.md §1.4): `ctx.heartbeat(…)` only stores the latest
 //! details and wakes a sender; the sender sends the first heartbeat at once, then
 //! at most one per interval (0.8 × heartbeat timeout, or 30 s without one), always
 //! with the latest details. Unsent details are taken for the failure report.

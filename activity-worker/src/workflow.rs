@@ -368,7 +368,7 @@ impl WorkflowExecutor {
         Ok(instance.driver.take_commands())
     }
 
-    /// Runs a local activity in this worker, with its retry policy (SEMANTICS 1.7).
+    /// Runs a local activity in this worker, with its retry policy (docs/semantics.md §1.7).
     async fn run_local(
         &self,
         task: &WorkflowTask,
@@ -481,7 +481,7 @@ impl WorkflowExecutor {
 }
 
 /// The longest retry backoff of a local activity waited inside a workflow task;
-/// a longer one is recorded and waited on a durable timer (SEMANTICS 1.7), so the
+/// a longer one is recorded and waited on a durable timer (docs/semantics.md §1.7), so the
 /// workflow task ends well within its timeout and nothing waits in memory.
 pub(crate) const INLINE_BACKOFF_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
 

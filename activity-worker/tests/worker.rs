@@ -1,5 +1,5 @@
 //! End-to-end behaviour of the worker with the real in-process engine (in-memory
-//! SQLite) on a virtual clock: SEMANTICS 1.4, 1.5, 1.6 and 2 on the worker's side.
+//! SQLite) on a virtual clock: docs/semantics.md §1.4, §1.5, §1.6 and §2 on the worker's side.
 
 use std::{
     sync::{

@@ -1,5 +1,5 @@
 //! Workflows end to end: the real engine (in-memory SQLite, virtual clock) and
-//! real workers, SEMANTICS 3 and 1.5/1.7 from the caller's side.
+//! real workers, docs/semantics.md §3 and §1.5/§1.7 from the caller's side.
 
 use std::{
     sync::{

@@ -174,7 +174,7 @@ impl Client {
     }
 
     /// A handle that completes, fails, cancels or heartbeats the attempt of `token`
-    /// (SEMANTICS 1.6), typed by the activity's output.
+    /// (docs/semantics.md §1.6), typed by the activity's output.
     pub fn async_completion<A: ActivityDefinition>(&self, token: TaskToken) -> AsyncCompletion<A> {
         AsyncCompletion {
             client: self.clone(),
@@ -294,7 +294,7 @@ impl<A: ActivityDefinition> ActivityHandle<A> {
         typed_result::<A>(outcome)
     }
 
-    /// Requests cancellation (SEMANTICS 1.5); answers the state after the request.
+    /// Requests cancellation (docs/semantics.md §1.5); answers the state after the request.
     pub async fn cancel(&self) -> Result<ExecutionState, ProtocolError> {
         self.client
             .protocol
@@ -311,7 +311,7 @@ impl<A: ActivityDefinition> ActivityHandle<A> {
     }
 }
 
-/// Completes an attempt of activity `A` from anywhere (SEMANTICS 1.6): the result
+/// Completes an attempt of activity `A` from anywhere (docs/semantics.md §1.6): the result
 /// must be `A`'s output type.
 pub struct AsyncCompletion<A: ActivityDefinition> {
     client: Client,

@@ -219,7 +219,7 @@ operations! {
     CompleteActivity => complete_activity(target: TaskTarget, result: Payload) -> (), Short;
 
     /// Fails a started attempt; the engine retries it or closes the execution
-    /// (SEMANTICS 1.3). `last_heartbeat_details`, when given, are recorded first
+    /// (docs/semantics.md §1.3). `last_heartbeat_details`, when given, are recorded first
     /// so the next attempt sees the latest progress.
     FailActivity => fail_activity(target: TaskTarget, failure: ApplicationFailure, last_heartbeat_details: Option<Payload>) -> (), Short;
 

@@ -328,7 +328,7 @@ impl Future for Timer {
 }
 
 /// The future of an activity called from a workflow. `cancel()` requests its
-/// cancellation according to its cancellation type (SEMANTICS 1.5).
+/// cancellation according to its cancellation type (docs/semantics.md §1.5).
 #[must_use = "an activity call does nothing unless awaited"]
 pub struct WorkflowActivity<A: ActivityDefinition> {
     ctx: WorkflowContext,
@@ -458,7 +458,7 @@ fn with_queue(options: ActivityOptions, queue: &str) -> ActivityOptions {
     }
 }
 
-/// Calls activities as local activities (SEMANTICS 1.7): run by the worker that
+/// Calls activities as local activities (docs/semantics.md §1.7): run by the worker that
 /// runs the workflow, recorded in history before the workflow sees the outcome,
 /// never run again on replay. Failed attempts are retried by the worker with the
 /// retry policy; a backoff longer than 2 s is recorded and waited on a durable

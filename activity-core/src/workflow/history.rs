@@ -1,4 +1,4 @@
-//! Workflow histories, commands and the data of workflow tasks (SEMANTICS 3).
+//! Workflow histories, commands and the data of workflow tasks (docs/semantics.md §3).
 //!
 //! The engine keeps an ordered [`HistoryEvent`] list per workflow run. Workflow
 //! code runs in workers, in workflow tasks: the worker receives the history, runs
@@ -233,7 +233,7 @@ pub enum LocalActivityOutcome {
     Failed(ActivityFailure),
     /// Attempt `attempt` failed with `failure` and the retry policy asks for a
     /// backoff too long to wait inside a workflow task: attempt `attempt + 1`
-    /// runs once a durable timer of `backoff` fires (SEMANTICS 1.7). Recorded
+    /// runs once a durable timer of `backoff` fires (docs/semantics.md §1.7). Recorded
     /// with a `StartTimer` command; the workflow does not see it.
     Backoff {
         /// The attempt that failed.

@@ -1,4 +1,4 @@
-//! Workflows (SEMANTICS 3): deterministic async code that calls activities through
+//! Workflows (docs/semantics.md §3): deterministic async code that calls activities through
 //! their typed stubs, runs local activities and timers, and is replayed from its
 //! history after a crash.
 //!
@@ -69,7 +69,7 @@ pub trait WorkflowImplementation: WorkflowDefinition {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
 #[non_exhaustive]
 pub enum WorkflowError {
-    /// An activity failed (SEMANTICS 4).
+    /// An activity failed (docs/semantics.md §4).
     #[error(transparent)]
     Activity(ActivityFailure),
     /// The workflow's own failure.

@@ -2,7 +2,7 @@
 //!
 //! [`Engine`] implements [`ActivityProtocol`] in-process. Every call runs its rule
 //! (module `rules`) in one store transaction and answers after the commit, so
-//! whatever the engine acknowledged survives a crash (SEMANTICS 5); what lives in
+//! whatever the engine acknowledged survives a crash (docs/semantics.md §5); what lives in
 //! memory only wakes waiters sooner:
 //!
 //! - **Dispatch.** The store is the queue: a poll claims the oldest dispatchable
@@ -30,7 +30,7 @@
 //!   dropping every clone of an engine does the same, later. A poll whose caller
 //!   goes away after its claim committed leaves that attempt STARTED with nobody
 //!   running it: its start-to-close (or heartbeat) timeout ends it and the retry
-//!   policy applies, exactly as for a worker that crashed (SEMANTICS 1.3).
+//!   policy applies, exactly as for a worker that crashed (docs/semantics.md §1.3).
 //! - **Several nodes.** Nothing above depends on this process's memory for
 //!   correctness: notifications only shorten waits (a poll re-reads the store at
 //!   the end of its wait, or when the next backoff ends), and
@@ -833,7 +833,7 @@ impl Engine {
     }
 }
 
-/// The workflow side of the engine (SEMANTICS 3); rules in module `workflows`.
+/// The workflow side of the engine (docs/semantics.md §3); rules in module `workflows`.
 impl Engine {
     async fn start_run(&self, request: StartWorkflowRequest) -> Result<WorkflowRef, ProtocolError> {
         check_name("workflow_id", &request.workflow_id)?;

@@ -1,5 +1,5 @@
-//! The rules of SEMANTICS 1 and 2, as synchronous functions on one store
-//! transaction (the workflow rules of SEMANTICS 3 are in `workflows`). Every function here runs inside [`crate::store::run`]: what it
+//! The rules of docs/semantics.md §1 and §2, as synchronous functions on one store
+//! transaction (the workflow rules of docs/semantics.md §3 are in `workflows`). Every function here runs inside [`crate::store::run`]: what it
 //! writes is committed before the engine answers, or not at all.
 //!
 //! In-memory side effects (waking long polls, outcome waiters, the timer loop) are
@@ -525,7 +525,7 @@ pub(crate) fn fail(
     attempt_failed(tx, fx, &mut exec, Failure::Application(failure), now)
 }
 
-/// The retry decision of SEMANTICS 1.3 for a failed or timed-out started attempt.
+/// The retry decision of docs/semantics.md §1.3 for a failed or timed-out started attempt.
 fn attempt_failed(
     tx: &mut dyn Tx,
     fx: &mut Effects,
@@ -617,7 +617,7 @@ pub(crate) fn request_cancel(
     cancel_execution(tx, fx, exec, now)
 }
 
-/// Requests cancellation of `exec` (SEMANTICS 1.5): a SCHEDULED execution becomes
+/// Requests cancellation of `exec` (docs/semantics.md §1.5): a SCHEDULED execution becomes
 /// CANCELED at once, a STARTED one is told through its heartbeat answers.
 /// Answers the state after the request; refuses a final execution.
 pub(crate) fn cancel_execution(

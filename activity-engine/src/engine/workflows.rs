@@ -1,4 +1,4 @@
-//! The rules of SEMANTICS 3 (workflow runs, their histories and workflow tasks),
+//! The rules of docs/semantics.md §3 (workflow runs, their histories and workflow tasks),
 //! as synchronous functions on one store transaction, like `rules`: what they
 //! write is committed before the engine answers, or not at all.
 //!
@@ -26,7 +26,7 @@
 //!   run resumes once fixed code is deployed. The run itself is not failed.
 //! - A command that closes the run (complete, fail, cancel) makes it final: its
 //!   timers, pending task and buffered events are dropped, and its activities that
-//!   are not final are cancel-requested (SEMANTICS 1.5). A closed run never
+//!   are not final are cancel-requested (docs/semantics.md §1.5). A closed run never
 //!   changes again.
 //! - A task claimed by the worker that claimed the run's previous task carries
 //!   only the events after that task's `WorkflowTaskStarted` ([`StickyRuns`]);
@@ -181,7 +181,7 @@ fn flush_buffered(
 
 /// Called when an execution became final: an activity of a workflow run reports
 /// its outcome (`ActivityCompleted` / `ActivityFailed` with the failure of
-/// SEMANTICS 4) to the run, unless the run is closed.
+/// docs/semantics.md §4) to the run, unless the run is closed.
 pub(crate) fn activity_closed(
     tx: &mut dyn Tx,
     fx: &mut Effects,

@@ -2,7 +2,7 @@
 //!
 //! # Shape
 //!
-//! The engine's rules (SEMANTICS 1 and 2) are written once, in the engine, against
+//! The engine's rules (docs/semantics.md §1 and §2) are written once, in the engine, against
 //! [`Tx`]: a handful of synchronous primitives on one open transaction (read an
 //! execution, write it, claim the oldest dispatchable one, set and clear timers…).
 //! A backend implements [`Store`] (run a job in a transaction, answer once it is
@@ -14,7 +14,7 @@
 //! [`Store::transact`] may run many jobs in one transaction: each job runs inside
 //! its own savepoint (a job that refuses a request, or fails, leaves no trace), and
 //! every job of the batch is answered only after the one `COMMIT`. So an
-//! acknowledged change is always durable (SEMANTICS 5) while concurrent requests
+//! acknowledged change is always durable (docs/semantics.md §5) while concurrent requests
 //! share one disk flush.
 //!
 //! # Layout
