@@ -195,9 +195,11 @@ impl WorkflowExecutor {
         let commands = self.apply(&mut instance, &task, base).await?;
         instance.applied = base + task.history.len();
         instance.expect_completed_at = Some(instance.applied);
-        if instance.future.is_some() {
-            let mut cache = lock(&self.cache);
-            while cache.instances.len() >= cache.capacity.max(1) {
+        // A run still going stays cached, unless the cache holds nothing (then
+        // every task replays the history from the start).
+        let mut cache = lock(&self.cache);
+        if instance.future.is_some() && cache.capacity > 0 {
+            while cache.instances.len() >= cache.capacity {
                 match cache.order.pop_front() {
                     Some(oldest) => {
                         cache.instances.remove(&oldest);

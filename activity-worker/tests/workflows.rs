@@ -175,6 +175,24 @@ async fn cancel_activity(ctx: WorkflowContext, wait: bool) -> Result<String, Wor
     }
 }
 
+/// How many times `counted_steps` started from its first line.
+static COUNTED_STEPS_STARTS: AtomicU32 = AtomicU32::new(0);
+
+/// Three activities one after the other: four workflow tasks.
+#[workflow]
+async fn counted_steps(ctx: WorkflowContext, tag: String) -> Result<Vec<String>, WorkflowError> {
+    COUNTED_STEPS_STARTS.fetch_add(1, Ordering::SeqCst);
+    let mut done = Vec::new();
+    for n in 1..=3 {
+        done.push(
+            step::call(&ctx, format!("{tag} {n}"))
+                .task_queue(ACTS)
+                .await?,
+        );
+    }
+    Ok(done)
+}
+
 /// The queue of the activity worker that lives through a whole test, while
 /// workflow workers come and go.
 const ACTS: &str = "acts";
@@ -609,4 +627,45 @@ async fn the_typed_client_describes_and_lists_the_history_of_a_run() {
         assert_eq!(event.event_id, i as u64 + 1, "event ids have no gaps");
     }
     stop(worker).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cache_of_zero_replays_the_history_on_every_task_and_one_of_a_thousand_does_not() {
+    let s = setup().await;
+    for (cache, starts) in [(0, 4), (1000, 1)] {
+        let worker = Worker::builder(s.protocol())
+            .task_queue("main")
+            .identity(format!("cache-{cache}"))
+            .workflow_cache_size(cache)
+            .shared_state(s.probe.clone())
+            .build()
+            .expect("worker builds");
+        let handle = worker.shutdown_handle();
+        let running = tokio::spawn(worker.run_until(std::future::pending()));
+        COUNTED_STEPS_STARTS.store(0, Ordering::SeqCst);
+        let tag = format!("cache {cache}");
+        let run = counted_steps::start(&s.client, tag.clone()).await.unwrap();
+        let result = run.result().await.unwrap();
+        assert_eq!(result.len(), 3);
+        assert_eq!(
+            COUNTED_STEPS_STARTS.load(Ordering::SeqCst),
+            starts,
+            "with a cache of {cache}, the workflow function started {starts} time(s) for its four tasks"
+        );
+        for n in 1..=3 {
+            assert_eq!(
+                s.probe.count(&format!("{tag} {n}")),
+                1,
+                "each activity ran once"
+            );
+        }
+        let history = run.history().await.unwrap();
+        assert!(
+            !history
+                .iter()
+                .any(|e| matches!(e.kind, EventKind::WorkflowTaskFailed { .. })),
+            "every replay matched its history: {history:#?}"
+        );
+        stop((handle, running)).await;
+    }
 }

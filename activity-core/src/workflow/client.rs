@@ -56,14 +56,14 @@ impl WorkflowStarter for Client {
 /// A typed start of workflow `W`, built by a generated stub. Set the id and queue,
 /// then `.await` it for a [`WorkflowHandle`].
 #[must_use = "a workflow start does nothing until it is awaited"]
-pub struct WorkflowStart<'c, C: WorkflowStarter, W: WorkflowDefinition> {
+pub struct WorkflowStart<'c, C: ?Sized, W: WorkflowDefinition> {
     starter: &'c C,
     input: W::Input,
     workflow_id: Option<String>,
     task_queue: Option<String>,
 }
 
-impl<'c, C: WorkflowStarter, W: WorkflowDefinition> WorkflowStart<'c, C, W> {
+impl<'c, C: ?Sized, W: WorkflowDefinition> WorkflowStart<'c, C, W> {
     /// A start of `W` with `input` through `starter`.
     pub fn new(starter: &'c C, input: W::Input) -> Self {
         Self {
@@ -87,7 +87,10 @@ impl<'c, C: WorkflowStarter, W: WorkflowDefinition> WorkflowStart<'c, C, W> {
     }
 }
 
-impl<'c, C: WorkflowStarter, W: WorkflowDefinition> IntoFuture for WorkflowStart<'c, C, W> {
+/// Awaiting a start starts the run through the client. Only [`Client`] starts
+/// workflows: any other first argument finds no impl here and is reported
+/// through the `Future` impl below, by its bound's message.
+impl<'c, W: WorkflowDefinition> IntoFuture for WorkflowStart<'c, Client, W> {
     type Output = Result<WorkflowHandle<W>, WorkflowCallError>;
     type IntoFuture = BoxFuture<'c, Self::Output>;
 
@@ -126,6 +129,33 @@ impl<'c, C: WorkflowStarter, W: WorkflowDefinition> IntoFuture for WorkflowStart
                 _workflow: PhantomData,
             })
         })
+    }
+}
+
+/// The bound that makes awaiting a start whose first argument is not a client a
+/// compile error, with this message. Implemented by nothing.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot start workflows",
+    label = "not a workflow starter",
+    note = "pass a client first: `&client`, an `activity_core::Client` (e.g. `Client::new(engine.protocol())`)"
+)]
+pub trait IsWorkflowStarter: sealed::Sealed {}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// Never implemented in fact (the bound holds for no type): see [`IsWorkflowStarter`].
+impl<C: IsWorkflowStarter + ?Sized, W: WorkflowDefinition> std::future::Future
+    for WorkflowStart<'_, C, W>
+{
+    type Output = Result<WorkflowHandle<W>, WorkflowCallError>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::task::Poll::Pending
     }
 }
 

@@ -21,7 +21,9 @@ use std::{fmt, future::IntoFuture};
 
 use serde::{Deserialize, Serialize};
 
-pub use client::{WorkflowCallError, WorkflowHandle, WorkflowStart, WorkflowStarter};
+pub use client::{
+    IsWorkflowStarter, WorkflowCallError, WorkflowHandle, WorkflowStart, WorkflowStarter,
+};
 pub use context::{
     LocalActivities, LocalActivity, LocalActivityRequest, RunDriver, Timer, WorkflowActivity,
     WorkflowContext, WorkflowInfo,

@@ -228,9 +228,10 @@ impl EngineConfig {
 #[non_exhaustive]
 pub enum EngineError {
     /// The store could not be opened or read; retryable when the store says so
-    /// ([`StoreError::is_retryable`]).
+    /// ([`StoreError::is_retryable`]). Its message is part of this one (so it
+    /// is not also given as the error's source, which would print it twice).
     #[error("cannot open the store: {0}")]
-    Store(#[from] StoreError),
+    Store(StoreError),
     /// The configuration is invalid. Not retryable.
     #[error("invalid engine configuration: `{field}` {message}")]
     Config {
@@ -239,6 +240,12 @@ pub enum EngineError {
         /// The rule it breaks.
         message: String,
     },
+}
+
+impl From<StoreError> for EngineError {
+    fn from(err: StoreError) -> Self {
+        EngineError::Store(err)
+    }
 }
 
 impl EngineError {
