@@ -672,6 +672,31 @@ impl RemoteProtocol {
         })
     }
 
+    fn rpc_terminate_workflow(
+        &self,
+        workflow: WorkflowRef,
+        reason: String,
+        identity: String,
+    ) -> BoxFuture<'_, Result<WorkflowState, ProtocolError>> {
+        Box::pin(async move {
+            const RPC: &str = "TerminateWorkflow";
+            let message = pb::TerminateWorkflowRequest {
+                workflow: Some(convert::workflow_ref_to_wire(&workflow)),
+                reason,
+                identity,
+            };
+            let response = self
+                .unary(RPC, message, Duration::ZERO, |mut c, r| async move {
+                    c.terminate_workflow(r).await
+                })
+                .await?;
+            answer(
+                convert::workflow_state_from_wire(response.state, "state"),
+                RPC,
+            )
+        })
+    }
+
     fn rpc_describe_workflow(
         &self,
         workflow: WorkflowRef,
@@ -829,6 +854,14 @@ impl ActivityProtocol for RemoteProtocol {
             Rq::RequestCancelWorkflow { workflow } => then(
                 self.rpc_request_cancel_workflow(workflow),
                 Rs::RequestCancelWorkflow,
+            ),
+            Rq::TerminateWorkflow {
+                workflow,
+                reason,
+                identity,
+            } => then(
+                self.rpc_terminate_workflow(workflow, reason, identity),
+                Rs::TerminateWorkflow,
             ),
             Rq::DescribeWorkflow { workflow } => {
                 then(self.rpc_describe_workflow(workflow), Rs::DescribeWorkflow)

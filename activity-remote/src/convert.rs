@@ -752,6 +752,9 @@ fn closed_reason_to_wire(reason: ClosedReason) -> pb::ClosedReason {
         ClosedReason::ExecutionClosed(state) => {
             Reason::ExecutionClosed(state_to_wire(state) as i32)
         }
+        ClosedReason::WorkflowClosed(state) => {
+            Reason::WorkflowClosed(workflow::workflow_state_to_wire(state) as i32)
+        }
     };
     pb::ClosedReason {
         reason: Some(reason),
@@ -769,6 +772,9 @@ fn closed_reason_from_wire(reason: Option<pb::ClosedReason>) -> Wire<ClosedReaso
             state,
             "already_closed.reason.execution_closed",
         )?)),
+        Some(Reason::WorkflowClosed(state)) => Ok(ClosedReason::WorkflowClosed(
+            workflow::workflow_state_from_wire(state, "already_closed.reason.workflow_closed")?,
+        )),
         None => Err(WireError::missing("already_closed.reason")),
     }
 }

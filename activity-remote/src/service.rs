@@ -478,6 +478,24 @@ impl pb::activity_protocol_server::ActivityProtocol for ActivityService {
         }))
     }
 
+    async fn terminate_workflow(
+        &self,
+        request: Request<pb::TerminateWorkflowRequest>,
+    ) -> Result<Response<pb::TerminateWorkflowResponse>, Status> {
+        let request = request.into_inner();
+        let workflow = decode(convert::workflow_ref_from_wire(
+            request.workflow,
+            "workflow",
+        ))?;
+        let state = self
+            .protocol
+            .terminate_workflow(workflow, request.reason, request.identity)
+            .await;
+        answer(state.map(|state| pb::TerminateWorkflowResponse {
+            state: convert::workflow_state_to_wire(state) as i32,
+        }))
+    }
+
     async fn describe_workflow(
         &self,
         request: Request<pb::DescribeWorkflowRequest>,

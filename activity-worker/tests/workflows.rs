@@ -792,3 +792,94 @@ async fn the_workflow_logger_does_not_repeat_lines_on_replay() {
     );
     stop(second).await;
 }
+
+// ---------------------------------------------------------------- terminate
+
+#[workflow]
+async fn terminated_midway(ctx: WorkflowContext) -> Result<(), WorkflowError> {
+    let _ = until_cancelled::call(&ctx).await;
+    step::call(&ctx, "after the termination".into())
+        .task_queue(ACTS)
+        .await?;
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_terminated_run_closes_at_once_its_activity_stops_and_no_code_runs() {
+    let s = setup().await;
+    let worker = s.spawn("w");
+    let handle = terminated_midway::start(&s.client).await.unwrap();
+    s.wait_for_run("until_cancelled", 1).await;
+    let state = handle.terminate("the operator says so").await.unwrap();
+    assert_eq!(state, WorkflowState::Terminated);
+    let err = handle.result().await.unwrap_err();
+    assert!(
+        matches!(&err, WorkflowCallError::Terminated { reason } if reason == "the operator says so"),
+        "{err}"
+    );
+    // The running activity is cancelled and cleans up.
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while s.probe.cleaned_up.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the activity's context is cancelled within a virtual minute");
+    // No workflow code ran after the termination, and none will.
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(s.probe.count("after the termination"), 0);
+    let history = handle.history().await.unwrap();
+    match &history.last().unwrap().kind {
+        EventKind::WorkflowTerminated { reason, identity } => {
+            assert_eq!(reason, "the operator says so");
+            assert!(identity.starts_with("client-"), "{identity}");
+        }
+        other => panic!("the history ends with {other:?}"),
+    }
+    stop(worker).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_run_of_a_type_no_worker_has_shows_why_in_describe_and_can_be_terminated() {
+    let s = setup().await;
+    let worker = s.spawn("w");
+    let protocol = s.protocol();
+    let run = protocol
+        .start_workflow(activity_core::workflow::StartWorkflowRequest::new(
+            "ghost",
+            "not_deployed",
+            "main",
+            vec![],
+        ))
+        .await
+        .unwrap();
+    let described = tokio::time::timeout(Duration::from_secs(600), async {
+        loop {
+            let d = protocol.describe_workflow(run.clone()).await.unwrap();
+            if d.task_failures > 0 {
+                return d;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the task fails within 10 virtual minutes");
+    let message = described.last_task_failure.unwrap_or_default();
+    assert!(
+        message.contains("workflow type `not_deployed` is not registered")
+            && message.contains("three_steps")
+            && message.contains("terminated_midway"),
+        "the message lists the types the worker has: {message}"
+    );
+    assert_eq!(described.state, WorkflowState::Running);
+    let state = protocol
+        .terminate_workflow(run.clone(), "not deployed".into(), "test".into())
+        .await
+        .unwrap();
+    assert_eq!(state, WorkflowState::Terminated);
+    assert_eq!(
+        protocol.describe_workflow(run).await.unwrap().state,
+        WorkflowState::Terminated
+    );
+    stop(worker).await;
+}

@@ -60,6 +60,7 @@ pub(crate) fn workflow_state_to_wire(state: WorkflowState) -> pb::WorkflowState 
         WorkflowState::Completed => pb::WorkflowState::Completed,
         WorkflowState::Failed => pb::WorkflowState::Failed,
         WorkflowState::Canceled => pb::WorkflowState::Canceled,
+        WorkflowState::Terminated => pb::WorkflowState::Terminated,
     }
 }
 
@@ -69,6 +70,7 @@ pub(crate) fn workflow_state_from_wire(value: i32, name: &str) -> Wire<WorkflowS
         Ok(pb::WorkflowState::Completed) => Ok(WorkflowState::Completed),
         Ok(pb::WorkflowState::Failed) => Ok(WorkflowState::Failed),
         Ok(pb::WorkflowState::Canceled) => Ok(WorkflowState::Canceled),
+        Ok(pb::WorkflowState::Terminated) => Ok(WorkflowState::Terminated),
         Ok(pb::WorkflowState::Unspecified) | Err(_) => Err(WireError::new(
             name,
             format!("is not a known workflow state: {value}"),
@@ -163,6 +165,11 @@ pub(crate) fn workflow_outcome_to_wire(
         WorkflowOutcome::Completed(payload) => Outcome::Completed(payload_to_wire(payload)),
         WorkflowOutcome::Failed(failure) => Outcome::Failed(workflow_failure_to_wire(failure)?),
         WorkflowOutcome::Canceled => Outcome::Canceled(pb::workflow_outcome::Canceled {}),
+        WorkflowOutcome::Terminated { reason } => {
+            Outcome::Terminated(pb::workflow_outcome::Terminated {
+                reason: reason.clone(),
+            })
+        }
     };
     Ok(pb::WorkflowOutcome {
         outcome: Some(outcome),
@@ -184,6 +191,7 @@ pub(crate) fn workflow_outcome_from_wire(
             &field(name, "failed"),
         )?)),
         Some(Outcome::Canceled(_)) => Ok(WorkflowOutcome::Canceled),
+        Some(Outcome::Terminated(t)) => Ok(WorkflowOutcome::Terminated { reason: t.reason }),
         None => Err(WireError::missing(name)),
     }
 }
@@ -268,6 +276,12 @@ fn event_kind_to_wire(kind: &EventKind) -> Result<pb::event_kind::Kind, Protocol
             failure: Some(workflow_failure_to_wire(failure)?),
         }),
         EventKind::WorkflowCanceled => Kind::WorkflowCanceled(k::WorkflowCanceled {}),
+        EventKind::WorkflowTerminated { reason, identity } => {
+            Kind::WorkflowTerminated(k::WorkflowTerminated {
+                reason: reason.clone(),
+                identity: identity.clone(),
+            })
+        }
         other => return Err(cannot_carry("history event", other)),
     })
 }
@@ -337,6 +351,10 @@ fn event_kind_from_wire(kind: Option<pb::EventKind>, name: &str) -> Wire<EventKi
             )?,
         },
         Kind::WorkflowCanceled(_) => EventKind::WorkflowCanceled,
+        Kind::WorkflowTerminated(e) => EventKind::WorkflowTerminated {
+            reason: e.reason,
+            identity: e.identity,
+        },
     })
 }
 
@@ -540,6 +558,8 @@ pub(crate) fn workflow_description_to_wire(
             .as_ref()
             .map(workflow_outcome_to_wire)
             .transpose()?,
+        task_failures: d.task_failures,
+        last_task_failure: d.last_task_failure.clone(),
     })
 }
 
@@ -562,6 +582,8 @@ pub(crate) fn workflow_description_from_wire(
         .outcome
         .map(|o| workflow_outcome_from_wire(o, "description.outcome"))
         .transpose()?;
+    model.task_failures = d.task_failures;
+    model.last_task_failure = d.last_task_failure;
     Ok(model)
 }
 
@@ -760,6 +782,10 @@ mod tests {
                 result: json("done"),
             },
             EventKind::WorkflowCanceled,
+            EventKind::WorkflowTerminated {
+                reason: "bad deploy".into(),
+                identity: "cli@host".into(),
+            },
         ];
         kinds.extend(
             activity_failures()
@@ -839,7 +865,7 @@ mod tests {
         let kinds = every_event_kind();
         // One case at least per variant name.
         let names: std::collections::BTreeSet<_> = kinds.iter().map(EventKind::name).collect();
-        assert_eq!(names.len(), 18, "{names:?}");
+        assert_eq!(names.len(), 19, "{names:?}");
         let history: Vec<HistoryEvent> = kinds
             .into_iter()
             .enumerate()
@@ -874,6 +900,9 @@ mod tests {
         let mut outcomes = vec![
             WorkflowOutcome::Completed(json("r")),
             WorkflowOutcome::Canceled,
+            WorkflowOutcome::Terminated {
+                reason: "bad deploy".into(),
+            },
         ];
         outcomes.extend(workflow_failures().into_iter().map(WorkflowOutcome::Failed));
         for outcome in outcomes {
@@ -888,6 +917,7 @@ mod tests {
             WorkflowState::Completed,
             WorkflowState::Failed,
             WorkflowState::Canceled,
+            WorkflowState::Terminated,
         ] {
             let wire = workflow_state_to_wire(state) as i32;
             assert_eq!(
