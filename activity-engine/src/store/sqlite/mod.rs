@@ -151,7 +151,8 @@ impl SqliteStore {
         // with the file's name and what holds it.
         conn.busy_timeout(std::time::Duration::ZERO)
             .map_err(sql_error)?;
-        let locked = |err: rusqlite::Error| match err.sqlite_error_code() {
+        let locked = |err: rusqlite::Error| {
+            match err.sqlite_error_code() {
             Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
                 StoreError::Unavailable(format!(
                     "the database file `{}` is locked: another engine has it open (another process, \
@@ -161,6 +162,7 @@ impl SqliteStore {
                 ))
             }
             _ => sql_error(err),
+        }
         };
         // temp_store: the savepoint journal of each grouped request (only used to
         // roll that request back) stays in memory instead of a temp file; commits
