@@ -379,6 +379,93 @@ async fn workflow_and_task_queue_commands_print_json_that_parses() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_of_an_unknown_type_shows_why_in_describe_and_the_cli_terminates_it() {
+    let s = setup(&[], None).await;
+    let started = s
+        .cli(&[
+            "workflow",
+            "start",
+            "--type",
+            "not_deployed",
+            "--id",
+            "ghost-1",
+            "--task-queue",
+            QUEUE,
+        ])
+        .await;
+    assert!(started.status.success(), "{started:#?}");
+    // The worker fails its task, naming the types it has.
+    let mut described = Value::Null;
+    for _ in 0..100 {
+        described = s
+            .cli(&["workflow", "describe", "--id", "ghost-1", "--json"])
+            .await
+            .json();
+        if described["task_failures"].as_u64() > Some(0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let message = described["last_task_failure"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("workflow type `not_deployed` is not registered")
+            && message.contains("greet_all"),
+        "{described}"
+    );
+    assert_eq!(described["state"], "RUNNING");
+
+    let terminated = s
+        .cli(&[
+            "workflow",
+            "terminate",
+            "--id",
+            "ghost-1",
+            "--reason",
+            "nobody deploys it",
+            "--json",
+        ])
+        .await
+        .json();
+    assert_eq!(terminated["state"], "TERMINATED");
+    let described = s
+        .cli(&["workflow", "describe", "--id", "ghost-1", "--json"])
+        .await
+        .json();
+    assert_eq!(described["state"], "TERMINATED");
+    assert_eq!(
+        described["outcome"],
+        json!({ "status": "TERMINATED", "reason": "nobody deploys it" })
+    );
+    let history = s
+        .cli(&["workflow", "history", "--id", "ghost-1", "--json"])
+        .await
+        .json();
+    let last = history.as_array().and_then(|h| h.last()).cloned();
+    let last = last.expect("events");
+    assert_eq!(last["event"], "WorkflowTerminated");
+    assert_eq!(last["reason"], "nobody deploys it");
+    assert!(
+        last["identity"]
+            .as_str()
+            .is_some_and(|i| i.starts_with("cli-")),
+        "{last}"
+    );
+    let result = s.cli(&["workflow", "result", "--id", "ghost-1"]).await;
+    assert!(!result.status.success(), "{result:#?}");
+    assert_eq!(result.stdout.trim(), "TERMINATED: nobody deploys it");
+    let again = s
+        .cli(&["workflow", "terminate", "--id", "ghost-1", "--reason", "x"])
+        .await;
+    assert!(
+        again
+            .error()
+            .contains("the workflow run is closed (TERMINATED)"),
+        "{again:#?}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_errors_say_what_is_wrong_and_what_to_do() {
     // No server: which address, and how to start one.
     let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

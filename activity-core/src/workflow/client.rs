@@ -27,6 +27,12 @@ pub enum WorkflowCallError {
     /// The run was canceled.
     #[error("workflow canceled")]
     Canceled,
+    /// The run was terminated.
+    #[error("workflow terminated: {reason}")]
+    Terminated {
+        /// Why, as given by who terminated it.
+        reason: String,
+    },
     /// The engine refused the call (e.g. a running workflow has this id).
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
@@ -159,6 +165,12 @@ impl<C: IsWorkflowStarter + ?Sized, W: WorkflowDefinition> std::future::Future
     }
 }
 
+/// Who this process is in the histories it writes: `client-<pid>@<host>`.
+pub(crate) fn client_identity() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".to_owned());
+    format!("client-{}@{host}", std::process::id())
+}
+
 fn unique_suffix() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -231,6 +243,9 @@ impl<W: WorkflowDefinition> WorkflowHandle<W> {
                     return Err(WorkflowCallError::Failed(failure))
                 }
                 Some(WorkflowOutcome::Canceled) => return Err(WorkflowCallError::Canceled),
+                Some(WorkflowOutcome::Terminated { reason }) => {
+                    return Err(WorkflowCallError::Terminated { reason })
+                }
             }
         }
     }
@@ -239,6 +254,20 @@ impl<W: WorkflowDefinition> WorkflowHandle<W> {
     pub async fn cancel(&self) -> Result<WorkflowState, ProtocolError> {
         self.protocol
             .request_cancel_workflow(self.workflow.clone())
+            .await
+    }
+
+    /// Terminates the run at once with `reason` (SEMANTICS 3.1): no workflow code
+    /// runs, its open activities are told the workflow closed, and its history
+    /// ends with `WorkflowTerminated` naming the reason and this process. A run
+    /// that had already closed is left as it is: refused with
+    /// [`ProtocolError::AlreadyClosed`] naming its state.
+    pub async fn terminate(
+        &self,
+        reason: impl Into<String>,
+    ) -> Result<WorkflowState, ProtocolError> {
+        self.protocol
+            .terminate_workflow(self.workflow.clone(), reason.into(), client_identity())
             .await
     }
 

@@ -116,6 +116,13 @@ fn attempt(target: AttemptTarget, workflow_id: Option<String>) -> Result<TaskTar
     }
 }
 
+/// Who runs this command, as histories record it: `cli-<user>@<host>`.
+fn cli_identity() -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned());
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".to_owned());
+    format!("cli-{user}@{host}")
+}
+
 /// `workflow …`
 pub(crate) async fn workflow(
     connection: &Connection,
@@ -172,6 +179,9 @@ pub(crate) async fn workflow(
                     (format!("FAILED: {failure}"), ExitCode::FAILURE)
                 }
                 WorkflowOutcome::Canceled => ("CANCELED".to_owned(), ExitCode::FAILURE),
+                WorkflowOutcome::Terminated { reason } => {
+                    (format!("TERMINATED: {reason}"), ExitCode::FAILURE)
+                }
             };
             print(connection, &value, &human)?;
             return Ok(code);
@@ -186,6 +196,17 @@ pub(crate) async fn workflow(
             });
             let human = format!("cancellation requested: {workflow} is {state}");
             print(connection, &value, &human)?;
+        }
+        WorkflowCommand::Terminate { target, reason } => {
+            let workflow = workflow_ref(target);
+            let state = protocol
+                .terminate_workflow(workflow.clone(), reason, cli_identity())
+                .await?;
+            let value = json!({
+                "workflow_id": workflow.workflow_id,
+                "state": state.as_str(),
+            });
+            print(connection, &value, &format!("{workflow} terminated"))?;
         }
         WorkflowCommand::History(target) => {
             let events = protocol.workflow_history(workflow_ref(target)).await?;

@@ -158,6 +158,16 @@ pub(crate) enum WorkflowCommand {
     },
     /// Requests cancellation of a run.
     Cancel(WorkflowTarget),
+    /// Terminates a run at once: no workflow code runs, its open activities are
+    /// told the workflow closed, and its history records the reason and who
+    /// terminated it (this user and host).
+    Terminate {
+        #[command(flatten)]
+        target: WorkflowTarget,
+        /// Why, e.g. 'its workflow type is not deployed anywhere'.
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+    },
     /// Prints a run's history.
     History(WorkflowTarget),
     /// Lists runs, newest first: ids, type, task queue, state, start and close times.
@@ -185,6 +195,8 @@ pub(crate) enum StateFilter {
     Failed,
     /// Canceled.
     Canceled,
+    /// Terminated.
+    Terminated,
 }
 
 impl From<StateFilter> for WorkflowState {
@@ -194,6 +206,7 @@ impl From<StateFilter> for WorkflowState {
             StateFilter::Completed => WorkflowState::Completed,
             StateFilter::Failed => WorkflowState::Failed,
             StateFilter::Canceled => WorkflowState::Canceled,
+            StateFilter::Terminated => WorkflowState::Terminated,
         }
     }
 }

@@ -104,6 +104,9 @@ pub(crate) fn workflow_outcome(outcome: &WorkflowOutcome) -> Value {
         }
         WorkflowOutcome::Failed(f) => json!({ "status": "FAILED", "failure": workflow_failure(f) }),
         WorkflowOutcome::Canceled => json!({ "status": "CANCELED" }),
+        WorkflowOutcome::Terminated { reason } => {
+            json!({ "status": "TERMINATED", "reason": reason })
+        }
     }
 }
 
@@ -151,6 +154,8 @@ pub(crate) fn workflow_description(d: &WorkflowDescription) -> Value {
         "cancel_requested": d.cancel_requested,
         "history_length": d.history_length,
         "outcome": d.outcome.as_ref().map_or(Value::Null, workflow_outcome),
+        "task_failures": d.task_failures,
+        "last_task_failure": d.last_task_failure,
     })
 }
 
@@ -209,6 +214,9 @@ pub(crate) fn event(e: &HistoryEvent) -> Value {
         }),
         EventKind::WorkflowCompleted { result } => json!({ "result": payload(result) }),
         EventKind::WorkflowFailed { failure } => json!({ "failure": workflow_failure(failure) }),
+        EventKind::WorkflowTerminated { reason, identity } => {
+            json!({ "reason": reason, "identity": identity })
+        }
         _ => json!({}),
     };
     let mut object = Map::new();
