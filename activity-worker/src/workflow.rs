@@ -18,7 +18,7 @@
 //! (so its logger stays quiet), and under two guards: a panic fails the task
 //! with its message, and code left pending while no future of the context waits
 //! (it awaits a real sleep, I/O, a tokio channel or task) fails the task with a
-//! determinism error instead of hanging (SEMANTICS 3.1). A failed task drops
+//! determinism error instead of hanging (docs/semantics.md §3.1). A failed task drops
 //! the instance; the run's next task replays.
 //!
 //! Local activities are run here, between polls of the code, and recorded as
@@ -93,8 +93,8 @@ pub(crate) enum TaskError {
         run_id: String,
         detail: String,
     },
-    /// The code waits on a future that the context does not drive (SEMANTICS
-    /// 3.1): nothing would ever wake it.
+    /// The code waits on a future that the context does not drive (docs/semantics.md
+    /// §3.1): nothing would ever wake it.
     #[error(
         "determinism error in workflow `{workflow_type}` (run `{run_id}`): it awaited a future not driven by \
          WorkflowContext (a real sleep, I/O, a tokio channel or a spawned task), which replay cannot \

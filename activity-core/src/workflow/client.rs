@@ -257,7 +257,7 @@ impl<W: WorkflowDefinition> WorkflowHandle<W> {
             .await
     }
 
-    /// Terminates the run at once with `reason` (SEMANTICS 3.1): no workflow code
+    /// Terminates the run at once with `reason` (docs/semantics.md §3.1): no workflow code
     /// runs, its open activities are told the workflow closed, and its history
     /// ends with `WorkflowTerminated` naming the reason and this process. A run
     /// that had already closed is left as it is: refused with

@@ -77,7 +77,7 @@ impl<T> Default for Slot<T> {
 /// Every slot and watcher keeps the count of futures waiting on the context
 /// (`RunState::waiting`) up to date: a workflow whose future is pending while
 /// that count is zero waits on something the context does not drive (the
-/// determinism guard, SEMANTICS 3.1).
+/// determinism guard, docs/semantics.md §3.1).
 impl<T> Slot<T> {
     fn resolve(&mut self, value: T, waiting: &mut usize) -> bool {
         if self.value.is_some() {

@@ -182,7 +182,7 @@ pub enum EventKind {
     /// Command event: the run acknowledged its cancellation.
     WorkflowCanceled,
     /// The run was terminated: closed at once, no workflow code ran for it
-    /// (SEMANTICS 3.1).
+    /// (docs/semantics.md §3.1).
     WorkflowTerminated {
         /// Why, as given by who terminated it.
         reason: String,

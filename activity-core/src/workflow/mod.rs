@@ -13,8 +13,8 @@
 //! ([`join_all`], [`select`], [`select_all`]; `tokio::select!` only with `biased;`).
 //! Code that waits on anything else (a real sleep, I/O, a tokio channel or
 //! task) would never be woken by the worker: the worker detects it and fails
-//! the workflow task with a determinism error naming the workflow (SEMANTICS
-//! 3.1), as it fails a task whose code panics; the run itself is not failed
+//! the workflow task with a determinism error naming the workflow (docs/semantics.md
+//! §3.1), as it fails a task whose code panics; the run itself is not failed
 //! and resumes once fixed code is deployed.
 //!
 //! The code of a run is replayed after a worker restart or a cache eviction:
