@@ -10,9 +10,9 @@ use activity_core::{
     payload::Payload,
     protocol::{
         ActivityProtocol, ActivityTask, ExecutionDescription, ExecutionOutcome, ExecutionRef,
-        ExecutionState, HeartbeatResponse, PollActivityTaskRequest, ProtocolError, ProtocolRequest,
-        ProtocolResponse, RegisteredType, ScheduleActivityRequest, ScheduleActivityResponse,
-        TaskQueueDescription, TaskTarget, WorkerRegistration,
+        ExecutionState, HeartbeatResponse, ListExecutionsRequest, PollActivityTaskRequest,
+        ProtocolError, ProtocolRequest, ProtocolResponse, RegisteredType, ScheduleActivityRequest,
+        ScheduleActivityResponse, TaskQueueDescription, TaskTarget, WorkerRegistration,
     },
     workflow::history::{
         Command, HistoryEvent, ListWorkflowsRequest, PollWorkflowTaskRequest, StartWorkflowRequest,
@@ -517,6 +517,53 @@ impl RemoteProtocol {
         })
     }
 
+    fn rpc_list_activity_executions(
+        &self,
+        request: ListExecutionsRequest,
+    ) -> BoxFuture<'_, Result<Vec<ExecutionDescription>, ProtocolError>> {
+        Box::pin(async move {
+            const RPC: &str = "ListActivityExecutions";
+            let message = convert::list_executions_request_to_wire(&request);
+            let response = self
+                .unary(RPC, message, Duration::ZERO, |mut c, r| async move {
+                    c.list_activity_executions(r).await
+                })
+                .await?;
+            answer(
+                response
+                    .executions
+                    .into_iter()
+                    .map(|d| convert::description_from_wire(Some(d)))
+                    .collect(),
+                RPC,
+            )
+        })
+    }
+
+    fn rpc_list_task_queues(
+        &self,
+    ) -> BoxFuture<'_, Result<Vec<TaskQueueDescription>, ProtocolError>> {
+        Box::pin(async move {
+            const RPC: &str = "ListTaskQueues";
+            let response = self
+                .unary(
+                    RPC,
+                    pb::ListTaskQueuesRequest {},
+                    Duration::ZERO,
+                    |mut c, r| async move { c.list_task_queues(r).await },
+                )
+                .await?;
+            answer(
+                response
+                    .task_queues
+                    .into_iter()
+                    .map(|q| convert::queue_from_wire(Some(q)))
+                    .collect(),
+                RPC,
+            )
+        })
+    }
+
     fn rpc_describe_task_queue(
         &self,
         task_queue: String,
@@ -808,6 +855,11 @@ impl ActivityProtocol for RemoteProtocol {
             Rq::WaitOutcome { execution, wait } => {
                 then(self.rpc_wait_outcome(execution, wait), Rs::WaitOutcome)
             }
+            Rq::ListActivityExecutions { request } => then(
+                self.rpc_list_activity_executions(request),
+                Rs::ListActivityExecutions,
+            ),
+            Rq::ListTaskQueues {} => then(self.rpc_list_task_queues(), Rs::ListTaskQueues),
             Rq::DescribeTaskQueue { task_queue } => then(
                 self.rpc_describe_task_queue(task_queue),
                 Rs::DescribeTaskQueue,

@@ -19,8 +19,9 @@ use activity_core::{
     payload::{Encoding, Payload},
     protocol::{
         ActivityTask, ClosedReason, ExecutionDescription, ExecutionOutcome, ExecutionRef,
-        ExecutionState, PollActivityTaskRequest, PollerInfo, ProtocolError,
-        ScheduleActivityRequest, ScheduleActivityResponse, TaskQueueDescription, TaskTarget,
+        ExecutionScope, ExecutionState, ListExecutionsRequest, PollActivityTaskRequest, PollerInfo,
+        ProtocolError, ScheduleActivityRequest, ScheduleActivityResponse, TaskQueueDescription,
+        TaskTarget,
     },
 };
 
@@ -738,6 +739,51 @@ pub(crate) fn queue_from_wire(q: Option<pb::TaskQueueDescription>) -> Wire<TaskQ
     Ok(model)
 }
 
+pub(crate) fn list_executions_request_to_wire(
+    r: &ListExecutionsRequest,
+) -> pb::ListActivityExecutionsRequest {
+    use pb::list_activity_executions_request::{Scope, Standalone};
+    pb::ListActivityExecutionsRequest {
+        scope: match &r.scope {
+            ExecutionScope::Standalone => Some(Scope::Standalone(Standalone {})),
+            ExecutionScope::WorkflowRun(run_id) => Some(Scope::WorkflowRunId(run_id.clone())),
+            _ => None,
+        },
+        state: r
+            .state
+            .map_or(pb::ExecutionState::Unspecified, state_to_wire) as i32,
+        activity_type: r.activity_type.clone(),
+        task_queue: r.task_queue.clone(),
+        limit: r.limit,
+        offset: r.offset,
+    }
+}
+
+pub(crate) fn list_executions_request_from_wire(
+    r: pb::ListActivityExecutionsRequest,
+) -> Wire<ListExecutionsRequest> {
+    use pb::list_activity_executions_request::Scope;
+    let scope = match r.scope {
+        None => ExecutionScope::All,
+        Some(Scope::Standalone(_)) => ExecutionScope::Standalone,
+        Some(Scope::WorkflowRunId(run_id)) => ExecutionScope::WorkflowRun(run_id),
+    };
+    let mut model = ListExecutionsRequest::new()
+        .with_scope(scope)
+        .with_limit(r.limit)
+        .with_offset(r.offset);
+    if r.state != pb::ExecutionState::Unspecified as i32 {
+        model = model.with_state(state_from_wire(r.state, "state")?);
+    }
+    if let Some(activity_type) = r.activity_type {
+        model = model.with_activity_type(activity_type);
+    }
+    if let Some(task_queue) = r.task_queue {
+        model = model.with_task_queue(task_queue);
+    }
+    Ok(model)
+}
+
 // ------------------------------------------------------------------ errors
 
 fn closed_reason_to_wire(reason: ClosedReason) -> pb::ClosedReason {
@@ -1039,5 +1085,27 @@ mod tests {
             err.into_response_error("RequestCancel"),
             ProtocolError::Internal { message } if message.contains("RequestCancel")
         ));
+    }
+}
+
+#[test]
+fn list_executions_requests_round_trip_with_every_scope() {
+    for request in [
+        ListExecutionsRequest::new(),
+        ListExecutionsRequest::new()
+            .with_scope(ExecutionScope::Standalone)
+            .with_state(ExecutionState::TimedOut)
+            .with_limit(3)
+            .with_offset(9),
+        ListExecutionsRequest::new()
+            .with_scope(ExecutionScope::WorkflowRun("run-1".into()))
+            .with_activity_type("charge")
+            .with_task_queue("payments"),
+    ] {
+        let wire = list_executions_request_to_wire(&request);
+        assert_eq!(
+            list_executions_request_from_wire(wire).expect("decodes"),
+            request
+        );
     }
 }

@@ -375,6 +375,34 @@ impl pb::activity_protocol_server::ActivityProtocol for ActivityService {
         }))
     }
 
+    async fn list_activity_executions(
+        &self,
+        request: Request<pb::ListActivityExecutionsRequest>,
+    ) -> Result<Response<pb::ListActivityExecutionsResponse>, Status> {
+        let request = decode(convert::list_executions_request_from_wire(
+            request.into_inner(),
+        ))?;
+        let executions = self.protocol.list_activity_executions(request).await;
+        answer(executions.and_then(|executions| {
+            Ok(pb::ListActivityExecutionsResponse {
+                executions: executions
+                    .iter()
+                    .map(convert::description_to_wire)
+                    .collect::<Result<_, _>>()?,
+            })
+        }))
+    }
+
+    async fn list_task_queues(
+        &self,
+        _request: Request<pb::ListTaskQueuesRequest>,
+    ) -> Result<Response<pb::ListTaskQueuesResponse>, Status> {
+        let queues = self.protocol.list_task_queues().await;
+        answer(queues.map(|queues| pb::ListTaskQueuesResponse {
+            task_queues: queues.iter().map(convert::queue_to_wire).collect(),
+        }))
+    }
+
     async fn describe_task_queue(
         &self,
         request: Request<pb::DescribeTaskQueueRequest>,

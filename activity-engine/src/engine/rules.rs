@@ -18,7 +18,8 @@ use activity_core::{
     payload::Payload,
     protocol::{
         ActivityTask, ClosedReason, ExecutionDescription, ExecutionOutcome, ExecutionRef,
-        ExecutionState, PollerInfo, ProtocolError, TaskQueueDescription, TaskTarget,
+        ExecutionState, ListExecutionsRequest, PollerInfo, ProtocolError, TaskQueueDescription,
+        TaskTarget, MAX_LIST_EXECUTIONS_LIMIT, MAX_LIST_TASK_QUEUES,
     },
     workflow::WorkflowTask,
 };
@@ -732,6 +733,31 @@ pub(crate) fn describe_queue(
     d.pollers = pollers;
     d.rate_limit = rate_limit;
     Ok(d)
+}
+
+/// Describes every task queue the store knows of, by name.
+pub(crate) fn list_queues(
+    tx: &mut dyn Tx,
+    now: i64,
+    poller_retention: Duration,
+) -> Result<Vec<TaskQueueDescription>, ProtocolError> {
+    tx.task_queue_names(MAX_LIST_TASK_QUEUES)?
+        .iter()
+        .map(|name| describe_queue(tx, name, now, poller_retention))
+        .collect()
+}
+
+/// Describes the executions that match `request`, newest first.
+pub(crate) fn list_executions(
+    tx: &mut dyn Tx,
+    request: &ListExecutionsRequest,
+) -> Result<Vec<ExecutionDescription>, ProtocolError> {
+    let limit = request.limit.min(MAX_LIST_EXECUTIONS_LIMIT);
+    Ok(tx
+        .list_executions(request, limit)?
+        .iter()
+        .map(describe)
+        .collect())
 }
 
 /// Fires the timers due at `now` (at most `limit` of executions and `limit` of

@@ -768,7 +768,7 @@ pub(crate) fn list(
     request: &ListWorkflowsRequest,
 ) -> Result<Vec<WorkflowSummary>, ProtocolError> {
     let limit = request.limit.min(MAX_LIST_WORKFLOWS_LIMIT);
-    let runs = tx.list_runs(request.state, request.workflow_type.as_deref(), limit)?;
+    let runs = tx.list_runs(request, limit)?;
     Ok(runs
         .iter()
         .map(|run| {

@@ -81,8 +81,8 @@ use activity_core::{
     failure::{Failure, RetryState},
     options::ValidatedOptions,
     payload::{Encoding, Payload},
-    protocol::{ExecutionState, TypeKind},
-    workflow::{EventKind, HistoryEvent, WorkflowOutcome, WorkflowState},
+    protocol::{ExecutionScope, ExecutionState, ListExecutionsRequest, TypeKind},
+    workflow::{EventKind, HistoryEvent, ListWorkflowsRequest, WorkflowOutcome, WorkflowState},
 };
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row};
 
@@ -1023,6 +1023,60 @@ impl Tx for SqliteTx<'_> {
             .map_err(sql_error)
     }
 
+    fn list_executions(
+        &mut self,
+        request: &ListExecutionsRequest,
+        limit: u32,
+    ) -> Result<Vec<ExecutionRecord>, StoreError> {
+        // Newest first by key (the order of first scheduling), no extra index:
+        // a scope filter uses the `(scope, activity_id)` key.
+        let scope = match &request.scope {
+            // Standalone executions have the empty scope (`ExecutionRecord::scope`).
+            ExecutionScope::Standalone => Some(""),
+            ExecutionScope::WorkflowRun(run_id) => Some(run_id.as_str()),
+            _ => None,
+        };
+        let sql = format!(
+            "SELECT {EXECUTION_COLUMNS} FROM executions
+             WHERE (?1 IS NULL OR scope = ?1) AND (?2 IS NULL OR state = ?2)
+                AND (?3 IS NULL OR activity_type = ?3) AND (?4 IS NULL OR task_queue = ?4)
+             ORDER BY key DESC LIMIT ?5 OFFSET ?6"
+        );
+        let raws: Vec<RawExecution> = self
+            .conn
+            .prepare_cached(&sql)
+            .and_then(|mut s| {
+                s.query_map(
+                    params![
+                        scope,
+                        request.state.map(ExecutionState::as_str),
+                        request.activity_type,
+                        request.task_queue,
+                        limit,
+                        request.offset
+                    ],
+                    raw_execution,
+                )?
+                .collect()
+            })
+            .map_err(sql_error)?;
+        raws.into_iter().map(RawExecution::decode).collect()
+    }
+
+    fn task_queue_names(&mut self, limit: usize) -> Result<Vec<String>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.conn
+            .prepare_cached(
+                "SELECT name FROM task_queues
+                 UNION SELECT task_queue FROM pollers
+                 UNION SELECT task_queue FROM registered_types
+                 UNION SELECT task_queue FROM workflow_runs WHERE task_state = 'SCHEDULED'
+                 ORDER BY 1 LIMIT ?1",
+            )
+            .and_then(|mut s| s.query_map(params![limit], |r| r.get(0))?.collect())
+            .map_err(sql_error)
+    }
+
     fn open_executions(&mut self, scope: &str) -> Result<Vec<ExecutionRecord>, StoreError> {
         let sql = format!(
             "SELECT {EXECUTION_COLUMNS} FROM executions
@@ -1145,22 +1199,28 @@ impl Tx for SqliteTx<'_> {
 
     fn list_runs(
         &mut self,
-        state: Option<WorkflowState>,
-        workflow_type: Option<&str>,
+        request: &ListWorkflowsRequest,
         limit: u32,
     ) -> Result<Vec<RunRecord>, StoreError> {
         // Walks `workflow_runs_by_start` newest first, stopping after `limit` matches.
         let sql = format!(
             "SELECT {RUN_COLUMNS} FROM workflow_runs
              WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR workflow_type = ?2)
-             ORDER BY started_at DESC, key DESC LIMIT ?3"
+                AND (?3 IS NULL OR substr(workflow_id, 1, length(?3)) = ?3)
+             ORDER BY started_at DESC, key DESC LIMIT ?4 OFFSET ?5"
         );
         let raws: Vec<RawRun> = self
             .conn
             .prepare_cached(&sql)
             .and_then(|mut s| {
                 s.query_map(
-                    params![state.map(WorkflowState::as_str), workflow_type, limit],
+                    params![
+                        request.state.map(WorkflowState::as_str),
+                        request.workflow_type,
+                        request.workflow_id_prefix,
+                        limit,
+                        request.offset
+                    ],
                     raw_run,
                 )?
                 .collect()

@@ -572,13 +572,20 @@ pub(crate) fn list_workflows_request_to_wire(r: &ListWorkflowsRequest) -> pb::Li
             .map_or(pb::WorkflowState::Unspecified, workflow_state_to_wire) as i32,
         workflow_type: r.workflow_type.clone(),
         limit: r.limit,
+        workflow_id_prefix: r.workflow_id_prefix.clone(),
+        offset: r.offset,
     }
 }
 
 pub(crate) fn list_workflows_request_from_wire(
     r: pb::ListWorkflowsRequest,
 ) -> Wire<ListWorkflowsRequest> {
-    let mut model = ListWorkflowsRequest::new().with_limit(r.limit);
+    let mut model = ListWorkflowsRequest::new()
+        .with_limit(r.limit)
+        .with_offset(r.offset);
+    if let Some(prefix) = r.workflow_id_prefix {
+        model = model.with_workflow_id_prefix(prefix);
+    }
     if r.state != pb::WorkflowState::Unspecified as i32 {
         model = model.with_state(workflow_state_from_wire(r.state, "state")?);
     }
@@ -1015,6 +1022,9 @@ mod tests {
                 .with_state(WorkflowState::Completed)
                 .with_workflow_type("checkout")
                 .with_limit(7),
+            ListWorkflowsRequest::new()
+                .with_workflow_id_prefix("order-")
+                .with_offset(50),
         ] {
             let wire = list_workflows_request_to_wire(&request);
             assert_eq!(
