@@ -283,6 +283,16 @@ pub enum ExecutionState {
 }
 
 impl ExecutionState {
+    /// Every state.
+    pub const ALL: &'static [ExecutionState] = &[
+        ExecutionState::Scheduled,
+        ExecutionState::Started,
+        ExecutionState::Completed,
+        ExecutionState::Failed,
+        ExecutionState::TimedOut,
+        ExecutionState::Canceled,
+    ];
+
     /// Whether the state is final (never changes again).
     pub fn is_final(self) -> bool {
         !matches!(self, ExecutionState::Scheduled | ExecutionState::Started)
@@ -859,15 +869,8 @@ mod tests {
 
     #[test]
     fn states_round_trip_and_only_four_are_final() {
-        let all = [
-            ExecutionState::Scheduled,
-            ExecutionState::Started,
-            ExecutionState::Completed,
-            ExecutionState::Failed,
-            ExecutionState::TimedOut,
-            ExecutionState::Canceled,
-        ];
-        for state in all {
+        let all = ExecutionState::ALL;
+        for &state in all {
             assert_eq!(ExecutionState::parse(state.as_str()), Some(state));
         }
         assert_eq!(all.iter().filter(|s| s.is_final()).count(), 4);

@@ -438,6 +438,14 @@ pub enum WorkflowState {
 }
 
 impl WorkflowState {
+    /// Every state.
+    pub const ALL: &'static [WorkflowState] = &[
+        WorkflowState::Running,
+        WorkflowState::Completed,
+        WorkflowState::Failed,
+        WorkflowState::Canceled,
+    ];
+
     /// Whether the state is final.
     pub fn is_final(self) -> bool {
         self != WorkflowState::Running

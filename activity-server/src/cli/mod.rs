@@ -66,7 +66,12 @@ pub(crate) struct ServeArgs {
     /// interface without --token is allowed but logged as a warning.
     #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
     pub(crate) listen: SocketAddr,
-    /// Require `authorization: Bearer <T>` on every call.
+    /// Serve the web dashboard (and `/metrics`) on this address instead of on
+    /// the gRPC port (`--listen`), e.g. `127.0.0.1:8233`.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) http: Option<SocketAddr>,
+    /// Require `authorization: Bearer <T>` on every call (and the token to log
+    /// in to the dashboard).
     #[arg(
         long,
         visible_alias = "auth-token",

@@ -8,9 +8,10 @@
 
 use std::io::{IsTerminal, Write};
 
+use activity_dashboard::{Dashboard, DashboardError};
 use activity_engine::{Engine, EngineConfig, EngineError};
 use activity_remote::{ActivityService, ServeError};
-use tokio::{net::TcpListener, sync::oneshot};
+use tokio::{net::TcpListener, sync::watch};
 use tracing_subscriber::EnvFilter;
 
 use super::ServeArgs;
@@ -37,6 +38,9 @@ pub(crate) enum ServeFailure {
     /// The gRPC service failed.
     #[error(transparent)]
     Serve(#[from] ServeError),
+    /// The dashboard could not be set up or failed.
+    #[error(transparent)]
+    Dashboard(#[from] DashboardError),
     /// The server task ended abnormally.
     #[error("the gRPC server task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -113,11 +117,25 @@ async fn serve(
 ) -> Result<(), ServeFailure> {
     let mut service =
         ActivityService::new(engine.protocol()).with_max_request_size(args.max_request_bytes);
+    let mut dashboard = Dashboard::new(engine.protocol());
     if let Some(token) = &args.token {
         service = service.with_bearer_token(token.clone());
+        dashboard = dashboard.with_token(token.clone());
     }
     // Check the limits and the token before listening.
     drop(service.clone().into_server()?);
+    let separate_dashboard = match args.http {
+        Some(http) => Some((
+            dashboard.clone(),
+            TcpListener::bind(http)
+                .await
+                .map_err(|source| ServeFailure::Bind { addr: http, source })?,
+        )),
+        None => {
+            service = service.with_http_routes(dashboard.router()?);
+            None
+        }
+    };
     let listener = TcpListener::bind(args.listen)
         .await
         .map_err(|source| ServeFailure::Bind {
@@ -139,6 +157,26 @@ async fn serve(
         max_payload_bytes = args.max_payload_bytes,
         "serving"
     );
+    let (stop, mut stopped) = watch::channel(false);
+    let dashboard_addr = match &separate_dashboard {
+        Some((_, listener)) => listener.local_addr().map_err(|source| ServeFailure::Bind {
+            addr: args.http.unwrap_or(addr),
+            source,
+        })?,
+        None => addr,
+    };
+    if let Some((dashboard, listener)) = separate_dashboard {
+        let mut stopped = stop.subscribe();
+        tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            };
+            if let Err(err) = dashboard.serve(listener, shutdown).await {
+                tracing::error!(%err, "the dashboard stopped");
+            }
+        });
+    }
+    tracing::info!(url = %format!("http://{dashboard_addr}/"), "dashboard");
     // The one line on stdout: scripts (and the process tests) wait for it.
     {
         let mut stdout = std::io::stdout().lock();
@@ -146,9 +184,8 @@ async fn serve(
         let _ = stdout.flush();
     }
 
-    let (stop, stopped) = oneshot::channel::<()>();
-    let mut server = tokio::spawn(service.serve(listener, async {
-        let _ = stopped.await;
+    let mut server = tokio::spawn(service.serve(listener, async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
     }));
     tokio::select! {
         result = &mut server => {
@@ -159,7 +196,7 @@ async fn serve(
             tracing::info!(signal = name, "shutting down: no new connections, letting calls in flight finish");
         }
     }
-    let _ = stop.send(());
+    stop.send_replace(true);
     match tokio::time::timeout(args.shutdown_grace, &mut server).await {
         Ok(result) => result?.map_err(ServeFailure::from),
         Err(_) => {
