@@ -15,6 +15,8 @@
 //!   the time each was last seen.
 //! - **Types**: what workers registered, with their JSON Schemas.
 //! - **Actions**: cancel a workflow run, cancel an activity.
+//! - **`/metrics`**: the process's metrics (the engine's and any worker's in
+//!   it) in Prometheus' text format, through [`prometheus_recorder`].
 //!
 //! Pages refresh themselves every two seconds (a small script fetches the
 //! page's content again; nothing refreshes while a form field has the focus).
@@ -58,7 +60,10 @@ use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 mod auth;
 pub mod json;
 mod pages;
+mod prometheus;
 mod render;
+
+pub use prometheus::prometheus_recorder;
 
 /// The dashboard could not be set up or stopped serving.
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +110,8 @@ pub(crate) struct App {
     pub(crate) protocol: Arc<dyn ActivityProtocol>,
     pub(crate) auth: Option<auth::Auth>,
     pub(crate) secure_cookies: bool,
+    /// What `/metrics` renders, or why there is nothing to render.
+    pub(crate) metrics: Result<metrics_exporter_prometheus::PrometheusHandle, String>,
 }
 
 impl Dashboard {
@@ -142,6 +149,7 @@ impl Dashboard {
             protocol: self.protocol,
             auth,
             secure_cookies: self.secure_cookies,
+            metrics: prometheus_recorder(),
         });
         Ok(Router::new()
             .route("/", get(pages::home))
@@ -153,6 +161,7 @@ impl Dashboard {
             .route("/activity/cancel", post(pages::cancel_activity))
             .route("/task-queues", get(pages::task_queues))
             .route("/types", get(pages::types))
+            .route("/metrics", get(prometheus::metrics))
             .route("/login", get(auth::login_page).post(auth::login))
             .route("/logout", post(auth::logout))
             .route("/assets/style.css", get(render::style))

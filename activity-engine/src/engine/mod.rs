@@ -54,6 +54,7 @@
 //! Clocks: the engine reads time only from its [`Clock`]; tests inject
 //! [`VirtualClock`](crate::clock::VirtualClock) and skip through timeouts.
 
+pub mod metrics;
 mod rules;
 mod types;
 mod waiters;
@@ -970,7 +971,8 @@ fn workflow_failure_size(failure: &WorkflowFailure) -> usize {
 }
 
 impl Inner {
-    fn apply(&self, effects: Effects) {
+    fn apply(&self, mut effects: Effects) {
+        metrics::record(std::mem::take(&mut effects.metrics));
         for (sender, tasks) in effects.handoffs {
             if let Err(tasks) = sender.send(tasks) {
                 for task in tasks {
