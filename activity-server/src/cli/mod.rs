@@ -1,10 +1,11 @@
 //! The command line: its arguments ([`Cli`]), its errors ([`CliError`]) and the
 //! dispatch to `serve` ([`serve`]) or to a client command ([`client`]).
 
-use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+use std::{io::IsTerminal, net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use activity_core::{workflow::history::WorkflowState, ProtocolError};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use tracing_subscriber::EnvFilter;
 
 mod client;
 mod serve;
@@ -359,7 +360,23 @@ fn protocol_message(error: &ProtocolError) -> String {
 
 /// Runs the command; the exit code on success (a command may succeed and still
 /// report a non-zero code, e.g. the result of a failed workflow).
+/// Logs to stderr; `RUST_LOG` filters (default: `info` for `serve`, `warn`
+/// for the client commands, whose answers go to stdout).
+fn init_logging(default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // A second initialisation (never in the binary) is harmless: keep the first.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
 pub(crate) async fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    init_logging(match cli.command {
+        Command::Serve(_) => "info",
+        _ => "warn",
+    });
     match cli.command {
         Command::Serve(args) => {
             serve::run(args).await?;

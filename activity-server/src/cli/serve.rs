@@ -6,13 +6,12 @@
 //! to drain, and exit. Whatever the engine acknowledged was committed before its
 //! answer, so a SIGKILL instead loses nothing acknowledged either.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 
 use activity_dashboard::{Dashboard, DashboardError};
 use activity_engine::{Engine, EngineConfig, EngineError};
 use activity_remote::{ActivityService, ServeError};
 use tokio::{net::TcpListener, sync::watch};
-use tracing_subscriber::EnvFilter;
 
 use super::ServeArgs;
 
@@ -47,17 +46,6 @@ pub(crate) enum ServeFailure {
     /// The signal handlers could not be installed.
     #[error("cannot install the shutdown signal handlers: {0}")]
     Signal(std::io::Error),
-}
-
-/// Logs to stderr; `RUST_LOG` filters (default: `info`).
-fn init_logging() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    // A second initialisation (never in the binary) is harmless: keep the first.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
 }
 
 /// Installs the handlers now (so a failure is reported before serving); the
@@ -95,7 +83,6 @@ async fn ctrl_c() {
 
 /// Runs the server until a shutdown signal.
 pub(crate) async fn run(args: ServeArgs) -> Result<(), ServeFailure> {
-    init_logging();
     let signal = shutdown_signal()?;
     let config = EngineConfig::file(&args.db).with_max_payload_size(args.max_payload_bytes);
     let engine = Engine::open(config)
