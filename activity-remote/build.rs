@@ -8,9 +8,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
-        // Payload bytes are `bytes::Bytes` on both sides: no copy between the
-        // message and the model.
-        .bytes(".activity.v1.Payload.data")
+        // Every `bytes` field is `bytes::Bytes`: payloads pass between the
+        // message and the model without a copy.
+        .bytes(".")
         .compile_fds(descriptors)?;
     Ok(())
 }

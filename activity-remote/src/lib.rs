@@ -43,16 +43,30 @@
 //!
 //! # The wire
 //!
-//! `proto/activity/v1/activity.proto` has one rpc per protocol method and one
-//! message per request/response struct. Durations are int64 milliseconds, wall
-//! times int64 milliseconds since the Unix epoch (the model's resolution),
-//! payloads bytes plus an encoding name, partial options messages with optional
-//! fields. A refused call answers the gRPC code of its
+//! `proto/activity/v1/activity.proto` has one rpc per operation
+//! ([`Operation`](activity_core::protocol::Operation)); its request message has
+//! one field per argument of the operation and its response message holds the
+//! answer. One table in this crate (`rpcs.rs`) maps each operation to its rpc and
+//! generates both the client's call and the service's handler from it, so an
+//! operation is added in one place besides the `.proto`.
+//!
+//! There is one model on the wire. Ids, type and queue names, task tokens, waits
+//! (`google.protobuf.Duration`) and payloads (bytes plus an encoding name) are
+//! proto fields; everything else — options, failures, outcomes, commands,
+//! history events, descriptions — travels as *model bytes*, the model type
+//! encoded by [`activity_core::codec`] (MessagePack with named fields, the
+//! encoding the store uses), so a field or variant added to the model crosses
+//! the wire with no mapping to write. Requests and tasks that carry both hold
+//! their proto fields and, in `rest`, the model bytes of the rest of the value.
+//! A field that does not decode is refused with `INVALID_ARGUMENT` naming it
+//! (e.g. `` invalid `commands[3]`: holds no valid model bytes (…) ``).
+//!
+//! A refused call answers the gRPC code of its
 //! [`ProtocolError`](activity_core::ProtocolError) kind (invalid options,
 //! argument, payload size or token: `INVALID_ARGUMENT`; `NOT_FOUND`;
 //! `ALREADY_EXISTS`; already closed: `FAILED_PRECONDITION`; `UNAVAILABLE`;
-//! unsupported: `UNIMPLEMENTED`; `INTERNAL`) and carries the structured error in
-//! its details, so that [`RemoteProtocol`] rebuilds the exact error,
+//! unsupported: `UNIMPLEMENTED`; `INTERNAL`) and carries the error's model bytes
+//! in its details, so that [`RemoteProtocol`] rebuilds the exact error,
 //! `ClosedReason` included. Transport failures (connection refused or reset,
 //! deadlines, a server restarting) become
 //! [`ProtocolError::Unavailable`](activity_core::ProtocolError::Unavailable), the
@@ -60,11 +74,6 @@
 //! `PayloadTooLarge`; a missing or wrong bearer token is refused with
 //! `UNAUTHENTICATED` and reaches the caller as `InvalidArgument` on field
 //! `authorization`, whose message says what to set.
-//!
-//! The workflow operations are carried the same way: histories and commands
-//! are `oneof`s with one message per `EventKind` / `Command` variant, so a
-//! worker runs workflows against a remote server exactly as against the
-//! embedded engine.
 //!
 //! # Code generation without `protoc`
 //!
@@ -77,9 +86,10 @@
 //! cost is protox in the build dependencies (compiled once).
 
 mod client;
-mod convert;
+mod rpcs;
 mod service;
 mod status;
+mod wire;
 
 /// The generated protobuf messages and tonic stubs of `activity.v1`.
 ///

@@ -3,23 +3,16 @@
 
 use std::{fmt, future::Future, sync::Arc};
 
-use activity_core::{
-    context::TaskToken,
-    protocol::{ActivityProtocol, ProtocolError},
-};
+use activity_core::protocol::ActivityProtocol;
 use tokio::net::TcpListener;
 use tonic::{
     metadata::{AsciiMetadataValue, MetadataValue},
     service::{interceptor::InterceptedService, Interceptor, Routes},
     transport::server::TcpIncoming,
-    Request, Response, Status,
+    Request, Status,
 };
 
-use crate::{
-    convert::{self, WireError},
-    proto::{self as pb, activity_protocol_server::ActivityProtocolServer},
-    status::to_status,
-};
+use crate::proto::activity_protocol_server::ActivityProtocolServer;
 
 /// The service as tonic serves it: the generated server behind the auth check.
 /// Add it to a `tonic::transport::Server` (see [`ActivityService::into_server`]).
@@ -29,7 +22,8 @@ pub type ActivityServer = InterceptedService<ActivityProtocolServer<ActivityServ
 /// (typically `activity_engine::Engine::protocol()`).
 ///
 /// Each rpc converts the request, calls the protocol, and converts the answer
-/// back; a refused call answers the status of its [`ProtocolError`] (see the
+/// back; a refused call answers the status of its
+/// [`ProtocolError`](activity_core::ProtocolError) (see the
 /// crate docs). Long polls pass the caller's wait through (the engine bounds it).
 #[derive(Clone)]
 pub struct ActivityService {
@@ -73,6 +67,11 @@ pub enum ServeError {
 }
 
 impl ActivityService {
+    /// The protocol served.
+    pub(crate) fn protocol(&self) -> &Arc<dyn ActivityProtocol> {
+        &self.protocol
+    }
+
     /// Default largest request accepted, in bytes: 16 MiB (room for a
     /// default-limit 4 MiB payload plus heartbeat details and framing).
     pub const DEFAULT_MAX_REQUEST_SIZE: usize = 16 * 1024 * 1024;
@@ -100,7 +99,8 @@ impl ActivityService {
     /// Sets the largest request accepted, in bytes. A larger gRPC message is
     /// refused with `OUT_OF_RANGE` ("found N bytes, the limit is: M bytes") before
     /// it is read, and has no effect; a client rebuilds it as
-    /// [`ProtocolError::PayloadTooLarge`]. (Payloads within it are still checked
+    /// [`ProtocolError::PayloadTooLarge`](activity_core::ProtocolError::PayloadTooLarge).
+    /// (Payloads within it are still checked
     /// against the engine's own payload limit.)
     pub fn with_max_request_size(mut self, bytes: usize) -> Self {
         self.max_request_size = bytes;
@@ -242,358 +242,6 @@ impl Interceptor for BearerAuth {
                  started with",
             )),
         }
-    }
-}
-
-/// Turns the conversion of a request into the status of an invalid argument.
-fn decode<T>(result: Result<T, WireError>) -> Result<T, Status> {
-    result.map_err(|e| to_status(&e.into_request_error()))
-}
-
-fn answer<T>(result: Result<T, ProtocolError>) -> Result<Response<T>, Status> {
-    result.map(Response::new).map_err(|e| to_status(&e))
-}
-
-#[tonic::async_trait]
-impl pb::activity_protocol_server::ActivityProtocol for ActivityService {
-    async fn schedule_activity(
-        &self,
-        request: Request<pb::ScheduleActivityRequest>,
-    ) -> Result<Response<pb::ScheduleActivityResponse>, Status> {
-        let request = decode(convert::schedule_request_from_wire(request.into_inner()))?;
-        let response = self.protocol.schedule_activity(request).await;
-        answer(response.map(|r| convert::schedule_response_to_wire(&r)))
-    }
-
-    async fn poll_activity_task(
-        &self,
-        request: Request<pb::PollActivityTaskRequest>,
-    ) -> Result<Response<pb::PollActivityTaskResponse>, Status> {
-        let request = decode(convert::poll_request_from_wire(request.into_inner()))?;
-        let task = self.protocol.poll_activity_task(request).await;
-        answer(task.map(|task| pb::PollActivityTaskResponse {
-            task: task.as_ref().map(convert::task_to_wire),
-        }))
-    }
-
-    async fn poll_activity_tasks(
-        &self,
-        request: Request<pb::PollActivityTasksRequest>,
-    ) -> Result<Response<pb::PollActivityTasksResponse>, Status> {
-        let request = request.into_inner();
-        let poll = decode(
-            request
-                .poll
-                .ok_or_else(|| WireError::new("poll", "must be set"))
-                .and_then(convert::poll_request_from_wire),
-        )?;
-        let max_tasks = usize::try_from(request.max_tasks).unwrap_or(usize::MAX);
-        let tasks = self.protocol.poll_activity_tasks(poll, max_tasks).await;
-        answer(tasks.map(|tasks| pb::PollActivityTasksResponse {
-            tasks: tasks.iter().map(convert::task_to_wire).collect(),
-        }))
-    }
-
-    async fn record_heartbeat(
-        &self,
-        request: Request<pb::RecordHeartbeatRequest>,
-    ) -> Result<Response<pb::RecordHeartbeatResponse>, Status> {
-        let request = request.into_inner();
-        let target = decode(convert::target_from_wire(request.target))?;
-        let details = decode(convert::opt_payload_from_wire(request.details, "details"))?;
-        let response = self.protocol.record_heartbeat(target, details).await;
-        answer(response.map(|r| pb::RecordHeartbeatResponse {
-            cancel_requested: r.cancel_requested,
-        }))
-    }
-
-    async fn complete_activity(
-        &self,
-        request: Request<pb::CompleteActivityRequest>,
-    ) -> Result<Response<pb::CompleteActivityResponse>, Status> {
-        let request = request.into_inner();
-        let target = decode(convert::target_from_wire(request.target))?;
-        let result = decode(
-            request
-                .result
-                .ok_or_else(|| WireError::new("result", "must be set"))
-                .and_then(|p| convert::payload_from_wire(p, "result")),
-        )?;
-        let response = self.protocol.complete_activity(target, result).await;
-        answer(response.map(|()| pb::CompleteActivityResponse {}))
-    }
-
-    async fn fail_activity(
-        &self,
-        request: Request<pb::FailActivityRequest>,
-    ) -> Result<Response<pb::FailActivityResponse>, Status> {
-        let request = request.into_inner();
-        let target = decode(convert::target_from_wire(request.target))?;
-        let failure = decode(convert::application_from_wire(request.failure, "failure"))?;
-        let details = decode(convert::opt_payload_from_wire(
-            request.last_heartbeat_details,
-            "last_heartbeat_details",
-        ))?;
-        let response = self.protocol.fail_activity(target, failure, details).await;
-        answer(response.map(|()| pb::FailActivityResponse {}))
-    }
-
-    async fn report_canceled(
-        &self,
-        request: Request<pb::ReportCanceledRequest>,
-    ) -> Result<Response<pb::ReportCanceledResponse>, Status> {
-        let request = request.into_inner();
-        let target = decode(convert::target_from_wire(request.target))?;
-        let details = decode(convert::opt_payload_from_wire(request.details, "details"))?;
-        let response = self.protocol.report_canceled(target, details).await;
-        answer(response.map(|()| pb::ReportCanceledResponse {}))
-    }
-
-    async fn request_cancel(
-        &self,
-        request: Request<pb::RequestCancelRequest>,
-    ) -> Result<Response<pb::RequestCancelResponse>, Status> {
-        let execution = decode(convert::execution_from_wire(
-            request.into_inner().execution,
-            "execution",
-        ))?;
-        let state = self.protocol.request_cancel(execution).await;
-        answer(state.map(|state| pb::RequestCancelResponse {
-            state: convert::state_to_wire(state) as i32,
-        }))
-    }
-
-    async fn describe_execution(
-        &self,
-        request: Request<pb::DescribeExecutionRequest>,
-    ) -> Result<Response<pb::DescribeExecutionResponse>, Status> {
-        let execution = decode(convert::execution_from_wire(
-            request.into_inner().execution,
-            "execution",
-        ))?;
-        let description = self.protocol.describe_execution(execution).await;
-        answer(description.and_then(|d| {
-            Ok(pb::DescribeExecutionResponse {
-                description: Some(convert::description_to_wire(&d)?),
-            })
-        }))
-    }
-
-    async fn wait_outcome(
-        &self,
-        request: Request<pb::WaitOutcomeRequest>,
-    ) -> Result<Response<pb::WaitOutcomeResponse>, Status> {
-        let request = request.into_inner();
-        let execution = decode(convert::execution_from_wire(request.execution, "execution"))?;
-        let wait = decode(convert::duration_from_wire(request.wait_ms, "wait_ms"))?;
-        let outcome = self.protocol.wait_outcome(execution, wait).await;
-        answer(outcome.and_then(|outcome| {
-            Ok(pb::WaitOutcomeResponse {
-                outcome: outcome.as_ref().map(convert::outcome_to_wire).transpose()?,
-            })
-        }))
-    }
-
-    async fn list_activity_executions(
-        &self,
-        request: Request<pb::ListActivityExecutionsRequest>,
-    ) -> Result<Response<pb::ListActivityExecutionsResponse>, Status> {
-        let request = decode(convert::list_executions_request_from_wire(
-            request.into_inner(),
-        ))?;
-        let executions = self.protocol.list_activity_executions(request).await;
-        answer(executions.and_then(|executions| {
-            Ok(pb::ListActivityExecutionsResponse {
-                executions: executions
-                    .iter()
-                    .map(convert::description_to_wire)
-                    .collect::<Result<_, _>>()?,
-            })
-        }))
-    }
-
-    async fn list_task_queues(
-        &self,
-        _request: Request<pb::ListTaskQueuesRequest>,
-    ) -> Result<Response<pb::ListTaskQueuesResponse>, Status> {
-        let queues = self.protocol.list_task_queues().await;
-        answer(queues.map(|queues| pb::ListTaskQueuesResponse {
-            task_queues: queues.iter().map(convert::queue_to_wire).collect(),
-        }))
-    }
-
-    async fn describe_task_queue(
-        &self,
-        request: Request<pb::DescribeTaskQueueRequest>,
-    ) -> Result<Response<pb::DescribeTaskQueueResponse>, Status> {
-        let task_queue = request.into_inner().task_queue;
-        let description = self.protocol.describe_task_queue(task_queue).await;
-        answer(description.map(|d| pb::DescribeTaskQueueResponse {
-            description: Some(convert::queue_to_wire(&d)),
-        }))
-    }
-    async fn register_worker(
-        &self,
-        request: Request<pb::RegisterWorkerRequest>,
-    ) -> Result<Response<pb::RegisterWorkerResponse>, Status> {
-        let registration = decode(convert::registration_from_wire(request.into_inner()))?;
-        let done = self.protocol.register_worker(registration).await;
-        answer(done.map(|()| pb::RegisterWorkerResponse {}))
-    }
-
-    async fn list_types(
-        &self,
-        _request: Request<pb::ListTypesRequest>,
-    ) -> Result<Response<pb::ListTypesResponse>, Status> {
-        let types = self.protocol.list_types().await;
-        answer(types.map(|types| pb::ListTypesResponse {
-            types: types.iter().map(convert::registered_type_to_wire).collect(),
-        }))
-    }
-
-    async fn start_workflow(
-        &self,
-        request: Request<pb::StartWorkflowRequest>,
-    ) -> Result<Response<pb::StartWorkflowResponse>, Status> {
-        let request = decode(convert::start_request_from_wire(request.into_inner()))?;
-        let run = self.protocol.start_workflow(request).await;
-        answer(run.map(|run| pb::StartWorkflowResponse {
-            workflow: Some(convert::workflow_ref_to_wire(&run)),
-        }))
-    }
-
-    async fn poll_workflow_task(
-        &self,
-        request: Request<pb::PollWorkflowTaskRequest>,
-    ) -> Result<Response<pb::PollWorkflowTaskResponse>, Status> {
-        let request = decode(convert::poll_workflow_request_from_wire(
-            request.into_inner(),
-        ))?;
-        let task = self.protocol.poll_workflow_task(request).await;
-        answer(task.and_then(|task| {
-            Ok(pb::PollWorkflowTaskResponse {
-                task: task
-                    .as_ref()
-                    .map(convert::workflow_task_to_wire)
-                    .transpose()?,
-            })
-        }))
-    }
-
-    async fn complete_workflow_task(
-        &self,
-        request: Request<pb::CompleteWorkflowTaskRequest>,
-    ) -> Result<Response<pb::CompleteWorkflowTaskResponse>, Status> {
-        let request = request.into_inner();
-        let commands = decode(
-            request
-                .commands
-                .into_iter()
-                .enumerate()
-                .map(|(i, c)| convert::command_from_wire(c, &format!("commands[{i}]")))
-                .collect(),
-        )?;
-        let token = TaskToken::from_bytes(request.task_token);
-        let response = self.protocol.complete_workflow_task(token, commands).await;
-        answer(response.map(|()| pb::CompleteWorkflowTaskResponse {}))
-    }
-
-    async fn fail_workflow_task(
-        &self,
-        request: Request<pb::FailWorkflowTaskRequest>,
-    ) -> Result<Response<pb::FailWorkflowTaskResponse>, Status> {
-        let request = request.into_inner();
-        let token = TaskToken::from_bytes(request.task_token);
-        let response = self
-            .protocol
-            .fail_workflow_task(token, request.message)
-            .await;
-        answer(response.map(|()| pb::FailWorkflowTaskResponse {}))
-    }
-
-    async fn request_cancel_workflow(
-        &self,
-        request: Request<pb::RequestCancelWorkflowRequest>,
-    ) -> Result<Response<pb::RequestCancelWorkflowResponse>, Status> {
-        let workflow = decode(convert::workflow_ref_from_wire(
-            request.into_inner().workflow,
-            "workflow",
-        ))?;
-        let state = self.protocol.request_cancel_workflow(workflow).await;
-        answer(state.map(|state| pb::RequestCancelWorkflowResponse {
-            state: convert::workflow_state_to_wire(state) as i32,
-        }))
-    }
-
-    async fn describe_workflow(
-        &self,
-        request: Request<pb::DescribeWorkflowRequest>,
-    ) -> Result<Response<pb::DescribeWorkflowResponse>, Status> {
-        let workflow = decode(convert::workflow_ref_from_wire(
-            request.into_inner().workflow,
-            "workflow",
-        ))?;
-        let description = self.protocol.describe_workflow(workflow).await;
-        answer(description.and_then(|d| {
-            Ok(pb::DescribeWorkflowResponse {
-                description: Some(convert::workflow_description_to_wire(&d)?),
-            })
-        }))
-    }
-
-    async fn list_workflows(
-        &self,
-        request: Request<pb::ListWorkflowsRequest>,
-    ) -> Result<Response<pb::ListWorkflowsResponse>, Status> {
-        let request = decode(convert::list_workflows_request_from_wire(
-            request.into_inner(),
-        ))?;
-        let workflows = self.protocol.list_workflows(request).await;
-        answer(workflows.map(|workflows| {
-            pb::ListWorkflowsResponse {
-                workflows: workflows
-                    .iter()
-                    .map(convert::workflow_summary_to_wire)
-                    .collect(),
-            }
-        }))
-    }
-
-    async fn get_workflow_history(
-        &self,
-        request: Request<pb::GetWorkflowHistoryRequest>,
-    ) -> Result<Response<pb::GetWorkflowHistoryResponse>, Status> {
-        let workflow = decode(convert::workflow_ref_from_wire(
-            request.into_inner().workflow,
-            "workflow",
-        ))?;
-        let history = self.protocol.workflow_history(workflow).await;
-        answer(history.and_then(|events| {
-            Ok(pb::GetWorkflowHistoryResponse {
-                events: convert::history_to_wire(&events)?,
-            })
-        }))
-    }
-
-    async fn wait_workflow_outcome(
-        &self,
-        request: Request<pb::WaitWorkflowOutcomeRequest>,
-    ) -> Result<Response<pb::WaitWorkflowOutcomeResponse>, Status> {
-        let request = request.into_inner();
-        let workflow = decode(convert::workflow_ref_from_wire(
-            request.workflow,
-            "workflow",
-        ))?;
-        let wait = decode(convert::duration_from_wire(request.wait_ms, "wait_ms"))?;
-        let outcome = self.protocol.wait_workflow_outcome(workflow, wait).await;
-        answer(outcome.and_then(|outcome| {
-            Ok(pb::WaitWorkflowOutcomeResponse {
-                outcome: outcome
-                    .as_ref()
-                    .map(convert::workflow_outcome_to_wire)
-                    .transpose()?,
-            })
-        }))
     }
 }
 

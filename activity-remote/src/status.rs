@@ -14,7 +14,7 @@ use activity_core::protocol::ProtocolError;
 use prost::Message;
 use tonic::{Code, Status};
 
-use crate::{convert, proto as pb};
+use crate::{proto as pb, wire};
 
 const DETAIL_TYPE_URL: &str = "type.googleapis.com/activity.v1.ProtocolErrorDetail";
 
@@ -37,27 +37,25 @@ pub(crate) fn code_of(error: &ProtocolError) -> Code {
 /// The status a refused call answers.
 pub(crate) fn to_status(error: &ProtocolError) -> Status {
     let message = error.to_string();
-    let (code, detail) = match convert::error_to_wire(error) {
-        Some(detail) => (code_of(error), detail),
-        None => (
-            Code::Internal,
-            pb::protocol_error_detail::Error::Internal(pb::protocol_error_detail::Internal {
+    let code = code_of(error);
+    // The error as model bytes; a (never seen) failure to encode it leaves the
+    // code and message, which every client maps on its own.
+    let details = match wire::encode(error) {
+        Ok(error) => {
+            let detail = pb::ProtocolErrorDetail { error };
+            let status = pb::ErrorStatus {
+                code: code as i32,
                 message: message.clone(),
-            }),
-        ),
+                details: vec![prost_types::Any {
+                    type_url: DETAIL_TYPE_URL.to_owned(),
+                    value: detail.encode_to_vec(),
+                }],
+            };
+            status.encode_to_vec().into()
+        }
+        Err(_) => bytes::Bytes::new(),
     };
-    let detail = pb::ProtocolErrorDetail {
-        error: Some(detail),
-    };
-    let status = pb::ErrorStatus {
-        code: code as i32,
-        message: message.clone(),
-        details: vec![prost_types::Any {
-            type_url: DETAIL_TYPE_URL.to_owned(),
-            value: detail.encode_to_vec(),
-        }],
-    };
-    Status::with_details(code, message, status.encode_to_vec().into())
+    Status::with_details(code, message, details)
 }
 
 /// The structured error carried by `status`, if it carries one.
@@ -71,7 +69,7 @@ fn detail_of(status: &Status) -> Option<ProtocolError> {
         .filter(|any| any.type_url == DETAIL_TYPE_URL)
         .find_map(|any| {
             let detail = pb::ProtocolErrorDetail::decode(any.value.as_slice()).ok()?;
-            convert::error_from_wire(detail.error?).ok()
+            wire::decode(&detail.error, "error").ok()
         })
 }
 

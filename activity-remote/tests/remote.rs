@@ -811,16 +811,59 @@ async fn a_malformed_request_is_refused_naming_the_field_and_the_server_keeps_se
     );
 
     let status = raw
-        .poll_activity_task(proto::PollActivityTaskRequest {
-            task_queue: QUEUE.into(),
-            identity: "w".into(),
-            max_task_queue_activities_per_second: None,
-            wait_ms: -5,
+        .poll_activity_tasks(proto::PollActivityTasksRequest {
+            request: Some(proto::PollActivityTaskRequest {
+                task_queue: QUEUE.into(),
+                identity: "w".into(),
+                wait: Some(prost_types::Duration {
+                    seconds: -5,
+                    nanos: 0,
+                }),
+                rest: Default::default(),
+            }),
+            max_tasks: 1,
         })
         .await
         .expect_err("refused");
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
-    assert!(status.message().contains("wait_ms"), "{}", status.message());
+    assert!(
+        status.message().contains("`request.wait`") && status.message().contains("non-negative"),
+        "{}",
+        status.message()
+    );
+
+    // Model bytes that do not decode are refused naming the field, and change
+    // nothing.
+    let status = raw
+        .fail_activity(proto::FailActivityRequest {
+            target: Some(proto::TaskTarget {
+                target: Some(proto::task_target::Target::Execution(proto::ExecutionRef {
+                    activity_id: "garbled".into(),
+                    workflow_id: None,
+                    workflow_run_id: None,
+                })),
+            }),
+            failure: vec![0xc1, 0xff, 0x00].into(),
+            last_heartbeat_details: None,
+        })
+        .await
+        .expect_err("refused");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status.message().contains("`failure`") && status.message().contains("ApplicationFailure"),
+        "{}",
+        status.message()
+    );
+    let status = raw
+        .describe_task_queue(proto::DescribeTaskQueueRequest {
+            task_queue: QUEUE.into(),
+        })
+        .await
+        .expect("still serving")
+        .into_inner();
+    let queue: activity_core::protocol::TaskQueueDescription =
+        activity_core::codec::from_slice(&status.description).expect("model bytes");
+    assert_eq!(queue.name, QUEUE);
 
     let remote = served.remote().await;
     schedule(&*remote, "after-garbage", options())
