@@ -3,7 +3,7 @@
 //! Prometheus one), and cost next to nothing without one.
 //!
 //! Only what was committed is counted: a rule notes its events in the
-//! transaction's [`Effects`](super::rules::Effects), and they are recorded
+//! transaction's effects, and they are recorded
 //! once the transaction is committed (a refused or rolled-back request counts
 //! nothing). Latencies are measured on the engine's clock.
 //!
