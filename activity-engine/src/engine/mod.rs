@@ -415,17 +415,16 @@ impl Engine {
         let key = store::run(
             &*store,
             |tx: &mut dyn Tx| -> Result<[u8; KEY_LEN], StoreError> {
-                if let Some(bytes) = tx.meta_get("task_token_key")? {
-                    return <[u8; KEY_LEN]>::try_from(bytes.as_slice()).map_err(|_| {
-                        StoreError::Corrupt(format!(
-                            "the task-token key is {} bytes, expected {KEY_LEN}",
-                            bytes.len()
-                        ))
-                    });
-                }
-                let key = TokenSigner::generate_key()?;
-                tx.meta_put("task_token_key", &key)?;
-                Ok(key)
+                // The first engine on the store makes the key; every other
+                // one (another node of a shared database) reads it.
+                let candidate = TokenSigner::generate_key()?;
+                let bytes = tx.meta_get_or_put("task_token_key", &candidate)?;
+                <[u8; KEY_LEN]>::try_from(bytes.as_slice()).map_err(|_| {
+                    StoreError::Corrupt(format!(
+                        "the task-token key is {} bytes, expected {KEY_LEN}",
+                        bytes.len()
+                    ))
+                })
             },
         )
         .await?;
