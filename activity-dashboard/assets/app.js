@@ -8,7 +8,7 @@
   let busy = false;
   function editing() {
     const el = document.activeElement;
-    return el && el.closest && el.closest("form.filters, section.login") !== null;
+    return el !== null && el.matches("input, select, textarea");
   }
   async function refresh() {
     if (busy || document.hidden || editing()) return;

@@ -113,10 +113,14 @@ pub fn workflow_outcome(outcome: &WorkflowOutcome) -> Value {
         }
         WorkflowOutcome::Failed(f) => json!({ "status": "FAILED", "failure": workflow_failure(f) }),
         WorkflowOutcome::Canceled => json!({ "status": "CANCELED" }),
+        WorkflowOutcome::Terminated { reason } => {
+            json!({ "status": "TERMINATED", "reason": reason })
+        }
     }
 }
 
-fn execution_outcome(outcome: &ExecutionOutcome) -> Value {
+/// The outcome of an activity execution: its status and result or failure.
+pub fn execution_outcome(outcome: &ExecutionOutcome) -> Value {
     match outcome {
         ExecutionOutcome::Completed(result) => {
             json!({ "status": "COMPLETED", "result": payload(result) })
@@ -161,6 +165,8 @@ pub fn workflow_description(d: &WorkflowDescription) -> Value {
         "cancel_requested": d.cancel_requested,
         "history_length": d.history_length,
         "outcome": d.outcome.as_ref().map_or(Value::Null, workflow_outcome),
+        "task_failures": d.task_failures,
+        "last_task_failure": d.last_task_failure,
     })
 }
 
@@ -220,6 +226,9 @@ pub fn event(e: &HistoryEvent) -> Value {
         }),
         EventKind::WorkflowCompleted { result } => json!({ "result": payload(result) }),
         EventKind::WorkflowFailed { failure } => json!({ "failure": workflow_failure(failure) }),
+        EventKind::WorkflowTerminated { reason, identity } => {
+            json!({ "reason": reason, "identity": identity })
+        }
         _ => json!({}),
     };
     let mut object = Map::new();
@@ -232,7 +241,8 @@ pub fn event(e: &HistoryEvent) -> Value {
     Value::Object(object)
 }
 
-fn options(o: &ValidatedOptions) -> Value {
+/// Validated activity options, durations in milliseconds.
+pub fn options(o: &ValidatedOptions) -> Value {
     let retry = &o.retry_policy;
     json!({
         "task_queue": o.task_queue,

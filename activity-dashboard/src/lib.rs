@@ -14,7 +14,8 @@
 //! - **Task queues**: backlog, dispatchable attempts, rate limit, pollers with
 //!   the time each was last seen.
 //! - **Types**: what workers registered, with their JSON Schemas.
-//! - **Actions**: cancel a workflow run, cancel an activity.
+//! - **Actions**: cancel or terminate a workflow run (with a reason), cancel
+//!   an activity.
 //! - **`/metrics`**: the process's metrics (the engine's and any worker's in
 //!   it) in Prometheus' text format, through [`prometheus_recorder`].
 //!
@@ -156,6 +157,7 @@ impl Dashboard {
             .route("/workflows", get(pages::workflows))
             .route("/workflow", get(pages::workflow))
             .route("/workflow/cancel", post(pages::cancel_workflow))
+            .route("/workflow/terminate", post(pages::terminate_workflow))
             .route("/activities", get(pages::activities))
             .route("/activity", get(pages::activity))
             .route("/activity/cancel", post(pages::cancel_activity))

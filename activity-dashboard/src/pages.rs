@@ -294,6 +294,12 @@ fn workflow_markup(
                             @if d.cancel_requested { "Cancel requested" } @else { "Cancel workflow" }
                         }
                     }
+                    form.terminate method="post" action="/workflow/terminate" {
+                        input type="hidden" name="id" value=(d.workflow_id);
+                        input type="hidden" name="run" value=(d.run_id);
+                        input type="text" name="reason" placeholder="reason" required aria-label="Reason to terminate";
+                        button.danger type="submit" id="terminate-workflow" { "Terminate" }
+                    }
                 }
             }
         }
@@ -456,6 +462,48 @@ pub(crate) async fn cancel_workflow(
     {
         Ok(state) => {
             tracing::info!(workflow_id = %query.id, state = %state, "cancel requested from the dashboard");
+            let back = href(
+                "/workflow",
+                &[("id", &query.id), ("run", given(&query.run).unwrap_or(""))],
+            );
+            Redirect::to(&back).into_response()
+        }
+        Err(err) => failure_page(&viewer, err.into()),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct TerminateRun {
+    id: String,
+    run: Option<String>,
+    reason: String,
+}
+
+/// Terminates a run at once (no workflow code runs), recording the reason
+/// and who did it (the dashboard).
+pub(crate) async fn terminate_workflow(
+    State(app): AppState,
+    viewer: Viewer,
+    Form(form): Form<TerminateRun>,
+) -> Response {
+    let reason = form.reason.trim();
+    if reason.is_empty() {
+        return failure_page(
+            &viewer,
+            bad_request("give a reason to terminate the workflow".into()),
+        );
+    }
+    let query = RunQuery {
+        id: form.id,
+        run: form.run,
+    };
+    let terminated = app
+        .protocol
+        .terminate_workflow(query.workflow_ref(), reason.to_owned(), "dashboard".into())
+        .await;
+    match terminated {
+        Ok(state) => {
+            tracing::info!(workflow_id = %query.id, state = %state, %reason, "terminated from the dashboard");
             let back = href(
                 "/workflow",
                 &[("id", &query.id), ("run", given(&query.run).unwrap_or(""))],

@@ -273,7 +273,7 @@ async fn names_and_payloads_holding_markup_are_shown_as_text() {
 }
 
 #[tokio::test]
-async fn cancel_actions_cancel_the_workflow_and_the_activity() {
+async fn actions_cancel_or_terminate_the_workflow_and_cancel_the_activity() {
     let env = Env::new().await;
     let router = env.open();
     env.schedule("to-cancel", "charge", "x").await;
@@ -295,6 +295,42 @@ async fn cancel_actions_cancel_the_workflow_and_the_activity() {
         .unwrap();
     assert!(d.cancel_requested);
     assert_eq!(d.state, WorkflowState::Running, "until its code sees it");
+
+    // Terminated with a reason: closed at once, the reason in its history.
+    env.protocol
+        .start_workflow(StartWorkflowRequest::new("doomed", "t", "dash-q", vec![]))
+        .await
+        .unwrap();
+    let no_reason = post_form(&router, "/workflow/terminate", "id=doomed&reason=+", None).await;
+    assert_eq!(no_reason.status, StatusCode::BAD_REQUEST);
+    assert!(
+        no_reason.body.contains("give a reason"),
+        "{}",
+        no_reason.body
+    );
+    let done = post_form(
+        &router,
+        "/workflow/terminate",
+        "id=doomed&run=&reason=stuck+%3Cfor+ever%3E",
+        None,
+    )
+    .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    let d = env
+        .protocol
+        .describe_workflow(WorkflowRef::latest("doomed"))
+        .await
+        .unwrap();
+    assert_eq!(d.state, WorkflowState::Terminated);
+    let page = get(&router, "/workflow?id=doomed").await.body;
+    assert!(page.contains("WorkflowTerminated"), "{page}");
+    assert!(page.contains("stuck &lt;for ever&gt;"), "{page}");
+    assert!(
+        !page.contains("id=\"terminate-workflow\""),
+        "no action on a closed run"
+    );
+    let again = post_form(&router, "/workflow/terminate", "id=doomed&reason=x", None).await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.body);
 
     // An action sent from another site's page is refused, and changes nothing.
     env.schedule("kept", "charge", "x").await;

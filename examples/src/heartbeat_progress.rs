@@ -34,7 +34,7 @@ async fn transcode(ctx: ActivityContext, chunks: u32) -> Result<String, Activity
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> anyhow::Result<()> {
     logs::init();
     let dir = std::env::temp_dir().join(format!("heartbeat-progress-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;

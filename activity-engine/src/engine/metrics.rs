@@ -19,7 +19,7 @@
 //! | `activity_schedule_to_start_seconds` | histogram | `activity_type`, `task_queue` | from an attempt becoming dispatchable to its start |
 //! | `activity_attempt_seconds` | histogram | `activity_type`, `task_queue` | from an attempt's start to its end (any outcome) |
 //! | `activity_workflow_started_total` | counter | `workflow_type`, `task_queue` | runs started |
-//! | `activity_workflow_closed_total` | counter | `workflow_type`, `task_queue`, `outcome` | runs closed: `completed`, `failed`, `canceled` |
+//! | `activity_workflow_closed_total` | counter | `workflow_type`, `task_queue`, `outcome` | runs closed, by final state: `completed`, `failed`, `canceled`, `terminated`, … |
 //! | `activity_workflow_task_total` | counter | `workflow_type`, `task_queue`, `outcome` | workflow tasks ended: `completed`, `failed`, `timed_out` |
 //! | `activity_workflow_task_seconds` | histogram | `workflow_type`, `task_queue` | from a workflow task being scheduled to its completion |
 //! | `activity_store_commit_seconds` | histogram | — | one store transaction, from its start to its commit (real time) |
@@ -29,7 +29,7 @@
 //! `activity_task_queue_pollers`, by `task_queue`) are read from the store when
 //! scraped, by the dashboard's `/metrics`.
 
-use activity_core::failure::TimeoutKind;
+use activity_core::{failure::TimeoutKind, workflow::WorkflowState};
 
 /// What a committed transaction did, to count.
 #[derive(Debug)]
@@ -69,7 +69,7 @@ pub(crate) enum ActivityEvent {
 #[derive(Debug)]
 pub(crate) enum WorkflowEvent {
     Started,
-    Closed(&'static str),
+    Closed(WorkflowState),
     /// A task completed, this long (ms) after it was scheduled.
     TaskCompleted {
         latency_ms: i64,
@@ -146,34 +146,36 @@ pub(crate) fn record(events: Vec<Event>) {
                 task_queue,
             } => {
                 let labels = [("workflow_type", workflow_type), ("task_queue", task_queue)];
-                let with_outcome = |outcome: &'static str| {
+                let with_outcome = |outcome: String| {
                     let [workflow_type, task_queue] = labels.clone();
-                    [workflow_type, task_queue, ("outcome", outcome.to_owned())]
+                    [workflow_type, task_queue, ("outcome", outcome)]
                 };
                 match what {
                     WorkflowEvent::Started => {
                         metrics::counter!("activity_workflow_started_total", &labels).increment(1)
                     }
-                    WorkflowEvent::Closed(outcome) => {
-                        metrics::counter!("activity_workflow_closed_total", &with_outcome(outcome))
-                            .increment(1)
-                    }
+                    WorkflowEvent::Closed(state) => metrics::counter!(
+                        "activity_workflow_closed_total",
+                        &with_outcome(state.as_str().to_ascii_lowercase())
+                    )
+                    .increment(1),
                     WorkflowEvent::TaskCompleted { latency_ms } => {
                         metrics::counter!(
                             "activity_workflow_task_total",
-                            &with_outcome("completed")
+                            &with_outcome("completed".to_owned())
                         )
                         .increment(1);
                         metrics::histogram!("activity_workflow_task_seconds", &labels)
                             .record(seconds(latency_ms));
                     }
-                    WorkflowEvent::TaskFailed => {
-                        metrics::counter!("activity_workflow_task_total", &with_outcome("failed"))
-                            .increment(1)
-                    }
+                    WorkflowEvent::TaskFailed => metrics::counter!(
+                        "activity_workflow_task_total",
+                        &with_outcome("failed".to_owned())
+                    )
+                    .increment(1),
                     WorkflowEvent::TaskTimedOut => metrics::counter!(
                         "activity_workflow_task_total",
-                        &with_outcome("timed_out")
+                        &with_outcome("timed_out".to_owned())
                     )
                     .increment(1),
                 }

@@ -147,9 +147,23 @@ impl SqliteStore {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path: PathBuf = path.as_ref().to_owned();
         let conn = Connection::open(&path).map_err(sql_error)?;
-        // One engine per file: a locked file is refused at once, not after a wait.
+        // One engine per file: a locked file is refused at once, not after a wait,
+        // with the file's name and what holds it.
         conn.busy_timeout(std::time::Duration::ZERO)
             .map_err(sql_error)?;
+        let locked = |err: rusqlite::Error| {
+            match err.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+                StoreError::Unavailable(format!(
+                    "the database file `{}` is locked: another engine has it open (another process, \
+                     e.g. `activity-server serve` or a program embedding the engine, or another \
+                     `Engine` in this one); stop it, or use another file",
+                    path.display()
+                ))
+            }
+            _ => sql_error(err),
+        }
+        };
         // temp_store: the savepoint journal of each grouped request (only used to
         // roll that request back) stays in memory instead of a temp file; commits
         // and their durability are unchanged.
@@ -157,9 +171,10 @@ impl SqliteStore {
             "PRAGMA locking_mode = EXCLUSIVE;
              PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
-             PRAGMA temp_store = MEMORY;",
+             PRAGMA temp_store = MEMORY;
+             BEGIN IMMEDIATE; COMMIT;",
         )
-        .map_err(sql_error)?;
+        .map_err(locked)?;
         Self::start(conn, path.display().to_string())
     }
 
