@@ -33,6 +33,7 @@ use activity_core::{
     ActivityContext, ActivityError, ActivityOptions, ActivityProtocol, Client, State,
     WorkflowContext, WorkflowError,
 };
+use activity_dashboard::Dashboard;
 use activity_engine::{Engine, EngineConfig};
 use activity_remote::{ActivityService, RemoteProtocol};
 use activity_worker::{ShutdownHandle, Worker, WorkerReport};
@@ -273,7 +274,12 @@ async fn serve_child(db: &Path) -> Result<(), Box<dyn std::error::Error>> {
         let mut sink = Vec::new();
         let _ = std::io::stdin().read_to_end(&mut sink);
     });
-    ActivityService::new(engine.protocol())
+    // Served as `activity-server serve` serves it: the dashboard on the same port.
+    let mut service = ActivityService::new(engine.protocol());
+    if std::env::var_os("BENCH_NO_DASHBOARD").is_none() {
+        service = service.with_http_routes(Dashboard::new(engine.protocol()).router()?);
+    }
+    service
         .serve(listener, async {
             let _ = stdin_closed.await;
         })

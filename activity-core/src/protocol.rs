@@ -284,6 +284,16 @@ pub enum ExecutionState {
 }
 
 impl ExecutionState {
+    /// Every state.
+    pub const ALL: &'static [ExecutionState] = &[
+        ExecutionState::Scheduled,
+        ExecutionState::Started,
+        ExecutionState::Completed,
+        ExecutionState::Failed,
+        ExecutionState::TimedOut,
+        ExecutionState::Canceled,
+    ];
+
     /// Whether the state is final (never changes again).
     pub fn is_final(self) -> bool {
         !matches!(self, ExecutionState::Scheduled | ExecutionState::Started)
@@ -445,6 +455,104 @@ impl TaskQueueDescription {
             pollers: Vec::new(),
             rate_limit: None,
         }
+    }
+}
+
+/// The most task queues one `list_task_queues` call answers.
+pub const MAX_LIST_TASK_QUEUES: usize = 1000;
+
+/// The default number of executions a [`ListExecutionsRequest`] answers.
+pub const DEFAULT_LIST_EXECUTIONS_LIMIT: u32 = 100;
+
+/// The most executions one [`ListExecutionsRequest`] answers; larger limits are
+/// bounded to it.
+pub const MAX_LIST_EXECUTIONS_LIMIT: u32 = 1000;
+
+/// Which executions a [`ListExecutionsRequest`] looks at, by who scheduled them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ExecutionScope {
+    /// Every execution, standalone or scheduled by a workflow.
+    #[default]
+    All,
+    /// Only standalone executions (scheduled by a client).
+    Standalone,
+    /// Only the executions scheduled by this workflow run.
+    WorkflowRun(String),
+}
+
+/// List activity executions, newest (latest first scheduling) first, filtered,
+/// one page at a time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ListExecutionsRequest {
+    /// Whose executions.
+    pub scope: ExecutionScope,
+    /// Only executions in this state; `None`: any state.
+    pub state: Option<ExecutionState>,
+    /// Only executions of this activity type; `None`: any type.
+    pub activity_type: Option<String>,
+    /// Only executions on this task queue; `None`: any queue.
+    pub task_queue: Option<String>,
+    /// At most this many (bounded to [`MAX_LIST_EXECUTIONS_LIMIT`]).
+    pub limit: u32,
+    /// Skips this many matching executions first.
+    pub offset: u32,
+}
+
+impl ListExecutionsRequest {
+    /// Every execution, up to [`DEFAULT_LIST_EXECUTIONS_LIMIT`] of them.
+    pub fn new() -> Self {
+        Self {
+            scope: ExecutionScope::All,
+            state: None,
+            activity_type: None,
+            task_queue: None,
+            limit: DEFAULT_LIST_EXECUTIONS_LIMIT,
+            offset: 0,
+        }
+    }
+
+    /// Only the executions of `scope`.
+    pub fn with_scope(mut self, scope: ExecutionScope) -> Self {
+        self.scope = scope;
+        self
+    }
+
+    /// Only executions in `state`.
+    pub fn with_state(mut self, state: ExecutionState) -> Self {
+        self.state = Some(state);
+        self
+    }
+
+    /// Only executions of `activity_type`.
+    pub fn with_activity_type(mut self, activity_type: impl Into<String>) -> Self {
+        self.activity_type = Some(activity_type.into());
+        self
+    }
+
+    /// Only executions on `task_queue`.
+    pub fn with_task_queue(mut self, task_queue: impl Into<String>) -> Self {
+        self.task_queue = Some(task_queue.into());
+        self
+    }
+
+    /// At most `limit` executions.
+    pub fn with_limit(mut self, limit: u32) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// Skips the first `offset` matching executions.
+    pub fn with_offset(mut self, offset: u32) -> Self {
+        self.offset = offset;
+        self
+    }
+}
+
+impl Default for ListExecutionsRequest {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -768,15 +876,8 @@ mod tests {
 
     #[test]
     fn states_round_trip_and_only_four_are_final() {
-        let all = [
-            ExecutionState::Scheduled,
-            ExecutionState::Started,
-            ExecutionState::Completed,
-            ExecutionState::Failed,
-            ExecutionState::TimedOut,
-            ExecutionState::Canceled,
-        ];
-        for state in all {
+        let all = ExecutionState::ALL;
+        for &state in all {
             assert_eq!(ExecutionState::parse(state.as_str()), Some(state));
         }
         assert_eq!(all.iter().filter(|s| s.is_final()).count(), 4);

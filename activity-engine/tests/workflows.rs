@@ -10,7 +10,10 @@ use activity_core::{
     context::TaskToken,
     failure::{ApplicationFailure, Failure, RetryState},
     options::{ActivityOptions, RetryOptions},
-    protocol::{ClosedReason, ExecutionRef, ExecutionState, ProtocolError, TaskTarget},
+    protocol::{
+        ClosedReason, ExecutionRef, ExecutionScope, ExecutionState, ListExecutionsRequest,
+        ProtocolError, TaskTarget,
+    },
     workflow::{
         Command, EventKind, HistoryEvent, ListWorkflowsRequest, LocalActivityOutcome,
         PollWorkflowTaskRequest, StartWorkflowRequest, WorkflowFailure, WorkflowOutcome,
@@ -885,7 +888,7 @@ async fn completing_the_workflow_closes_the_run_and_cancels_what_it_left_running
 }
 
 #[tokio::test(start_paused = true)]
-async fn runs_are_listed_newest_first_filtered_by_state_and_type_and_limited() {
+async fn runs_are_listed_newest_first_filtered_by_state_type_and_id_limited_and_paged() {
     let env = Env::new().await;
     let ids = |runs: &[activity_core::workflow::WorkflowSummary]| -> Vec<String> {
         runs.iter().map(|r| r.workflow_id.clone()).collect()
@@ -964,6 +967,30 @@ async fn runs_are_listed_newest_first_filtered_by_state_and_type_and_limited() {
             .await
             .len(),
         3
+    );
+    // Pages: the second page of two starts after the first.
+    assert_eq!(
+        ids(&list(ListWorkflowsRequest::new().with_limit(2).with_offset(2)).await),
+        ["done"]
+    );
+    assert!(list(ListWorkflowsRequest::new().with_offset(3))
+        .await
+        .is_empty());
+    // By the start of the workflow id (a prefix, not a pattern: `%` and `_`
+    // are plain characters).
+    let by_id = |prefix: &str| list(ListWorkflowsRequest::new().with_workflow_id_prefix(prefix));
+    assert_eq!(ids(&by_id("do").await), ["done"]);
+    assert_eq!(ids(&by_id("open").await), ["open"]);
+    assert!(by_id("one").await.is_empty());
+    assert!(by_id("%").await.is_empty());
+    assert_eq!(
+        ids(&list(
+            ListWorkflowsRequest::new()
+                .with_workflow_id_prefix("b")
+                .with_state(WorkflowState::Failed)
+        )
+        .await),
+        ["broken"]
     );
 }
 
@@ -1622,4 +1649,104 @@ async fn after_a_restart_the_next_task_carries_the_whole_history_again() {
     let env = Env::file(&path, clock).await;
     let second = poll_wf_as_sent(&env, "w1", secs(60)).await.unwrap();
     assert_eq!(second.history, history(&env, &run).await);
+}
+
+#[tokio::test(start_paused = true)]
+async fn activity_executions_are_listed_newest_first_standalone_and_of_runs_filtered_and_paged() {
+    let env = Env::new().await;
+    env.schedule("alone", stc(10)).await.unwrap();
+    let run = started_with(
+        &env,
+        "order-1",
+        vec![
+            schedule(1, "charge", stc(10)),
+            schedule(2, "ship", stc(10).task_queue("shipping")),
+        ],
+    )
+    .await;
+    let task = env.poll_now().await.expect("an attempt on the main queue");
+    assert_eq!(task.info.activity_id, "alone");
+    env.complete(&task, "done").await.unwrap();
+
+    let list = |request: ListExecutionsRequest| {
+        let protocol = env.protocol.clone();
+        async move {
+            protocol
+                .list_activity_executions(request)
+                .await
+                .expect("list")
+                .into_iter()
+                .map(|d| (d.execution.activity_id, d.state))
+                .collect::<Vec<_>>()
+        }
+    };
+    let all = list(ListExecutionsRequest::new()).await;
+    assert_eq!(
+        all,
+        [
+            ("ship".to_owned(), ExecutionState::Scheduled),
+            ("charge".to_owned(), ExecutionState::Scheduled),
+            ("alone".to_owned(), ExecutionState::Completed),
+        ]
+    );
+    let of_run = list(
+        ListExecutionsRequest::new()
+            .with_scope(ExecutionScope::WorkflowRun(run.run_id.clone().unwrap())),
+    )
+    .await;
+    assert_eq!(of_run, all[..2]);
+    let standalone =
+        list(ListExecutionsRequest::new().with_scope(ExecutionScope::Standalone)).await;
+    assert_eq!(standalone, all[2..]);
+    assert_eq!(
+        list(ListExecutionsRequest::new().with_state(ExecutionState::Completed)).await,
+        all[2..]
+    );
+    assert_eq!(
+        list(ListExecutionsRequest::new().with_task_queue("shipping")).await,
+        all[..1]
+    );
+    assert_eq!(
+        list(ListExecutionsRequest::new().with_activity_type("nope")).await,
+        []
+    );
+    assert_eq!(
+        list(ListExecutionsRequest::new().with_limit(1).with_offset(1)).await,
+        all[1..2]
+    );
+    assert_eq!(
+        list(
+            ListExecutionsRequest::new()
+                .with_scope(ExecutionScope::WorkflowRun("no-such-run".into()))
+        )
+        .await,
+        []
+    );
+
+    // Each entry is the execution's whole description, the workflow's ids included.
+    let described = env
+        .protocol
+        .list_activity_executions(ListExecutionsRequest::new().with_limit(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        described[1],
+        env.protocol
+            .describe_execution(activity_ref(&run, "charge"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        described[1].execution.workflow_id.as_deref(),
+        Some("order-1")
+    );
+
+    // Every queue with something on it is listed, by name, with its backlog.
+    let queues = env.protocol.list_task_queues().await.unwrap();
+    let summary: Vec<_> = queues
+        .iter()
+        .map(|q| (q.name.as_str(), q.backlog, q.pollers.len()))
+        .collect();
+    assert_eq!(summary, [(QUEUE, 1, 1), ("shipping", 1, 0)]);
+    assert_eq!(queues[0].pollers[0].identity, "test-worker");
 }

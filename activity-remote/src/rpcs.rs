@@ -188,8 +188,11 @@ rpcs! {
         describe_execution(DescribeExecutionRequest) -> DescribeExecutionResponse { description };
     WaitOutcome { execution, wait } wait(wait) =>
         wait_outcome(WaitOutcomeRequest) -> WaitOutcomeResponse { outcome };
+    ListActivityExecutions { request } =>
+        list_activity_executions(ListActivityExecutionsRequest) -> ListActivityExecutionsResponse { executions };
     DescribeTaskQueue { task_queue } =>
         describe_task_queue(DescribeTaskQueueRequest) -> DescribeTaskQueueResponse { description };
+    ListTaskQueues {} => list_task_queues(ListTaskQueuesRequest) -> ListTaskQueuesResponse { task_queues };
     StartWorkflow(request) => start_workflow(StartWorkflowRequest) -> StartWorkflowResponse { workflow };
     PollWorkflowTask(request) wait(request.wait) =>
         poll_workflow_task(PollWorkflowTaskRequest) -> PollWorkflowTaskResponse { task };

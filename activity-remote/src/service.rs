@@ -7,7 +7,7 @@ use activity_core::protocol::ActivityProtocol;
 use tokio::net::TcpListener;
 use tonic::{
     metadata::{AsciiMetadataValue, MetadataValue},
-    service::{interceptor::InterceptedService, Interceptor},
+    service::{interceptor::InterceptedService, Interceptor, Routes},
     transport::server::TcpIncoming,
     Request, Status,
 };
@@ -31,6 +31,7 @@ pub struct ActivityService {
     max_request_size: usize,
     max_response_size: usize,
     bearer_token: Option<String>,
+    http_routes: Option<Routes>,
 }
 
 impl fmt::Debug for ActivityService {
@@ -39,6 +40,7 @@ impl fmt::Debug for ActivityService {
             .field("max_request_size", &self.max_request_size)
             .field("max_response_size", &self.max_response_size)
             .field("bearer_token", &self.bearer_token.as_ref().map(|_| "<set>"))
+            .field("http_routes", &self.http_routes.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -83,6 +85,7 @@ impl ActivityService {
             max_request_size: Self::DEFAULT_MAX_REQUEST_SIZE,
             max_response_size: Self::DEFAULT_MAX_RESPONSE_SIZE,
             bearer_token: None,
+            http_routes: None,
         }
     }
 
@@ -107,6 +110,16 @@ impl ActivityService {
     /// Sets the largest answer sent, in bytes.
     pub fn with_max_response_size(mut self, bytes: usize) -> Self {
         self.max_response_size = bytes;
+        self
+    }
+
+    /// Serves `routes` on the same port as the gRPC service (e.g. the web
+    /// dashboard, `activity_dashboard::Dashboard::router`): the server then
+    /// accepts HTTP/1.1 too, and sends every request whose path is not one of
+    /// the gRPC service's to `routes`. The bearer-token check and the size
+    /// limits apply to the gRPC service only; the routes bring their own.
+    pub fn with_http_routes(mut self, routes: impl Into<Routes>) -> Self {
+        self.http_routes = Some(routes.into());
         self
     }
 
@@ -141,14 +154,20 @@ impl ActivityService {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), ServeError> {
+        let routes = self.http_routes.clone();
         let server = self.into_server()?;
-        tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder()
             // A wide connection window: h2 closes a connection whose peer has many
             // small DATA frames buffered (flood protection, budget = half the
             // window); thousands of concurrent small calls from one worker are
             // normal here.
             .initial_connection_window_size(CONNECTION_WINDOW)
-            .add_service(server)
+            .accept_http1(routes.is_some());
+        let router = match routes {
+            Some(routes) => builder.add_routes(routes).add_service(server),
+            None => builder.add_service(server),
+        };
+        router
             // Small answers go out at once: with Nagle's algorithm a long-poll
             // answer waits for the client's delayed ACK (≈ 40 ms per call).
             .serve_with_incoming_shutdown(

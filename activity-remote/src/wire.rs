@@ -26,9 +26,9 @@ use activity_core::{
     payload::{Encoding, Payload},
     protocol::{
         ActivityTask, ExecutionDescription, ExecutionOutcome, ExecutionRef, ExecutionState,
-        HeartbeatResponse, PollActivityTaskRequest, ProtocolError, RegisteredType,
-        ScheduleActivityRequest, ScheduleActivityResponse, TaskQueueDescription, TaskTarget,
-        WorkerRegistration,
+        HeartbeatResponse, ListExecutionsRequest, PollActivityTaskRequest, ProtocolError,
+        RegisteredType, ScheduleActivityRequest, ScheduleActivityResponse, TaskQueueDescription,
+        TaskTarget, WorkerRegistration,
     },
     workflow::history::{
         Command, HistoryEvent, ListWorkflowsRequest, PollWorkflowTaskRequest, StartWorkflowRequest,
@@ -445,6 +445,7 @@ model_bytes! {
     ExecutionState,
     HeartbeatResponse,
     HistoryEvent,
+    ListExecutionsRequest,
     ListWorkflowsRequest,
     ProtocolError,
     RegisteredType,

@@ -2,7 +2,9 @@
 //! test talk to it over gRPC on loopback (standalone activity, workflow), it
 //! survives SIGKILL mid-workflow (restarted on the same file and port, the
 //! worker reconnects by itself, every activity ran once), it shuts down
-//! gracefully on SIGTERM, and its bearer-token auth refuses calls without the token.
+//! gracefully on SIGTERM, its bearer-token auth refuses calls without the token,
+//! and it serves the dashboard and `/metrics` over HTTP/1.1 on its port (or on
+//! `--http ADDR`).
 
 mod process_support;
 
@@ -279,4 +281,61 @@ async fn with_a_token_a_call_without_it_is_refused_and_with_it_served_within_the
             .await,
         Err(ProtocolError::NotFound { .. })
     ));
+}
+
+/// One HTTP/1.1 GET on loopback, answered as (status line, whole answer).
+fn http_get(addr: std::net::SocketAddr, path: &str, token: Option<&str>) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connects");
+    stream
+        .set_read_timeout(Some(BOUND))
+        .expect("a read timeout");
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .expect("sends");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer.lines().next().unwrap_or("").to_owned();
+    (status, answer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_and_metrics_are_served_on_the_grpc_port_or_on_their_own_address() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // On the gRPC port by default, next to the gRPC service.
+    let server = ServerProcess::start(&dir.path().join("one.db"), &["--token", "s3cret"]);
+    let (status, page) = http_get(server.addr, "/workflows", None);
+    assert!(status.ends_with("401 Unauthorized"), "{status}");
+    assert!(page.contains("Log in"), "{page}");
+    let (status, metrics) = http_get(server.addr, "/metrics", Some("s3cret"));
+    assert!(status.ends_with("200 OK"), "{status}");
+    assert!(metrics.contains("text/plain; version=0.0.4"), "{metrics}");
+    let remote = server
+        .remote_with(RemoteConfig::new(server.url()).with_bearer_token("s3cret"))
+        .await;
+    assert!(remote
+        .list_task_queues()
+        .await
+        .expect("gRPC too")
+        .is_empty());
+
+    // On an address of its own with --http: the gRPC port then speaks HTTP/2 only.
+    let http = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let server = ServerProcess::start(&dir.path().join("two.db"), &["--http", &http.to_string()]);
+    let (status, page) = http_get(http, "/workflows", None);
+    assert!(status.ends_with("200 OK"), "{status}");
+    assert!(page.contains("<h1>Workflows</h1>"), "{page}");
+    let (status, _) = http_get(server.addr, "/workflows", None);
+    assert!(!status.contains("200"), "{status}");
+    assert!(
+        server.log().contains(&format!("url=http://{http}/")),
+        "{}",
+        server.log()
+    );
 }

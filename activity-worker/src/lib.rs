@@ -47,6 +47,17 @@
 //!   `graceful_shutdown_period` to finish, then are cancelled with reason "worker
 //!   shutting down" and their outcomes reported. [`shutdown_signal`] wires Ctrl-C
 //!   and SIGTERM. Time is tokio's, so tests run it on a paused (virtual) clock.
+//! - **Logs** go through `tracing` and **metrics** through the `metrics` facade:
+//!   a worker inside an application prints and records nothing until the
+//!   application installs a subscriber (e.g. `tracing_subscriber::fmt().init()`)
+//!   or a recorder (e.g. `activity_dashboard::prometheus_recorder()`, or any
+//!   `metrics` exporter). The metrics:
+//!
+//!   | name | kind | labels | what |
+//!   |---|---|---|---|
+//!   | `activity_worker_slots_used` | gauge | `worker` | activity slots taken by running attempts |
+//!   | `activity_worker_poll_seconds` | histogram | `kind` (`activity`, `workflow`), `task_queue`, `result` (`task`, `empty`, `error`) | one poll, from request to answer |
+//!   | `activity_worker_activity_seconds` | histogram | `activity_type`, `task_queue`, `outcome` (`completed`, `failed`, `canceled`, `pending`) | one attempt's body, on this worker |
 
 mod heartbeat;
 mod options;

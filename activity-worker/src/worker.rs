@@ -495,11 +495,13 @@ async fn poll_loop(shared: Arc<Shared>, queue: String) {
             request = request.with_task_queue_rate_limit(rate);
         }
         let max_tasks = permit.num_permits();
-        match shared
+        let polled = Instant::now();
+        let answer = shared
             .protocol
             .poll_activity_tasks(request, max_tasks)
-            .await
-        {
+            .await;
+        record_poll("activity", &queue, polled, answer.as_ref().map(Vec::len));
+        match answer {
             Ok(tasks) if !tasks.is_empty() => {
                 backoff = Duration::from_millis(100);
                 for task in tasks {
@@ -538,7 +540,15 @@ async fn workflow_poll_loop(shared: Arc<Shared>, queue: String) {
         };
         let request = PollWorkflowTaskRequest::new(queue.clone(), shared.options.identity.clone())
             .with_wait(shared.options.poll_wait);
-        match shared.protocol.poll_workflow_task(request).await {
+        let polled = Instant::now();
+        let answer = shared.protocol.poll_workflow_task(request).await;
+        record_poll(
+            "workflow",
+            &queue,
+            polled,
+            answer.as_ref().map(|task| usize::from(task.is_some())),
+        );
+        match answer {
             Ok(Some(task)) => {
                 backoff = Duration::from_millis(100);
                 let shared = shared.clone();
@@ -591,8 +601,35 @@ async fn workflow_poll_loop(shared: Arc<Shared>, queue: String) {
     }
 }
 
+/// Records one poll's latency (the metrics of the crate docs).
+fn record_poll(
+    kind: &'static str,
+    queue: &str,
+    since: Instant,
+    tasks: Result<usize, &ProtocolError>,
+) {
+    let result = match tasks {
+        Ok(0) => "empty",
+        Ok(_) => "task",
+        Err(_) => "error",
+    };
+    metrics::histogram!(
+        "activity_worker_poll_seconds",
+        "kind" => kind,
+        "task_queue" => queue.to_owned(),
+        "result" => result,
+    )
+    .record(since.elapsed().as_secs_f64());
+}
+
 fn start_attempt(shared: Arc<Shared>, task: ActivityTask, permit: OwnedSemaphorePermit) {
     shared.stats.started.fetch_add(1, Ordering::Relaxed);
+    let slots_used = metrics::gauge!(
+        "activity_worker_slots_used",
+        "worker" => shared.options.identity.clone(),
+    );
+    slots_used.increment(1);
+    let began = Instant::now();
     let id = shared.next_attempt.fetch_add(1, Ordering::Relaxed);
     let pending = Arc::new(PendingHeartbeat::default());
     let (ctx, cancel) = ActivityContext::new(
@@ -664,8 +701,22 @@ fn start_attempt(shared: Arc<Shared>, task: ActivityTask, permit: OwnedSemaphore
         };
         heartbeats.abort();
         timer.abort();
+        let label = match &outcome {
+            Ok(_) => "completed",
+            Err(ActivityError::Canceled(_)) => "canceled",
+            Err(ActivityError::ResultPending) => "pending",
+            Err(_) => "failed",
+        };
+        metrics::histogram!(
+            "activity_worker_activity_seconds",
+            "activity_type" => task.info.activity_type.clone(),
+            "task_queue" => task.info.task_queue.clone(),
+            "outcome" => label,
+        )
+        .record(began.elapsed().as_secs_f64());
         report(&shared, &task, outcome, &pending).await;
         lock(&shared.running).remove(&id);
+        slots_used.decrement(1);
         drop(permit);
     };
     tokio::spawn(supervisor.instrument(span));

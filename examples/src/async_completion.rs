@@ -4,6 +4,8 @@
 //!
 //! `cargo run -p activity-examples --bin async_completion`
 
+mod logs;
+
 use activity_core::{activity, ActivityContext, ActivityError, Client, State, TaskToken};
 use activity_engine::{Engine, EngineConfig};
 use activity_worker::Worker;
@@ -36,6 +38,7 @@ async fn request_approval(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    logs::init();
     let dir = std::env::temp_dir().join(format!("async-completion-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let engine = Engine::open(EngineConfig::file(dir.join("engine.sqlite"))).await?;

@@ -4,6 +4,8 @@
 //!
 //! `cargo run -p activity-examples --bin cancellation`
 
+mod logs;
+
 use std::{future::IntoFuture, time::Duration};
 
 use activity_core::{
@@ -51,6 +53,7 @@ async fn backup(ctx: WorkflowContext, files: u32, budget_ms: u64) -> Result<Stri
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    logs::init();
     let dir = std::env::temp_dir().join(format!("cancellation-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let engine = Engine::open(EngineConfig::file(dir.join("engine.sqlite"))).await?;

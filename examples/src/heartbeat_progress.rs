@@ -3,6 +3,8 @@
 //!
 //! `cargo run -p activity-examples --bin heartbeat_progress`
 
+mod logs;
+
 use std::time::Duration;
 
 use activity_core::{activity, ActivityContext, ActivityError, Client};
@@ -33,6 +35,7 @@ async fn transcode(ctx: ActivityContext, chunks: u32) -> Result<String, Activity
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    logs::init();
     let dir = std::env::temp_dir().join(format!("heartbeat-progress-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let engine = Engine::open(EngineConfig::file(dir.join("engine.sqlite"))).await?;

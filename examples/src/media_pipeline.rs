@@ -6,6 +6,8 @@
 //!
 //! `cargo run -p activity-examples --bin media_pipeline`
 
+mod logs;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use activity_core::{
@@ -85,6 +87,7 @@ async fn pipeline(ctx: WorkflowContext, url: String) -> Result<String, WorkflowE
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    logs::init();
     let dir = std::env::temp_dir().join(format!("media-pipeline-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let engine = Engine::open(EngineConfig::file(dir.join("engine.sqlite"))).await?;

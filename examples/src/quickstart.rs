@@ -7,6 +7,8 @@
 //! waits for its typed result. Run it twice: the second run finds the first one's
 //! history in the same file.
 
+mod logs;
+
 use std::path::PathBuf;
 
 use activity_core::{
@@ -81,6 +83,7 @@ async fn checkout(ctx: WorkflowContext, order: Order) -> Result<Receipt, Workflo
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    logs::init();
     let path = PathBuf::from("quickstart.sqlite");
     let engine = Engine::open(EngineConfig::file(&path)).await?;
 

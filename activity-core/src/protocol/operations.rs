@@ -12,9 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     ActivityTask, ExecutionDescription, ExecutionOutcome, ExecutionRef, ExecutionState,
-    HeartbeatResponse, PollActivityTaskRequest, ProtocolError, RegisteredType,
-    ScheduleActivityRequest, ScheduleActivityResponse, TaskQueueDescription, TaskTarget,
-    WorkerRegistration,
+    HeartbeatResponse, ListExecutionsRequest, PollActivityTaskRequest, ProtocolError,
+    RegisteredType, ScheduleActivityRequest, ScheduleActivityResponse, TaskQueueDescription,
+    TaskTarget, WorkerRegistration,
 };
 use crate::{
     context::TaskToken,
@@ -239,8 +239,17 @@ operations! {
     /// running then.
     WaitOutcome => wait_outcome(execution: ExecutionRef, wait: Duration) -> Option<ExecutionOutcome>, Long;
 
+    /// Activity executions (standalone ones and those of workflows), newest
+    /// first, filtered and paged by the request.
+    ListActivityExecutions => list_activity_executions(request: ListExecutionsRequest) -> Vec<ExecutionDescription>, Short;
+
     /// Describes a task queue: backlog, recent pollers, rate limit.
     DescribeTaskQueue => describe_task_queue(task_queue: String) -> TaskQueueDescription, Short;
+
+    /// Describes every task queue the engine knows of (one that was polled,
+    /// has a rate limit, holds attempts or has registered types), by name, at
+    /// most [`MAX_LIST_TASK_QUEUES`](crate::protocol::MAX_LIST_TASK_QUEUES).
+    ListTaskQueues => list_task_queues() -> Vec<TaskQueueDescription>, Short;
 
     /// Starts a workflow run; refused with `AlreadyExists` while a run with the
     /// same workflow id is running. Answers the run (with its run id).

@@ -449,6 +449,15 @@ pub enum WorkflowState {
 }
 
 impl WorkflowState {
+    /// Every state.
+    pub const ALL: &'static [WorkflowState] = &[
+        WorkflowState::Running,
+        WorkflowState::Completed,
+        WorkflowState::Failed,
+        WorkflowState::Canceled,
+        WorkflowState::Terminated,
+    ];
+
     /// Whether the state is final.
     pub fn is_final(self) -> bool {
         self != WorkflowState::Running
@@ -647,7 +656,8 @@ pub const DEFAULT_LIST_WORKFLOWS_LIMIT: u32 = 100;
 /// to it.
 pub const MAX_LIST_WORKFLOWS_LIMIT: u32 = 1000;
 
-/// List workflow runs, newest first, optionally filtered by state and type.
+/// List workflow runs, newest first, optionally filtered by state, type and
+/// workflow id, one page at a time.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct ListWorkflowsRequest {
@@ -655,8 +665,15 @@ pub struct ListWorkflowsRequest {
     pub state: Option<WorkflowState>,
     /// Only runs of this workflow type; `None`: any type.
     pub workflow_type: Option<String>,
+    /// Only runs whose workflow id starts with this; `None`: any id.
+    #[serde(default)]
+    pub workflow_id_prefix: Option<String>,
     /// At most this many runs (bounded to [`MAX_LIST_WORKFLOWS_LIMIT`]).
     pub limit: u32,
+    /// Skips this many matching runs first (the next page starts at
+    /// `offset + limit`).
+    #[serde(default)]
+    pub offset: u32,
 }
 
 impl ListWorkflowsRequest {
@@ -665,7 +682,9 @@ impl ListWorkflowsRequest {
         Self {
             state: None,
             workflow_type: None,
+            workflow_id_prefix: None,
             limit: DEFAULT_LIST_WORKFLOWS_LIMIT,
+            offset: 0,
         }
     }
 
@@ -681,9 +700,21 @@ impl ListWorkflowsRequest {
         self
     }
 
+    /// Only runs whose workflow id starts with `prefix`.
+    pub fn with_workflow_id_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.workflow_id_prefix = Some(prefix.into());
+        self
+    }
+
     /// At most `limit` runs.
     pub fn with_limit(mut self, limit: u32) -> Self {
         self.limit = limit;
+        self
+    }
+
+    /// Skips the first `offset` matching runs.
+    pub fn with_offset(mut self, offset: u32) -> Self {
+        self.offset = offset;
         self
     }
 }

@@ -54,6 +54,7 @@
 //! Clocks: the engine reads time only from its [`Clock`]; tests inject
 //! [`VirtualClock`](crate::clock::VirtualClock) and skip through timeouts.
 
+pub mod metrics;
 mod rules;
 mod types;
 mod waiters;
@@ -78,9 +79,9 @@ use activity_core::{
     payload::Payload,
     protocol::{
         ActivityProtocol, ActivityTask, ExecutionDescription, ExecutionOutcome, ExecutionRef,
-        ExecutionState, HeartbeatResponse, PollActivityTaskRequest, ProtocolError, ProtocolRequest,
-        ProtocolResponse, RegisteredType, ScheduleActivityRequest, ScheduleActivityResponse,
-        TaskQueueDescription, TaskTarget, WorkerRegistration,
+        ExecutionState, HeartbeatResponse, ListExecutionsRequest, PollActivityTaskRequest,
+        ProtocolError, ProtocolRequest, ProtocolResponse, RegisteredType, ScheduleActivityRequest,
+        ScheduleActivityResponse, TaskQueueDescription, TaskTarget, WorkerRegistration,
     },
     workflow::{
         Command, HistoryEvent, ListWorkflowsRequest, LocalActivityOutcome, PollWorkflowTaskRequest,
@@ -1033,7 +1034,8 @@ fn workflow_failure_size(failure: &WorkflowFailure) -> usize {
 }
 
 impl Inner {
-    fn apply(&self, effects: Effects) {
+    fn apply(&self, mut effects: Effects) {
+        metrics::record(std::mem::take(&mut effects.metrics));
         for (sender, tasks) in effects.handoffs {
             if let Err(tasks) = sender.send(tasks) {
                 for task in tasks {
@@ -1287,6 +1289,21 @@ impl Engine {
             .await
     }
 
+    async fn list_queues(&self) -> Result<Vec<TaskQueueDescription>, ProtocolError> {
+        let now = self.now_ms();
+        let retention = self.inner.config.poller_retention;
+        self.run(move |tx, _| rules::list_queues(tx, now, retention))
+            .await
+    }
+
+    async fn list_executions(
+        &self,
+        request: ListExecutionsRequest,
+    ) -> Result<Vec<ExecutionDescription>, ProtocolError> {
+        self.run(move |tx, _| rules::list_executions(tx, &request))
+            .await
+    }
+
     async fn cancel_run(&self, workflow: WorkflowRef) -> Result<WorkflowState, ProtocolError> {
         let now = self.now_ms();
         self.run(move |tx, fx| workflows::request_cancel(tx, fx, &workflow, now))
@@ -1405,6 +1422,16 @@ impl ActivityProtocol for Engine {
                 span!("wait_outcome", execution = %execution),
                 self.wait(execution, wait),
                 Rs::WaitOutcome,
+            ),
+            Rq::ListActivityExecutions { request } => answer(
+                span!("list_activity_executions"),
+                self.list_executions(request),
+                Rs::ListActivityExecutions,
+            ),
+            Rq::ListTaskQueues {} => answer(
+                span!("list_task_queues"),
+                self.list_queues(),
+                Rs::ListTaskQueues,
             ),
             Rq::DescribeTaskQueue { task_queue } => answer(
                 span!("describe_task_queue", task_queue = %task_queue),

@@ -18,15 +18,19 @@ use activity_core::{
     payload::Payload,
     protocol::{
         ActivityTask, ClosedReason, ExecutionDescription, ExecutionOutcome, ExecutionRef,
-        ExecutionState, PollerInfo, ProtocolError, TaskQueueDescription, TaskTarget,
+        ExecutionState, ListExecutionsRequest, PollerInfo, ProtocolError, TaskQueueDescription,
+        TaskTarget, MAX_LIST_EXECUTIONS_LIMIT, MAX_LIST_TASK_QUEUES,
     },
     workflow::WorkflowTask,
 };
 use tokio::sync::oneshot;
 
-use super::workflows;
+use super::{
+    metrics::{ActivityEvent, Event, WorkflowEvent},
+    workflows,
+};
 use crate::{
-    store::{ExecutionRecord, QueueRecord, StoreError, TimerKind, TimerRecord, Tx},
+    store::{ExecutionRecord, QueueRecord, RunRecord, StoreError, TimerKind, TimerRecord, Tx},
     token::{TokenError, TokenSigner},
 };
 
@@ -51,6 +55,8 @@ pub(crate) struct Effects {
     pub(crate) handoffs: Vec<(oneshot::Sender<Vec<ActivityTask>>, Vec<ActivityTask>)>,
     /// Workflow tasks started for a waiting poller, sent to it once committed.
     pub(crate) workflow_handoffs: Vec<(oneshot::Sender<WorkflowTask>, WorkflowTask)>,
+    /// What to count once committed.
+    pub(crate) metrics: Vec<Event>,
 }
 
 impl Effects {
@@ -70,6 +76,24 @@ impl Effects {
 
     pub(crate) fn timer_set(&mut self, due: i64) {
         self.earliest_timer = Some(self.earliest_timer.map_or(due, |t| t.min(due)));
+    }
+
+    /// Counts `what` happening to `run` once committed.
+    pub(crate) fn count_run(&mut self, run: &RunRecord, what: WorkflowEvent) {
+        self.metrics.push(Event::Workflow {
+            what,
+            workflow_type: run.workflow_type.clone(),
+            task_queue: run.task_queue.clone(),
+        });
+    }
+
+    /// Counts `what` happening to `exec` once committed.
+    pub(crate) fn count(&mut self, exec: &ExecutionRecord, what: ActivityEvent) {
+        self.metrics.push(Event::Activity {
+            what,
+            activity_type: exec.activity_type.clone(),
+            task_queue: exec.task_queue.clone(),
+        });
     }
 }
 
@@ -175,6 +199,7 @@ pub(crate) fn schedule(
         })?;
     }
     fx.wake_queue(&exec.task_queue);
+    fx.count(&exec, ActivityEvent::Scheduled);
     Ok(exec)
 }
 
@@ -281,6 +306,8 @@ fn start_attempt(
     exec.state = ExecutionState::Started;
     exec.started_at = Some(now);
     exec.worker_identity = Some(identity.to_owned());
+    let waited_ms = now.saturating_sub(exec.attempt_scheduled_at);
+    fx.count(&exec, ActivityEvent::Started { waited_ms });
     // These timers exist only with a schedule-to-start bound, and only for a
     // retry (its backoff): two statements less per claim otherwise.
     if exec.options.schedule_to_start.is_some() {
@@ -460,6 +487,14 @@ pub(crate) fn heartbeat(
     Ok(exec.cancel_requested)
 }
 
+/// Counts the end of `exec`'s attempt if it was started.
+fn attempt_ended(fx: &mut Effects, exec: &ExecutionRecord, now: i64) {
+    if let (ExecutionState::Started, Some(started)) = (exec.state, exec.started_at) {
+        let ran_ms = now.saturating_sub(started);
+        fx.count(exec, ActivityEvent::AttemptEnded { ran_ms });
+    }
+}
+
 /// Makes the execution final; an activity of a workflow run reports its outcome
 /// to the run's history in the same transaction (so exactly once).
 fn close(
@@ -469,6 +504,14 @@ fn close(
     state: ExecutionState,
     now: i64,
 ) -> Result<(), ProtocolError> {
+    attempt_ended(fx, exec, now);
+    match state {
+        ExecutionState::Completed => fx.count(exec, ActivityEvent::Completed),
+        ExecutionState::Failed => fx.count(exec, ActivityEvent::Failed),
+        ExecutionState::Canceled => fx.count(exec, ActivityEvent::Canceled),
+        // Timeouts are counted where they fire, by kind.
+        _ => {}
+    }
     exec.state = state;
     exec.closed_at = Some(now);
     tx.clear_timers(exec.key)?;
@@ -562,6 +605,8 @@ fn attempt_failed(
     };
     match decision {
         Ok(next_start) => {
+            attempt_ended(fx, exec, now);
+            fx.count(exec, ActivityEvent::Retried);
             for kind in [
                 TimerKind::StartToClose,
                 TimerKind::Heartbeat,
@@ -734,6 +779,31 @@ pub(crate) fn describe_queue(
     Ok(d)
 }
 
+/// Describes every task queue the store knows of, by name.
+pub(crate) fn list_queues(
+    tx: &mut dyn Tx,
+    now: i64,
+    poller_retention: Duration,
+) -> Result<Vec<TaskQueueDescription>, ProtocolError> {
+    tx.task_queue_names(MAX_LIST_TASK_QUEUES)?
+        .iter()
+        .map(|name| describe_queue(tx, name, now, poller_retention))
+        .collect()
+}
+
+/// Describes the executions that match `request`, newest first.
+pub(crate) fn list_executions(
+    tx: &mut dyn Tx,
+    request: &ListExecutionsRequest,
+) -> Result<Vec<ExecutionDescription>, ProtocolError> {
+    let limit = request.limit.min(MAX_LIST_EXECUTIONS_LIMIT);
+    Ok(tx
+        .list_executions(request, limit)?
+        .iter()
+        .map(describe)
+        .collect())
+}
+
 /// Fires the timers due at `now` (at most `limit` of executions and `limit` of
 /// workflow runs); answers the larger of the two counts (when it reaches `limit`,
 /// more may be due) and the next due time.
@@ -774,12 +844,14 @@ fn fire(
     };
     match timer.kind {
         TimerKind::ScheduleToClose => {
+            fx.count(exec, ActivityEvent::TimedOut(TimeoutKind::ScheduleToClose));
             exec.last_failure = Some(timeout(TimeoutKind::ScheduleToClose, exec));
             exec.retry_state = Some(RetryState::Timeout);
             tracing::debug!(activity_id = %exec.activity_id, "schedule-to-close timeout");
             close(tx, fx, exec, ExecutionState::TimedOut, now)?;
         }
         TimerKind::ScheduleToStart if current && exec.state == ExecutionState::Scheduled => {
+            fx.count(exec, ActivityEvent::TimedOut(TimeoutKind::ScheduleToStart));
             exec.last_failure = Some(timeout(TimeoutKind::ScheduleToStart, exec));
             exec.retry_state = Some(RetryState::Timeout);
             tracing::debug!(activity_id = %exec.activity_id, attempt = exec.attempt, "schedule-to-start timeout");
@@ -794,6 +866,7 @@ fn fire(
                 TimeoutKind::StartToClose
             };
             tracing::debug!(activity_id = %exec.activity_id, attempt = exec.attempt, ?kind, "attempt timed out");
+            fx.count(exec, ActivityEvent::TimedOut(kind));
             let failure = timeout(kind, exec);
             attempt_failed(tx, fx, exec, failure, now)?;
         }

@@ -50,6 +50,7 @@ use activity_core::{
 
 use super::{
     check_name,
+    metrics::WorkflowEvent,
     rules::{self, ms, Effects},
 };
 use crate::{
@@ -245,6 +246,7 @@ pub(crate) fn start(
     append(tx, &mut run, now, started)?;
     schedule_task(tx, fx, &mut run, now)?;
     tx.update_run(&run)?;
+    fx.count_run(&run, WorkflowEvent::Started);
     Ok(WorkflowRef::run(run.workflow_id, run.run_id))
 }
 
@@ -414,6 +416,8 @@ pub(crate) fn complete_task(
 ) -> Result<(), ProtocolError> {
     let mut run = started_task(tx, signer, token)?;
     check_commands(&commands)?;
+    let latency_ms = now.saturating_sub(run.task_scheduled_at);
+    fx.count_run(&run, WorkflowEvent::TaskCompleted { latency_ms });
     tx.clear_workflow_timer(run.key, WorkflowTimerKind::TaskTimeout, None)?;
     let identity = run.task_identity.clone().unwrap_or_default();
     append(
@@ -589,6 +593,7 @@ fn close_run(
     now: i64,
 ) -> Result<(), ProtocolError> {
     run.state = outcome.state();
+    fx.count_run(&run, WorkflowEvent::Closed(run.state));
     run.outcome = Some(outcome);
     run.closed_at = Some(now);
     run.task_state = WorkflowTaskState::Idle;
@@ -627,6 +632,7 @@ pub(crate) fn fail_task(
     let mut run = started_task(tx, signer, token)?;
     tx.clear_workflow_timer(run.key, WorkflowTimerKind::TaskTimeout, None)?;
     append(tx, &mut run, now, EventKind::WorkflowTaskFailed { message })?;
+    fx.count_run(&run, WorkflowEvent::TaskFailed);
     flush_buffered(tx, &mut run, &[])?;
     run.task_failures = run.task_failures.saturating_add(1);
     run.task_state = WorkflowTaskState::Backoff;
@@ -675,6 +681,7 @@ pub(crate) fn fire_timer(
         {
             tracing::debug!(workflow_id = %run.workflow_id, run_id = %run.run_id, task = run.task_seq, "workflow task timed out");
             append(tx, &mut run, now, EventKind::WorkflowTaskTimedOut)?;
+            fx.count_run(&run, WorkflowEvent::TaskTimedOut);
             flush_buffered(tx, &mut run, &[])?;
             schedule_task(tx, fx, &mut run, now)?;
             true
@@ -811,7 +818,7 @@ pub(crate) fn list(
     request: &ListWorkflowsRequest,
 ) -> Result<Vec<WorkflowSummary>, ProtocolError> {
     let limit = request.limit.min(MAX_LIST_WORKFLOWS_LIMIT);
-    let runs = tx.list_runs(request.state, request.workflow_type.as_deref(), limit)?;
+    let runs = tx.list_runs(request, limit)?;
     Ok(runs
         .iter()
         .map(|run| {

@@ -34,8 +34,8 @@ use std::sync::{Arc, Mutex};
 
 use activity_core::{
     definition::BoxFuture,
-    protocol::TypeKind,
-    workflow::{EventKind, HistoryEvent, WorkflowState},
+    protocol::{ListExecutionsRequest, TypeKind},
+    workflow::{EventKind, HistoryEvent, ListWorkflowsRequest},
 };
 
 pub mod records;
@@ -195,6 +195,17 @@ pub trait Tx {
     /// The earliest due time of any timer (of executions and of workflow runs).
     fn next_timer_due(&mut self) -> Result<Option<i64>, StoreError>;
 
+    /// Executions, newest first (by key), only those that match the request's
+    /// filters, skipping `request.offset`, at most `limit`.
+    fn list_executions(
+        &mut self,
+        request: &ListExecutionsRequest,
+        limit: u32,
+    ) -> Result<Vec<ExecutionRecord>, StoreError>;
+    /// The names of the task queues that have a row, pollers, registered types
+    /// or a scheduled workflow task, in order, at most `limit`.
+    fn task_queue_names(&mut self, limit: usize) -> Result<Vec<String>, StoreError>;
+
     /// The executions of `scope` (a workflow run id) that are not final, by key.
     fn open_executions(&mut self, scope: &str) -> Result<Vec<ExecutionRecord>, StoreError>;
     /// The execution of `scope` scheduled by the workflow command with this `seq`.
@@ -217,12 +228,11 @@ pub trait Tx {
     /// The run of the queue whose workflow task is SCHEDULED, oldest first (by
     /// scheduled time, then key), locked for this transaction.
     fn next_workflow_task(&mut self, task_queue: &str) -> Result<Option<RunRecord>, StoreError>;
-    /// Runs, newest first (by start time, then key), only those in `state` and of
-    /// `workflow_type` when given, at most `limit`.
+    /// Runs, newest first (by start time, then key), only those that match the
+    /// request's filters, skipping `request.offset`, at most `limit`.
     fn list_runs(
         &mut self,
-        state: Option<WorkflowState>,
-        workflow_type: Option<&str>,
+        request: &ListWorkflowsRequest,
         limit: u32,
     ) -> Result<Vec<RunRecord>, StoreError>;
 

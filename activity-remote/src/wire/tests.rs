@@ -17,10 +17,10 @@ use activity_core::{
     payload::{Encoding, Payload},
     protocol::{
         ActivityTask, ActivityTypeInfo, ClosedReason, ExecutionDescription, ExecutionOutcome,
-        ExecutionRef, ExecutionState, HeartbeatResponse, Operation, PollActivityTaskRequest,
-        PollerInfo, ProtocolError, ProtocolRequest, ProtocolResponse, RegisteredType,
-        ScheduleActivityRequest, ScheduleActivityResponse, TaskQueueDescription, TaskTarget,
-        TypeKind, WorkerRegistration,
+        ExecutionRef, ExecutionScope, ExecutionState, HeartbeatResponse, ListExecutionsRequest,
+        Operation, PollActivityTaskRequest, PollerInfo, ProtocolError, ProtocolRequest,
+        ProtocolResponse, RegisteredType, ScheduleActivityRequest, ScheduleActivityResponse,
+        TaskQueueDescription, TaskTarget, TypeKind, WorkerRegistration,
     },
     workflow::history::{
         Command, EventKind, HistoryEvent, ListWorkflowsRequest, LocalActivityOutcome,
@@ -551,6 +551,29 @@ fn request() -> impl Strategy<Value = ProtocolRequest> {
         (execution_ref(), duration())
             .prop_map(|(execution, wait)| R::WaitOutcome { execution, wait }),
         text().prop_map(|task_queue| R::DescribeTaskQueue { task_queue }),
+        Just(R::ListTaskQueues {}),
+        (
+            prop_oneof![
+                Just(ExecutionScope::All),
+                Just(ExecutionScope::Standalone),
+                text().prop_map(ExecutionScope::WorkflowRun),
+            ],
+            option::of(execution_state()),
+            option::of(text()),
+            option::of(text()),
+            any::<u32>(),
+            any::<u32>(),
+        )
+            .prop_map(|(scope, state, kind, queue, limit, offset)| {
+                let mut request = ListExecutionsRequest::new()
+                    .with_scope(scope)
+                    .with_limit(limit)
+                    .with_offset(offset);
+                request.state = state;
+                request.activity_type = kind;
+                request.task_queue = queue;
+                R::ListActivityExecutions { request }
+            }),
         (vec(text(), 3), payloads()).prop_map(|(names, input)| R::StartWorkflow {
             request: StartWorkflowRequest::new(&names[0], &names[1], &names[2], input),
         }),
@@ -583,6 +606,11 @@ fn request() -> impl Strategy<Value = ProtocolRequest> {
                 request.workflow_type = kind;
                 R::ListWorkflows { request }
             }),
+        (option::of(text()), any::<u32>()).prop_map(|(prefix, offset)| {
+            let mut request = ListWorkflowsRequest::new().with_offset(offset);
+            request.workflow_id_prefix = prefix;
+            R::ListWorkflows { request }
+        }),
         registration().prop_map(|registration| R::RegisterWorker { registration }),
         Just(R::ListTypes {}),
     ]
@@ -603,6 +631,8 @@ fn response() -> impl Strategy<Value = ProtocolResponse> {
         execution_description().prop_map(R::DescribeExecution),
         option::of(execution_outcome()).prop_map(R::WaitOutcome),
         queue().prop_map(R::DescribeTaskQueue),
+        vec(queue(), 0..3).prop_map(R::ListTaskQueues),
+        vec(execution_description(), 0..3).prop_map(R::ListActivityExecutions),
         workflow_ref().prop_map(R::StartWorkflow),
         option::of((token(), vec(text(), 3), history())).prop_map(|task| {
             R::PollWorkflowTask(task.map(|(token, names, history)| {

@@ -1,11 +1,12 @@
 //! The command line: its arguments ([`Cli`]), its errors ([`CliError`]) and the
 //! dispatch to `serve` ([`serve`]) or to a client command ([`client`]).
 
-use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+use std::{io::IsTerminal, net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use activity_core::{workflow::history::WorkflowState, ProtocolError};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::{json, Map, Value};
+use tracing_subscriber::EnvFilter;
 
 mod client;
 mod serve;
@@ -68,7 +69,12 @@ pub(crate) struct ServeArgs {
     /// interface without --token is allowed but logged as a warning.
     #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
     pub(crate) listen: SocketAddr,
-    /// Require `authorization: Bearer <T>` on every call.
+    /// Serve the web dashboard (and `/metrics`) on this address instead of on
+    /// the gRPC port (`--listen`), e.g. `127.0.0.1:8233`.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) http: Option<SocketAddr>,
+    /// Require `authorization: Bearer <T>` on every call (and the token to log
+    /// in to the dashboard).
     #[arg(
         long,
         visible_alias = "auth-token",
@@ -489,7 +495,23 @@ impl CliError {
 
 /// Runs the command; the exit code on success (a command may succeed and still
 /// report a non-zero code, e.g. the result of a failed workflow).
+/// Logs to stderr; `RUST_LOG` filters (default: `info` for `serve`, `warn`
+/// for the client commands, whose answers go to stdout).
+fn init_logging(default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // A second initialisation (never in the binary) is harmless: keep the first.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
 pub(crate) async fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    init_logging(match cli.command {
+        Command::Serve(_) => "info",
+        _ => "warn",
+    });
     match cli.command {
         Command::Serve(args) => {
             serve::run(args).await?;

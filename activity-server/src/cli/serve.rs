@@ -6,12 +6,12 @@
 //! to drain, and exit. Whatever the engine acknowledged was committed before its
 //! answer, so a SIGKILL instead loses nothing acknowledged either.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 
+use activity_dashboard::{Dashboard, DashboardError};
 use activity_engine::{Engine, EngineConfig, EngineError};
 use activity_remote::{ActivityService, ServeError};
-use tokio::{net::TcpListener, sync::oneshot};
-use tracing_subscriber::EnvFilter;
+use tokio::{net::TcpListener, sync::watch};
 
 use super::ServeArgs;
 
@@ -37,23 +37,15 @@ pub(crate) enum ServeFailure {
     /// The gRPC service failed.
     #[error(transparent)]
     Serve(#[from] ServeError),
+    /// The dashboard could not be set up or failed.
+    #[error(transparent)]
+    Dashboard(#[from] DashboardError),
     /// The server task ended abnormally.
     #[error("the gRPC server task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
     /// The signal handlers could not be installed.
     #[error("cannot install the shutdown signal handlers: {0}")]
     Signal(std::io::Error),
-}
-
-/// Logs to stderr; `RUST_LOG` filters (default: `info`).
-fn init_logging() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    // A second initialisation (never in the binary) is harmless: keep the first.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
 }
 
 /// Installs the handlers now (so a failure is reported before serving); the
@@ -91,7 +83,6 @@ async fn ctrl_c() {
 
 /// Runs the server until a shutdown signal.
 pub(crate) async fn run(args: ServeArgs) -> Result<(), ServeFailure> {
-    init_logging();
     let signal = shutdown_signal()?;
     let config = EngineConfig::file(&args.db).with_max_payload_size(args.max_payload_bytes);
     let engine = Engine::open(config)
@@ -113,11 +104,25 @@ async fn serve(
 ) -> Result<(), ServeFailure> {
     let mut service =
         ActivityService::new(engine.protocol()).with_max_request_size(args.max_request_bytes);
+    let mut dashboard = Dashboard::new(engine.protocol());
     if let Some(token) = &args.token {
         service = service.with_bearer_token(token.clone());
+        dashboard = dashboard.with_token(token.clone());
     }
     // Check the limits and the token before listening.
     drop(service.clone().into_server()?);
+    let separate_dashboard = match args.http {
+        Some(http) => Some((
+            dashboard.clone(),
+            TcpListener::bind(http)
+                .await
+                .map_err(|source| ServeFailure::Bind { addr: http, source })?,
+        )),
+        None => {
+            service = service.with_http_routes(dashboard.router()?);
+            None
+        }
+    };
     let listener = TcpListener::bind(args.listen)
         .await
         .map_err(|source| ServeFailure::Bind {
@@ -139,6 +144,26 @@ async fn serve(
         max_payload_bytes = args.max_payload_bytes,
         "serving"
     );
+    let (stop, mut stopped) = watch::channel(false);
+    let dashboard_addr = match &separate_dashboard {
+        Some((_, listener)) => listener.local_addr().map_err(|source| ServeFailure::Bind {
+            addr: args.http.unwrap_or(addr),
+            source,
+        })?,
+        None => addr,
+    };
+    if let Some((dashboard, listener)) = separate_dashboard {
+        let mut stopped = stop.subscribe();
+        tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            };
+            if let Err(err) = dashboard.serve(listener, shutdown).await {
+                tracing::error!(%err, "the dashboard stopped");
+            }
+        });
+    }
+    tracing::info!(url = %format!("http://{dashboard_addr}/"), "dashboard");
     // The one line on stdout: scripts (and the process tests) wait for it.
     {
         let mut stdout = std::io::stdout().lock();
@@ -146,9 +171,8 @@ async fn serve(
         let _ = stdout.flush();
     }
 
-    let (stop, stopped) = oneshot::channel::<()>();
-    let mut server = tokio::spawn(service.serve(listener, async {
-        let _ = stopped.await;
+    let mut server = tokio::spawn(service.serve(listener, async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
     }));
     tokio::select! {
         result = &mut server => {
@@ -159,7 +183,7 @@ async fn serve(
             tracing::info!(signal = name, "shutting down: no new connections, letting calls in flight finish");
         }
     }
-    let _ = stop.send(());
+    stop.send_replace(true);
     match tokio::time::timeout(args.shutdown_grace, &mut server).await {
         Ok(result) => result?.map_err(ServeFailure::from),
         Err(_) => {

@@ -12,7 +12,7 @@ use super::{
     Value,
 };
 use crate::store::{ExecutionRecord, StoreError, TimerKind, TimerRecord};
-use activity_core::protocol::ExecutionState;
+use activity_core::protocol::{ExecutionScope, ExecutionState, ListExecutionsRequest};
 
 /// The columns [`read`] decodes, in order.
 macro_rules! execution_columns {
@@ -174,6 +174,39 @@ const OPEN: Query = Query::locking(
 
 pub(crate) fn open(conn: &mut dyn Conn, scope: &str) -> Result<Vec<ExecutionRecord>, StoreError> {
     rows(conn, &OPEN, &[scope.into()], read)
+}
+
+// Newest first by key (the order of first scheduling), no extra index: a
+// scope filter uses the `(scope, activity_id)` key.
+const LIST: Query = Query::new(concat!(
+    "SELECT ",
+    execution_columns!(),
+    " FROM executions
+     WHERE ($1 IS NULL OR scope = $1) AND ($2 IS NULL OR state = $2)
+        AND ($3 IS NULL OR activity_type = $3) AND ($4 IS NULL OR task_queue = $4)
+     ORDER BY key DESC LIMIT $5 OFFSET $6"
+));
+
+pub(crate) fn list(
+    conn: &mut dyn Conn,
+    request: &ListExecutionsRequest,
+    limit: u32,
+) -> Result<Vec<ExecutionRecord>, StoreError> {
+    let scope = match &request.scope {
+        // Standalone executions have the empty scope (`ExecutionRecord::scope`).
+        ExecutionScope::Standalone => Some(""),
+        ExecutionScope::WorkflowRun(run_id) => Some(run_id.as_str()),
+        _ => None,
+    };
+    let params = [
+        scope.into(),
+        request.state.map(ExecutionState::as_str).into(),
+        request.activity_type.as_deref().into(),
+        request.task_queue.as_deref().into(),
+        limit.into(),
+        request.offset.into(),
+    ];
+    rows(conn, &LIST, &params, read)
 }
 
 const NEXT_DISPATCHABLE: Query = Query::locking(

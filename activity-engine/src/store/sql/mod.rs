@@ -28,8 +28,8 @@ use std::borrow::Cow;
 use activity_core::{
     codec,
     payload::Payload,
-    protocol::TypeKind,
-    workflow::{EventKind, HistoryEvent, WorkflowState},
+    protocol::{ListExecutionsRequest, TypeKind},
+    workflow::{EventKind, HistoryEvent, ListWorkflowsRequest},
 };
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -520,6 +520,18 @@ impl Tx for SqlTx<'_> {
         executions::next_timer_due(self.conn)
     }
 
+    fn list_executions(
+        &mut self,
+        request: &ListExecutionsRequest,
+        limit: u32,
+    ) -> Result<Vec<ExecutionRecord>, StoreError> {
+        executions::list(self.conn, request, limit)
+    }
+
+    fn task_queue_names(&mut self, limit: usize) -> Result<Vec<String>, StoreError> {
+        queues::names(self.conn, limit)
+    }
+
     fn open_executions(&mut self, scope: &str) -> Result<Vec<ExecutionRecord>, StoreError> {
         executions::open(self.conn, scope)
     }
@@ -558,11 +570,10 @@ impl Tx for SqlTx<'_> {
 
     fn list_runs(
         &mut self,
-        state: Option<WorkflowState>,
-        workflow_type: Option<&str>,
+        request: &ListWorkflowsRequest,
         limit: u32,
     ) -> Result<Vec<RunRecord>, StoreError> {
-        runs::list(self.conn, state, workflow_type, limit)
+        runs::list(self.conn, request, limit)
     }
 
     fn append_event(&mut self, run_key: i64, event: &HistoryEvent) -> Result<(), StoreError> {

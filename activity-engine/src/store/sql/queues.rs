@@ -120,3 +120,18 @@ pub(crate) fn pollers(
         Ok((r.text("identity")?, r.int("last_poll_at")?))
     })
 }
+
+const NAMES: Query = Query::new(
+    "SELECT name FROM task_queues
+     UNION SELECT task_queue FROM pollers
+     UNION SELECT task_queue FROM registered_types
+     UNION SELECT task_queue FROM workflow_runs WHERE task_state = 'SCHEDULED'
+     ORDER BY 1 LIMIT $1",
+);
+
+pub(crate) fn names(conn: &mut dyn Conn, limit: usize) -> Result<Vec<String>, StoreError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    rows(conn, &NAMES, &[limit.into()], |row| {
+        Reader::new("task queue name", row).text("name")
+    })
+}

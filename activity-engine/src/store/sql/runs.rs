@@ -8,7 +8,7 @@
 
 use activity_core::{
     clock::{from_millis, to_millis},
-    workflow::{EventKind, HistoryEvent, WorkflowState},
+    workflow::{EventKind, HistoryEvent, ListWorkflowsRequest, WorkflowState},
 };
 
 use super::{
@@ -172,19 +172,21 @@ const LIST: Query = Query::new(concat!(
     run_columns!(),
     " FROM workflow_runs
      WHERE ($1 IS NULL OR state = $1) AND ($2 IS NULL OR workflow_type = $2)
-     ORDER BY started_at DESC, key DESC LIMIT $3"
+        AND ($3 IS NULL OR substr(workflow_id, 1, length($3)) = $3)
+     ORDER BY started_at DESC, key DESC LIMIT $4 OFFSET $5"
 ));
 
 pub(crate) fn list(
     conn: &mut dyn Conn,
-    state: Option<WorkflowState>,
-    workflow_type: Option<&str>,
+    request: &ListWorkflowsRequest,
     limit: u32,
 ) -> Result<Vec<RunRecord>, StoreError> {
     let params = [
-        state.map(WorkflowState::as_str).into(),
-        workflow_type.into(),
+        request.state.map(WorkflowState::as_str).into(),
+        request.workflow_type.as_deref().into(),
+        request.workflow_id_prefix.as_deref().into(),
         limit.into(),
+        request.offset.into(),
     ];
     rows(conn, &LIST, &params, read)
 }

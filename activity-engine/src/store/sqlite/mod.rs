@@ -309,6 +309,7 @@ fn run_batch(conn: &Connection, jobs: Vec<(TxJob, Reply)>, counters: &Counters) 
     if jobs.is_empty() {
         return;
     }
+    let began = std::time::Instant::now();
     if let Err(e) = execute_cached(conn, "BEGIN IMMEDIATE") {
         let err = sql_error(e);
         for (_, reply) in jobs {
@@ -347,6 +348,9 @@ fn run_batch(conn: &Connection, jobs: Vec<(TxJob, Reply)>, counters: &Counters) 
         None => execute_cached(conn, "COMMIT").map_err(sql_error),
     };
     if outcome.is_ok() {
+        // The metrics of the engine's module docs (`activity_engine::engine::metrics`).
+        metrics::histogram!("activity_store_commit_seconds").record(began.elapsed().as_secs_f64());
+        metrics::histogram!("activity_store_batch_jobs").record(replies.len() as f64);
         counters.transactions.fetch_add(1, Ordering::Relaxed);
         counters.jobs.fetch_add(
             u64::try_from(replies.len()).unwrap_or(u64::MAX),
