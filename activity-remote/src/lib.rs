@@ -87,8 +87,10 @@
 
 mod client;
 mod rpcs;
+mod server;
 mod service;
 mod status;
+mod tls;
 mod wire;
 
 /// The generated protobuf messages and tonic stubs of `activity.v1`.
@@ -101,4 +103,6 @@ pub mod proto {
 }
 
 pub use client::{ConnectError, RemoteConfig, RemoteProtocol};
+pub use server::ServerLimits;
 pub use service::{ActivityServer, ActivityService, BearerAuth, ServeError};
+pub use tls::{ClientTls, ServerTls, TlsError};

@@ -8,11 +8,10 @@ use tokio::net::TcpListener;
 use tonic::{
     metadata::{AsciiMetadataValue, MetadataValue},
     service::{interceptor::InterceptedService, Interceptor},
-    transport::server::TcpIncoming,
     Request, Status,
 };
 
-use crate::proto::activity_protocol_server::ActivityProtocolServer;
+use crate::{proto::activity_protocol_server::ActivityProtocolServer, ServerLimits, ServerTls};
 
 /// The service as tonic serves it: the generated server behind the auth check.
 /// Add it to a `tonic::transport::Server` (see [`ActivityService::into_server`]).
@@ -31,6 +30,8 @@ pub struct ActivityService {
     max_request_size: usize,
     max_response_size: usize,
     bearer_token: Option<String>,
+    limits: ServerLimits,
+    tls: Option<ServerTls>,
 }
 
 impl fmt::Debug for ActivityService {
@@ -39,6 +40,8 @@ impl fmt::Debug for ActivityService {
             .field("max_request_size", &self.max_request_size)
             .field("max_response_size", &self.max_response_size)
             .field("bearer_token", &self.bearer_token.as_ref().map(|_| "<set>"))
+            .field("limits", &self.limits)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -53,15 +56,12 @@ pub enum ServeError {
         /// What is wrong with it.
         reason: String,
     },
-    /// A size limit is zero. Not retryable.
+    /// A size limit or timeout is zero. Not retryable.
     #[error("invalid `{field}`: must be greater than zero")]
     InvalidLimit {
         /// The setting.
         field: &'static str,
     },
-    /// The listener or the HTTP/2 server failed.
-    #[error("the gRPC server failed: {0}")]
-    Transport(#[from] tonic::transport::Error),
 }
 
 impl ActivityService {
@@ -83,7 +83,23 @@ impl ActivityService {
             max_request_size: Self::DEFAULT_MAX_REQUEST_SIZE,
             max_response_size: Self::DEFAULT_MAX_RESPONSE_SIZE,
             bearer_token: None,
+            limits: ServerLimits::default(),
+            tls: None,
         }
+    }
+
+    /// Sets the limits and timeouts of the connections [`ActivityService::serve`]
+    /// accepts.
+    pub fn with_limits(mut self, limits: ServerLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Serves over TLS (see [`ServerTls`]); a plain-text client is answered
+    /// that the server requires TLS.
+    pub fn with_tls(mut self, tls: ServerTls) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// Requires every request to carry `authorization: Bearer <token>`; others are
@@ -135,33 +151,19 @@ impl ActivityService {
     /// lets the calls in flight finish.
     ///
     /// Bind the listener yourself (the project's servers listen on 127.0.0.1 by
-    /// default); port 0 picks a free port, see `TcpListener::local_addr`.
+    /// default); port 0 picks a free port, see `TcpListener::local_addr`. Every
+    /// connection is bounded by the service's [`ServerLimits`] and served over
+    /// its TLS, if set; see [`ServerLimits`] for what each limit does.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), ServeError> {
+        let (limits, tls) = (self.limits.clone(), self.tls.clone());
         let server = self.into_server()?;
-        tonic::transport::Server::builder()
-            // A wide connection window: h2 closes a connection whose peer has many
-            // small DATA frames buffered (flood protection, budget = half the
-            // window); thousands of concurrent small calls from one worker are
-            // normal here.
-            .initial_connection_window_size(CONNECTION_WINDOW)
-            .add_service(server)
-            // Small answers go out at once: with Nagle's algorithm a long-poll
-            // answer waits for the client's delayed ACK (≈ 40 ms per call).
-            .serve_with_incoming_shutdown(
-                TcpIncoming::from(listener).with_nodelay(Some(true)),
-                shutdown,
-            )
-            .await?;
-        Ok(())
+        crate::server::serve(server, limits, tls, listener, shutdown).await
     }
 }
-
-/// The HTTP/2 connection flow-control window of both ends (8 MiB).
-pub(crate) const CONNECTION_WINDOW: u32 = 8 * 1024 * 1024;
 
 /// Checks `authorization: Bearer <token>` on every request, in constant time.
 /// Lets everything through when no token is configured.

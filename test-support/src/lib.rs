@@ -12,6 +12,8 @@
 //! while they wait; but once the engine answers one, the clock is held (from the
 //! service's side) until the caller has received the answer.
 
+pub mod wire;
+
 use std::{
     collections::VecDeque,
     sync::{mpsc, Arc, Mutex},
