@@ -196,7 +196,7 @@ struct Shared {
 
 /// Accepts and serves connections until `shutdown` resolves; then stops
 /// accepting, asks every connection to finish its calls (GOAWAY) and returns
-/// when they have.
+/// when they have. Dropped before that (aborted), it drops every connection.
 pub(crate) async fn serve(
     service: ActivityServer,
     limits: ServerLimits,
@@ -217,6 +217,18 @@ pub(crate) async fn serve(
         limits,
     });
     let tracker = TaskTracker::new();
+    // Dropping this future (aborting the server) drops every connection at once.
+    let kill = CancellationToken::new();
+    let _kill_on_drop = kill.clone().drop_guard();
+    let spawn = |task: Pin<Box<dyn Future<Output = ()> + Send>>| {
+        let kill = kill.clone();
+        tracker.spawn(async move {
+            tokio::select! {
+                () = kill.cancelled() => {}
+                () = task => {}
+            }
+        });
+    };
     let mut warned_full = None::<Instant>;
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -237,9 +249,12 @@ pub(crate) async fn serve(
         // answer waits for the client's delayed ACK (≈ 40 ms per call).
         let _ = stream.set_nodelay(true);
         match Arc::clone(&connections).try_acquire_owned() {
-            Ok(permit) => {
-                tracker.spawn(connection(stream, peer, permit, Arc::clone(&shared)));
-            }
+            Ok(permit) => spawn(Box::pin(connection(
+                stream,
+                peer,
+                permit,
+                Arc::clone(&shared),
+            ))),
             Err(_) => {
                 if warned_full.is_none_or(|at| at.elapsed() > Duration::from_secs(10)) {
                     warned_full = Some(Instant::now());
@@ -259,10 +274,10 @@ pub(crate) async fn serve(
                 };
                 if let Ok(permit) = Arc::clone(&shared.refusals).try_acquire_owned() {
                     let shared = Arc::clone(&shared);
-                    tracker.spawn(async move {
+                    spawn(Box::pin(async move {
                         let _permit = permit;
                         refuse_after_handshake(stream, &shared, error).await;
-                    });
+                    }));
                 }
             }
         }
