@@ -281,8 +281,8 @@ impl RemoteProtocol {
         let mut reached = None;
         for (i, endpoint) in endpoints.iter().enumerate() {
             match endpoint.connect().await {
-                Ok(_) => {
-                    reached = Some(i);
+                Ok(channel) => {
+                    reached = Some((i, channel));
                     break;
                 }
                 Err(e) => {
@@ -293,13 +293,26 @@ impl RemoteProtocol {
                 }
             }
         }
-        let Some(current) = reached else {
+        let Some((current, channel)) = reached else {
             return Err(first_error.unwrap_or(ConnectError::InvalidEndpoint {
                 endpoint: String::new(),
                 reason: "no endpoint given".to_owned(),
             }));
         };
-        let protocol = Self::with_endpoints(endpoints, auth, &config);
+        // The node reached keeps the connection just made; the others connect
+        // when first needed.
+        let channels = endpoints
+            .into_iter()
+            .enumerate()
+            .map(|(i, endpoint)| {
+                if i == current {
+                    channel.clone()
+                } else {
+                    endpoint.connect_lazy()
+                }
+            })
+            .collect();
+        let protocol = Self::with_channels(channels, auth, &config);
         protocol.current.store(current, Ordering::Relaxed);
         Ok(protocol)
     }
@@ -309,7 +322,8 @@ impl RemoteProtocol {
     pub fn connect_lazy(config: impl Into<RemoteConfig>) -> Result<Self, ConnectError> {
         let config = config.into();
         let (endpoints, auth) = Self::prepare(&config)?;
-        Ok(Self::with_endpoints(endpoints, auth, &config))
+        let channels = endpoints.iter().map(Endpoint::connect_lazy).collect();
+        Ok(Self::with_channels(channels, auth, &config))
     }
 
     /// The URL of the node calls go to now.
@@ -374,18 +388,15 @@ impl RemoteProtocol {
         Ok((endpoints, ClientAuth { header }))
     }
 
-    fn with_endpoints(endpoints: Vec<Endpoint>, auth: ClientAuth, config: &RemoteConfig) -> Self {
-        let nodes = endpoints
+    fn with_channels(channels: Vec<Channel>, auth: ClientAuth, config: &RemoteConfig) -> Self {
+        let nodes = channels
             .into_iter()
             .zip(&config.endpoints)
-            .map(|(endpoint, url)| Node {
+            .map(|(channel, url)| Node {
                 endpoint: url.clone(),
-                client: ActivityProtocolClient::with_interceptor(
-                    endpoint.connect_lazy(),
-                    auth.clone(),
-                )
-                .max_decoding_message_size(config.max_response_size)
-                .max_encoding_message_size(usize::MAX),
+                client: ActivityProtocolClient::with_interceptor(channel, auth.clone())
+                    .max_decoding_message_size(config.max_response_size)
+                    .max_encoding_message_size(usize::MAX),
             })
             .collect();
         Self {

@@ -12,6 +12,13 @@
 //!   `Arc::new(RemoteProtocol::connect("http://127.0.0.1:7233").await?)` in place
 //!   of `engine.protocol()`.
 //!
+//! Both ends speak TLS (rustls): [`ServerTls`] and [`ClientTls`], mutual TLS
+//! included. The service accepts its connections itself and bounds each one
+//! ([`ServerLimits`]: connections, concurrent calls, a memory budget for unread
+//! answers, handshake, idle, keepalive and request-body timeouts; see
+//! `docs/hardening.md`). A [`RemoteConfig`] may name several nodes of one
+//! deployment; [`RemoteProtocol`] carries on through another when one dies.
+//!
 //! It is a crate of its own so that workers and clients get the remote protocol
 //! without the engine and SQLite, and `activity-core` stays free of tonic.
 //!

@@ -458,8 +458,9 @@ pub(crate) fn attempt_to_report(
                 && matches!(&exec.last_failure, Some(Failure::Canceled(c)) if &c.details == details)
         }
         Report::Failed(failure) => {
-            // Retried (the next attempt exists) or final, with this failure.
-            let retried = exec.attempt == attempt + 1;
+            // Retried (the next attempt waits, not yet handed out) or final,
+            // with this failure.
+            let retried = exec.attempt == attempt + 1 && exec.state == ExecutionState::Scheduled;
             let failed_for_good = exec.attempt == attempt && exec.state == ExecutionState::Failed;
             (retried || failed_for_good)
                 && matches!(&exec.last_failure, Some(Failure::Application(f)) if f == failure)
