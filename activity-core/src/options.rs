@@ -10,6 +10,14 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+/// The longest task queue name, and the longest error type name in
+/// `non_retryable_error_types`, in bytes (names are bounded like payloads: a
+/// request cannot make the engine store or compare megabytes per execution).
+pub const MAX_NAME_LEN: usize = 1000;
+
+/// The most error types `non_retryable_error_types` may list.
+pub const MAX_NON_RETRYABLE_ERROR_TYPES: usize = 100;
+
 /// Partial options of one activity execution. Unset fields fall back to defaults.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -148,6 +156,13 @@ impl ActivityOptions {
                 problems.push(OptionProblem::new("task_queue", "must not be empty"));
                 String::new()
             }
+            Some(queue) if queue.len() > MAX_NAME_LEN => {
+                problems.push(OptionProblem::new(
+                    "task_queue",
+                    format!("must be at most {MAX_NAME_LEN} bytes, got {}", queue.len()),
+                ));
+                String::new()
+            }
             Some(queue) => queue.to_owned(),
             None => {
                 problems.push(OptionProblem::new(
@@ -228,6 +243,26 @@ impl RetryOptions {
     }
 
     fn resolve(&self, problems: &mut Vec<OptionProblem>) -> RetryPolicy {
+        let types = &self.non_retryable_error_types;
+        if types.len() > MAX_NON_RETRYABLE_ERROR_TYPES {
+            problems.push(OptionProblem::new(
+                "retry.non_retryable_error_types",
+                format!(
+                    "must list at most {MAX_NON_RETRYABLE_ERROR_TYPES} error types, got {}",
+                    types.len()
+                ),
+            ));
+        }
+        if let Some((index, long)) = types
+            .iter()
+            .enumerate()
+            .find(|(_, ty)| ty.len() > MAX_NAME_LEN)
+        {
+            problems.push(OptionProblem::new(
+                format!("retry.non_retryable_error_types[{index}]"),
+                format!("must be at most {MAX_NAME_LEN} bytes, got {}", long.len()),
+            ));
+        }
         let initial_interval = self.initial_interval.unwrap_or(Duration::from_secs(1));
         let backoff_coefficient = self.backoff_coefficient.unwrap_or(2.0);
         if !(backoff_coefficient >= 1.0 && backoff_coefficient.is_finite()) {
@@ -329,9 +364,9 @@ pub struct OptionProblem {
 }
 
 impl OptionProblem {
-    fn new(field: &str, rule: impl Into<String>) -> Self {
+    fn new(field: impl Into<String>, rule: impl Into<String>) -> Self {
         Self {
-            field: field.to_owned(),
+            field: field.into(),
             rule: rule.into(),
         }
     }
@@ -449,6 +484,42 @@ mod tests {
             base.task_queue(" ").validate(None).unwrap_err().problems[0].field,
             "task_queue"
         );
+    }
+
+    #[test]
+    fn names_and_lists_in_options_are_bounded() {
+        let long = "x".repeat(MAX_NAME_LEN + 1);
+        let fields = |options: ActivityOptions| -> Vec<String> {
+            options
+                .validate(Some("q"))
+                .unwrap_err()
+                .problems
+                .into_iter()
+                .map(|p| p.field)
+                .collect()
+        };
+        let base = ActivityOptions::new().start_to_close(secs(1));
+        assert_eq!(
+            fields(base.clone().task_queue(long.clone())),
+            ["task_queue"]
+        );
+        let mut retry = RetryOptions::new();
+        for n in 0..=MAX_NON_RETRYABLE_ERROR_TYPES {
+            retry = retry.non_retryable(format!("E{n}"));
+        }
+        assert_eq!(
+            fields(base.clone().retry(retry.non_retryable(long.clone()))),
+            [
+                "retry.non_retryable_error_types",
+                "retry.non_retryable_error_types[101]"
+            ]
+        );
+        let mut at_the_limit = RetryOptions::new();
+        for n in 1..=MAX_NON_RETRYABLE_ERROR_TYPES {
+            at_the_limit =
+                at_the_limit.non_retryable("y".repeat(MAX_NAME_LEN - 3) + &format!("{n:03}"));
+        }
+        assert!(base.retry(at_the_limit).validate(Some("q")).is_ok());
     }
 
     #[test]

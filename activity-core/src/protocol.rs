@@ -45,6 +45,7 @@ use crate::{
     options::{ActivityOptions, OptionsError, ValidatedOptions},
     payload::Payload,
     registry::ActivityDescriptor,
+    workflow::WorkflowState,
 };
 
 pub mod client;
@@ -629,6 +630,9 @@ pub enum ClosedReason {
     AttemptSuperseded,
     /// The execution is final, in this state.
     ExecutionClosed(ExecutionState),
+    /// The workflow run is closed, in this state (its workflow tasks are no
+    /// longer answered; a closed run is not terminated again).
+    WorkflowClosed(WorkflowState),
 }
 
 impl ClosedReason {
@@ -637,9 +641,9 @@ impl ClosedReason {
         match self {
             ClosedReason::AttemptTimedOut(_)
             | ClosedReason::ExecutionClosed(ExecutionState::TimedOut) => CancelReason::TimedOut,
-            ClosedReason::AttemptSuperseded | ClosedReason::ExecutionClosed(_) => {
-                CancelReason::ExecutionClosed
-            }
+            ClosedReason::AttemptSuperseded
+            | ClosedReason::ExecutionClosed(_)
+            | ClosedReason::WorkflowClosed(_) => CancelReason::ExecutionClosed,
         }
     }
 }
@@ -650,6 +654,9 @@ impl fmt::Display for ClosedReason {
             ClosedReason::AttemptTimedOut(kind) => write!(f, "the attempt timed out ({kind:?})"),
             ClosedReason::AttemptSuperseded => f.write_str("a later attempt exists"),
             ClosedReason::ExecutionClosed(state) => write!(f, "the execution is closed ({state})"),
+            ClosedReason::WorkflowClosed(state) => {
+                write!(f, "the workflow run is closed ({state})")
+            }
         }
     }
 }

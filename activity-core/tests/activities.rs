@@ -290,8 +290,12 @@ async fn the_typed_stub_runs_the_activity_through_payloads() {
 #[tokio::test]
 async fn call_site_options_are_validated_with_errors_naming_the_field() {
     let env = env();
-    // `no_arguments` declares no timeout, so a call without one is refused.
-    let err = no_arguments::call(&env).await.unwrap_err();
+    // `no_arguments` declares no timeout, so a call whose run-time options have
+    // none is refused (one that sets no options at all does not compile).
+    let err = no_arguments::call(&env)
+        .options(ActivityOptions::new())
+        .await
+        .unwrap_err();
     let ActivityCallError::InvalidOptions(options) = err else {
         panic!("{err}")
     };

@@ -1,12 +1,12 @@
 //! Bad input is answered with clear errors and leaves stored state unchanged:
-//! invalid options, oversized payloads, malformed, altered and stale tokens,
+//! invalid options, oversized payloads and option lists, malformed, altered and stale tokens,
 //! second completions, unknown ids, invalid request fields.
 
 mod common;
 
 use activity_core::{
     failure::ApplicationFailure,
-    options::{ActivityOptions, RetryOptions},
+    options::{ActivityOptions, RetryOptions, MAX_NAME_LEN, MAX_NON_RETRYABLE_ERROR_TYPES},
     payload::Payload,
     protocol::{
         ClosedReason, ExecutionRef, ExecutionState, PollActivityTaskRequest, ProtocolError,
@@ -71,6 +71,66 @@ async fn invalid_options_list_every_broken_rule_and_schedule_nothing() {
             .backlog,
         0
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn oversized_option_lists_and_names_are_refused_naming_the_field() {
+    let env = Env::new().await;
+    let problems = |err: ProtocolError| match err {
+        ProtocolError::InvalidOptions(options) => options
+            .problems
+            .into_iter()
+            .map(|p| (p.field, p.rule))
+            .collect::<Vec<_>>(),
+        other => panic!("expected InvalidOptions, got {other:?}"),
+    };
+    let mut retry = RetryOptions::new();
+    for n in 0..=MAX_NON_RETRYABLE_ERROR_TYPES {
+        retry = retry.non_retryable(format!("Error{n}"));
+    }
+    let err = env.schedule("many", stc(1).retry(retry)).await.unwrap_err();
+    assert_eq!(
+        problems(err),
+        [(
+            "retry.non_retryable_error_types".to_owned(),
+            "must list at most 100 error types, got 101".to_owned()
+        )]
+    );
+    let long = "E".repeat(MAX_NAME_LEN + 1);
+    let err = env
+        .schedule(
+            "long",
+            stc(1).retry(RetryOptions::new().non_retryable(long)),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        problems(err),
+        [(
+            "retry.non_retryable_error_types[0]".to_owned(),
+            "must be at most 1000 bytes, got 1001".to_owned()
+        )]
+    );
+    let err = env
+        .protocol
+        .schedule_activity(
+            ScheduleActivityRequest::new("greet", vec![], stc(1).task_queue("q".repeat(1001)))
+                .with_activity_id("queue"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(problems(err)[0].0, "task_queue");
+    for id in ["many", "long", "queue"] {
+        assert!(
+            matches!(
+                env.protocol
+                    .describe_execution(ExecutionRef::standalone(id))
+                    .await,
+                Err(ProtocolError::NotFound { .. })
+            ),
+            "`{id}` was not scheduled"
+        );
+    }
 }
 
 #[tokio::test(start_paused = true)]

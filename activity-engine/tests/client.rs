@@ -14,7 +14,7 @@ use activity_core::{
     payload::Payload,
     protocol::{ExecutionState, PollActivityTaskRequest, ProtocolError, TaskTarget},
     registry::registered_activities,
-    ActivityCallError, ActivityError, ActivityProtocol, Client,
+    ActivityCallError, ActivityError, ActivityOptions, ActivityProtocol, Client,
 };
 use activity_engine::{store::sqlite::SqliteStore, Engine, EngineConfig};
 use common::*;
@@ -169,8 +169,14 @@ async fn a_failed_activity_surfaces_type_id_attempts_retry_state_and_cause() {
 #[tokio::test(start_paused = true)]
 async fn client_errors_are_typed() {
     let env = Env::new().await;
-    // No timeout declared anywhere: invalid options, nothing scheduled.
-    let err = bare::call(&env.client).activity_id("b").await.unwrap_err();
+    // No timeout declared anywhere, and none in the options given at run time:
+    // invalid options, nothing scheduled. (Without run-time options the call
+    // does not compile: ui-tests `missing_timeout`.)
+    let err = bare::call(&env.client)
+        .options(ActivityOptions::new())
+        .activity_id("b")
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, ActivityCallError::InvalidOptions(_)),
         "{err:?}"

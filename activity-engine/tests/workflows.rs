@@ -693,7 +693,7 @@ async fn stale_and_foreign_tokens_are_refused_without_effect() {
         matches!(
             err,
             ProtocolError::AlreadyClosed {
-                reason: ClosedReason::ExecutionClosed(ExecutionState::Completed),
+                reason: ClosedReason::WorkflowClosed(WorkflowState::Completed),
                 ..
             }
         ),
@@ -1103,6 +1103,151 @@ async fn cancelling_a_workflow_records_it_cancels_its_activities_and_schedules_a
         .await
         .unwrap_err();
     assert!(matches!(err, ProtocolError::NotFound { .. }), "{err:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn terminating_a_run_closes_it_at_once_with_who_and_why_and_no_code_runs() {
+    let env = Env::new().await;
+    let run = started_with(
+        &env,
+        "doomed",
+        vec![
+            schedule(1, "running", stc(600)),
+            schedule(2, "queued", stc(600)),
+            Command::StartTimer {
+                seq: 1,
+                duration: secs(60),
+            },
+        ],
+    )
+    .await;
+    let running = env.poll_now().await.unwrap();
+    env.complete(&running, "done").await.unwrap();
+    // A task is in a worker's hands when the run is terminated.
+    let in_flight = next_wf(&env, "w").await;
+    let waiter = {
+        let protocol = env.protocol.clone();
+        let run = run.clone();
+        tokio::spawn(async move { protocol.wait_workflow_outcome(run, secs(3600)).await })
+    };
+    let state = env
+        .protocol
+        .terminate_workflow(
+            WorkflowRef::latest("doomed"),
+            "bad deploy".into(),
+            "ops@host".into(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(state, WorkflowState::Terminated);
+    let reason = || "bad deploy".to_owned();
+    assert_eq!(
+        waiter.await.unwrap().unwrap(),
+        Some(WorkflowOutcome::Terminated { reason: reason() })
+    );
+    let h = history(&env, &run).await;
+    assert_eq!(
+        h.last().map(|e| &e.kind),
+        Some(&EventKind::WorkflowTerminated {
+            reason: reason(),
+            identity: "ops@host".into(),
+        })
+    );
+    assert_ids_without_gaps(&h);
+    let d = env.protocol.describe_workflow(run.clone()).await.unwrap();
+    assert_eq!(d.state, WorkflowState::Terminated);
+    assert_eq!(
+        d.outcome,
+        Some(WorkflowOutcome::Terminated { reason: reason() })
+    );
+    assert!(d.close_time.is_some());
+    // No workflow code runs any more: the started task's answer is refused.
+    let err = env
+        .protocol
+        .complete_workflow_task(
+            in_flight.task_token.clone(),
+            vec![Command::CompleteWorkflow { result: json(1) }],
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ProtocolError::AlreadyClosed { .. }),
+        "{err:?}"
+    );
+    // The queued activity is canceled and never dispatched; the timer never fires.
+    assert_eq!(
+        env.describe_execution_state(&run, "queued").await,
+        ExecutionState::Canceled
+    );
+    assert!(env.poll_now().await.is_none());
+    tokio::time::sleep(secs(3600)).await;
+    assert_eq!(history(&env, &run).await, h);
+    assert!(poll_wf(&env, "w", secs(0)).await.is_none());
+    // Terminating a closed run leaves it as it is, and says how it closed.
+    let err = env
+        .protocol
+        .terminate_workflow(run.clone(), "again".into(), "ops@host".into())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        ProtocolError::AlreadyClosed {
+            what: format!("workflow `doomed` run `{}`", run.run_id.clone().unwrap()),
+            reason: ClosedReason::WorkflowClosed(WorkflowState::Terminated),
+        }
+    );
+    assert_eq!(history(&env, &run).await, h);
+    let err = env
+        .protocol
+        .terminate_workflow(WorkflowRef::latest("nobody"), "x".into(), "y".into())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProtocolError::NotFound { .. }), "{err:?}");
+    // The id may be reused at once.
+    let again = start(&env, "doomed").await;
+    assert_ne!(again.run_id, run.run_id);
+}
+
+#[tokio::test(start_paused = true)]
+async fn terminating_a_run_tells_its_started_activity_to_stop() {
+    let env = Env::new().await;
+    let run = started_with(&env, "stop-it", vec![schedule(1, "long", stc(600))]).await;
+    let long = env.poll_now().await.unwrap();
+    env.protocol
+        .terminate_workflow(run.clone(), "stuck".into(), "ops@host".into())
+        .await
+        .unwrap();
+    // Its next heartbeat tells the attempt to stop, and its late result
+    // changes nothing in the closed run.
+    let told = match env.protocol.record_heartbeat(token(&long), None).await {
+        Ok(answer) => answer.cancel_requested,
+        Err(err) => err.cancel_reason().is_some(),
+    };
+    assert!(told, "the started attempt is told to stop");
+    let h = history(&env, &run).await;
+    let _ = env.complete(&long, "late").await;
+    assert_eq!(history(&env, &run).await, h);
+}
+
+#[tokio::test(start_paused = true)]
+async fn describe_shows_the_failing_tasks_count_and_latest_message() {
+    let env = Env::new().await;
+    let run = start(&env, "failing").await;
+    for attempt in 1..=2 {
+        let task = next_wf(&env, "w").await;
+        env.protocol
+            .fail_workflow_task(task.task_token.clone(), format!("broken {attempt}"))
+            .await
+            .unwrap();
+    }
+    let d = env.protocol.describe_workflow(run.clone()).await.unwrap();
+    assert_eq!(d.task_failures, 2);
+    assert_eq!(d.last_task_failure.as_deref(), Some("broken 2"));
+    // A completed task clears them.
+    let task = next_wf(&env, "w").await;
+    complete_wf(&env, &task, vec![]).await;
+    let d = env.protocol.describe_workflow(run).await.unwrap();
+    assert_eq!((d.task_failures, d.last_task_failure), (0, None));
 }
 
 #[tokio::test(start_paused = true)]

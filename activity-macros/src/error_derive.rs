@@ -21,7 +21,18 @@ fn parse_options(attrs: &[Attribute], container: bool, errors: &mut Errors) -> O
             if meta.path.is_ident("non_retryable") {
                 options.non_retryable = true;
             } else if meta.path.is_ident("type") {
-                let lit: LitStr = meta.value()?.parse()?;
+                let value: syn::Expr = meta.value()?.parse()?;
+                let syn::Expr::Lit(syn::ExprLit {
+                    lit: syn::Lit::Str(lit),
+                    ..
+                }) = value
+                else {
+                    errors.at(
+                        &value,
+                        "the error `type` must be a string literal, e.g. `#[activity_error(type = \"payments.Declined\")]`",
+                    );
+                    return Ok(());
+                };
                 if lit.value().trim().is_empty() {
                     errors.at(&lit, "the error `type` must not be empty");
                 } else {
@@ -36,9 +47,14 @@ fn parse_options(attrs: &[Attribute], container: bool, errors: &mut Errors) -> O
                 } else {
                     "non_retryable, type"
                 };
+                let hint = if !container && meta.path.is_ident("crate") {
+                    "; `crate` goes on the type, not on a variant"
+                } else {
+                    ""
+                };
                 errors.at(
                     &meta.path,
-                    format!("unknown key in #[activity_error]; valid keys are: {valid}"),
+                    format!("unknown key in #[activity_error]; valid keys are: {valid}{hint}"),
                 );
                 if meta.input.peek(syn::Token![=]) {
                     meta.value()?.parse::<syn::Expr>()?;

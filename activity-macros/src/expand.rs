@@ -4,12 +4,13 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
-use syn::{spanned::Spanned, ItemFn, Path};
+use syn::{spanned::Spanned, Path};
 
 use crate::{
     attr::{ActivityArgs, NonRetryable, RetryArgs},
     ctxt::Errors,
     duration::DurationLit,
+    item::{FnItem, NotAFn},
     signature::{self, Param, Signature},
 };
 
@@ -34,12 +35,16 @@ pub(crate) fn expand_fn<A>(
     not_a_fn: &str,
     parse_args: fn(TokenStream, &mut Errors) -> syn::Result<A>,
     kind: signature::Kind,
-    generate: fn(&ItemFn, &A, &Signature) -> TokenStream,
+    generate: fn(&FnItem, &A, &Signature) -> TokenStream,
 ) -> TokenStream {
-    let func: ItemFn = match syn::parse2(item.clone()) {
+    let func = match FnItem::parse(item.clone()) {
         Ok(func) => func,
-        Err(_) => {
-            let errors = syn::Error::new(Span::call_site(), not_a_fn).to_compile_error();
+        Err(not_a_fn_at) => {
+            let error = match not_a_fn_at {
+                NotAFn::Other(span) => syn::Error::new(span, not_a_fn),
+                NotAFn::BadSignature(error) => error,
+            };
+            let errors = error.to_compile_error();
             return quote!(#item #errors);
         }
     };
@@ -52,7 +57,7 @@ pub(crate) fn expand_fn<A>(
         }
     };
     let mut sig_errors = Errors::default();
-    let sig = signature::check(&func, kind, &mut sig_errors);
+    let sig = signature::check(&func.sig, kind, &mut sig_errors);
     let expanded = match (args, sig, sig_errors.is_empty()) {
         (Some(args), Some(sig), true) => generate(&func, &args, &sig),
         _ => TokenStream::new(),
@@ -68,7 +73,7 @@ pub(crate) fn expand_fn<A>(
     }
 }
 
-fn generate(func: &ItemFn, args: &ActivityArgs, sig: &Signature) -> TokenStream {
+fn generate(func: &FnItem, args: &ActivityArgs, sig: &Signature) -> TokenStream {
     let krate: Path = args
         .krate
         .clone()
@@ -136,9 +141,17 @@ fn generate(func: &ItemFn, args: &ActivityArgs, sig: &Signature) -> TokenStream 
          Call it with `{ident}::call(&caller, {})` from a workflow, a client or the test environment.",
         arg_name_strs.join(", ")
     );
+    let has_close_timeout = args.start_to_close.is_some() || args.schedule_to_close.is_some();
     let call_doc = format!(
-        "Calls activity `{name}` through `{caller}`; `.await` the returned stub for the result. \
-         Call-site options (`.start_to_close(…)`, `.task_queue(…)`, …) override the definition's, field by field."
+        "Calls activity `{name}` through `{caller}` (a workflow context, `ctx.local()`, a client \
+         or the test environment); `.await` the returned stub for the result. \
+         Call-site options (`.start_to_close(…)`, `.task_queue(…)`, …) override the definition's, field by field.{}",
+        if has_close_timeout {
+            ""
+        } else {
+            " The definition declares no close timeout: set `.start_to_close(…)` or \
+             `.schedule_to_close(…)` before awaiting, or the call does not compile."
+        }
     );
     // Converting the error is checked on the error type, so a type that does not
     // convert is reported there, once.
@@ -158,6 +171,16 @@ fn generate(func: &ItemFn, args: &ActivityArgs, sig: &Signature) -> TokenStream 
     let params_span = func.sig.paren_token.span.join();
     let input_type = quote_spanned!(params_span=> (#(#arg_types,)*));
     let call_ident = syn::Ident::new("call", ident.span());
+    // A call of an activity that declares no close timeout cannot be awaited
+    // until the call site sets one (the engine would refuse it, SEMANTICS 1.1).
+    let (timeouts, stub_new) = if has_close_timeout {
+        (quote!(#krate::caller::CloseTimeoutChecked), quote!(new))
+    } else {
+        (
+            quote!(#krate::caller::NoCloseTimeout),
+            quote!(without_close_timeout),
+        )
+    };
 
     quote! {
         #[doc = #doc]
@@ -172,11 +195,11 @@ fn generate(func: &ItemFn, args: &ActivityArgs, sig: &Signature) -> TokenStream 
             pub const NAME: &'static str = #name;
 
             #[doc = #call_doc]
-            pub fn #call_ident<'c, C: #krate::ActivityCaller>(
+            pub fn #call_ident<'c, C: ?::core::marker::Sized>(
                 #caller: &'c C,
                 #(#arg_names: #arg_types),*
-            ) -> #krate::ActivityStub<'c, C, #ident> {
-                #krate::ActivityStub::new(#caller, (#(#arg_names,)*))
+            ) -> #krate::ActivityStub<'c, C, #ident, #timeouts> {
+                #krate::ActivityStub::#stub_new(#caller, (#(#arg_names,)*))
             }
         }
 

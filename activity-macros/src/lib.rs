@@ -1,8 +1,9 @@
 //! Procedural macros of `activity-core`: `#[activity]`, `#[workflow]`, `#[derive(ActivityError)]`. Use them through `activity_core`, which
 //! re-exports them and documents them with examples.
 //!
-//! Entry points only dispatch: argument parsing lives in `attr`, signature checks
-//! in `signature`, token building in `expand`, the error derive in
+//! Entry points only dispatch: argument parsing lives in `attr`, the annotated
+//! function (its signature parsed, its body kept as tokens) in `item`, signature
+//! checks in `signature`, token building in `expand`, the error derive in
 //! `error_derive`. Every misuse becomes a compile error spanned on the user's
 //! token; on error the user's item is still emitted so that the IDE keeps working.
 
@@ -13,6 +14,7 @@ mod ctxt;
 mod duration;
 mod error_derive;
 mod expand;
+mod item;
 mod signature;
 mod workflow;
 

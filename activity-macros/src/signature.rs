@@ -2,9 +2,7 @@
 
 use proc_macro2::Ident;
 use quote::{format_ident, ToTokens};
-use syn::{
-    visit::Visit, FnArg, GenericArgument, ItemFn, Pat, PathArguments, ReturnType, Type, TypePath,
-};
+use syn::{visit::Visit, FnArg, GenericArgument, Pat, PathArguments, ReturnType, Type, TypePath};
 
 use crate::ctxt::Errors;
 
@@ -72,14 +70,13 @@ pub(crate) const WORKFLOW: Kind = Kind {
 
 /// Checks `func`; every problem goes to `errors`. Returns `None` when the
 /// signature cannot be expanded.
-pub(crate) fn check(func: &ItemFn, kind: Kind, errors: &mut Errors) -> Option<Signature> {
+pub(crate) fn check(sig: &syn::Signature, kind: Kind, errors: &mut Errors) -> Option<Signature> {
     let Kind {
         what,
         context,
         error: error_type,
         ..
     } = kind;
-    let sig = &func.sig;
     let name = &sig.ident;
     if sig.asyncness.is_none() {
         errors.at(
@@ -113,6 +110,7 @@ pub(crate) fn check(func: &ItemFn, kind: Kind, errors: &mut Errors) -> Option<Si
 
     let mut has_context = false;
     let mut params = Vec::new();
+    let mut typed_index = 0;
     for (index, input) in sig.inputs.iter().enumerate() {
         let typed = match input {
             FnArg::Receiver(receiver) => {
@@ -129,9 +127,12 @@ pub(crate) fn check(func: &ItemFn, kind: Kind, errors: &mut Errors) -> Option<Si
             }
             FnArg::Typed(typed) => typed,
         };
+        // `self`, reported on its own, does not count as a parameter before the context.
+        let position = typed_index;
+        typed_index += 1;
         let ty = &*typed.ty;
         if is_named(ty, context) {
-            if index != 0 {
+            if position != 0 {
                 errors.at(
                     ty,
                     format!(

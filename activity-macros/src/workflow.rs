@@ -4,11 +4,12 @@
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
-use syn::{spanned::Spanned, ItemFn, Path};
+use syn::{spanned::Spanned, Path};
 
 use crate::{
     attr::WorkflowArgs,
     expand::{expand_fn, respan},
+    item::FnItem,
     signature::{self, Signature},
 };
 
@@ -23,7 +24,7 @@ pub(crate) fn workflow(args: TokenStream, item: TokenStream) -> TokenStream {
     )
 }
 
-fn generate(func: &ItemFn, args: &WorkflowArgs, sig: &Signature) -> TokenStream {
+fn generate(func: &FnItem, args: &WorkflowArgs, sig: &Signature) -> TokenStream {
     let krate: Path = args
         .krate
         .clone()
@@ -89,7 +90,7 @@ fn generate(func: &ItemFn, args: &WorkflowArgs, sig: &Signature) -> TokenStream 
             pub const NAME: &'static str = #name;
 
             #[doc = #start_doc]
-            pub fn #start_ident<'c, C: #krate::workflow::WorkflowStarter>(
+            pub fn #start_ident<'c, C: ?::core::marker::Sized>(
                 #client: &'c C,
                 #(#arg_names: #arg_types),*
             ) -> #krate::workflow::WorkflowStart<'c, C, #ident> {

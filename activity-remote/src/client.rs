@@ -238,9 +238,9 @@ struct Node {
 /// attempt's outcome, which the engine accepts again when they repeat exactly —
 /// is re-issued on the next node at once, so a long poll in flight on a node
 /// that dies carries on elsewhere and a completion whose answer was lost is
-/// recorded once. Other calls (scheduling, starting a workflow, completing a
-/// workflow task) answer `Unavailable` and the caller's retry goes to the next
-/// node.
+/// recorded once. Other calls (scheduling, starting or terminating a workflow,
+/// completing a workflow task) answer `Unavailable` and the caller's retry goes
+/// to the next node.
 ///
 /// ```no_run
 /// # use std::sync::Arc;
@@ -501,14 +501,32 @@ impl RemoteProtocol {
 }
 
 /// Whether sending `operation` twice has the effect of sending it once (so a
-/// call whose answer was lost may go to another node).
+/// call whose answer was lost may go to another node). Reads, long polls,
+/// heartbeats, cancel requests and registrations are; so are the reports of an
+/// attempt's outcome, which the engine accepts again when they repeat exactly.
+/// Any other operation (scheduling, starting or terminating a workflow,
+/// completing a workflow task, and operations added later until listed here)
+/// answers `Unavailable` instead, and its caller decides.
 fn may_repeat(operation: Operation) -> bool {
-    !matches!(
+    matches!(
         operation,
-        Operation::ScheduleActivity
-            | Operation::StartWorkflow
-            | Operation::CompleteWorkflowTask
-            | Operation::FailWorkflowTask
+        Operation::PollActivityTasks
+            | Operation::RecordHeartbeat
+            | Operation::CompleteActivity
+            | Operation::FailActivity
+            | Operation::ReportCanceled
+            | Operation::RequestCancel
+            | Operation::DescribeExecution
+            | Operation::WaitOutcome
+            | Operation::DescribeTaskQueue
+            | Operation::PollWorkflowTask
+            | Operation::RequestCancelWorkflow
+            | Operation::DescribeWorkflow
+            | Operation::WorkflowHistory
+            | Operation::WaitWorkflowOutcome
+            | Operation::ListWorkflows
+            | Operation::RegisterWorker
+            | Operation::ListTypes
     )
 }
 

@@ -214,6 +214,8 @@ rpcs! {
         fail_workflow_task(FailWorkflowTaskRequest) -> FailWorkflowTaskResponse {};
     RequestCancelWorkflow { workflow } =>
         request_cancel_workflow(RequestCancelWorkflowRequest) -> RequestCancelWorkflowResponse { state };
+    TerminateWorkflow { workflow, reason, identity } =>
+        terminate_workflow(TerminateWorkflowRequest) -> TerminateWorkflowResponse { state };
     DescribeWorkflow { workflow } =>
         describe_workflow(DescribeWorkflowRequest) -> DescribeWorkflowResponse { description };
     WorkflowHistory { workflow } =>

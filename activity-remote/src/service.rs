@@ -191,15 +191,32 @@ impl BearerAuth {
     }
 }
 
-/// The `authorization` value for `token`, checked.
+/// The `authorization` value for `token`, checked: visible ASCII only (an HTTP
+/// header takes other bytes too, but a client in another language, a proxy or a
+/// terminal may not send them back the same way, so both ends refuse them at
+/// start).
 pub(crate) fn bearer_header(token: &str) -> Result<AsciiMetadataValue, String> {
     if token.is_empty() {
         return Err("it is empty".to_owned());
     }
-    MetadataValue::try_from(format!("Bearer {token}")).map_err(|_| {
-        "it must be visible ASCII without control characters (it is sent in an HTTP header)"
-            .to_owned()
-    })
+    if let Some((at, c)) = token
+        .chars()
+        .enumerate()
+        .find(|(_, c)| !c.is_ascii_graphic())
+    {
+        return Err(format!(
+            "character {} is {}: a bearer token must be visible ASCII (letters, digits and \
+             punctuation, no spaces or control characters), as it is sent in an HTTP header",
+            at + 1,
+            match c {
+                ' ' => "a space".to_owned(),
+                c if c.is_control() => format!("the control character {}", c.escape_unicode()),
+                c => format!("`{c}` ({}), not ASCII", c.escape_unicode()),
+            }
+        ));
+    }
+    MetadataValue::try_from(format!("Bearer {token}"))
+        .map_err(|err| format!("it cannot be sent in an HTTP header: {err}"))
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -275,5 +292,28 @@ mod tests {
             BearerAuth::new(Some("line\nbreak")),
             Err(ServeError::InvalidBearerToken { .. })
         ));
+        let refused = |token: &str| match BearerAuth::new(Some(token)) {
+            Err(err) => err.to_string(),
+            Ok(_) => panic!("`{token}` was accepted"),
+        };
+        let non_ascii = refused("s3crét");
+        assert!(
+            non_ascii.contains("character 5 is `é` (\\u{e9}), not ASCII"),
+            "{non_ascii}"
+        );
+        assert!(refused("two words").contains("character 4 is a space"));
+        assert!(refused("tab\tbed").contains("control character \\u{9}"));
+        // The client refuses the same tokens before connecting.
+        for token in ["s3crét", "two words", ""] {
+            let err = crate::RemoteProtocol::connect_lazy(
+                crate::RemoteConfig::new("http://127.0.0.1:1").with_bearer_token(token),
+            )
+            .expect_err("refused");
+            assert!(
+                matches!(err, crate::ConnectError::InvalidBearerToken { .. }),
+                "{err}"
+            );
+        }
+        assert!(BearerAuth::new(Some("Ab0-._~+/=!#$%&'*^`|")).is_ok());
     }
 }

@@ -230,6 +230,7 @@ mod tests {
             ClosedReason::AttemptSuperseded,
             ClosedReason::ExecutionClosed(ExecutionState::TimedOut),
             ClosedReason::ExecutionClosed(ExecutionState::Completed),
+            ClosedReason::WorkflowClosed(activity_core::workflow::WorkflowState::Terminated),
         ] {
             round_trip(ProtocolError::AlreadyClosed {
                 what: "x".into(),

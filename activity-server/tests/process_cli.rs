@@ -379,6 +379,93 @@ async fn workflow_and_task_queue_commands_print_json_that_parses() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_of_an_unknown_type_shows_why_in_describe_and_the_cli_terminates_it() {
+    let s = setup(&[], None).await;
+    let started = s
+        .cli(&[
+            "workflow",
+            "start",
+            "--type",
+            "not_deployed",
+            "--id",
+            "ghost-1",
+            "--task-queue",
+            QUEUE,
+        ])
+        .await;
+    assert!(started.status.success(), "{started:#?}");
+    // The worker fails its task, naming the types it has.
+    let mut described = Value::Null;
+    for _ in 0..100 {
+        described = s
+            .cli(&["workflow", "describe", "--id", "ghost-1", "--json"])
+            .await
+            .json();
+        if described["task_failures"].as_u64() > Some(0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let message = described["last_task_failure"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("workflow type `not_deployed` is not registered")
+            && message.contains("greet_all"),
+        "{described}"
+    );
+    assert_eq!(described["state"], "RUNNING");
+
+    let terminated = s
+        .cli(&[
+            "workflow",
+            "terminate",
+            "--id",
+            "ghost-1",
+            "--reason",
+            "nobody deploys it",
+            "--json",
+        ])
+        .await
+        .json();
+    assert_eq!(terminated["state"], "TERMINATED");
+    let described = s
+        .cli(&["workflow", "describe", "--id", "ghost-1", "--json"])
+        .await
+        .json();
+    assert_eq!(described["state"], "TERMINATED");
+    assert_eq!(
+        described["outcome"],
+        json!({ "status": "TERMINATED", "reason": "nobody deploys it" })
+    );
+    let history = s
+        .cli(&["workflow", "history", "--id", "ghost-1", "--json"])
+        .await
+        .json();
+    let last = history.as_array().and_then(|h| h.last()).cloned();
+    let last = last.expect("events");
+    assert_eq!(last["event"], "WorkflowTerminated");
+    assert_eq!(last["reason"], "nobody deploys it");
+    assert!(
+        last["identity"]
+            .as_str()
+            .is_some_and(|i| i.starts_with("cli-")),
+        "{last}"
+    );
+    let result = s.cli(&["workflow", "result", "--id", "ghost-1"]).await;
+    assert!(!result.status.success(), "{result:#?}");
+    assert_eq!(result.stdout.trim(), "TERMINATED: nobody deploys it");
+    let again = s
+        .cli(&["workflow", "terminate", "--id", "ghost-1", "--reason", "x"])
+        .await;
+    assert!(
+        again
+            .error()
+            .contains("the workflow run is closed (TERMINATED)"),
+        "{again:#?}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_errors_say_what_is_wrong_and_what_to_do() {
     // No server: which address, and how to start one.
     let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -499,6 +586,329 @@ async fn cli_errors_say_what_is_wrong_and_what_to_do() {
     assert!(run.error().contains("invalid task token"), "{run:#?}");
 
     s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activity_start_runs_a_standalone_activity_and_prints_or_waits_for_its_outcome() {
+    let s = setup(&[], None).await;
+    let start = |extra: &[&'static str]| {
+        let mut args = vec![
+            "activity",
+            "start",
+            "--type",
+            "hello",
+            "--task-queue",
+            QUEUE,
+            "--start-to-close",
+            "10s",
+        ];
+        args.extend_from_slice(extra);
+        args
+    };
+
+    // --wait: the outcome, as JSON or as the result's JSON.
+    let done = s
+        .cli(&start(&["--input", r#"["Ada"]"#, "--wait", "--json"]))
+        .await
+        .json();
+    assert_eq!(done["status"], "COMPLETED", "{done:#}");
+    assert_eq!(done["result"], "Hello Ada");
+    assert!(!done["activity_id"].as_str().expect("an id").is_empty());
+    let plain = s.cli(&start(&["--input", r#"["Bob"]"#, "--wait"])).await;
+    assert!(plain.status.success(), "{plain:#?}");
+    assert_eq!(plain.stdout.trim(), r#""Hello Bob""#);
+
+    // Without --wait: the execution, scheduled; it completes on its own.
+    let started = s
+        .cli(&start(&[
+            "--input",
+            r#"["Cy"]"#,
+            "--id",
+            "started-by-cli",
+            "--json",
+        ]))
+        .await
+        .json();
+    assert_eq!(started["activity_id"], "started-by-cli");
+    assert_eq!(started["state"], "SCHEDULED");
+    assert_eq!(started["options"]["start_to_close_ms"], 10_000);
+    let mut described = json!(null);
+    for _ in 0..200 {
+        described = s
+            .cli(&["activity", "describe", "--id", "started-by-cli", "--json"])
+            .await
+            .json();
+        if described["state"] == "COMPLETED" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(described["outcome"]["result"], "Hello Cy", "{described:#}");
+    let human = s
+        .cli(&start(&["--input", r#"["Di"]"#, "--id", "started-2"]))
+        .await;
+    assert!(
+        human
+            .stdout
+            .contains("started activity `started-2` (type `hello`"),
+        "{human:#?}"
+    );
+
+    // A failed execution: its failure, and exit code 1.
+    let failed = s
+        .cli(&[
+            "activity",
+            "start",
+            "--type",
+            "no_such_type",
+            "--task-queue",
+            QUEUE,
+            "--schedule-to-close",
+            "10s",
+            "--maximum-attempts",
+            "1",
+            "--wait",
+            "--json",
+        ])
+        .await;
+    assert_eq!(failed.status.code(), Some(1), "{failed:#?}");
+    let failure: Value = serde_json::from_str(&failed.stdout).expect("JSON on stdout");
+    assert_eq!(failure["status"], "FAILED");
+    assert_eq!(failure["failure"]["retry_state"], "MaximumAttemptsReached");
+    assert_eq!(failure["failure"]["cause"]["type"], "ActivityNotRegistered");
+
+    // Refused before anything is scheduled: no close timeout; an input that
+    // breaks the registered schema.
+    let run = s
+        .cli(&[
+            "activity",
+            "start",
+            "--type",
+            "hello",
+            "--task-queue",
+            QUEUE,
+        ])
+        .await;
+    assert!(
+        run.error().contains("--start-to-close DURATION"),
+        "{run:#?}"
+    );
+    let run = s.cli(&start(&["--input", "[42]", "--id", "typed"])).await;
+    let error = run.error();
+    assert!(error.contains("`input[0] (`name`)`"), "{error}");
+    let missing = s.cli(&["activity", "describe", "--id", "typed"]).await;
+    assert!(missing.error().contains("not found"), "{missing:#?}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_and_messages_escape_control_characters_and_terminal_sequences() {
+    let s = setup(&[], None).await;
+    // A workflow id and argument that would clear the screen, set the terminal's
+    // title and reverse the text after them.
+    let evil_id = "evil\u{1b}[2J\u{1b}]0;owned\u{7}\u{202e}di";
+    let started = s
+        .cli(&[
+            "workflow",
+            "start",
+            "--type",
+            "greet_all",
+            "--id",
+            evil_id,
+            "--task-queue",
+            QUEUE,
+            "--input",
+            r#"[["\u001b[31mred\u009b"], "\u202e!"]"#,
+        ])
+        .await;
+    let result = s
+        .cli(&["workflow", "result", "--id", evil_id, "--wait", "10s"])
+        .await;
+    let list = s.cli(&["workflow", "list"]).await;
+    let history = s.cli(&["workflow", "history", "--id", evil_id]).await;
+    let describe = s.cli(&["workflow", "describe", "--id", evil_id]).await;
+    let missing = s
+        .cli(&["workflow", "describe", "--id", "gone\u{1b}[2J"])
+        .await;
+    for run in [&started, &result, &list, &history, &describe] {
+        assert!(run.status.success(), "{run:#?}");
+        let shown = &run.stdout;
+        assert!(
+            !shown
+                .chars()
+                .any(|c| (c.is_control() && c != '\n') || c == '\u{202e}'),
+            "raw control characters in {shown:?}"
+        );
+    }
+    assert!(
+        list.stdout
+            .contains("evil\\u{1b}[2J\\u{1b}]0;owned\\u{7}\\u{202e}di"),
+        "{}",
+        list.stdout
+    );
+    assert!(
+        history.stdout.contains("\\u001b[31mred\\u{9b}"),
+        "{}",
+        history.stdout
+    );
+    assert!(started.stdout.contains("\\u{1b}[2J"), "{}", started.stdout);
+    // Errors too.
+    let stderr = missing.error();
+    assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
+    assert!(stderr.contains("gone\\u{1b}[2J"), "{stderr}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_json_every_error_is_one_json_document_on_stdout() {
+    let error_of = |run: &CliRun, code: i32| -> Value {
+        assert_eq!(run.status.code(), Some(code), "{run:#?}");
+        assert!(run.stderr.is_empty(), "nothing but JSON: {run:#?}");
+        let document: Value = serde_json::from_str(&run.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {run:#?}"));
+        let error = document["error"].clone();
+        assert!(error["message"].is_string(), "{document:#}");
+        assert!(error["retryable"].is_boolean(), "{document:#}");
+        error
+    };
+    // No server.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", free.local_addr().expect("addr"));
+    drop(free);
+    let error = error_of(
+        &cli(&[
+            "workflow", "describe", "--id", "x", "--server", &url, "--json",
+        ])
+        .await,
+        1,
+    );
+    assert_eq!(error["kind"], "unreachable");
+    assert_eq!(error["endpoint"], url.as_str());
+    assert_eq!(error["retryable"], true);
+    // A bad argument, before connecting.
+    let error = error_of(
+        &cli(&[
+            "activity", "complete", "--token", "zz", "--result", "1", "--json",
+        ])
+        .await,
+        1,
+    );
+    assert_eq!(error["kind"], "invalid_argument");
+    assert_eq!(error["argument"], "--token");
+    // A usage error (clap's), exit code 2.
+    let error = error_of(&cli(&["workflow", "describe", "--json"]).await, 2);
+    assert_eq!(error["kind"], "usage");
+    assert!(
+        error["message"]
+            .as_str()
+            .expect("text")
+            .contains("--id <ID>"),
+        "{error:#}"
+    );
+    // A bearer token that cannot be sent.
+    let error = error_of(
+        &cli(&[
+            "task-queue",
+            "describe",
+            "--name",
+            "q",
+            "--auth-token",
+            "tökén",
+            "--json",
+        ])
+        .await,
+        1,
+    );
+    assert_eq!(error["kind"], "connect");
+    // The server's refusals, with the fields they name.
+    let s = setup(&[], None).await;
+    let error = error_of(
+        &s.cli(&["workflow", "describe", "--id", "nope", "--json"])
+            .await,
+        1,
+    );
+    assert_eq!(error["kind"], "not_found");
+    assert!(error["what"].as_str().expect("what").contains("nope"));
+    let error = error_of(
+        &s.cli(&[
+            "activity",
+            "start",
+            "--type",
+            "hello",
+            "--task-queue",
+            QUEUE,
+            "--start-to-close",
+            "0s",
+            "--json",
+        ])
+        .await,
+        1,
+    );
+    assert_eq!(error["kind"], "invalid_options");
+    assert_eq!(error["problems"][0]["field"], "start_to_close");
+    assert_eq!(error["problems"][0]["rule"], "must be greater than zero");
+    // Help is still help.
+    let help = cli(&["workflow", "--help", "--json"]).await;
+    assert!(help.status.success(), "{help:#?}");
+    assert!(help.stdout.contains("Usage:"), "{help:#?}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bearer_token_that_is_not_visible_ascii_is_refused_at_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("engine.db");
+    let db = db.to_str().expect("a UTF-8 path");
+    let run = cli(&[
+        "serve",
+        "--db",
+        db,
+        "--listen",
+        "127.0.0.1:0",
+        "--token",
+        "s3crét",
+    ])
+    .await;
+    let stderr = run.error();
+    assert!(
+        stderr.contains("invalid bearer token: character 5 is `é`"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("listening"), "{stderr}");
+    let run = cli(&[
+        "task-queue",
+        "describe",
+        "--name",
+        "q",
+        "--auth-token",
+        "two words",
+    ])
+    .await;
+    assert!(
+        run.error()
+            .contains("invalid bearer token: character 4 is a space"),
+        "{run:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_file_another_server_holds_is_named_with_what_holds_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("engine.db");
+    let _first = ServerProcess::start(&path, &[]);
+    let db = path.to_str().expect("a UTF-8 path");
+    let run = cli(&["serve", "--db", db, "--listen", "127.0.0.1:0"]).await;
+    let stderr = run.error();
+    assert!(
+        stderr.contains(&format!(
+            "the database file `{db}` is locked: another engine has it open"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("Unavailable(") && !stderr.contains("Store("),
+        "printed with Display, not Debug: {stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

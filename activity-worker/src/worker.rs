@@ -627,7 +627,7 @@ fn local_deadline(task: &ActivityTask) -> Option<Instant> {
     Some(Instant::now() + remaining)
 }
 
-fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
+pub(crate) fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
     if let Some(text) = panic.downcast_ref::<&str>() {
         (*text).to_owned()
     } else if let Some(text) = panic.downcast_ref::<String>() {

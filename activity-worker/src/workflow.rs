@@ -14,6 +14,13 @@
 //!   command found (nondeterminism); the workflow itself is not failed;
 //! - the last activation is the current task: its commands are the answer.
 //!
+//! The code runs with the context's replay flag set during past activations
+//! (so its logger stays quiet), and under two guards: a panic fails the task
+//! with its message, and code left pending while no future of the context waits
+//! (it awaits a real sleep, I/O, a tokio channel or task) fails the task with a
+//! determinism error instead of hanging (SEMANTICS 3.1). A failed task drops
+//! the instance; the run's next task replays.
+//!
 //! Local activities are run here, between polls of the code, and recorded as
 //! commands; on replay their outcomes come from history and the functions are not
 //! run again. Activities already resolved in history are never scheduled again:
@@ -22,6 +29,7 @@
 use std::{
     collections::{HashMap, VecDeque},
     future::Future,
+    panic::{catch_unwind, AssertUnwindSafe},
     pin::Pin,
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -40,6 +48,8 @@ use activity_core::{
     ActivityContext, ActivityError, ActivityFailure, ActivityProtocol, ApplicationFailure, Failure,
     Payload, Registry, RetryState, TimeoutFailure, TimeoutKind, WorkflowError,
 };
+
+use crate::worker::panic_message;
 
 type RunFuture = Pin<Box<dyn Future<Output = Result<Payload, WorkflowError>> + Send>>;
 
@@ -82,6 +92,25 @@ pub(crate) enum TaskError {
         workflow_type: String,
         run_id: String,
         detail: String,
+    },
+    /// The code waits on a future that the context does not drive (SEMANTICS
+    /// 3.1): nothing would ever wake it.
+    #[error(
+        "determinism error in workflow `{workflow_type}` (run `{run_id}`): it awaited a future not driven by \
+         WorkflowContext (a real sleep, I/O, a tokio channel or a spawned task), which replay cannot \
+         reproduce and nothing would wake: use ctx.sleep for timers, activities for I/O and \
+         signals for messages from outside; the task is retried once fixed code is deployed"
+    )]
+    ForeignAwait {
+        workflow_type: String,
+        run_id: String,
+    },
+    /// The code panicked; the task is retried (the workflow is not failed).
+    #[error("workflow `{workflow_type}` (run `{run_id}`) panicked: {message}")]
+    Panicked {
+        workflow_type: String,
+        run_id: String,
+        message: String,
     },
     #[error("{0}")]
     Invalid(String),
@@ -195,9 +224,11 @@ impl WorkflowExecutor {
         let commands = self.apply(&mut instance, &task, base).await?;
         instance.applied = base + task.history.len();
         instance.expect_completed_at = Some(instance.applied);
-        if instance.future.is_some() {
-            let mut cache = lock(&self.cache);
-            while cache.instances.len() >= cache.capacity.max(1) {
+        // A run still going stays cached, unless the cache holds nothing (then
+        // every task replays the history from the start).
+        let mut cache = lock(&self.cache);
+        if instance.future.is_some() && cache.capacity > 0 {
+            while cache.instances.len() >= cache.capacity {
                 match cache.order.pop_front() {
                     Some(oldest) => {
                         cache.instances.remove(&oldest);
@@ -315,11 +346,24 @@ impl WorkflowExecutor {
     ) -> Result<Vec<Command>, TaskError> {
         let flag = Arc::new(Flag(AtomicBool::new(true)));
         let waker = Waker::from(flag.clone());
+        instance.driver.set_replaying(replay);
         loop {
             if let Some(future) = instance.future.as_mut() {
                 if flag.0.swap(false, Ordering::SeqCst) {
                     let mut cx = Context::from_waker(&waker);
-                    if let Poll::Ready(outcome) = future.as_mut().poll(&mut cx) {
+                    let polled = catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx)));
+                    let polled = match polled {
+                        Ok(polled) => polled,
+                        Err(panic) => {
+                            instance.future = None;
+                            return Err(TaskError::Panicked {
+                                workflow_type: task.workflow_type.clone(),
+                                run_id: task.run_id.clone(),
+                                message: panic_message(panic),
+                            });
+                        }
+                    };
+                    if let Poll::Ready(outcome) = polled {
                         instance.future = None;
                         let command = match outcome {
                             Ok(result) => Command::CompleteWorkflow { result },
@@ -338,7 +382,18 @@ impl WorkflowExecutor {
             }
             let requests = instance.driver.take_local_requests();
             if requests.is_empty() {
-                if instance.future.is_none() || !flag.0.load(Ordering::SeqCst) {
+                if instance.future.is_none() {
+                    break;
+                }
+                if !flag.0.load(Ordering::SeqCst) {
+                    // Pending, and nothing of the context will wake it.
+                    if !instance.driver.waits_on_context() {
+                        instance.future = None;
+                        return Err(TaskError::ForeignAwait {
+                            workflow_type: task.workflow_type.clone(),
+                            run_id: task.run_id.clone(),
+                        });
+                    }
                     break;
                 }
                 continue;

@@ -175,6 +175,24 @@ async fn cancel_activity(ctx: WorkflowContext, wait: bool) -> Result<String, Wor
     }
 }
 
+/// How many times `counted_steps` started from its first line.
+static COUNTED_STEPS_STARTS: AtomicU32 = AtomicU32::new(0);
+
+/// Three activities one after the other: four workflow tasks.
+#[workflow]
+async fn counted_steps(ctx: WorkflowContext, tag: String) -> Result<Vec<String>, WorkflowError> {
+    COUNTED_STEPS_STARTS.fetch_add(1, Ordering::SeqCst);
+    let mut done = Vec::new();
+    for n in 1..=3 {
+        done.push(
+            step::call(&ctx, format!("{tag} {n}"))
+                .task_queue(ACTS)
+                .await?,
+        );
+    }
+    Ok(done)
+}
+
 /// The queue of the activity worker that lives through a whole test, while
 /// workflow workers come and go.
 const ACTS: &str = "acts";
@@ -254,6 +272,16 @@ impl Setup {
     }
 }
 
+/// No workflow task of the run failed (nondeterminism, a guard, a panic).
+fn assert_no_task_failed(history: &[activity_core::workflow::HistoryEvent]) {
+    assert!(
+        !history
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::WorkflowTaskFailed { .. })),
+        "no workflow task failed: {history:#?}"
+    );
+}
+
 async fn stop(
     (handle, running): (ShutdownHandle, tokio::task::JoinHandle<WorkerReport>),
 ) -> WorkerReport {
@@ -320,13 +348,7 @@ async fn select_resolves_the_same_way_on_replay() {
         handle.result().await.unwrap(),
         "after activity: slow done done"
     );
-    let history = handle.history().await.unwrap();
-    assert!(
-        !history
-            .iter()
-            .any(|e| matches!(e.kind, EventKind::WorkflowTaskFailed { .. })),
-        "no nondeterminism on replay: {history:#?}"
-    );
+    assert_no_task_failed(&handle.history().await.unwrap());
     stop(second).await;
 }
 
@@ -500,16 +522,7 @@ async fn nondeterministic_code_fails_the_task_not_the_workflow_and_resumes_when_
     EVOLVING_VERSION.store(2, Ordering::SeqCst);
     let broken = s.spawn("broken");
     s.probe.gate.notify_one();
-    let failure = loop {
-        let history = handle.history().await.unwrap();
-        if let Some(message) = history.iter().find_map(|e| match &e.kind {
-            EventKind::WorkflowTaskFailed { message } => Some(message.clone()),
-            _ => None,
-        }) {
-            break message;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let failure = first_task_failure(&handle).await;
     assert!(failure.contains("nondeterminism"), "{failure}");
     assert!(
         failure.contains("ActivityScheduled(seq 1, `step`)"),
@@ -608,5 +621,324 @@ async fn the_typed_client_describes_and_lists_the_history_of_a_run() {
     for (i, event) in history.iter().enumerate() {
         assert_eq!(event.event_id, i as u64 + 1, "event ids have no gaps");
     }
+    stop(worker).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cache_of_zero_replays_the_history_on_every_task_and_one_of_a_thousand_does_not() {
+    let s = setup().await;
+    for (cache, starts) in [(0, 4), (1000, 1)] {
+        let worker = Worker::builder(s.protocol())
+            .task_queue("main")
+            .identity(format!("cache-{cache}"))
+            .workflow_cache_size(cache)
+            .shared_state(s.probe.clone())
+            .build()
+            .expect("worker builds");
+        let handle = worker.shutdown_handle();
+        let running = tokio::spawn(worker.run_until(std::future::pending()));
+        COUNTED_STEPS_STARTS.store(0, Ordering::SeqCst);
+        let tag = format!("cache {cache}");
+        let run = counted_steps::start(&s.client, tag.clone()).await.unwrap();
+        let result = run.result().await.unwrap();
+        assert_eq!(result.len(), 3);
+        assert_eq!(
+            COUNTED_STEPS_STARTS.load(Ordering::SeqCst),
+            starts,
+            "with a cache of {cache}, the workflow function started {starts} time(s) for its four tasks"
+        );
+        for n in 1..=3 {
+            assert_eq!(
+                s.probe.count(&format!("{tag} {n}")),
+                1,
+                "each activity ran once"
+            );
+        }
+        let history = run.history().await.unwrap();
+        assert!(
+            !history
+                .iter()
+                .any(|e| matches!(e.kind, EventKind::WorkflowTaskFailed { .. })),
+            "every replay matched its history: {history:#?}"
+        );
+        stop((handle, running)).await;
+    }
+}
+
+// ---------------------------------------------------------------- determinism guard
+
+#[workflow]
+async fn real_sleep(ctx: WorkflowContext) -> Result<(), WorkflowError> {
+    step::call(&ctx, "before the real sleep".into())
+        .task_queue(ACTS)
+        .await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    Ok(())
+}
+
+#[workflow]
+async fn tokio_channel(ctx: WorkflowContext) -> Result<Option<u32>, WorkflowError> {
+    let (_sender, mut receiver) = tokio::sync::mpsc::channel::<u32>(1);
+    let _ = ctx;
+    Ok(receiver.recv().await)
+}
+
+#[workflow]
+async fn spawned_task(ctx: WorkflowContext) -> Result<u32, WorkflowError> {
+    let _ = ctx;
+    tokio::spawn(async { 5 })
+        .await
+        .map_err(|e| WorkflowError::application("Join", e))
+}
+
+/// Waits on a context timer and a real sleep together: the timer drives it.
+#[workflow]
+async fn timer_beside_real_sleep(ctx: WorkflowContext) -> Result<bool, WorkflowError> {
+    let real = Box::pin(tokio::time::sleep(Duration::from_secs(3600)));
+    Ok(
+        match select(ctx.sleep(Duration::from_secs(60)), real).await {
+            Either::Left((fired, _)) => fired,
+            Either::Right(_) => false,
+        },
+    )
+}
+
+#[workflow]
+async fn panics(ctx: WorkflowContext) -> Result<(), WorkflowError> {
+    let _ = ctx;
+    panic!("the order book is inconsistent");
+}
+
+/// The first `WorkflowTaskFailed` message of the run, once there is one.
+async fn first_task_failure<W: activity_core::WorkflowDefinition>(
+    handle: &activity_core::WorkflowHandle<W>,
+) -> String {
+    tokio::time::timeout(Duration::from_secs(600), async {
+        loop {
+            let history = handle.history().await.unwrap();
+            if let Some(message) = history.iter().find_map(|e| match &e.kind {
+                EventKind::WorkflowTaskFailed { message } => Some(message.clone()),
+                _ => None,
+            }) {
+                return message;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("a workflow task fails within 10 virtual minutes")
+}
+
+#[tokio::test(start_paused = true)]
+async fn awaiting_a_future_not_driven_by_the_context_fails_the_task_with_a_named_error() {
+    let s = setup().await;
+    let worker = s.spawn("w");
+    let sleeping = real_sleep::start(&s.client).await.unwrap();
+    let channel = tokio_channel::start(&s.client).await.unwrap();
+    let spawned = spawned_task::start(&s.client).await.unwrap();
+    for (workflow, message) in [
+        ("real_sleep", first_task_failure(&sleeping).await),
+        ("tokio_channel", first_task_failure(&channel).await),
+        ("spawned_task", first_task_failure(&spawned).await),
+    ] {
+        assert!(
+            message.contains(&format!("workflow `{workflow}`"))
+                && message.contains("awaited a future not driven by WorkflowContext")
+                && message.contains("use ctx.sleep"),
+            "{message}"
+        );
+    }
+    // The activity before the real sleep ran once; the workflows are not failed.
+    assert_eq!(s.probe.count("before the real sleep"), 1);
+    for state in [
+        sleeping.describe().await.unwrap().state,
+        channel.describe().await.unwrap().state,
+        spawned.describe().await.unwrap().state,
+    ] {
+        assert_eq!(state, WorkflowState::Running);
+    }
+    stop(worker).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_context_future_beside_a_foreign_one_keeps_the_workflow_going() {
+    let s = setup().await;
+    let worker = s.spawn("w");
+    let handle = timer_beside_real_sleep::start(&s.client).await.unwrap();
+    assert!(handle.result().await.unwrap(), "the context timer won");
+    assert_no_task_failed(&handle.history().await.unwrap());
+    stop(worker).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_workflow_fails_its_task_not_the_run_and_the_worker_goes_on() {
+    let s = setup().await;
+    let worker = s.spawn("w");
+    let broken = panics::start(&s.client).await.unwrap();
+    let message = first_task_failure(&broken).await;
+    assert!(
+        message.contains("workflow `panics`") && message.contains("the order book is inconsistent"),
+        "{message}"
+    );
+    assert_eq!(
+        broken.describe().await.unwrap().state,
+        WorkflowState::Running
+    );
+    // The same worker still runs other workflows.
+    let fine = nap::start(&s.client, 1).await.unwrap();
+    assert_eq!(fine.result().await.unwrap(), 3600);
+    stop(worker).await;
+}
+
+// ---------------------------------------------------------------- replay-aware logger
+
+#[workflow]
+async fn logged(ctx: WorkflowContext) -> Result<(), WorkflowError> {
+    let log = ctx.logger();
+    log.info("logged: begin");
+    step::call(&ctx, "logged one".into())
+        .task_queue(ACTS)
+        .await?;
+    log.info(format_args!("logged: after {}", "one"));
+    gated::call(&ctx, "logged two".into())
+        .task_queue(ACTS)
+        .await?;
+    log.warn("logged: after two");
+    Ok(())
+}
+
+/// Collects the messages of `tracing` events with target `workflow`.
+#[derive(Clone, Default)]
+struct WorkflowLines(Arc<Mutex<Vec<String>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for WorkflowLines {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Message(Option<String>);
+        impl tracing::field::Visit for Message {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    self.0 = Some(format!("{value:?}"));
+                }
+            }
+        }
+        if event.metadata().target() == "workflow" {
+            let mut message = Message(None);
+            event.record(&mut message);
+            self.0.lock().unwrap().extend(message.0);
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_workflow_logger_does_not_repeat_lines_on_replay() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let lines = WorkflowLines::default();
+    // The test's runtime runs every task on this thread.
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(lines.clone()));
+    let s = setup().await;
+    let first = s.spawn("first");
+    let handle = logged::start(&s.client).await.unwrap();
+    s.wait_for_run("logged two", 1).await;
+    stop(first).await;
+    // Another worker replays the two activations the first one ran.
+    let second = s.spawn("second");
+    s.probe.gate.notify_one();
+    handle.result().await.unwrap();
+    assert_eq!(
+        *lines.0.lock().unwrap(),
+        ["logged: begin", "logged: after one", "logged: after two"]
+    );
+    stop(second).await;
+}
+
+// ---------------------------------------------------------------- terminate
+
+#[workflow]
+async fn terminated_midway(ctx: WorkflowContext) -> Result<(), WorkflowError> {
+    let _ = until_cancelled::call(&ctx).await;
+    step::call(&ctx, "after the termination".into())
+        .task_queue(ACTS)
+        .await?;
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_terminated_run_closes_at_once_its_activity_stops_and_no_code_runs() {
+    let s = setup().await;
+    let worker = s.spawn("w");
+    let handle = terminated_midway::start(&s.client).await.unwrap();
+    s.wait_for_run("until_cancelled", 1).await;
+    let state = handle.terminate("the operator says so").await.unwrap();
+    assert_eq!(state, WorkflowState::Terminated);
+    let err = handle.result().await.unwrap_err();
+    assert!(
+        matches!(&err, WorkflowCallError::Terminated { reason } if reason == "the operator says so"),
+        "{err}"
+    );
+    // The running activity is cancelled and cleans up.
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while s.probe.cleaned_up.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the activity's context is cancelled within a virtual minute");
+    // No workflow code ran after the termination, and none will.
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(s.probe.count("after the termination"), 0);
+    let history = handle.history().await.unwrap();
+    match &history.last().unwrap().kind {
+        EventKind::WorkflowTerminated { reason, identity } => {
+            assert_eq!(reason, "the operator says so");
+            assert!(identity.starts_with("client-"), "{identity}");
+        }
+        other => panic!("the history ends with {other:?}"),
+    }
+    stop(worker).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_run_of_a_type_no_worker_has_shows_why_in_describe_and_can_be_terminated() {
+    let s = setup().await;
+    let worker = s.spawn("w");
+    let protocol = s.protocol();
+    let run = protocol
+        .start_workflow(activity_core::workflow::StartWorkflowRequest::new(
+            "ghost",
+            "not_deployed",
+            "main",
+            vec![],
+        ))
+        .await
+        .unwrap();
+    let described = tokio::time::timeout(Duration::from_secs(600), async {
+        loop {
+            let d = protocol.describe_workflow(run.clone()).await.unwrap();
+            if d.task_failures > 0 {
+                return d;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the task fails within 10 virtual minutes");
+    let message = described.last_task_failure.unwrap_or_default();
+    assert!(
+        message.contains("workflow type `not_deployed` is not registered")
+            && message.contains("three_steps")
+            && message.contains("terminated_midway"),
+        "the message lists the types the worker has: {message}"
+    );
+    assert_eq!(described.state, WorkflowState::Running);
+    let state = protocol
+        .terminate_workflow(run.clone(), "not deployed".into(), "test".into())
+        .await
+        .unwrap();
+    assert_eq!(state, WorkflowState::Terminated);
+    assert_eq!(
+        protocol.describe_workflow(run).await.unwrap().state,
+        WorkflowState::Terminated
+    );
     stop(worker).await;
 }

@@ -50,7 +50,7 @@ async fn backup(ctx: WorkflowContext, files: u32, budget_ms: u64) -> Result<Stri
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("cancellation-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let engine = Engine::open(EngineConfig::file(dir.join("engine.sqlite"))).await?;

@@ -32,7 +32,7 @@ async fn transcode(ctx: ActivityContext, chunks: u32) -> Result<String, Activity
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("heartbeat-progress-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let engine = Engine::open(EngineConfig::file(dir.join("engine.sqlite"))).await?;

@@ -84,7 +84,7 @@ async fn pipeline(ctx: WorkflowContext, url: String) -> Result<String, WorkflowE
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("media-pipeline-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let engine = Engine::open(EngineConfig::file(dir.join("engine.sqlite"))).await?;

@@ -80,7 +80,7 @@ async fn checkout(ctx: WorkflowContext, order: Order) -> Result<Receipt, Workflo
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> anyhow::Result<()> {
     let path = PathBuf::from("quickstart.sqlite");
     let engine = Engine::open(EngineConfig::file(&path)).await?;
 
@@ -114,7 +114,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let outcome = checkout::start(&client, declined).await?.result().await;
     match outcome {
         Err(err) => println!("checkout -> failed as expected: {err}"),
-        Ok(receipt) => return Err(format!("a declined card was charged: {receipt:?}").into()),
+        Ok(receipt) => anyhow::bail!("a declined card was charged: {receipt:?}"),
     }
 
     let history = handle.history().await?;

@@ -37,7 +37,7 @@ use std::{fmt, marker::PhantomData, sync::Arc, time::Duration};
 use serde::Serialize;
 
 use crate::{
-    caller::{ActivityCaller, ActivityRequest, ActivityStub},
+    caller::{ActivityCaller, ActivityRequest, ActivityStub, CloseTimeout},
     context::TaskToken,
     definition::{ActivityDefinition, BoxFuture},
     failure::{ActivityCallError, ApplicationFailure},
@@ -99,11 +99,11 @@ impl Client {
     }
 
     /// Schedules the activity of `stub` and returns a typed handle to it at once.
-    pub async fn start<A: ActivityDefinition>(
+    pub fn start<A: ActivityDefinition, T: CloseTimeout<A>>(
         &self,
-        stub: ActivityStub<'_, Client, A>,
-    ) -> Result<ActivityHandle<A>, ActivityCallError> {
-        self.start_request(stub.into_request()).await
+        stub: ActivityStub<'_, Client, A, T>,
+    ) -> BoxFuture<'_, Result<ActivityHandle<A>, ActivityCallError>> {
+        Box::pin(self.start_request(stub.into_request()))
     }
 
     /// Schedules `request` and returns a typed handle to it at once.

@@ -261,6 +261,13 @@ operations! {
     /// its code, and its running activities are cancel-requested.
     RequestCancelWorkflow => request_cancel_workflow(workflow: WorkflowRef) -> WorkflowState, Short;
 
+    /// Terminates a running run (SEMANTICS 3.1): `WorkflowTerminated` with the
+    /// reason and the caller's identity closes it at once, no workflow code
+    /// runs, and its open activities are told the workflow closed. Answers
+    /// `Terminated`; a run that had already closed is left as it is and the
+    /// call is refused with `AlreadyClosed` (`WorkflowClosed` with its state).
+    TerminateWorkflow => terminate_workflow(workflow: WorkflowRef, reason: String, identity: String) -> WorkflowState, Short;
+
     /// Describes a run.
     DescribeWorkflow => describe_workflow(workflow: WorkflowRef) -> WorkflowDescription, Short;
 

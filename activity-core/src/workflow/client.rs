@@ -27,6 +27,12 @@ pub enum WorkflowCallError {
     /// The run was canceled.
     #[error("workflow canceled")]
     Canceled,
+    /// The run was terminated.
+    #[error("workflow terminated: {reason}")]
+    Terminated {
+        /// Why, as given by who terminated it.
+        reason: String,
+    },
     /// The engine refused the call (e.g. a running workflow has this id).
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
@@ -56,14 +62,14 @@ impl WorkflowStarter for Client {
 /// A typed start of workflow `W`, built by a generated stub. Set the id and queue,
 /// then `.await` it for a [`WorkflowHandle`].
 #[must_use = "a workflow start does nothing until it is awaited"]
-pub struct WorkflowStart<'c, C: WorkflowStarter, W: WorkflowDefinition> {
+pub struct WorkflowStart<'c, C: ?Sized, W: WorkflowDefinition> {
     starter: &'c C,
     input: W::Input,
     workflow_id: Option<String>,
     task_queue: Option<String>,
 }
 
-impl<'c, C: WorkflowStarter, W: WorkflowDefinition> WorkflowStart<'c, C, W> {
+impl<'c, C: ?Sized, W: WorkflowDefinition> WorkflowStart<'c, C, W> {
     /// A start of `W` with `input` through `starter`.
     pub fn new(starter: &'c C, input: W::Input) -> Self {
         Self {
@@ -87,7 +93,10 @@ impl<'c, C: WorkflowStarter, W: WorkflowDefinition> WorkflowStart<'c, C, W> {
     }
 }
 
-impl<'c, C: WorkflowStarter, W: WorkflowDefinition> IntoFuture for WorkflowStart<'c, C, W> {
+/// Awaiting a start starts the run through the client. Only [`Client`] starts
+/// workflows: any other first argument finds no impl here and is reported
+/// through the `Future` impl below, by its bound's message.
+impl<'c, W: WorkflowDefinition> IntoFuture for WorkflowStart<'c, Client, W> {
     type Output = Result<WorkflowHandle<W>, WorkflowCallError>;
     type IntoFuture = BoxFuture<'c, Self::Output>;
 
@@ -127,6 +136,39 @@ impl<'c, C: WorkflowStarter, W: WorkflowDefinition> IntoFuture for WorkflowStart
             })
         })
     }
+}
+
+/// The bound that makes awaiting a start whose first argument is not a client a
+/// compile error, with this message. Implemented by nothing.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot start workflows",
+    label = "not a workflow starter",
+    note = "pass a client first: `&client`, an `activity_core::Client` (e.g. `Client::new(engine.protocol())`)"
+)]
+pub trait IsWorkflowStarter: sealed::Sealed {}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// Never implemented in fact (the bound holds for no type): see [`IsWorkflowStarter`].
+impl<C: IsWorkflowStarter + ?Sized, W: WorkflowDefinition> std::future::Future
+    for WorkflowStart<'_, C, W>
+{
+    type Output = Result<WorkflowHandle<W>, WorkflowCallError>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::task::Poll::Pending
+    }
+}
+
+/// Who this process is in the histories it writes: `client-<pid>@<host>`.
+pub(crate) fn client_identity() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".to_owned());
+    format!("client-{}@{host}", std::process::id())
 }
 
 fn unique_suffix() -> String {
@@ -201,6 +243,9 @@ impl<W: WorkflowDefinition> WorkflowHandle<W> {
                     return Err(WorkflowCallError::Failed(failure))
                 }
                 Some(WorkflowOutcome::Canceled) => return Err(WorkflowCallError::Canceled),
+                Some(WorkflowOutcome::Terminated { reason }) => {
+                    return Err(WorkflowCallError::Terminated { reason })
+                }
             }
         }
     }
@@ -209,6 +254,20 @@ impl<W: WorkflowDefinition> WorkflowHandle<W> {
     pub async fn cancel(&self) -> Result<WorkflowState, ProtocolError> {
         self.protocol
             .request_cancel_workflow(self.workflow.clone())
+            .await
+    }
+
+    /// Terminates the run at once with `reason` (SEMANTICS 3.1): no workflow code
+    /// runs, its open activities are told the workflow closed, and its history
+    /// ends with `WorkflowTerminated` naming the reason and this process. A run
+    /// that had already closed is left as it is: refused with
+    /// [`ProtocolError::AlreadyClosed`] naming its state.
+    pub async fn terminate(
+        &self,
+        reason: impl Into<String>,
+    ) -> Result<WorkflowState, ProtocolError> {
+        self.protocol
+            .terminate_workflow(self.workflow.clone(), reason.into(), client_identity())
             .await
     }
 

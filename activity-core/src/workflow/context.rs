@@ -24,6 +24,7 @@ use crate::{
     failure::{ActivityCallError, ActivityFailure, CanceledFailure, Failure, RetryState},
     options::{ActivityOptions, CancellationType, ValidatedOptions},
     payload::{ActivityInput, Payload},
+    protocol::ProtocolError,
 };
 
 use super::history::{Command, LocalActivityOutcome};
@@ -73,28 +74,74 @@ impl<T> Default for Slot<T> {
     }
 }
 
+/// Every slot and watcher keeps the count of futures waiting on the context
+/// (`RunState::waiting`) up to date: a workflow whose future is pending while
+/// that count is zero waits on something the context does not drive (the
+/// determinism guard, SEMANTICS 3.1).
 impl<T> Slot<T> {
-    fn resolve(&mut self, value: T) -> bool {
+    fn resolve(&mut self, value: T, waiting: &mut usize) -> bool {
         if self.value.is_some() {
             return false;
         }
         self.value = Some(value);
         if let Some(waker) = self.waker.take() {
+            *waiting -= 1;
             waker.wake();
         }
         true
     }
 
-    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<T>
+    fn poll(&mut self, cx: &mut Context<'_>, waiting: &mut usize) -> Poll<T>
     where
         T: Clone,
     {
         match &self.value {
             Some(value) => Poll::Ready(value.clone()),
             None => {
-                self.waker = Some(cx.waker().clone());
+                if self.waker.replace(cx.waker().clone()).is_none() {
+                    *waiting += 1;
+                }
                 Poll::Pending
             }
+        }
+    }
+
+    /// The future of this slot is gone: nobody waits on it any more.
+    fn forget(&mut self, waiting: &mut usize) {
+        if self.waker.take().is_some() {
+            *waiting -= 1;
+        }
+    }
+
+    fn is_resolved(&self) -> bool {
+        self.value.is_some()
+    }
+}
+
+/// The wakers of the futures waiting for one condition (a cancel request, the
+/// next signal of a name), by future.
+#[derive(Default)]
+struct Watchers {
+    wakers: HashMap<u64, Waker>,
+}
+
+impl Watchers {
+    fn watch(&mut self, id: u64, cx: &Context<'_>, waiting: &mut usize) {
+        if self.wakers.insert(id, cx.waker().clone()).is_none() {
+            *waiting += 1;
+        }
+    }
+
+    fn forget(&mut self, id: u64, waiting: &mut usize) {
+        if self.wakers.remove(&id).is_some() {
+            *waiting -= 1;
+        }
+    }
+
+    fn wake_all(&mut self, waiting: &mut usize) {
+        for (_, waker) in self.wakers.drain() {
+            *waiting -= 1;
+            waker.wake();
         }
     }
 }
@@ -135,7 +182,14 @@ struct RunState {
     info: WorkflowInfo,
     now: SystemTime,
     rng: Rng,
-    cancel_requested: Slot<()>,
+    /// Whether the code runs an activation that history already recorded.
+    replaying: bool,
+    /// Futures of the context that wait (registered a waker) right now.
+    waiting: usize,
+    /// Ids of futures that wait through [`Watchers`].
+    next_watch: u64,
+    cancel_requested: bool,
+    cancel_watchers: Watchers,
     next_activity: u32,
     next_timer: u32,
     next_local: u32,
@@ -219,13 +273,51 @@ impl WorkflowContext {
 
     /// Whether cancellation of the run was requested.
     pub fn is_cancel_requested(&self) -> bool {
-        self.lock().cancel_requested.value.is_some()
+        self.lock().cancel_requested
     }
 
     /// Resolves when cancellation of the run is requested.
-    pub fn cancelled(&self) -> impl Future<Output = ()> + Send + 'static {
-        let ctx = self.clone();
-        std::future::poll_fn(move |cx| ctx.lock().cancel_requested.poll(cx))
+    pub fn cancelled(&self) -> Cancelled {
+        Cancelled {
+            id: self.watch_id(),
+            ctx: self.clone(),
+        }
+    }
+
+    /// Whether the code is replaying an activation that history already
+    /// recorded (after a worker restart or a cache eviction), rather than
+    /// running for the first time. Side effects meant to happen once (a log
+    /// line, a metric) check it; [`logger`](Self::logger) does.
+    pub fn is_replaying(&self) -> bool {
+        self.lock().replaying
+    }
+
+    /// A logger whose lines are emitted once per run, not again on each replay:
+    /// `ctx.logger().info(format_args!("charged {cents}"))`. Lines are `tracing`
+    /// events with target `workflow`, inside the worker's `workflow_task` span
+    /// (workflow type, id and run id).
+    pub fn logger(&self) -> WorkflowLogger {
+        WorkflowLogger { ctx: self.clone() }
+    }
+
+    /// A future of slot `seq` (of the map `slots` picks) is dropped: it no
+    /// longer waits.
+    fn forget<T>(
+        &self,
+        seq: u32,
+        slots: impl FnOnce(&mut RunState) -> (&mut HashMap<u32, Slot<T>>, &mut usize),
+    ) {
+        let mut guard = self.lock();
+        let (slots, waiting) = slots(&mut guard);
+        if let Some(slot) = slots.get_mut(&seq) {
+            slot.forget(waiting);
+        }
+    }
+
+    fn watch_id(&self) -> u64 {
+        let mut state = self.lock();
+        state.next_watch += 1;
+        state.next_watch
     }
 
     /// A durable timer: resolves after `duration` of workflow time.
@@ -257,15 +349,13 @@ pub struct Timer {
 impl Timer {
     /// Cancels the timer if it has not fired; awaiting it then resolves at once.
     pub fn cancel(&self) {
-        let mut state = self.ctx.lock();
-        let fired = state
-            .timers
-            .get(&self.seq)
-            .is_some_and(|slot| slot.value.is_some());
+        let mut guard = self.ctx.lock();
+        let state = &mut *guard;
+        let fired = state.timers.get(&self.seq).is_some_and(Slot::is_resolved);
         if !fired {
             state.commands.push(Command::CancelTimer { seq: self.seq });
             if let Some(slot) = state.timers.get_mut(&self.seq) {
-                slot.resolve(false);
+                slot.resolve(false, &mut state.waiting);
             }
         }
     }
@@ -276,12 +366,87 @@ impl Future for Timer {
     type Output = bool;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
-        let mut state = self.ctx.lock();
+        let mut guard = self.ctx.lock();
+        let state = &mut *guard;
         match state.timers.get_mut(&self.seq) {
-            Some(slot) => slot.poll(cx),
+            Some(slot) => slot.poll(cx, &mut state.waiting),
             None => Poll::Ready(false),
         }
     }
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        self.ctx
+            .forget(self.seq, |s| (&mut s.timers, &mut s.waiting));
+    }
+}
+
+/// The future of [`WorkflowContext::cancelled`]: resolves when cancellation
+/// of the run is requested.
+#[must_use = "a cancellation future does nothing unless awaited"]
+pub struct Cancelled {
+    ctx: WorkflowContext,
+    id: u64,
+}
+
+impl Future for Cancelled {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut guard = self.ctx.lock();
+        let state = &mut *guard;
+        if state.cancel_requested {
+            state.cancel_watchers.forget(self.id, &mut state.waiting);
+            return Poll::Ready(());
+        }
+        state.cancel_watchers.watch(self.id, cx, &mut state.waiting);
+        Poll::Pending
+    }
+}
+
+impl Drop for Cancelled {
+    fn drop(&mut self) {
+        let mut guard = self.ctx.lock();
+        let state = &mut *guard;
+        state.cancel_watchers.forget(self.id, &mut state.waiting);
+    }
+}
+
+/// The replay-aware logger of a workflow ([`WorkflowContext::logger`]): each
+/// method emits a `tracing` event with target `workflow` while the code runs
+/// for the first time, and nothing while it replays.
+#[derive(Clone, Debug)]
+pub struct WorkflowLogger {
+    ctx: WorkflowContext,
+}
+
+macro_rules! log_levels {
+    ($($(#[$doc:meta])* $name:ident => $level:ident;)*) => {
+        impl WorkflowLogger {
+            $(
+                $(#[$doc])*
+                pub fn $name(&self, message: impl fmt::Display) {
+                    if !self.ctx.is_replaying() {
+                        tracing::event!(target: "workflow", tracing::Level::$level, "{message}");
+                    }
+                }
+            )*
+        }
+    };
+}
+
+log_levels! {
+    /// Logs at level ERROR, unless replaying.
+    error => ERROR;
+    /// Logs at level WARN, unless replaying.
+    warn => WARN;
+    /// Logs at level INFO, unless replaying.
+    info => INFO;
+    /// Logs at level DEBUG, unless replaying.
+    debug => DEBUG;
+    /// Logs at level TRACE, unless replaying.
+    trace => TRACE;
 }
 
 /// The future of an activity called from a workflow. `cancel()` requests its
@@ -303,12 +468,9 @@ impl<A: ActivityDefinition> WorkflowActivity<A> {
         let Some(seq) = self.seq else {
             return;
         };
-        let mut state = self.ctx.lock();
-        if state
-            .activities
-            .get(&seq)
-            .is_some_and(|slot| slot.value.is_some())
-        {
+        let mut guard = self.ctx.lock();
+        let state = &mut *guard;
+        if state.activities.get(&seq).is_some_and(Slot::is_resolved) {
             return;
         }
         if self.cancellation_type != CancellationType::Abandon {
@@ -325,7 +487,7 @@ impl<A: ActivityDefinition> WorkflowActivity<A> {
                 Failure::Canceled(CanceledFailure::default()),
             );
             if let Some(slot) = state.activities.get_mut(&seq) {
-                slot.resolve(Err(failure));
+                slot.resolve(Err(failure), &mut state.waiting);
             }
         }
     }
@@ -339,13 +501,16 @@ impl<A: ActivityDefinition> Future for WorkflowActivity<A> {
             return Poll::Ready(Err(err));
         }
         let Some(seq) = self.seq else {
-            return Poll::Pending;
+            return Poll::Ready(Err(internal(
+                "an activity future was polled after it completed",
+            )));
         };
         let outcome = {
-            let mut state = self.ctx.lock();
+            let mut guard = self.ctx.lock();
+            let state = &mut *guard;
             match state.activities.get_mut(&seq) {
-                Some(slot) => slot.poll(cx),
-                None => return Poll::Pending,
+                Some(slot) => slot.poll(cx, &mut state.waiting),
+                None => return Poll::Ready(Err(unknown_seq("activity", seq))),
             }
         };
         outcome.map(|result| match result {
@@ -356,6 +521,25 @@ impl<A: ActivityDefinition> Future for WorkflowActivity<A> {
 }
 
 impl<A: ActivityDefinition> Unpin for WorkflowActivity<A> {}
+
+impl<A: ActivityDefinition> Drop for WorkflowActivity<A> {
+    fn drop(&mut self) {
+        if let Some(seq) = self.seq {
+            self.ctx
+                .forget(seq, |s| (&mut s.activities, &mut s.waiting));
+        }
+    }
+}
+
+fn internal(message: impl Into<String>) -> ActivityCallError {
+    ActivityCallError::Protocol(ProtocolError::Internal {
+        message: message.into(),
+    })
+}
+
+fn unknown_seq(what: &str, seq: u32) -> ActivityCallError {
+    internal(format!("the workflow context has no {what} with seq {seq}"))
+}
 
 impl ActivityCaller for WorkflowContext {
     type Call<'a, A: ActivityDefinition> = WorkflowActivity<A>;
@@ -437,6 +621,14 @@ pub struct LocalActivity<A: ActivityDefinition> {
 
 impl<A: ActivityDefinition> Unpin for LocalActivity<A> {}
 
+impl<A: ActivityDefinition> Drop for LocalActivity<A> {
+    fn drop(&mut self) {
+        if let Some(seq) = self.seq {
+            self.ctx.forget(seq, |s| (&mut s.locals, &mut s.waiting));
+        }
+    }
+}
+
 impl<A: ActivityDefinition> Future for LocalActivity<A> {
     type Output = Result<A::Output, ActivityCallError>;
 
@@ -445,13 +637,16 @@ impl<A: ActivityDefinition> Future for LocalActivity<A> {
             return Poll::Ready(Err(err));
         }
         let Some(seq) = self.seq else {
-            return Poll::Pending;
+            return Poll::Ready(Err(internal(
+                "a local activity future was polled after it completed",
+            )));
         };
         let outcome = {
-            let mut state = self.ctx.lock();
+            let mut guard = self.ctx.lock();
+            let state = &mut *guard;
             match state.locals.get_mut(&seq) {
-                Some(slot) => slot.poll(cx),
-                None => return Poll::Pending,
+                Some(slot) => slot.poll(cx, &mut state.waiting),
+                None => return Poll::Ready(Err(unknown_seq("local activity", seq))),
             }
         };
         outcome.map(|outcome| match outcome {
@@ -548,7 +743,11 @@ impl RunDriver {
                     info,
                     now,
                     rng,
-                    cancel_requested: Slot::default(),
+                    replaying: false,
+                    waiting: 0,
+                    next_watch: 0,
+                    cancel_requested: false,
+                    cancel_watchers: Watchers::default(),
                     next_activity: 0,
                     next_timer: 0,
                     next_local: 0,
@@ -579,17 +778,19 @@ impl RunDriver {
     /// Resolves activity `seq` (completed, or its final failure). Returns whether
     /// it was still pending.
     pub fn resolve_activity(&self, seq: u32, outcome: Result<Payload, ActivityFailure>) -> bool {
-        let mut state = self.ctx.lock();
+        let mut guard = self.ctx.lock();
+        let state = &mut *guard;
         state
             .activities
             .get_mut(&seq)
-            .is_some_and(|slot| slot.resolve(outcome))
+            .is_some_and(|slot| slot.resolve(outcome, &mut state.waiting))
     }
 
     /// Fires timer `seq`. A local activity's backoff timer asks the executor for
     /// its next attempt.
     pub fn fire_timer(&self, seq: u32) -> bool {
-        let mut state = self.ctx.lock();
+        let mut guard = self.ctx.lock();
+        let state = &mut *guard;
         if let Some(local) = state.local_backoffs.remove(&seq) {
             let now = state.now;
             if let Some((request, asked_at)) = state.local_pending.get_mut(&local) {
@@ -603,12 +804,29 @@ impl RunDriver {
         state
             .timers
             .get_mut(&seq)
-            .is_some_and(|slot| slot.resolve(true))
+            .is_some_and(|slot| slot.resolve(true, &mut state.waiting))
     }
 
     /// Marks the run cancel-requested.
     pub fn request_cancel(&self) {
-        self.ctx.lock().cancel_requested.resolve(());
+        let mut guard = self.ctx.lock();
+        let state = &mut *guard;
+        state.cancel_requested = true;
+        state.cancel_watchers.wake_all(&mut state.waiting);
+    }
+
+    /// Sets whether the code now runs an activation that history already
+    /// recorded ([`WorkflowContext::is_replaying`]).
+    pub fn set_replaying(&self, replaying: bool) {
+        self.ctx.lock().replaying = replaying;
+    }
+
+    /// Whether some future of the context waits to be woken (an activity, a
+    /// timer, a local activity, a signal, a cancel request, …). A run whose
+    /// code is pending while this is `false` waits on something the context
+    /// does not drive, and would never be woken.
+    pub fn waits_on_context(&self) -> bool {
+        self.ctx.lock().waiting > 0
     }
 
     /// Remembers a local activity outcome found in history, so that the
@@ -651,7 +869,8 @@ impl RunDriver {
     /// a durable timer, and when the timer fires the executor is asked for the
     /// next attempt ([`take_local_requests`](Self::take_local_requests)).
     pub fn resolve_local(&self, seq: u32, activity_type: &str, outcome: LocalActivityOutcome) {
-        let mut state = self.ctx.lock();
+        let mut guard = self.ctx.lock();
+        let state = &mut *guard;
         state.commands.push(Command::RecordLocalActivity {
             seq,
             activity_type: activity_type.to_owned(),
@@ -675,7 +894,7 @@ impl RunDriver {
         }
         state.local_pending.remove(&seq);
         if let Some(slot) = state.locals.get_mut(&seq) {
-            slot.resolve(outcome);
+            slot.resolve(outcome, &mut state.waiting);
         }
     }
 

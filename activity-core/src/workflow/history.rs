@@ -181,6 +181,14 @@ pub enum EventKind {
     },
     /// Command event: the run acknowledged its cancellation.
     WorkflowCanceled,
+    /// The run was terminated: closed at once, no workflow code ran for it
+    /// (SEMANTICS 3.1).
+    WorkflowTerminated {
+        /// Why, as given by who terminated it.
+        reason: String,
+        /// Who terminated it (a client's identity, the CLI's user and host).
+        identity: String,
+    },
 }
 
 impl EventKind {
@@ -220,6 +228,7 @@ impl EventKind {
             EventKind::WorkflowCompleted { .. } => "WorkflowCompleted",
             EventKind::WorkflowFailed { .. } => "WorkflowFailed",
             EventKind::WorkflowCanceled => "WorkflowCanceled",
+            EventKind::WorkflowTerminated { .. } => "WorkflowTerminated",
         }
     }
 }
@@ -435,6 +444,8 @@ pub enum WorkflowState {
     Failed,
     /// Final: canceled.
     Canceled,
+    /// Final: terminated (closed from outside, no workflow code ran for it).
+    Terminated,
 }
 
 impl WorkflowState {
@@ -450,6 +461,7 @@ impl WorkflowState {
             WorkflowState::Completed => "COMPLETED",
             WorkflowState::Failed => "FAILED",
             WorkflowState::Canceled => "CANCELED",
+            WorkflowState::Terminated => "TERMINATED",
         }
     }
 
@@ -460,6 +472,7 @@ impl WorkflowState {
             "COMPLETED" => WorkflowState::Completed,
             "FAILED" => WorkflowState::Failed,
             "CANCELED" => WorkflowState::Canceled,
+            "TERMINATED" => WorkflowState::Terminated,
             _ => return None,
         })
     }
@@ -480,6 +493,23 @@ pub enum WorkflowOutcome {
     Failed(WorkflowFailure),
     /// Canceled.
     Canceled,
+    /// Terminated, for this reason.
+    Terminated {
+        /// Why, as given by who terminated it.
+        reason: String,
+    },
+}
+
+impl WorkflowOutcome {
+    /// The state a run with this outcome is in.
+    pub fn state(&self) -> WorkflowState {
+        match self {
+            WorkflowOutcome::Completed(_) => WorkflowState::Completed,
+            WorkflowOutcome::Failed(_) => WorkflowState::Failed,
+            WorkflowOutcome::Canceled => WorkflowState::Canceled,
+            WorkflowOutcome::Terminated { .. } => WorkflowState::Terminated,
+        }
+    }
 }
 
 /// Start a workflow run.
@@ -573,6 +603,13 @@ pub struct WorkflowDescription {
     pub history_length: u64,
     /// The outcome, once final.
     pub outcome: Option<WorkflowOutcome>,
+    /// Consecutive workflow tasks that failed (nondeterminism, a determinism
+    /// guard, a panic, a workflow type the worker does not have); 0 once a
+    /// task completes.
+    pub task_failures: u32,
+    /// The message of the latest of those failures, e.g. "workflow type `x`
+    /// is not registered on this worker; registered types: [a, b]".
+    pub last_task_failure: Option<String>,
 }
 
 impl WorkflowDescription {
@@ -597,6 +634,8 @@ impl WorkflowDescription {
             cancel_requested: false,
             history_length: 0,
             outcome: None,
+            task_failures: 0,
+            last_task_failure: None,
         }
     }
 }

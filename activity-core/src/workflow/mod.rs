@@ -11,6 +11,15 @@
 //! its [`WorkflowContext`], waits only on what the context gives (activities,
 //! local activities, timers) and combines futures with deterministic combinators
 //! ([`join_all`], [`select`], [`select_all`]; `tokio::select!` only with `biased;`).
+//! Code that waits on anything else (a real sleep, I/O, a tokio channel or
+//! task) would never be woken by the worker: the worker detects it and fails
+//! the workflow task with a determinism error naming the workflow (SEMANTICS
+//! 3.1), as it fails a task whose code panics; the run itself is not failed
+//! and resumes once fixed code is deployed.
+//!
+//! The code of a run is replayed after a worker restart or a cache eviction:
+//! [`WorkflowContext::logger`] logs a line once, not again on each replay, and
+//! [`WorkflowContext::is_replaying`] tells other once-only side effects apart.
 
 mod client;
 mod context;
@@ -21,10 +30,12 @@ use std::{fmt, future::IntoFuture};
 
 use serde::{Deserialize, Serialize};
 
-pub use client::{WorkflowCallError, WorkflowHandle, WorkflowStart, WorkflowStarter};
+pub use client::{
+    IsWorkflowStarter, WorkflowCallError, WorkflowHandle, WorkflowStart, WorkflowStarter,
+};
 pub use context::{
-    LocalActivities, LocalActivity, LocalActivityRequest, RunDriver, Timer, WorkflowActivity,
-    WorkflowContext, WorkflowInfo,
+    Cancelled, LocalActivities, LocalActivity, LocalActivityRequest, RunDriver, Timer,
+    WorkflowActivity, WorkflowContext, WorkflowInfo, WorkflowLogger,
 };
 pub use futures_util::future::Either;
 pub use history::{

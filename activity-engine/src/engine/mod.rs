@@ -228,9 +228,10 @@ impl EngineConfig {
 #[non_exhaustive]
 pub enum EngineError {
     /// The store could not be opened or read; retryable when the store says so
-    /// ([`StoreError::is_retryable`]).
+    /// ([`StoreError::is_retryable`]). Its message is part of this one (so it
+    /// is not also given as the error's source, which would print it twice).
     #[error("cannot open the store: {0}")]
-    Store(#[from] StoreError),
+    Store(StoreError),
     /// The configuration is invalid. Not retryable.
     #[error("invalid engine configuration: `{field}` {message}")]
     Config {
@@ -239,6 +240,12 @@ pub enum EngineError {
         /// The rule it breaks.
         message: String,
     },
+}
+
+impl From<StoreError> for EngineError {
+    fn from(err: StoreError) -> Self {
+        EngineError::Store(err)
+    }
 }
 
 impl EngineError {
@@ -414,17 +421,16 @@ impl Engine {
         let key = store::run(
             &*store,
             |tx: &mut dyn Tx| -> Result<[u8; KEY_LEN], StoreError> {
-                if let Some(bytes) = tx.meta_get("task_token_key")? {
-                    return <[u8; KEY_LEN]>::try_from(bytes.as_slice()).map_err(|_| {
-                        StoreError::Corrupt(format!(
-                            "the task-token key is {} bytes, expected {KEY_LEN}",
-                            bytes.len()
-                        ))
-                    });
-                }
-                let key = TokenSigner::generate_key()?;
-                tx.meta_put("task_token_key", &key)?;
-                Ok(key)
+                // The first engine on the store makes the key; every other
+                // one (another node of a shared database) reads it.
+                let candidate = TokenSigner::generate_key()?;
+                let bytes = tx.meta_get_or_put("task_token_key", &candidate)?;
+                <[u8; KEY_LEN]>::try_from(bytes.as_slice()).map_err(|_| {
+                    StoreError::Corrupt(format!(
+                        "the task-token key is {} bytes, expected {KEY_LEN}",
+                        bytes.len()
+                    ))
+                })
             },
         )
         .await?;
@@ -573,12 +579,7 @@ impl Engine {
         max: usize,
     ) -> Result<Vec<ActivityTask>, ProtocolError> {
         check_name("task_queue", &request.task_queue)?;
-        if request.identity.len() > MAX_ID_LEN {
-            return Err(ProtocolError::invalid_argument(
-                "identity",
-                format!("must be at most {MAX_ID_LEN} bytes"),
-            ));
-        }
+        check_identity(&request.identity)?;
         if let Some(rate) = request.max_task_queue_activities_per_second {
             if !(rate.is_finite() && rate > 0.0) {
                 return Err(ProtocolError::invalid_argument(
@@ -722,12 +723,7 @@ impl Engine {
 /// Registered types (module `types`).
 impl Engine {
     async fn register(&self, registration: WorkerRegistration) -> Result<(), ProtocolError> {
-        if registration.identity.len() > MAX_ID_LEN {
-            return Err(ProtocolError::invalid_argument(
-                "identity",
-                format!("must be at most {MAX_ID_LEN} bytes"),
-            ));
-        }
+        check_identity(&registration.identity)?;
         for (i, queue) in registration.task_queues.iter().enumerate() {
             check_name(&format!("task_queues[{i}]"), queue)?;
         }
@@ -786,12 +782,7 @@ impl Engine {
         request: PollWorkflowTaskRequest,
     ) -> Result<Option<WorkflowTask>, ProtocolError> {
         check_name("task_queue", &request.task_queue)?;
-        if request.identity.len() > MAX_ID_LEN {
-            return Err(ProtocolError::invalid_argument(
-                "identity",
-                format!("must be at most {MAX_ID_LEN} bytes"),
-            ));
-        }
+        check_identity(&request.identity)?;
         let identity = if request.identity.is_empty() {
             "unknown".to_owned()
         } else {
@@ -1095,6 +1086,16 @@ fn check_name(field: &str, value: &str) -> Result<(), ProtocolError> {
     Ok(())
 }
 
+fn check_identity(identity: &str) -> Result<(), ProtocolError> {
+    if identity.len() > MAX_ID_LEN {
+        return Err(ProtocolError::invalid_argument(
+            "identity",
+            format!("must be at most {MAX_ID_LEN} bytes"),
+        ));
+    }
+    Ok(())
+}
+
 fn random_id() -> Result<String, ProtocolError> {
     let mut bytes = [0_u8; 16];
     getrandom::fill(&mut bytes).map_err(|e| ProtocolError::Unavailable {
@@ -1223,12 +1224,30 @@ impl Engine {
             .await
     }
 
+    async fn terminate_run(
+        &self,
+        workflow: WorkflowRef,
+        reason: String,
+        identity: String,
+    ) -> Result<WorkflowState, ProtocolError> {
+        check_identity(&identity)?;
+        self.check_payload(|| "the termination reason".into(), reason.len())?;
+        let now = self.now_ms();
+        self.run(move |tx, fx| workflows::terminate(tx, fx, &workflow, reason, identity, now))
+            .await
+    }
+
     async fn describe_run(
         &self,
         workflow: WorkflowRef,
     ) -> Result<WorkflowDescription, ProtocolError> {
-        self.run(move |tx, _| workflows::find_run(tx, &workflow).map(|r| workflows::describe(&r)))
-            .await
+        self.run(move |tx, _| {
+            let run = workflows::find_run(tx, &workflow)?;
+            let mut description = workflows::describe(&run);
+            description.last_task_failure = workflows::last_task_failure(tx, &run)?;
+            Ok(description)
+        })
+        .await
     }
 
     async fn history(&self, workflow: WorkflowRef) -> Result<Vec<HistoryEvent>, ProtocolError> {
@@ -1347,6 +1366,15 @@ impl ActivityProtocol for Engine {
                 span!("request_cancel_workflow", workflow = %workflow),
                 self.cancel_run(workflow),
                 Rs::RequestCancelWorkflow,
+            ),
+            Rq::TerminateWorkflow {
+                workflow,
+                reason,
+                identity,
+            } => answer(
+                span!("terminate_workflow", workflow = %workflow, identity = %identity),
+                self.terminate_run(workflow, reason, identity),
+                Rs::TerminateWorkflow,
             ),
             Rq::DescribeWorkflow { workflow } => answer(
                 span!("describe_workflow", workflow = %workflow),

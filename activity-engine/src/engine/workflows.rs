@@ -40,7 +40,7 @@ use activity_core::{
     failure::{ActivityFailure, ApplicationFailure, Failure, RetryState},
     options::ActivityOptions,
     payload::Payload,
-    protocol::{ClosedReason, ExecutionOutcome, ExecutionState, ProtocolError},
+    protocol::{ClosedReason, ExecutionOutcome, ProtocolError},
     workflow::{
         Command, EventKind, HistoryEvent, ListWorkflowsRequest, WorkflowDescription,
         WorkflowOutcome, WorkflowRef, WorkflowState, WorkflowSummary, WorkflowTask,
@@ -337,15 +337,6 @@ pub(crate) fn claim(
     )))
 }
 
-fn execution_state(state: WorkflowState) -> ExecutionState {
-    match state {
-        WorkflowState::Running => ExecutionState::Started,
-        WorkflowState::Completed => ExecutionState::Completed,
-        WorkflowState::Failed => ExecutionState::Failed,
-        WorkflowState::Canceled => ExecutionState::Canceled,
-    }
-}
-
 /// The run whose current, started workflow task `token` designates.
 fn started_task(
     tx: &mut dyn Tx,
@@ -368,7 +359,7 @@ fn started_task(
     if run.state.is_final() {
         return Err(ProtocolError::AlreadyClosed {
             what,
-            reason: ClosedReason::ExecutionClosed(execution_state(run.state)),
+            reason: ClosedReason::WorkflowClosed(run.state),
         });
     }
     if task == run.task_seq && run.task_state == WorkflowTaskState::Started {
@@ -597,11 +588,7 @@ fn close_run(
     outcome: WorkflowOutcome,
     now: i64,
 ) -> Result<(), ProtocolError> {
-    run.state = match &outcome {
-        WorkflowOutcome::Completed(_) => WorkflowState::Completed,
-        WorkflowOutcome::Failed(_) => WorkflowState::Failed,
-        WorkflowOutcome::Canceled => WorkflowState::Canceled,
-    };
+    run.state = outcome.state();
     run.outcome = Some(outcome);
     run.closed_at = Some(now);
     run.task_state = WorkflowTaskState::Idle;
@@ -744,6 +731,38 @@ pub(crate) fn request_cancel(
     Ok(run.state)
 }
 
+/// Terminates a running run: `WorkflowTerminated` (with who and why), then
+/// the run closes as [`close_run`] closes it; a started task's answer will be
+/// refused. A closed run is left as it is: refused as already closed.
+pub(crate) fn terminate(
+    tx: &mut dyn Tx,
+    fx: &mut Effects,
+    workflow: &WorkflowRef,
+    reason: String,
+    identity: String,
+    now: i64,
+) -> Result<WorkflowState, ProtocolError> {
+    let mut run = find_run(tx, workflow)?;
+    if run.state.is_final() {
+        return Err(ProtocolError::AlreadyClosed {
+            what: format!("workflow `{}` run `{}`", run.workflow_id, run.run_id),
+            reason: ClosedReason::WorkflowClosed(run.state),
+        });
+    }
+    append(
+        tx,
+        &mut run,
+        now,
+        EventKind::WorkflowTerminated {
+            reason: reason.clone(),
+            identity,
+        },
+    )?;
+    tracing::debug!(workflow_id = %run.workflow_id, run_id = %run.run_id, %reason, "workflow run terminated");
+    close_run(tx, fx, run, WorkflowOutcome::Terminated { reason }, now)?;
+    Ok(WorkflowState::Terminated)
+}
+
 /// Describes a run.
 pub(crate) fn describe(run: &RunRecord) -> WorkflowDescription {
     let mut d = WorkflowDescription::new(
@@ -758,7 +777,31 @@ pub(crate) fn describe(run: &RunRecord) -> WorkflowDescription {
     d.cancel_requested = run.cancel_requested;
     d.history_length = run.history_length;
     d.outcome = run.outcome.clone();
+    d.task_failures = run.task_failures;
     d
+}
+
+/// The message of the run's latest `WorkflowTaskFailed`, when its latest tasks
+/// failed; read from the end of its history.
+pub(crate) fn last_task_failure(
+    tx: &mut dyn Tx,
+    run: &RunRecord,
+) -> Result<Option<String>, ProtocolError> {
+    if run.task_failures == 0 {
+        return Ok(None);
+    }
+    let latest = |events: Vec<HistoryEvent>| {
+        events.into_iter().rev().find_map(|e| match e.kind {
+            EventKind::WorkflowTaskFailed { message } => Some(message),
+            _ => None,
+        })
+    };
+    // A failure is followed by the events buffered meanwhile and the next task's.
+    let tail = tx.history_after(run.key, run.history_length.saturating_sub(16))?;
+    match latest(tail) {
+        Some(message) => Ok(Some(message)),
+        None => Ok(latest(tx.history(run.key)?)),
+    }
 }
 
 /// Runs, newest first, as the protocol answers them; the limit is bounded to

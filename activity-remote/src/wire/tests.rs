@@ -306,6 +306,7 @@ fn workflow_outcome() -> impl Strategy<Value = WorkflowOutcome> {
         payload().prop_map(WorkflowOutcome::Completed),
         workflow_failure().prop_map(WorkflowOutcome::Failed),
         Just(WorkflowOutcome::Canceled),
+        text().prop_map(|reason| WorkflowOutcome::Terminated { reason }),
     ]
 }
 
@@ -350,6 +351,8 @@ fn event_kind() -> impl Strategy<Value = EventKind> {
         payload().prop_map(|result| EventKind::WorkflowCompleted { result }),
         workflow_failure().prop_map(|failure| EventKind::WorkflowFailed { failure }),
         Just(EventKind::WorkflowCanceled),
+        (text(), text())
+            .prop_map(|(reason, identity)| EventKind::WorkflowTerminated { reason, identity }),
     ]
 }
 
@@ -395,6 +398,7 @@ fn workflow_state() -> impl Strategy<Value = WorkflowState> {
         Just(WorkflowState::Completed),
         Just(WorkflowState::Failed),
         Just(WorkflowState::Canceled),
+        Just(WorkflowState::Terminated),
     ]
 }
 
@@ -407,12 +411,16 @@ prop_compose! {
         cancel_requested in any::<bool>(),
         history_length in any::<u64>(),
         outcome in option::of(workflow_outcome()),
+        task_failures in any::<u32>(),
+        last_task_failure in option::of(text()),
     ) -> WorkflowDescription {
         let mut d = WorkflowDescription::new(&names[0], &names[1], &names[2], &names[3], state, start);
         d.close_time = close;
         d.cancel_requested = cancel_requested;
         d.history_length = history_length;
         d.outcome = outcome;
+        d.task_failures = task_failures;
+        d.last_task_failure = last_task_failure;
         d
     }
 }
@@ -473,6 +481,7 @@ fn closed_reason() -> impl Strategy<Value = ClosedReason> {
         timeout_kind().prop_map(ClosedReason::AttemptTimedOut),
         Just(ClosedReason::AttemptSuperseded),
         execution_state().prop_map(ClosedReason::ExecutionClosed),
+        workflow_state().prop_map(ClosedReason::WorkflowClosed),
     ]
 }
 
@@ -552,6 +561,13 @@ fn request() -> impl Strategy<Value = ProtocolRequest> {
             .prop_map(|(token, commands)| R::CompleteWorkflowTask { token, commands }),
         (token(), text()).prop_map(|(token, message)| R::FailWorkflowTask { token, message }),
         workflow_ref().prop_map(|workflow| R::RequestCancelWorkflow { workflow }),
+        (workflow_ref(), text(), text()).prop_map(|(workflow, reason, identity)| {
+            R::TerminateWorkflow {
+                workflow,
+                reason,
+                identity,
+            }
+        }),
         workflow_ref().prop_map(|workflow| R::DescribeWorkflow { workflow }),
         workflow_ref().prop_map(|workflow| R::WorkflowHistory { workflow }),
         (workflow_ref(), duration())
@@ -602,6 +618,7 @@ fn response() -> impl Strategy<Value = ProtocolResponse> {
         Just(R::CompleteWorkflowTask(())),
         Just(R::FailWorkflowTask(())),
         workflow_state().prop_map(R::RequestCancelWorkflow),
+        workflow_state().prop_map(R::TerminateWorkflow),
         workflow_description().prop_map(R::DescribeWorkflow),
         history().prop_map(R::WorkflowHistory),
         option::of(workflow_outcome()).prop_map(R::WaitWorkflowOutcome),

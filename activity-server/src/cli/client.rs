@@ -11,7 +11,10 @@ use std::{
 
 use activity_core::{
     failure::ApplicationFailure,
-    protocol::{ExecutionRef, TaskTarget},
+    options::ActivityOptions,
+    protocol::{
+        ExecutionOutcome, ExecutionRef, ExecutionState, ScheduleActivityRequest, TaskTarget,
+    },
     workflow::history::{ListWorkflowsRequest, StartWorkflowRequest, WorkflowOutcome, WorkflowRef},
     ActivityProtocol, Payload, TaskToken,
 };
@@ -19,8 +22,8 @@ use activity_remote::{ConnectError, RemoteConfig, RemoteProtocol};
 use serde_json::{json, Value};
 
 use super::{
-    view, ActivityCommand, AttemptTarget, CliError, Connection, ExecutionTarget, TaskQueueCommand,
-    TypesCommand, WorkflowCommand, WorkflowTarget,
+    view, ActivityCommand, AttemptTarget, CliError, Connection, ExecutionTarget, StartActivity,
+    TaskQueueCommand, TypesCommand, WorkflowCommand, WorkflowTarget,
 };
 
 /// Longest single long poll while waiting for a result.
@@ -63,7 +66,8 @@ fn print(connection: &Connection, value: &Value, human: &str) -> Result<(), CliE
         let text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
         writeln!(stdout, "{text}")?;
     } else {
-        write!(stdout, "{human}")?;
+        // Names and payloads in the text cannot drive the terminal.
+        write!(stdout, "{}", view::escape(human, true))?;
         if !human.ends_with('\n') {
             writeln!(stdout)?;
         }
@@ -126,6 +130,13 @@ fn attempt(target: AttemptTarget, workflow_id: Option<String>) -> Result<TaskTar
     }
 }
 
+/// Who runs this command, as histories record it: `cli-<user>@<host>`.
+fn cli_identity() -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned());
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".to_owned());
+    format!("cli-{user}@{host}")
+}
+
 /// `workflow …`
 pub(crate) async fn workflow(
     connection: &Connection,
@@ -182,6 +193,9 @@ pub(crate) async fn workflow(
                     (format!("FAILED: {failure}"), ExitCode::FAILURE)
                 }
                 WorkflowOutcome::Canceled => ("CANCELED".to_owned(), ExitCode::FAILURE),
+                WorkflowOutcome::Terminated { reason } => {
+                    (format!("TERMINATED: {reason}"), ExitCode::FAILURE)
+                }
             };
             print(connection, &value, &human)?;
             return Ok(code);
@@ -196,6 +210,17 @@ pub(crate) async fn workflow(
             });
             let human = format!("cancellation requested: {workflow} is {state}");
             print(connection, &value, &human)?;
+        }
+        WorkflowCommand::Terminate { target, reason } => {
+            let workflow = workflow_ref(target);
+            let state = protocol
+                .terminate_workflow(workflow.clone(), reason, cli_identity())
+                .await?;
+            let value = json!({
+                "workflow_id": workflow.workflow_id,
+                "state": state.as_str(),
+            });
+            print(connection, &value, &format!("{workflow} terminated"))?;
         }
         WorkflowCommand::History(target) => {
             let events = protocol.workflow_history(workflow_ref(target)).await?;
@@ -272,14 +297,19 @@ pub(crate) async fn workflow(
     Ok(ExitCode::SUCCESS)
 }
 
-/// `--input`: a JSON array, one element per workflow argument.
+/// `--input` of a workflow: a JSON array, one element per argument.
 fn start_input(text: &str) -> Result<Vec<Payload>, CliError> {
-    match parse_json("--input", text)? {
-        Value::Array(items) => items.iter().map(|v| payload_of("--input", v)).collect(),
+    arguments_of("--input", text, "workflow")
+}
+
+/// A JSON array of arguments, one payload per element (`what`: whose arguments).
+fn arguments_of(arg: &'static str, text: &str, what: &str) -> Result<Vec<Payload>, CliError> {
+    match parse_json(arg, text)? {
+        Value::Array(items) => items.iter().map(|v| payload_of(arg, v)).collect(),
         other => Err(CliError::InvalidArg {
-            arg: "--input",
+            arg,
             message: format!(
-                "must be a JSON array with one element per workflow argument \
+                "must be a JSON array with one element per {what} argument \
                  (e.g. '[\"ada\", 3]', or '[]' for none), got {}",
                 kind_of(&other)
             ),
@@ -332,6 +362,7 @@ pub(crate) async fn activity(
     command: ActivityCommand,
 ) -> Result<ExitCode, CliError> {
     match command {
+        ActivityCommand::Start(start) => return start_activity(connection, start).await,
         ActivityCommand::Complete {
             target,
             workflow_id,
@@ -409,6 +440,71 @@ pub(crate) async fn activity(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `activity start`: schedules a standalone activity; with `--wait`, long-polls
+/// for its outcome.
+async fn start_activity(
+    connection: &Connection,
+    start: StartActivity,
+) -> Result<ExitCode, CliError> {
+    // Arguments are checked before connecting: a typo needs no server.
+    let input = arguments_of("--input", &start.input, "activity")?;
+    if start.start_to_close.is_none() && start.schedule_to_close.is_none() {
+        return Err(CliError::InvalidArg {
+            arg: "--start-to-close",
+            message: "a standalone activity needs a close timeout: give --start-to-close \
+                      DURATION (one attempt) or --schedule-to-close DURATION (all attempts), \
+                      e.g. --start-to-close 30s"
+                .to_owned(),
+        });
+    }
+    let mut options = ActivityOptions::new().task_queue(start.task_queue.clone());
+    options.start_to_close = start.start_to_close;
+    options.schedule_to_close = start.schedule_to_close;
+    options.schedule_to_start = start.schedule_to_start;
+    options.heartbeat_timeout = start.heartbeat_timeout;
+    options.retry.maximum_attempts = start.maximum_attempts;
+    let mut request = ScheduleActivityRequest::new(start.activity_type.clone(), input, options);
+    request.activity_id = start.id;
+    let protocol = connect(connection).await?;
+    let scheduled = protocol.schedule_activity(request).await?;
+    let execution = scheduled.execution;
+    if !start.wait {
+        let value = json!({
+            "activity_id": execution.activity_id,
+            "activity_type": start.activity_type,
+            "task_queue": scheduled.options.task_queue,
+            "state": ExecutionState::Scheduled.as_str(),
+            "options": view::options(&scheduled.options),
+        });
+        let human = format!(
+            "started activity `{}` (type `{}`, task queue `{}`); see it with \
+             `activity describe --id {}`",
+            execution.activity_id,
+            start.activity_type,
+            scheduled.options.task_queue,
+            execution.activity_id
+        );
+        print(connection, &value, &human)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let outcome = loop {
+        if let Some(outcome) = protocol.wait_outcome(execution.clone(), LONG_POLL).await? {
+            break outcome;
+        }
+    };
+    let mut value = view::execution_outcome(&outcome);
+    value["activity_id"] = json!(execution.activity_id);
+    let (human, code) = match &outcome {
+        ExecutionOutcome::Completed(result) => (
+            serde_json::to_string_pretty(&view::payload(result)).map_err(std::io::Error::other)?,
+            ExitCode::SUCCESS,
+        ),
+        ExecutionOutcome::Failed(failure) => (format!("FAILED: {failure}"), ExitCode::FAILURE),
+    };
+    print(connection, &value, &human)?;
+    Ok(code)
 }
 
 fn execution(target: ExecutionTarget) -> ExecutionRef {

@@ -5,6 +5,7 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use activity_core::{workflow::history::WorkflowState, ProtocolError};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde_json::{json, Map, Value};
 
 mod client;
 mod serve;
@@ -33,7 +34,8 @@ enum Command {
         #[command(subcommand)]
         command: WorkflowCommand,
     },
-    /// Completes, fails or heartbeats an activity by task token (or id); describes one.
+    /// Starts a standalone activity; completes, fails or heartbeats one by task
+    /// token (or id); describes or cancels one.
     Activity {
         #[command(flatten)]
         connection: Connection,
@@ -239,6 +241,16 @@ pub(crate) enum WorkflowCommand {
     },
     /// Requests cancellation of a run.
     Cancel(WorkflowTarget),
+    /// Terminates a run at once: no workflow code runs, its open activities are
+    /// told the workflow closed, and its history records the reason and who
+    /// terminated it (this user and host).
+    Terminate {
+        #[command(flatten)]
+        target: WorkflowTarget,
+        /// Why, e.g. 'its workflow type is not deployed anywhere'.
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+    },
     /// Prints a run's history.
     History(WorkflowTarget),
     /// Lists runs, newest first: ids, type, task queue, state, start and close times.
@@ -266,6 +278,8 @@ pub(crate) enum StateFilter {
     Failed,
     /// Canceled.
     Canceled,
+    /// Terminated.
+    Terminated,
 }
 
 impl From<StateFilter> for WorkflowState {
@@ -275,6 +289,7 @@ impl From<StateFilter> for WorkflowState {
             StateFilter::Completed => WorkflowState::Completed,
             StateFilter::Failed => WorkflowState::Failed,
             StateFilter::Canceled => WorkflowState::Canceled,
+            StateFilter::Terminated => WorkflowState::Terminated,
         }
     }
 }
@@ -308,6 +323,8 @@ pub(crate) struct ExecutionTarget {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ActivityCommand {
+    /// Starts a standalone activity (no workflow); with --wait, prints its outcome.
+    Start(StartActivity),
     /// Completes a started attempt with a result (asynchronous completion).
     Complete {
         #[command(flatten)]
@@ -354,6 +371,43 @@ pub(crate) enum ActivityCommand {
     Describe(ExecutionTarget),
     /// Requests cancellation of an execution.
     Cancel(ExecutionTarget),
+}
+
+/// `activity start`'s arguments.
+#[derive(Debug, Args)]
+pub(crate) struct StartActivity {
+    /// The activity type name.
+    #[arg(long = "type", value_name = "TYPE")]
+    pub(crate) activity_type: String,
+    /// The task queue its attempts are dispatched on (a worker serving the type polls it).
+    #[arg(long, value_name = "QUEUE")]
+    pub(crate) task_queue: String,
+    /// The arguments: a JSON array, one element per argument, e.g. '["ada", 3]'.
+    #[arg(long, value_name = "JSON", default_value = "[]")]
+    pub(crate) input: String,
+    /// The activity id, unique among standalone activities (default: one the engine assigns).
+    #[arg(long, value_name = "ID")]
+    pub(crate) id: Option<String>,
+    /// Bound on one attempt, from a worker starting it to its result, e.g. `30s`
+    /// (this or --schedule-to-close is required).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub(crate) start_to_close: Option<Duration>,
+    /// Bound on the whole execution, across all attempts, e.g. `5m`.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub(crate) schedule_to_close: Option<Duration>,
+    /// Bound on one attempt's wait in the queue, e.g. `1m`.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub(crate) schedule_to_start: Option<Duration>,
+    /// Longest gap between heartbeats of a started attempt, e.g. `10s`.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub(crate) heartbeat_timeout: Option<Duration>,
+    /// Attempts in all, counting the first (default 0: unlimited).
+    #[arg(long, value_name = "N")]
+    pub(crate) maximum_attempts: Option<u32>,
+    /// Wait for the outcome and print it; exit 1 if the activity failed, timed out
+    /// or was canceled.
+    #[arg(long)]
+    pub(crate) wait: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -428,6 +482,9 @@ pub(crate) enum CliError {
     /// Writing the output failed.
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
+    /// The async runtime could not be started.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
 }
 
 /// The server's error, with a hint where one helps.
@@ -452,6 +509,89 @@ pub(crate) fn read_file(arg: &'static str, path: &std::path::Path) -> Result<Vec
         path: path.display().to_string(),
         source,
     })
+}
+
+impl Cli {
+    /// Parses the process's arguments. Help and version are printed and exit 0;
+    /// another usage error exits 2, printed as JSON on stdout when `--json` is
+    /// among the arguments (as every other error of a `--json` command is).
+    pub(crate) fn parse_args() -> Result<Cli, ExitCode> {
+        let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        match Cli::try_parse_from(&args) {
+            Ok(cli) => Ok(cli),
+            Err(err) if err.use_stderr() && args.iter().any(|a| a == "--json") => {
+                let message = err.render().to_string();
+                let document = json!({ "error": {
+                    "kind": "usage",
+                    "message": message.trim_end(),
+                    "retryable": false,
+                }});
+                println!("{document:#}");
+                Err(ExitCode::from(2))
+            }
+            Err(err) => err.exit(),
+        }
+    }
+
+    /// Whether the command prints JSON (`--json`): its errors then do too.
+    pub(crate) fn json_output(&self) -> bool {
+        match &self.command {
+            Command::Serve(_) => false,
+            Command::Workflow { connection, .. }
+            | Command::Activity { connection, .. }
+            | Command::TaskQueue { connection, .. }
+            | Command::Types { connection, .. } => connection.json,
+        }
+    }
+}
+
+impl CliError {
+    /// The error as the JSON document a `--json` command prints on stdout:
+    /// `{"error": {"kind", "message", "retryable", …the fields it names}}`.
+    pub(crate) fn to_json(&self) -> Value {
+        let mut error = Map::new();
+        let (kind, retryable) = match self {
+            CliError::Unreachable { endpoint, .. } => {
+                error.insert("endpoint".into(), json!(endpoint));
+                ("unreachable", true)
+            }
+            CliError::Connect(err) => ("connect", err.is_retryable()),
+            CliError::File { arg, path, .. } => {
+                error.insert("argument".into(), json!(arg));
+                error.insert("path".into(), json!(path));
+                ("file", false)
+            }
+            CliError::InvalidArg { arg, .. } => {
+                error.insert("argument".into(), json!(arg));
+                ("invalid_argument", false)
+            }
+            CliError::StillRunning { workflow, .. } => {
+                error.insert("workflow".into(), json!(workflow));
+                ("still_running", true)
+            }
+            CliError::Protocol(err) => {
+                error.extend(view::protocol_error_fields(err));
+                (view::protocol_error_kind(err), err.is_retryable())
+            }
+            CliError::Serve(_) => ("serve", false),
+            CliError::Output(_) => ("output", false),
+            CliError::Runtime(_) => ("runtime", false),
+        };
+        error.insert("kind".into(), json!(kind));
+        error.insert("message".into(), json!(self.to_string()));
+        error.insert("retryable".into(), json!(retryable));
+        json!({ "error": error })
+    }
+
+    /// Prints the error: as JSON on stdout with `json`, else as text on stderr
+    /// (its names and payloads escaped for the terminal).
+    pub(crate) fn report(&self, json: bool) {
+        if json {
+            println!("{:#}", self.to_json());
+        } else {
+            eprintln!("error: {}", view::escape(&self.to_string(), true));
+        }
+    }
 }
 
 /// Runs the command; the exit code on success (a command may succeed and still

@@ -5,6 +5,7 @@
 //! same views, so both show the same facts.
 
 use std::{
+    borrow::Cow,
     fmt::Write as _,
     time::{Duration, SystemTime},
 };
@@ -17,7 +18,7 @@ use activity_core::{
         EventKind, HistoryEvent, LocalActivityOutcome, WorkflowDescription, WorkflowFailure,
         WorkflowOutcome, WorkflowSummary,
     },
-    Payload,
+    Payload, ProtocolError,
 };
 use serde_json::{json, Map, Value};
 
@@ -103,10 +104,13 @@ pub(crate) fn workflow_outcome(outcome: &WorkflowOutcome) -> Value {
         }
         WorkflowOutcome::Failed(f) => json!({ "status": "FAILED", "failure": workflow_failure(f) }),
         WorkflowOutcome::Canceled => json!({ "status": "CANCELED" }),
+        WorkflowOutcome::Terminated { reason } => {
+            json!({ "status": "TERMINATED", "reason": reason })
+        }
     }
 }
 
-fn execution_outcome(outcome: &ExecutionOutcome) -> Value {
+pub(crate) fn execution_outcome(outcome: &ExecutionOutcome) -> Value {
     match outcome {
         ExecutionOutcome::Completed(result) => {
             json!({ "status": "COMPLETED", "result": payload(result) })
@@ -150,6 +154,8 @@ pub(crate) fn workflow_description(d: &WorkflowDescription) -> Value {
         "cancel_requested": d.cancel_requested,
         "history_length": d.history_length,
         "outcome": d.outcome.as_ref().map_or(Value::Null, workflow_outcome),
+        "task_failures": d.task_failures,
+        "last_task_failure": d.last_task_failure,
     })
 }
 
@@ -208,6 +214,9 @@ pub(crate) fn event(e: &HistoryEvent) -> Value {
         }),
         EventKind::WorkflowCompleted { result } => json!({ "result": payload(result) }),
         EventKind::WorkflowFailed { failure } => json!({ "failure": workflow_failure(failure) }),
+        EventKind::WorkflowTerminated { reason, identity } => {
+            json!({ "reason": reason, "identity": identity })
+        }
         _ => json!({}),
     };
     let mut object = Map::new();
@@ -220,7 +229,7 @@ pub(crate) fn event(e: &HistoryEvent) -> Value {
     Value::Object(object)
 }
 
-fn options(o: &ValidatedOptions) -> Value {
+pub(crate) fn options(o: &ValidatedOptions) -> Value {
     let retry = &o.retry_policy;
     json!({
         "task_queue": o.task_queue,
@@ -287,6 +296,77 @@ pub(crate) fn registered_type(t: &RegisteredType) -> Value {
     })
 }
 
+/// The `kind` of a refused call in `--json` errors: the error's variant, in
+/// snake case.
+pub(crate) fn protocol_error_kind(error: &ProtocolError) -> &'static str {
+    match error {
+        ProtocolError::InvalidOptions(_) => "invalid_options",
+        ProtocolError::InvalidArgument { .. } => "invalid_argument",
+        ProtocolError::PayloadTooLarge { .. } => "payload_too_large",
+        ProtocolError::InvalidToken { .. } => "invalid_token",
+        ProtocolError::NotFound { .. } => "not_found",
+        ProtocolError::AlreadyExists { .. } => "already_exists",
+        ProtocolError::AlreadyClosed { .. } => "already_closed",
+        ProtocolError::Unavailable { .. } => "unavailable",
+        ProtocolError::Unsupported { .. } => "unsupported",
+        ProtocolError::Internal { .. } => "internal",
+        _ => "other",
+    }
+}
+
+/// The fields a refused call names, for `--json` errors (the message has them
+/// too, in words).
+pub(crate) fn protocol_error_fields(error: &ProtocolError) -> Map<String, Value> {
+    let fields = match error {
+        ProtocolError::InvalidOptions(options) => json!({
+            "problems": options.problems.iter().map(|p| json!({
+                "field": p.field,
+                "rule": p.rule,
+            })).collect::<Vec<_>>(),
+        }),
+        ProtocolError::InvalidArgument { field, .. } => json!({ "field": field }),
+        ProtocolError::PayloadTooLarge { what, size, limit } => {
+            json!({ "what": what, "size": size, "limit": limit })
+        }
+        ProtocolError::NotFound { what } | ProtocolError::AlreadyExists { what } => {
+            json!({ "what": what })
+        }
+        ProtocolError::AlreadyClosed { what, reason } => {
+            json!({ "what": what, "reason": reason.to_string() })
+        }
+        _ => json!({}),
+    };
+    match fields {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+/// `text` made safe for a terminal: control characters (C0, DEL, C1: the
+/// start of every escape sequence), bidirectional overrides and invisible
+/// formatting characters are written as Rust escapes (`\u{1b}`, `\n`), so that a
+/// name or payload cannot move the cursor, recolour, retitle or reorder what the
+/// terminal shows. With `keep_newlines`, `\n` stays a line break (messages of
+/// several lines); table cells escape it too.
+pub(crate) fn escape(text: &str, keep_newlines: bool) -> Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        (c.is_control() && !(keep_newlines && c == '\n'))
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
+    };
+    if !text.chars().any(unsafe_char) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// A value as a table cell: strings bare, null as `-`, the rest as compact JSON.
 pub(crate) fn cell(value: &Value) -> String {
     match value {
@@ -343,7 +423,12 @@ pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         .unwrap_or(0);
     let mut widths = vec![0; columns];
     let header: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
-    for row in std::iter::once(&header).chain(rows) {
+    let rows: Vec<Vec<Cow<'_, str>>> = rows
+        .iter()
+        .map(|row| row.iter().map(|text| escape(text, false)).collect())
+        .collect();
+    let header: Vec<Cow<'_, str>> = header.iter().map(|h| Cow::Borrowed(h.as_str())).collect();
+    for row in std::iter::once(&header).chain(&rows) {
         for (i, text) in row.iter().enumerate() {
             widths[i] = widths[i].max(text.chars().count());
         }
@@ -352,7 +437,7 @@ pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let lines = (!header.is_empty())
         .then_some(&header)
         .into_iter()
-        .chain(rows);
+        .chain(&rows);
     for row in lines {
         let mut line = String::new();
         for (i, text) in row.iter().enumerate() {
@@ -384,6 +469,30 @@ mod tests {
         assert_eq!(text, "ID  EVENT\n1   WorkflowStarted\n10  X\n");
         let text = fields(&json!({"a": 1, "b": {"c": null, "d": "x"}, "result": {"k": 1}}));
         assert_eq!(text, "a       1\nb.c     -\nb.d     x\nresult  {\"k\":1}\n");
+    }
+
+    #[test]
+    fn tables_escape_control_characters_and_terminal_sequences() {
+        let evil = "id\u{1b}[2J\u{1b}]0;owned\u{7}\r\nnext\u{9b}31m\u{202e}gnp.exe\u{200b}";
+        let text = table(&["ID", "TYPE"], &[vec![evil.into(), "ok ✓".into()]]);
+        assert_eq!(
+            text,
+            "ID                                                                      TYPE\n\
+             id\\u{1b}[2J\\u{1b}]0;owned\\u{7}\\r\\nnext\\u{9b}31m\\u{202e}gnp.exe\\u{200b}  ok ✓\n"
+        );
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        // A payload's strings are JSON-escaped in cells, and C1/bidi characters too.
+        let payload = json!({"name": "a\u{1b}b\u{202e}"});
+        assert_eq!(
+            escape(&cell(&payload), false),
+            r#"{"name":"a\u001bb\u{202e}"}"#
+        );
+        // Messages keep their line breaks, nothing else.
+        assert_eq!(escape("one\ntwo\u{1b}", true), "one\ntwo\\u{1b}");
+        assert!(matches!(escape("plain ünïcode", false), Cow::Borrowed(_)));
     }
 
     #[test]

@@ -1,0 +1,122 @@
+//! Task queues (settings and the global rate limit's bucket), pollers, and the
+//! engine's metadata.
+
+use super::{first, rows, Conn, Lock, Query, Reader, Value};
+use crate::store::{QueueRecord, StoreError};
+
+const META_GET: Query = Query::new("SELECT value FROM meta WHERE key = $1");
+
+pub(crate) fn meta_get(conn: &mut dyn Conn, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    let value = first(conn, &META_GET, &[key.into()], |row| {
+        Reader::new("meta", row).keyed(key).opt_blob("value")
+    })?;
+    Ok(value.flatten())
+}
+
+const META_PUT: Query = Query::new(
+    "INSERT INTO meta (key, value) VALUES ($1, $2)
+     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+);
+
+pub(crate) fn meta_put(conn: &mut dyn Conn, key: &str, value: &[u8]) -> Result<(), StoreError> {
+    conn.execute(&META_PUT, &[key.into(), value.into()])
+        .map(drop)
+}
+
+const META_INSERT: Query =
+    Query::new("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING");
+
+pub(crate) fn meta_get_or_put(
+    conn: &mut dyn Conn,
+    key: &str,
+    value: &[u8],
+) -> Result<Vec<u8>, StoreError> {
+    // A concurrent insert of the same key waits for the first to commit, then
+    // does nothing; the read that follows sees the first one's value.
+    conn.execute(&META_INSERT, &[key.into(), value.into()])?;
+    meta_get(conn, key)?.ok_or_else(|| {
+        StoreError::Backend(format!(
+            "the metadata value `{key}` vanished after its insert"
+        ))
+    })
+}
+
+fn read(row: Vec<Value>) -> Result<QueueRecord, StoreError> {
+    let mut r = Reader::new("task queue", row);
+    let name = r.text("name")?;
+    let mut r = r.keyed(format_args!("`{name}`"));
+    Ok(QueueRecord {
+        rate_limit: r.opt_real("rate_limit")?,
+        bucket_tokens: r.real("bucket_tokens")?,
+        bucket_at: r.int("bucket_at")?,
+        name,
+    })
+}
+
+const GET: Query = Query::new(
+    "SELECT name, rate_limit, bucket_tokens, bucket_at FROM task_queues WHERE name = $1",
+);
+const GET_FOR_UPDATE: Query = Query::locking(
+    "SELECT name, rate_limit, bucket_tokens, bucket_at FROM task_queues WHERE name = $1",
+    Lock::ForUpdate,
+);
+
+pub(crate) fn get(conn: &mut dyn Conn, name: &str) -> Result<Option<QueueRecord>, StoreError> {
+    let queue = first(conn, &GET, &[name.into()], read)?;
+    // A rate-limited queue's bucket is read to be changed: its row is locked,
+    // so that claims of all nodes share the one bucket. A queue without a
+    // limit is not written by a claim, and not locked: claims on it do not
+    // wait for each other.
+    if conn.row_locks() && queue.as_ref().is_some_and(|q| q.rate_limit.is_some()) {
+        return first(conn, &GET_FOR_UPDATE, &[name.into()], read);
+    }
+    Ok(queue)
+}
+
+const PUT: Query = Query::new(
+    "INSERT INTO task_queues (name, rate_limit, bucket_tokens, bucket_at) VALUES ($1, $2, $3, $4)
+     ON CONFLICT (name) DO UPDATE SET rate_limit = excluded.rate_limit,
+        bucket_tokens = excluded.bucket_tokens, bucket_at = excluded.bucket_at",
+);
+
+pub(crate) fn put(conn: &mut dyn Conn, q: &QueueRecord) -> Result<(), StoreError> {
+    let params = [
+        q.name.as_str().into(),
+        q.rate_limit.into(),
+        q.bucket_tokens.into(),
+        q.bucket_at.into(),
+    ];
+    conn.execute(&PUT, &params).map(drop)
+}
+
+const TOUCH_POLLER: Query = Query::new(
+    "INSERT INTO pollers (task_queue, identity, last_poll_at) VALUES ($1, $2, $3)
+     ON CONFLICT (task_queue, identity) DO UPDATE SET last_poll_at = excluded.last_poll_at",
+);
+
+pub(crate) fn touch_poller(
+    conn: &mut dyn Conn,
+    task_queue: &str,
+    identity: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    let params = [task_queue.into(), identity.into(), now.into()];
+    conn.execute(&TOUCH_POLLER, &params).map(drop)
+}
+
+const POLLERS: Query = Query::new(
+    "SELECT identity, last_poll_at FROM pollers
+     WHERE task_queue = $1 AND last_poll_at >= $2
+     ORDER BY last_poll_at DESC, identity",
+);
+
+pub(crate) fn pollers(
+    conn: &mut dyn Conn,
+    task_queue: &str,
+    since: i64,
+) -> Result<Vec<(String, i64)>, StoreError> {
+    rows(conn, &POLLERS, &[task_queue.into(), since.into()], |row| {
+        let mut r = Reader::new("poller", row);
+        Ok((r.text("identity")?, r.int("last_poll_at")?))
+    })
+}
