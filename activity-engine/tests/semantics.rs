@@ -389,6 +389,83 @@ async fn s1_2_a_stale_token_is_refused_and_changes_nothing() {
     );
 }
 
+/// A report whose answer was lost (a node died after committing it) is sent
+/// again, perhaps to another node: the same report by the same attempt's token
+/// is accepted and changes nothing; any other report is still refused.
+#[tokio::test(start_paused = true)]
+async fn s5_a_repeated_report_of_an_attempt_is_accepted_once_recorded_and_changes_nothing() {
+    let env = Env::new().await;
+    env.schedule("done", stc(10)).await.unwrap();
+    let task = env.poll_now().await.unwrap();
+    env.complete(&task, "result").await.unwrap();
+    let recorded = env.describe("done").await;
+    env.complete(&task, "result")
+        .await
+        .expect("the same completion again");
+    assert_eq!(env.describe("done").await, recorded);
+    assert!(matches!(
+        env.complete(&task, "another result").await,
+        Err(ProtocolError::AlreadyClosed { .. })
+    ));
+    // By execution id the attempt is not known: a second completion is refused.
+    assert!(env
+        .protocol
+        .complete_activity(by_id("done"), json("result"))
+        .await
+        .is_err());
+
+    // A failure that was retried, sent again: accepted; the retry is unchanged.
+    env.schedule(
+        "retried",
+        stc(10).retry(RetryOptions::new().initial_interval(secs(1))),
+    )
+    .await
+    .unwrap();
+    let first = env.poll_now().await.unwrap();
+    let boom = ApplicationFailure::new("E", "boom");
+    env.protocol
+        .fail_activity(token(&first), boom.clone(), None)
+        .await
+        .unwrap();
+    let retrying = env.describe("retried").await;
+    env.protocol
+        .fail_activity(token(&first), boom.clone(), None)
+        .await
+        .expect("the same failure again");
+    assert_eq!(env.describe("retried").await, retrying);
+    assert!(env
+        .protocol
+        .fail_activity(token(&first), ApplicationFailure::new("E", "other"), None)
+        .await
+        .is_err());
+    let second = env.next_task().await;
+    assert_eq!(second.info.attempt, 2);
+    env.complete(&second, "fresh").await.unwrap();
+    assert_eq!(
+        env.outcome("retried").await,
+        ExecutionOutcome::Completed(json("fresh"))
+    );
+
+    // A cancellation acknowledged twice.
+    env.schedule("canceled", stc(10)).await.unwrap();
+    let task = env.poll_now().await.unwrap();
+    env.protocol
+        .request_cancel(ExecutionRef::standalone("canceled"))
+        .await
+        .unwrap();
+    env.protocol
+        .report_canceled(token(&task), Some(json("cleaned up")))
+        .await
+        .unwrap();
+    let canceled = env.describe("canceled").await;
+    env.protocol
+        .report_canceled(token(&task), Some(json("cleaned up")))
+        .await
+        .expect("the same acknowledgement again");
+    assert_eq!(env.describe("canceled").await, canceled);
+    assert!(env.complete(&task, "late").await.is_err());
+}
+
 #[tokio::test(start_paused = true)]
 async fn s1_2_first_valid_completion_wins() {
     let env = Env::new().await;

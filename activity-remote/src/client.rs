@@ -1,11 +1,19 @@
 //! The client side: [`RemoteProtocol`], the [`ActivityProtocol`] of a remote
 //! activity server.
 
-use std::{fmt, future::Future, time::Duration};
+use std::{
+    fmt,
+    future::Future,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use activity_core::{
     definition::BoxFuture,
-    protocol::{ActivityProtocol, ProtocolError, ProtocolRequest, ProtocolResponse},
+    protocol::{ActivityProtocol, Operation, ProtocolError, ProtocolRequest, ProtocolResponse},
 };
 use tonic::{
     metadata::AsciiMetadataValue,
@@ -16,39 +24,38 @@ use tonic::{
 
 use crate::{
     proto::activity_protocol_client::ActivityProtocolClient, service::bearer_header,
-    status::from_status,
+    status::from_status, ClientTls, TlsError,
 };
 
 /// Where and how to reach an activity server.
 ///
 /// | field | default |
 /// |---|---|
-/// | `endpoint` | — (`http://host:port`; `http://127.0.0.1:7233` for a local `activity-server serve`) |
+/// | `endpoints` | — (`http://host:port` or `https://…`; `http://127.0.0.1:7233` for a local `activity-server serve`); add nodes with [`with_endpoint`](Self::with_endpoint) |
 /// | `bearer_token` | none (visible ASCII only: others are refused when connecting) |
 /// | `connect_timeout` | 5 s |
 /// | `call_timeout` | 30 s, added to the wait of a long poll |
 /// | `max_response_size` | 64 MiB |
+/// | `tls` | the system's roots, no client certificate |
 ///
-/// ```no_run
-/// use std::{sync::Arc, time::Duration};
-/// use activity_core::{ActivityProtocol, Client};
-/// use activity_remote::{RemoteConfig, RemoteProtocol};
+/// Several endpoints (the nodes of one deployment, sharing one store) make the
+/// protocol carry on through another node when one cannot be reached: see
+/// [`RemoteProtocol`].
 ///
-/// # async fn demo() -> anyhow::Result<()> {
-/// let config = RemoteConfig::new("http://10.0.0.5:7233")
-///     .with_bearer_token(std::env::var("ACTIVITY_SERVER_TOKEN")?)
-///     .with_connect_timeout(Duration::from_secs(2))
-///     .with_call_timeout(Duration::from_secs(10));
-/// let protocol: Arc<dyn ActivityProtocol> = Arc::new(RemoteProtocol::connect(config).await?);
-/// let client = Client::new(protocol).with_task_queue("payments");
-/// # let _ = client;
-/// # Ok(()) }
+/// ```
+/// use activity_remote::RemoteConfig;
+/// let config = RemoteConfig::new("https://node-a:7233")
+///     .with_endpoint("https://node-b:7233")
+///     .with_tls_ca(std::fs::read("ca.pem").unwrap_or_default())
+///     .with_bearer_token("s3cret");
+/// assert_eq!(config.endpoints.len(), 2);
 /// ```
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct RemoteConfig {
-    /// The server's URL, e.g. `http://127.0.0.1:7233`.
-    pub endpoint: String,
+    /// The servers' URLs, e.g. `http://127.0.0.1:7233` or `https://node-a:7233`,
+    /// in order of preference. At least one.
+    pub endpoints: Vec<String>,
     /// Sent as `authorization: Bearer <token>` when set.
     pub bearer_token: Option<String>,
     /// Bound on establishing one connection (default 5 s).
@@ -58,16 +65,20 @@ pub struct RemoteConfig {
     pub call_timeout: Duration,
     /// Largest answer accepted, in bytes (default 64 MiB).
     pub max_response_size: usize,
+    /// TLS of `https://` endpoints: the CA to trust (default: the system's
+    /// roots) and the client's own certificate, if the servers require one.
+    pub tls: ClientTls,
 }
 
 impl fmt::Debug for RemoteConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RemoteConfig")
-            .field("endpoint", &self.endpoint)
+            .field("endpoints", &self.endpoints)
             .field("bearer_token", &self.bearer_token.as_ref().map(|_| "<set>"))
             .field("connect_timeout", &self.connect_timeout)
             .field("call_timeout", &self.call_timeout)
             .field("max_response_size", &self.max_response_size)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -76,17 +87,50 @@ impl RemoteConfig {
     /// The server at `endpoint` (e.g. `http://127.0.0.1:7233`), without a token.
     pub fn new(endpoint: impl Into<String>) -> Self {
         Self {
-            endpoint: endpoint.into(),
+            endpoints: vec![endpoint.into()],
             bearer_token: None,
             connect_timeout: Duration::from_secs(5),
             call_timeout: Duration::from_secs(30),
             max_response_size: 64 * 1024 * 1024,
+            tls: ClientTls::default(),
         }
+    }
+
+    /// Adds another node of the same deployment, tried when the ones before it
+    /// cannot be reached.
+    pub fn with_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoints.push(endpoint.into());
+        self
     }
 
     /// Sends `token` as `authorization: Bearer <token>` on every call.
     pub fn with_bearer_token(mut self, token: impl Into<String>) -> Self {
         self.bearer_token = Some(token.into());
+        self
+    }
+
+    /// Trusts the CA certificates in `pem` (instead of the system's roots) for
+    /// `https://` endpoints.
+    pub fn with_tls_ca(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls.ca = Some(pem.into());
+        self
+    }
+
+    /// Presents this certificate chain and key (PEM) to servers that require
+    /// client certificates (mutual TLS).
+    pub fn with_tls_identity(
+        mut self,
+        cert_chain: impl Into<Vec<u8>>,
+        private_key: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.tls.identity = Some((cert_chain.into(), private_key.into()));
+        self
+    }
+
+    /// Checks the servers' certificates against `name` rather than the
+    /// endpoints' host names.
+    pub fn with_tls_domain(mut self, name: impl Into<String>) -> Self {
+        self.tls.domain = Some(name.into());
         self
     }
 
@@ -139,7 +183,11 @@ pub enum ConnectError {
         /// What is wrong with it.
         reason: String,
     },
-    /// The server could not be reached ([`RemoteProtocol::connect`] only).
+    /// The TLS settings cannot be used (an unreadable CA, certificate or key).
+    /// Not retryable.
+    #[error("invalid TLS settings: {0}")]
+    Tls(#[from] TlsError),
+    /// No endpoint could be reached ([`RemoteProtocol::connect`] only).
     /// Retryable: the server may be starting.
     #[error("cannot reach the activity server at {endpoint}: {reason}")]
     Unreachable {
@@ -176,13 +224,32 @@ impl Interceptor for ClientAuth {
 
 pub(crate) type GrpcClient = ActivityProtocolClient<InterceptedService<Channel, ClientAuth>>;
 
+/// One endpoint and its connection.
+struct Node {
+    endpoint: String,
+    client: GrpcClient,
+}
+
 /// The [`ActivityProtocol`] of a remote activity server, over gRPC.
 ///
-/// Cheap to clone (clones share one HTTP/2 connection). The connection is
+/// Cheap to clone (clones share the connections). A connection is
 /// re-established on demand: while the server is down, calls fail at once with
-/// [`ProtocolError::Unavailable`] (retryable), and the first call after it is back
-/// reconnects. Every call is bounded by [`RemoteConfig::call_timeout`] (plus the
-/// wait of a long poll).
+/// [`ProtocolError::Unavailable`] (retryable), and the first call after it is
+/// back reconnects. Every call is bounded by [`RemoteConfig::call_timeout`]
+/// (plus the wait of a long poll).
+///
+/// # Several endpoints
+///
+/// With several endpoints ([`RemoteConfig::with_endpoint`]: nodes sharing one
+/// store), calls go to one node, and move on to the next when it is
+/// unavailable. A call that may be sent twice without effect — reads, long
+/// polls, heartbeats, cancel requests, registrations, and the reports of an
+/// attempt's outcome, which the engine accepts again when they repeat exactly —
+/// is re-issued on the next node at once, so a long poll in flight on a node
+/// that dies carries on elsewhere and a completion whose answer was lost is
+/// recorded once. Other calls (scheduling, starting or terminating a workflow,
+/// completing a workflow task) answer `Unavailable` and the caller's retry goes
+/// to the next node.
 ///
 /// ```no_run
 /// # use std::sync::Arc;
@@ -196,15 +263,17 @@ pub(crate) type GrpcClient = ActivityProtocolClient<InterceptedService<Channel, 
 /// ```
 #[derive(Clone)]
 pub struct RemoteProtocol {
-    client: GrpcClient,
-    endpoint: String,
+    nodes: Arc<[Node]>,
+    /// The node calls go to first.
+    current: Arc<AtomicUsize>,
     call_timeout: Duration,
 }
 
 impl fmt::Debug for RemoteProtocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RemoteProtocol")
-            .field("endpoint", &self.endpoint)
+            .field("endpoints", &self.endpoints())
+            .field("current", &self.endpoint())
             .field("call_timeout", &self.call_timeout)
             .finish_non_exhaustive()
     }
@@ -212,87 +281,210 @@ impl fmt::Debug for RemoteProtocol {
 
 impl RemoteProtocol {
     /// Connects to the server (a URL, or a [`RemoteConfig`]), failing with
-    /// [`ConnectError::Unreachable`] if it cannot be reached now. Later
+    /// [`ConnectError::Unreachable`] if no endpoint can be reached now. Later
     /// disconnections are survived: see the [type docs](Self).
     pub async fn connect(config: impl Into<RemoteConfig>) -> Result<Self, ConnectError> {
         let config = config.into();
-        let (endpoint, auth) = Self::prepare(&config)?;
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|e| ConnectError::Unreachable {
-                endpoint: config.endpoint.clone(),
-                reason: error_chain(&e),
-            })?;
-        Ok(Self::with_channel(channel, auth, &config))
+        let (endpoints, auth) = Self::prepare(&config)?;
+        let mut first_error = None;
+        let mut reached = None;
+        for (i, endpoint) in endpoints.iter().enumerate() {
+            match endpoint.connect().await {
+                Ok(channel) => {
+                    reached = Some((i, channel));
+                    break;
+                }
+                Err(e) => {
+                    first_error.get_or_insert_with(|| ConnectError::Unreachable {
+                        endpoint: config.endpoints[i].clone(),
+                        reason: transport_reason(&e),
+                    });
+                }
+            }
+        }
+        let Some((current, channel)) = reached else {
+            return Err(first_error.unwrap_or(ConnectError::InvalidEndpoint {
+                endpoint: String::new(),
+                reason: "no endpoint given".to_owned(),
+            }));
+        };
+        // The node reached keeps the connection just made; the others connect
+        // when first needed.
+        let channels = endpoints
+            .into_iter()
+            .enumerate()
+            .map(|(i, endpoint)| {
+                if i == current {
+                    channel.clone()
+                } else {
+                    endpoint.connect_lazy()
+                }
+            })
+            .collect();
+        let protocol = Self::with_channels(channels, auth, &config);
+        protocol.current.store(current, Ordering::Relaxed);
+        Ok(protocol)
     }
 
     /// Like [`RemoteProtocol::connect`], without connecting now: the first call
     /// connects (for a worker that may start before its server).
     pub fn connect_lazy(config: impl Into<RemoteConfig>) -> Result<Self, ConnectError> {
         let config = config.into();
-        let (endpoint, auth) = Self::prepare(&config)?;
-        Ok(Self::with_channel(endpoint.connect_lazy(), auth, &config))
+        let (endpoints, auth) = Self::prepare(&config)?;
+        let channels = endpoints.iter().map(Endpoint::connect_lazy).collect();
+        Ok(Self::with_channels(channels, auth, &config))
     }
 
-    /// The server's URL.
+    /// The URL of the node calls go to now.
     pub fn endpoint(&self) -> &str {
-        &self.endpoint
+        &self.nodes[self.current.load(Ordering::Relaxed) % self.nodes.len()].endpoint
     }
 
-    fn prepare(config: &RemoteConfig) -> Result<(Endpoint, ClientAuth), ConnectError> {
-        let invalid = |reason: String| ConnectError::InvalidEndpoint {
-            endpoint: config.endpoint.clone(),
-            reason,
-        };
-        let endpoint =
-            Endpoint::from_shared(config.endpoint.clone()).map_err(|e| invalid(error_chain(&e)))?;
-        match endpoint.uri().scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                return Err(invalid(
-                    "TLS is not supported by this client yet: use `http://`".to_owned(),
-                ))
-            }
-            _ => return Err(invalid("must start with `http://`".to_owned())),
+    /// Every endpoint, in the configured order.
+    pub fn endpoints(&self) -> Vec<&str> {
+        self.nodes.iter().map(|n| n.endpoint.as_str()).collect()
+    }
+
+    fn prepare(config: &RemoteConfig) -> Result<(Vec<Endpoint>, ClientAuth), ConnectError> {
+        if config.endpoints.is_empty() {
+            return Err(ConnectError::InvalidEndpoint {
+                endpoint: String::new(),
+                reason: "no endpoint given: RemoteConfig needs at least one URL".to_owned(),
+            });
         }
-        let endpoint = endpoint
-            .connect_timeout(config.connect_timeout)
-            .initial_connection_window_size(crate::service::CONNECTION_WINDOW)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_timeout(Duration::from_secs(10));
+        let mut tls = None;
+        let endpoints = config
+            .endpoints
+            .iter()
+            .map(|url| {
+                let invalid = |reason: String| ConnectError::InvalidEndpoint {
+                    endpoint: url.clone(),
+                    reason,
+                };
+                let endpoint =
+                    Endpoint::from_shared(url.clone()).map_err(|e| invalid(error_chain(&e)))?;
+                let endpoint = match endpoint.uri().scheme_str() {
+                    Some("http") => endpoint,
+                    Some("https") => {
+                        if tls.is_none() {
+                            tls = Some(config.tls.to_tonic()?);
+                        }
+                        let tls = tls.clone().unwrap_or_default();
+                        endpoint
+                            .tls_config(tls)
+                            .map_err(|e| invalid(error_chain(&e)))?
+                    }
+                    _ => {
+                        return Err(invalid(
+                            "must start with `http://` or `https://` (TLS)".to_owned(),
+                        ))
+                    }
+                };
+                Ok(endpoint
+                    .connect_timeout(config.connect_timeout)
+                    .initial_connection_window_size(crate::server::CONNECTION_WINDOW)
+                    .tcp_nodelay(true)
+                    .http2_keep_alive_interval(Duration::from_secs(30))
+                    .keep_alive_timeout(Duration::from_secs(10)))
+            })
+            .collect::<Result<Vec<_>, ConnectError>>()?;
         let header = config
             .bearer_token
             .as_deref()
             .map(bearer_header)
             .transpose()
             .map_err(|reason| ConnectError::InvalidBearerToken { reason })?;
-        Ok((endpoint, ClientAuth { header }))
+        Ok((endpoints, ClientAuth { header }))
     }
 
-    fn with_channel(channel: Channel, auth: ClientAuth, config: &RemoteConfig) -> Self {
-        let client = ActivityProtocolClient::with_interceptor(channel, auth)
-            .max_decoding_message_size(config.max_response_size)
-            .max_encoding_message_size(usize::MAX);
+    fn with_channels(channels: Vec<Channel>, auth: ClientAuth, config: &RemoteConfig) -> Self {
+        let nodes = channels
+            .into_iter()
+            .zip(&config.endpoints)
+            .map(|(channel, url)| Node {
+                endpoint: url.clone(),
+                client: ActivityProtocolClient::with_interceptor(channel, auth.clone())
+                    .max_decoding_message_size(config.max_response_size)
+                    .max_encoding_message_size(usize::MAX),
+            })
+            .collect();
         Self {
-            client,
-            endpoint: config.endpoint.clone(),
+            nodes,
+            current: Arc::new(AtomicUsize::new(0)),
             call_timeout: config.call_timeout,
         }
     }
 
-    /// Sends one unary call, bounded by `wait` plus the call timeout.
+    /// Sends one unary call of `operation`, bounded by `wait` plus the call
+    /// timeout, to the current node; moves to the next node when it is
+    /// unavailable, re-issuing the call there if `operation` may be repeated.
     pub(crate) async fn unary<Req, Resp, Fut>(
         &self,
-        rpc: &'static str,
+        operation: Operation,
         message: Req,
         wait: Duration,
-        call: impl FnOnce(GrpcClient, Request<Req>) -> Fut,
+        call: impl Fn(GrpcClient, Request<Req>) -> Fut,
+    ) -> Result<Resp, ProtocolError>
+    where
+        Req: Clone,
+        Fut: Future<Output = Result<Response<Resp>, Status>>,
+    {
+        let first = self.current.load(Ordering::Relaxed);
+        let mut tried = 0;
+        loop {
+            let index = (first + tried) % self.nodes.len();
+            let node = &self.nodes[index];
+            let result = self
+                .unary_on(node, operation, message.clone(), wait, &call)
+                .await;
+            tried += 1;
+            match result {
+                Err(err) if err.is_retryable() && self.nodes.len() > 1 => {
+                    let next = (index + 1) % self.nodes.len();
+                    // Later calls start from the next node (unless another call
+                    // moved on already).
+                    let _ = self.current.compare_exchange(
+                        index,
+                        next,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
+                    if tried < self.nodes.len() && may_repeat(operation) {
+                        tracing::warn!(
+                            endpoint = %node.endpoint,
+                            next = %self.nodes[next].endpoint,
+                            %operation,
+                            %err,
+                            "node unavailable: sending the call to the next node"
+                        );
+                        continue;
+                    }
+                    tracing::warn!(
+                        endpoint = %node.endpoint,
+                        next = %self.nodes[next].endpoint,
+                        %operation,
+                        %err,
+                        "node unavailable: later calls go to the next node"
+                    );
+                    return Err(err);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn unary_on<Req, Resp, Fut>(
+        &self,
+        node: &Node,
+        operation: Operation,
+        message: Req,
+        wait: Duration,
+        call: &impl Fn(GrpcClient, Request<Req>) -> Fut,
     ) -> Result<Resp, ProtocolError>
     where
         Fut: Future<Output = Result<Response<Resp>, Status>>,
     {
+        let rpc = crate::rpcs::rpc_name(operation);
         let bound = wait.saturating_add(self.call_timeout);
         let mut request = Request::new(message);
         request.set_timeout(bound);
@@ -301,20 +493,56 @@ impl RemoteProtocol {
         let grace = Duration::from_secs(1);
         match tokio::time::timeout(
             bound.saturating_add(grace),
-            call(self.client.clone(), request),
+            call(node.client.clone(), request),
         )
         .await
         {
             Ok(Ok(response)) => Ok(response.into_inner()),
-            Ok(Err(status)) => Err(from_status(&status, rpc, &self.endpoint)),
+            Ok(Err(status)) => Err(from_status(&status, rpc, &node.endpoint)),
             Err(_) => Err(ProtocolError::Unavailable {
                 message: format!(
                     "`{rpc}` to {} had no answer within {bound:?}",
-                    self.endpoint
+                    node.endpoint
                 ),
             }),
         }
     }
+}
+
+/// Whether sending `operation` twice has the effect of sending it once (so a
+/// call whose answer was lost may go to another node). Reads, long polls,
+/// heartbeats, cancel requests and registrations are; so are the reports of an
+/// attempt's outcome, which the engine accepts again when they repeat exactly.
+/// Any other operation (scheduling, starting or terminating a workflow,
+/// completing a workflow task, and operations added later until listed here)
+/// answers `Unavailable` instead, and its caller decides.
+fn may_repeat(operation: Operation) -> bool {
+    matches!(
+        operation,
+        Operation::PollActivityTasks
+            | Operation::RecordHeartbeat
+            | Operation::CompleteActivity
+            | Operation::FailActivity
+            | Operation::ReportCanceled
+            | Operation::RequestCancel
+            | Operation::DescribeExecution
+            | Operation::WaitOutcome
+            | Operation::DescribeTaskQueue
+            | Operation::PollWorkflowTask
+            | Operation::RequestCancelWorkflow
+            | Operation::DescribeWorkflow
+            | Operation::WorkflowHistory
+            | Operation::WaitWorkflowOutcome
+            | Operation::ListWorkflows
+            | Operation::RegisterWorker
+            | Operation::ListTypes
+    )
+}
+
+/// A transport error's causes, with what to check when it is a TLS failure.
+fn transport_reason(error: &dyn std::error::Error) -> String {
+    let reason = error_chain(error);
+    crate::status::with_tls_hint(reason)
 }
 
 fn error_chain(error: &dyn std::error::Error) -> String {

@@ -12,6 +12,13 @@
 //!   `Arc::new(RemoteProtocol::connect("http://127.0.0.1:7233").await?)` in place
 //!   of `engine.protocol()`.
 //!
+//! Both ends speak TLS (rustls): [`ServerTls`] and [`ClientTls`], mutual TLS
+//! included. The service accepts its connections itself and bounds each one
+//! ([`ServerLimits`]: connections, concurrent calls, a memory budget for unread
+//! answers, handshake, idle, keepalive and request-body timeouts; see
+//! `docs/hardening.md`). A [`RemoteConfig`] may name several nodes of one
+//! deployment; [`RemoteProtocol`] carries on through another when one dies.
+//!
 //! It is a crate of its own so that workers and clients get the remote protocol
 //! without the engine and SQLite, and `activity-core` stays free of tonic.
 //!
@@ -87,8 +94,10 @@
 
 mod client;
 mod rpcs;
+mod server;
 mod service;
 mod status;
+mod tls;
 mod wire;
 
 /// The generated protobuf messages and tonic stubs of `activity.v1`.
@@ -101,4 +110,6 @@ pub mod proto {
 }
 
 pub use client::{ConnectError, RemoteConfig, RemoteProtocol};
+pub use server::ServerLimits;
 pub use service::{ActivityServer, ActivityService, BearerAuth, ServeError};
+pub use tls::{ClientTls, ServerTls, TlsError};

@@ -101,7 +101,7 @@ macro_rules! rpcs {
                             let wait: Duration = rpcs!(@wait $($wait)?);
                             let message: pb::$Req = rpcs!(@request $Req $args);
                             let response: pb::$Resp = self
-                                .unary(RPC, message, wait, |mut client, request| async move {
+                                .unary(Operation::$variant, message, wait, |mut client, request| async move {
                                     client.$method(request).await
                                 })
                                 .await?;
@@ -133,6 +133,21 @@ macro_rules! rpcs {
                     Ok(Response::new(message))
                 }
             )*
+        }
+
+        /// The rpc of `operation` (e.g. `"ScheduleActivity"`).
+        pub(crate) fn rpc_name(operation: Operation) -> &'static str {
+            match operation {
+                $(Operation::$variant => stringify!($variant),)*
+            }
+        }
+
+        /// The operation of a gRPC path (`/activity.v1.ActivityProtocol/<Rpc>`).
+        pub(crate) fn operation_of_path(path: &str) -> Option<Operation> {
+            match path.strip_prefix("/activity.v1.ActivityProtocol/")? {
+                $(stringify!($variant) => Some(Operation::$variant),)*
+                _ => None,
+            }
         }
 
         /// Both conversions of a request, through the encoded message, as the

@@ -8,11 +8,10 @@ use tokio::net::TcpListener;
 use tonic::{
     metadata::{AsciiMetadataValue, MetadataValue},
     service::{interceptor::InterceptedService, Interceptor, Routes},
-    transport::server::TcpIncoming,
     Request, Status,
 };
 
-use crate::proto::activity_protocol_server::ActivityProtocolServer;
+use crate::{proto::activity_protocol_server::ActivityProtocolServer, ServerLimits, ServerTls};
 
 /// The service as tonic serves it: the generated server behind the auth check.
 /// Add it to a `tonic::transport::Server` (see [`ActivityService::into_server`]).
@@ -32,6 +31,8 @@ pub struct ActivityService {
     max_response_size: usize,
     bearer_token: Option<String>,
     http_routes: Option<Routes>,
+    limits: ServerLimits,
+    tls: Option<ServerTls>,
 }
 
 impl fmt::Debug for ActivityService {
@@ -41,6 +42,8 @@ impl fmt::Debug for ActivityService {
             .field("max_response_size", &self.max_response_size)
             .field("bearer_token", &self.bearer_token.as_ref().map(|_| "<set>"))
             .field("http_routes", &self.http_routes.is_some())
+            .field("limits", &self.limits)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -55,15 +58,12 @@ pub enum ServeError {
         /// What is wrong with it.
         reason: String,
     },
-    /// A size limit is zero. Not retryable.
+    /// A size limit or timeout is zero. Not retryable.
     #[error("invalid `{field}`: must be greater than zero")]
     InvalidLimit {
         /// The setting.
         field: &'static str,
     },
-    /// The listener or the HTTP/2 server failed.
-    #[error("the gRPC server failed: {0}")]
-    Transport(#[from] tonic::transport::Error),
 }
 
 impl ActivityService {
@@ -86,7 +86,23 @@ impl ActivityService {
             max_response_size: Self::DEFAULT_MAX_RESPONSE_SIZE,
             bearer_token: None,
             http_routes: None,
+            limits: ServerLimits::default(),
+            tls: None,
         }
+    }
+
+    /// Sets the limits and timeouts of the connections [`ActivityService::serve`]
+    /// accepts.
+    pub fn with_limits(mut self, limits: ServerLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Serves over TLS (see [`ServerTls`]); a plain-text client is answered
+    /// that the server requires TLS.
+    pub fn with_tls(mut self, tls: ServerTls) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// Requires every request to carry `authorization: Bearer <token>`; others are
@@ -115,7 +131,7 @@ impl ActivityService {
 
     /// Serves `routes` on the same port as the gRPC service (e.g. the web
     /// dashboard, `activity_dashboard::Dashboard::router`): the server then
-    /// accepts HTTP/1.1 too, and sends every request whose path is not one of
+    /// accepts HTTP/1.1 too (and plain HTTP/2 requests to other paths), and sends every request whose path is not one of
     /// the gRPC service's to `routes`. The bearer-token check and the size
     /// limits apply to the gRPC service only; the routes bring their own.
     pub fn with_http_routes(mut self, routes: impl Into<Routes>) -> Self {
@@ -148,39 +164,20 @@ impl ActivityService {
     /// lets the calls in flight finish.
     ///
     /// Bind the listener yourself (the project's servers listen on 127.0.0.1 by
-    /// default); port 0 picks a free port, see `TcpListener::local_addr`.
+    /// default); port 0 picks a free port, see `TcpListener::local_addr`. Every
+    /// connection is bounded by the service's [`ServerLimits`] and served over
+    /// its TLS, if set; see [`ServerLimits`] for what each limit does.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), ServeError> {
+        let (limits, tls) = (self.limits.clone(), self.tls.clone());
         let routes = self.http_routes.clone();
         let server = self.into_server()?;
-        let mut builder = tonic::transport::Server::builder()
-            // A wide connection window: h2 closes a connection whose peer has many
-            // small DATA frames buffered (flood protection, budget = half the
-            // window); thousands of concurrent small calls from one worker are
-            // normal here.
-            .initial_connection_window_size(CONNECTION_WINDOW)
-            .accept_http1(routes.is_some());
-        let router = match routes {
-            Some(routes) => builder.add_routes(routes).add_service(server),
-            None => builder.add_service(server),
-        };
-        router
-            // Small answers go out at once: with Nagle's algorithm a long-poll
-            // answer waits for the client's delayed ACK (≈ 40 ms per call).
-            .serve_with_incoming_shutdown(
-                TcpIncoming::from(listener).with_nodelay(Some(true)),
-                shutdown,
-            )
-            .await?;
-        Ok(())
+        crate::server::serve(server, routes, limits, tls, listener, shutdown).await
     }
 }
-
-/// The HTTP/2 connection flow-control window of both ends (8 MiB).
-pub(crate) const CONNECTION_WINDOW: u32 = 8 * 1024 * 1024;
 
 /// Checks `authorization: Bearer <token>` on every request, in constant time.
 /// Lets everything through when no token is configured.

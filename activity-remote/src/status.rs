@@ -115,7 +115,7 @@ pub(crate) fn from_status(status: &Status, rpc: &str, endpoint: &str) -> Protoco
             message: format!(
                 "`{rpc}` to {endpoint} failed in transport ({:?}): {}",
                 status.code(),
-                with_sources(status)
+                with_tls_hint(with_sources(status))
             ),
         },
         Code::OutOfRange => match size_limit(message) {
@@ -148,6 +148,27 @@ pub(crate) fn from_status(status: &Status, rpc: &str, endpoint: &str) -> Protoco
             message: format!("`{rpc}` to {endpoint} answered {code:?}: {message}"),
         },
     }
+}
+
+/// `reason` (a transport failure), with what to check when TLS caused it.
+pub(crate) fn with_tls_hint(reason: String) -> String {
+    let lower = reason.to_ascii_lowercase();
+    let hint = if lower.contains("certificaterequired") || lower.contains("certificate required") {
+        "the server requires a client certificate: give one (RemoteConfig::with_tls_identity, \
+         `--tls-cert` and `--tls-key`)"
+    } else if lower.contains("certificate") || lower.contains("unknownissuer") {
+        "the server's certificate is not trusted: give the CA that signed it \
+         (RemoteConfig::with_tls_ca, `--tls-ca`), and check the name it was issued for \
+         (RemoteConfig::with_tls_domain)"
+    } else if lower.contains("corrupt message")
+        || lower.contains("invalidcontenttype")
+        || lower.contains("invalid content type")
+    {
+        "the server does not answer in TLS: is it a plain-text server (use `http://`)?"
+    } else {
+        return reason;
+    };
+    format!("{reason} (TLS: {hint})")
 }
 
 /// The status message followed by its error sources (tonic keeps the transport

@@ -12,6 +12,8 @@
 //! while they wait; but once the engine answers one, the clock is held (from the
 //! service's side) until the caller has received the answer.
 
+pub mod wire;
+
 use std::{
     collections::VecDeque,
     sync::{mpsc, Arc, Mutex},
@@ -24,7 +26,7 @@ use activity_core::{
     ActivityProtocol, ProtocolError,
 };
 use activity_engine::{Engine, EngineConfig};
-use activity_remote::{ActivityService, RemoteConfig, RemoteProtocol};
+use activity_remote::{ActivityService, RemoteConfig, RemoteProtocol, ServerLimits};
 
 /// Whether the suites run over gRPC.
 pub fn remote() -> bool {
@@ -42,11 +44,19 @@ pub async fn connect(engine: &Engine) -> Arc<dyn ActivityProtocol> {
         .expect("a loopback port");
     let address = listener.local_addr().expect("bound address");
     let holds = Holds::default();
+    // The server's network timers (keepalive pings, idle connections) run on
+    // the paused clock too, which jumps past a ping's answer while the runtime
+    // waits on the socket: put them beyond any virtual time a test reaches.
+    let never = Duration::from_secs(10 * 365 * 24 * 3600);
+    let limits = ServerLimits::default()
+        .with_keepalive_interval(never)
+        .with_idle_timeout(never);
     let service = ActivityService::new(Arc::new(ClockGuard {
         inner: engine.protocol(),
         holds: holds.clone(),
         side: Side::Service,
-    }));
+    }))
+    .with_limits(limits);
     tokio::spawn(async move {
         if let Err(err) = service.serve(listener, std::future::pending()).await {
             panic!("the test gRPC service stopped: {err}");

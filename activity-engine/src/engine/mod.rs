@@ -1216,7 +1216,10 @@ impl Engine {
         let now = self.now_ms();
         let validators = self.inner.validators.clone();
         self.run(move |tx, fx| {
-            let exec = rules::started_attempt(tx, &signer, &target)?;
+            let report = rules::Report::Completed(&result);
+            let Some(exec) = rules::attempt_to_report(tx, &signer, &target, report)? else {
+                return Ok(());
+            };
             types::check_result(tx, &validators, &exec, &result)?;
             rules::complete_started(tx, fx, exec, result, now)
         })

@@ -443,6 +443,63 @@ pub(crate) fn started_attempt(
     }
 }
 
+/// What a worker reports of its attempt.
+#[derive(Clone, Copy)]
+pub(crate) enum Report<'a> {
+    Completed(&'a Payload),
+    Failed(&'a ApplicationFailure),
+    Canceled(&'a Option<Payload>),
+}
+
+/// Like [`started_attempt`], but a report that repeats, by the attempt's own
+/// token, exactly what that attempt already reported answers `Ok(None)`:
+/// success, changing nothing. A worker or client whose first answer was lost (a
+/// node died after committing it) sends the same report again, to any node
+/// (SEMANTICS 1.2, 5); any other report of a closed attempt is still refused.
+pub(crate) fn attempt_to_report(
+    tx: &mut dyn Tx,
+    signer: &TokenSigner,
+    target: &TaskTarget,
+    report: Report<'_>,
+) -> Result<Option<ExecutionRecord>, ProtocolError> {
+    let refused = match started_attempt(tx, signer, target) {
+        Err(refused @ ProtocolError::AlreadyClosed { .. }) => refused,
+        other => return other.map(Some),
+    };
+    let TaskTarget::Token(token) = target else {
+        return Err(refused);
+    };
+    let (key, attempt) = verify(signer, token)?;
+    let Some(exec) = tx.execution(key)? else {
+        return Err(refused);
+    };
+    let repeated = match report {
+        Report::Completed(result) => {
+            exec.state == ExecutionState::Completed
+                && exec.attempt == attempt
+                && exec.result.as_ref() == Some(result)
+        }
+        Report::Canceled(details) => {
+            exec.state == ExecutionState::Canceled
+                && exec.attempt == attempt
+                && matches!(&exec.last_failure, Some(Failure::Canceled(c)) if &c.details == details)
+        }
+        Report::Failed(failure) => {
+            // Retried (the next attempt waits, not yet handed out) or final,
+            // with this failure.
+            let retried = exec.attempt == attempt + 1 && exec.state == ExecutionState::Scheduled;
+            let failed_for_good = exec.attempt == attempt && exec.state == ExecutionState::Failed;
+            (retried || failed_for_good)
+                && matches!(&exec.last_failure, Some(Failure::Application(f)) if f == failure)
+        }
+    };
+    if repeated {
+        Ok(None)
+    } else {
+        Err(refused)
+    }
+}
+
 fn short(token: &TaskToken) -> String {
     let hex = token.to_hex();
     if hex.len() > 16 {
@@ -543,7 +600,9 @@ pub(crate) fn canceled(
     details: Option<Payload>,
     now: i64,
 ) -> Result<(), ProtocolError> {
-    let mut exec = started_attempt(tx, signer, target)?;
+    let Some(mut exec) = attempt_to_report(tx, signer, target, Report::Canceled(&details))? else {
+        return Ok(());
+    };
     let mut failure = CanceledFailure::default();
     failure.details = details;
     exec.last_failure = Some(Failure::Canceled(failure));
@@ -561,7 +620,9 @@ pub(crate) fn fail(
     last_heartbeat_details: Option<Payload>,
     now: i64,
 ) -> Result<(), ProtocolError> {
-    let mut exec = started_attempt(tx, signer, target)?;
+    let Some(mut exec) = attempt_to_report(tx, signer, target, Report::Failed(&failure))? else {
+        return Ok(());
+    };
     if last_heartbeat_details.is_some() {
         exec.heartbeat_details = last_heartbeat_details;
     }

@@ -179,3 +179,18 @@ pub async fn outcome(protocol: &dyn ActivityProtocol, id: &str) -> ExecutionOutc
     })
     .await
 }
+
+#[allow(unused_imports)]
+pub use activity_test_support::wire::{grpc_frame, grpc_request, TestCa};
+
+/// The server's TLS from `ca`: a certificate for 127.0.0.1 and localhost,
+/// requiring client certificates of `client_ca` if given.
+pub fn server_tls(ca: &TestCa, client_ca: Option<&TestCa>) -> activity_remote::ServerTls {
+    let (cert, key) = ca.issue_server();
+    activity_remote::ServerTls::from_pem(
+        cert.as_bytes(),
+        key.as_bytes(),
+        client_ca.map(|ca| ca.pem.as_bytes()),
+    )
+    .expect("server TLS")
+}

@@ -30,11 +30,25 @@ use super::{
 const LONG_POLL: Duration = Duration::from_secs(30);
 
 async fn connect(connection: &Connection) -> Result<Arc<dyn ActivityProtocol>, CliError> {
-    let mut config = RemoteConfig::new(connection.server.clone())
+    let mut servers = connection.server.iter();
+    let first = servers.next().cloned().unwrap_or_default();
+    let mut config = servers
+        .fold(RemoteConfig::new(first), |config, url| {
+            config.with_endpoint(url.clone())
+        })
         .with_connect_timeout(connection.timeout)
         .with_call_timeout(connection.timeout);
     if let Some(token) = &connection.auth_token {
         config = config.with_bearer_token(token.clone());
+    }
+    if let Some(ca) = &connection.tls_ca {
+        config = config.with_tls_ca(super::read_file("--tls-ca", ca)?);
+    }
+    if let (Some(cert), Some(key)) = (&connection.tls_cert, &connection.tls_key) {
+        config = config.with_tls_identity(
+            super::read_file("--tls-cert", cert)?,
+            super::read_file("--tls-key", key)?,
+        );
     }
     match RemoteProtocol::connect(config).await {
         Ok(protocol) => Ok(Arc::new(protocol)),

@@ -93,20 +93,103 @@ pub(crate) struct ServeArgs {
     /// closes (which ends waiting long polls), e.g. `2s`.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
     pub(crate) shutdown_grace: Duration,
+    #[command(flatten)]
+    pub(crate) tls: ServeTls,
+    #[command(flatten)]
+    pub(crate) limits: ServeLimits,
+}
+
+/// `serve`'s TLS: both files, or neither.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "TLS")]
+pub(crate) struct ServeTls {
+    /// Serve over TLS with this certificate chain (PEM, the server's first).
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM): mutual TLS.
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    pub(crate) tls_client_ca: Option<PathBuf>,
+}
+
+/// `serve`'s connection limits and timeouts (see docs/hardening.md).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Connection limits")]
+pub(crate) struct ServeLimits {
+    /// Connections served at once; one more is refused with UNAVAILABLE.
+    #[arg(long, value_name = "N", default_value_t = activity_remote::ServerLimits::default().max_connections)]
+    pub(crate) max_connections: usize,
+    /// Calls in flight on one connection (HTTP/2 concurrent streams).
+    #[arg(long, value_name = "N", default_value_t = activity_remote::ServerLimits::default().max_concurrent_streams)]
+    pub(crate) max_concurrent_streams: u32,
+    /// Bytes of answers a connection may have unread before its calls wait.
+    #[arg(long, value_name = "BYTES", default_value_t = activity_remote::ServerLimits::default().connection_memory)]
+    pub(crate) connection_memory_bytes: usize,
+    /// Bytes one call's answer may have buffered for sending.
+    #[arg(long, value_name = "BYTES", default_value_t = activity_remote::ServerLimits::default().send_buffer)]
+    pub(crate) send_buffer_bytes: usize,
+    /// Bound on the TLS handshake and the HTTP/2 preface of a new connection.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub(crate) handshake_timeout: Duration,
+    /// A connection without a call for this long is closed.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub(crate) idle_timeout: Duration,
+    /// Interval of keepalive pings.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub(crate) keepalive_interval: Duration,
+    /// A ping not answered within this closes the connection.
+    #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub(crate) keepalive_timeout: Duration,
+    /// Bound on receiving a request's body.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub(crate) request_body_timeout: Duration,
+}
+
+impl ServeLimits {
+    pub(crate) fn to_limits(&self) -> activity_remote::ServerLimits {
+        activity_remote::ServerLimits::default()
+            .with_max_connections(self.max_connections)
+            .with_max_concurrent_streams(self.max_concurrent_streams)
+            .with_connection_memory(self.connection_memory_bytes)
+            .with_send_buffer(self.send_buffer_bytes)
+            .with_handshake_timeout(self.handshake_timeout)
+            .with_idle_timeout(self.idle_timeout)
+            .with_keepalive_interval(self.keepalive_interval)
+            .with_keepalive_timeout(self.keepalive_timeout)
+            .with_request_body_timeout(self.request_body_timeout)
+    }
 }
 
 /// How a client command reaches the server.
 #[derive(Debug, Args)]
 pub(crate) struct Connection {
-    /// The server's URL.
+    /// The server's URL (`http://` or `https://`); several, comma-separated, for
+    /// the nodes of one deployment (tried in order when one cannot be reached).
     #[arg(
         long,
         global = true,
         value_name = "URL",
         env = "ACTIVITY_SERVER_URL",
-        default_value = DEFAULT_SERVER_URL
+        default_value = DEFAULT_SERVER_URL,
+        value_delimiter = ','
     )]
-    pub(crate) server: String,
+    pub(crate) server: Vec<String>,
+    /// Trust this CA (PEM) for `https://` servers (default: the system's roots).
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        env = "ACTIVITY_SERVER_TLS_CA"
+    )]
+    pub(crate) tls_ca: Option<PathBuf>,
+    /// Present this client certificate (PEM) to servers that require one.
+    #[arg(long, global = true, value_name = "PATH", requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, global = true, value_name = "PATH", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
     /// The server's bearer token, if it requires one.
     #[arg(
         long,
@@ -370,6 +453,16 @@ pub(crate) enum CliError {
     /// The server URL or the token cannot be used.
     #[error("{0}")]
     Connect(#[from] activity_remote::ConnectError),
+    /// A file named by an argument cannot be read.
+    #[error("cannot read {arg} `{path}`: {source}")]
+    File {
+        /// The argument, e.g. `--tls-ca`.
+        arg: &'static str,
+        /// The path given.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
     /// An argument is not valid.
     #[error("invalid {arg}: {message}")]
     InvalidArg {
@@ -413,6 +506,15 @@ fn protocol_message(error: &ProtocolError) -> String {
         ),
         _ => error.to_string(),
     }
+}
+
+/// The contents of the file `path` given as `arg`.
+pub(crate) fn read_file(arg: &'static str, path: &std::path::Path) -> Result<Vec<u8>, CliError> {
+    std::fs::read(path).map_err(|source| CliError::File {
+        arg,
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 impl Cli {
@@ -460,6 +562,11 @@ impl CliError {
                 ("unreachable", true)
             }
             CliError::Connect(err) => ("connect", err.is_retryable()),
+            CliError::File { arg, path, .. } => {
+                error.insert("argument".into(), json!(arg));
+                error.insert("path".into(), json!(path));
+                ("file", false)
+            }
             CliError::InvalidArg { arg, .. } => {
                 error.insert("argument".into(), json!(arg));
                 ("invalid_argument", false)
@@ -592,14 +699,68 @@ mod tests {
             "w",
             "--json",
             "--server",
-            "http://127.0.0.1:1",
+            "http://127.0.0.1:1,https://node-b:7233",
         ])
         .expect("parses");
         let Command::Workflow { connection, .. } = cli.command else {
             panic!("a workflow command")
         };
         assert!(connection.json);
-        assert_eq!(connection.server, "http://127.0.0.1:1");
+        assert_eq!(
+            connection.server,
+            ["http://127.0.0.1:1", "https://node-b:7233"]
+        );
+    }
+
+    #[test]
+    fn tls_files_come_in_pairs() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args);
+        let err = parse(&[
+            "activity-server",
+            "serve",
+            "--db",
+            "x.db",
+            "--tls-cert",
+            "c.pem",
+        ])
+        .expect_err("a certificate without its key");
+        assert!(err.to_string().contains("--tls-key"), "{err}");
+        let err = parse(&["activity-server", "types", "list", "--tls-key", "k.pem"])
+            .expect_err("a key without its certificate");
+        assert!(err.to_string().contains("--tls-cert"), "{err}");
+        let cli = parse(&[
+            "activity-server",
+            "serve",
+            "--db",
+            "x.db",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--tls-client-ca",
+            "ca.pem",
+            "--max-connections",
+            "50",
+            "--idle-timeout",
+            "1m",
+        ])
+        .expect("parses");
+        let Command::Serve(args) = cli.command else {
+            panic!("serve")
+        };
+        assert!(args.tls.tls_client_ca.is_some());
+        let limits = args.limits.to_limits();
+        assert_eq!(limits.max_connections, 50);
+        assert_eq!(limits.idle_timeout, Duration::from_secs(60));
+        // Without flags, serve's limits are the library's defaults.
+        let cli = parse(&["activity-server", "serve", "--db", "x.db"]).expect("parses");
+        let Command::Serve(args) = cli.command else {
+            panic!("serve")
+        };
+        assert_eq!(
+            args.limits.to_limits(),
+            activity_remote::ServerLimits::default()
+        );
     }
 
     #[test]

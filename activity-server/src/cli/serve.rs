@@ -10,10 +10,10 @@ use std::io::Write;
 
 use activity_dashboard::{Dashboard, DashboardError};
 use activity_engine::{Engine, EngineConfig, EngineError};
-use activity_remote::{ActivityService, ServeError};
+use activity_remote::{ActivityService, ServeError, ServerTls};
 use tokio::{net::TcpListener, sync::watch};
 
-use super::ServeArgs;
+use super::{ServeArgs, ServeTls};
 
 /// The server could not start, or failed while serving.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +40,9 @@ pub(crate) enum ServeFailure {
     /// The dashboard could not be set up or failed.
     #[error(transparent)]
     Dashboard(#[from] DashboardError),
+    /// A TLS file cannot be read or used.
+    #[error("cannot serve over TLS: {0}")]
+    Tls(String),
     /// The server task ended abnormally.
     #[error("the gRPC server task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -97,17 +100,43 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), ServeFailure> {
     result
 }
 
+/// The server's TLS from `serve`'s flags, if given.
+fn server_tls(args: &ServeTls) -> Result<Option<ServerTls>, ServeFailure> {
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+        return Ok(None);
+    };
+    let read = |arg: &str, path: &std::path::Path| {
+        std::fs::read(path)
+            .map_err(|e| ServeFailure::Tls(format!("cannot read {arg} `{}`: {e}", path.display())))
+    };
+    let cert = read("--tls-cert", cert)?;
+    let key = read("--tls-key", key)?;
+    let client_ca = args
+        .tls_client_ca
+        .as_deref()
+        .map(|path| read("--tls-client-ca", path))
+        .transpose()?;
+    ServerTls::from_pem(&cert, &key, client_ca.as_deref())
+        .map(Some)
+        .map_err(|e| ServeFailure::Tls(e.to_string()))
+}
+
 async fn serve(
     engine: &Engine,
     args: &ServeArgs,
     signal: impl std::future::Future<Output = &'static str>,
 ) -> Result<(), ServeFailure> {
-    let mut service =
-        ActivityService::new(engine.protocol()).with_max_request_size(args.max_request_bytes);
+    let mut service = ActivityService::new(engine.protocol())
+        .with_max_request_size(args.max_request_bytes)
+        .with_limits(args.limits.to_limits());
     let mut dashboard = Dashboard::new(engine.protocol());
     if let Some(token) = &args.token {
         service = service.with_bearer_token(token.clone());
         dashboard = dashboard.with_token(token.clone());
+    }
+    let tls = server_tls(&args.tls)?;
+    if let Some(tls) = &tls {
+        service = service.with_tls(tls.clone());
     }
     // Check the limits and the token before listening.
     drop(service.clone().into_server()?);
@@ -133,13 +162,19 @@ async fn serve(
         addr: args.listen,
         source,
     })?;
-    if !addr.ip().is_loopback() && args.token.is_none() {
-        tracing::warn!(%addr, "listening beyond loopback without a bearer token: anyone who can reach this address can act on every activity; set --token");
+    if !addr.ip().is_loopback() && tls.is_none() {
+        if args.token.is_none() {
+            tracing::warn!(%addr, "listening beyond loopback without TLS and without a bearer token: anyone who can reach this address can act on every activity; set --token and --tls-cert/--tls-key");
+        } else {
+            tracing::warn!(%addr, "listening beyond loopback without TLS: the bearer token (and every payload) travels in clear; set --tls-cert and --tls-key");
+        }
     }
     tracing::info!(
         %addr,
         db = %args.db.display(),
         auth = args.token.is_some(),
+        tls = tls.is_some(),
+        mutual_tls = tls.as_ref().is_some_and(ServerTls::requires_client_certificates),
         max_request_bytes = args.max_request_bytes,
         max_payload_bytes = args.max_payload_bytes,
         "serving"
