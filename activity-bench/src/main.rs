@@ -3,7 +3,13 @@
 //! ```text
 //! cargo run --release -p activity-bench -- [--runs 3] [--n 1000] [--pollers 2]
 //!     [--mode embedded|remote|both] [--only fanout,sequential]
+//!     [--store postgres://USER@HOST/DB] [--nodes K]
 //! ```
+//!
+//! With `--store`, the engine keeps its state in that PostgreSQL database (a
+//! fresh schema per run, dropped after it) instead of a SQLite file; with
+//! `--nodes K` (remote mode), K server processes share it, and the benchmark
+//! runs one worker connected to each (the client talks to the first).
 //!
 //! Every scenario runs on an engine with a **file-backed** SQLite store (every
 //! acknowledged change committed before the answer), in a fresh temporary
@@ -34,7 +40,7 @@ use activity_core::{
     WorkflowContext, WorkflowError,
 };
 use activity_dashboard::Dashboard;
-use activity_engine::{Engine, EngineConfig};
+use activity_engine::{store::postgres::PostgresConfig, Engine, EngineConfig, StoreLocation};
 use activity_remote::{ActivityService, RemoteProtocol};
 use activity_worker::{ShutdownHandle, Worker, WorkerReport};
 
@@ -124,6 +130,8 @@ struct Options {
     only: Option<Vec<String>>,
     pollers: usize,
     modes: Vec<Mode>,
+    store: Option<String>,
+    nodes: usize,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -133,6 +141,8 @@ fn parse_args() -> Result<Options, String> {
         only: None,
         pollers: 2,
         modes: vec![Mode::Embedded, Mode::Remote],
+        store: None,
+        nodes: 1,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -147,6 +157,12 @@ fn parse_args() -> Result<Options, String> {
                 options.pollers = value("--pollers")?
                     .parse()
                     .map_err(|e| format!("--pollers: {e}"))?
+            }
+            "--store" => options.store = Some(value("--store")?),
+            "--nodes" => {
+                options.nodes = value("--nodes")?
+                    .parse()
+                    .map_err(|e| format!("--nodes: {e}"))?
             }
             "--n" => options.n = value("--n")?.parse().map_err(|e| format!("--n: {e}"))?,
             "--mode" => {
@@ -165,7 +181,7 @@ fn parse_args() -> Result<Options, String> {
                 options.only = Some(value("--only")?.split(',').map(str::to_owned).collect())
             }
             "--help" | "-h" => {
-                return Err("usage: activity-bench [--runs N] [--n N] [--pollers N] [--mode embedded|remote|both] [--only a,b]\nscenarios: fanout, fanout10, sequential, standalone, local, heartbeat, recovery".into())
+                return Err("usage: activity-bench [--runs N] [--n N] [--pollers N] [--mode embedded|remote|both] [--only a,b] [--store postgres://…] [--nodes K]\nscenarios: fanout, fanout10, sequential, standalone, local, heartbeat, recovery".into())
             }
             other => return Err(format!("unknown argument `{other}` (try --help)")),
         }
@@ -177,22 +193,79 @@ fn parse_args() -> Result<Options, String> {
 enum Backend {
     Embedded(Engine),
     Remote {
-        server: ServerChild,
-        protocol: Arc<dyn ActivityProtocol>,
+        servers: Vec<ServerChild>,
+        /// One per server; the client uses the first.
+        protocols: Vec<Arc<dyn ActivityProtocol>>,
     },
 }
 
 /// One engine on a file in a fresh directory, with a worker.
 struct Bench {
     dir: PathBuf,
+    target: Target,
     backend: Backend,
     stamps: Arc<Stamps>,
-    worker: Option<(ShutdownHandle, tokio::task::JoinHandle<WorkerReport>)>,
+    workers: Vec<(ShutdownHandle, tokio::task::JoinHandle<WorkerReport>)>,
 }
 
 static DIRS: AtomicU64 = AtomicU64::new(0);
 /// Activity pollers per queue of the benchmark's worker (`--pollers`).
 static POLLERS: AtomicU64 = AtomicU64::new(2);
+/// The PostgreSQL database of `--store`, if any.
+static STORE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+/// Server processes in remote mode (`--nodes`).
+static NODES: AtomicU64 = AtomicU64::new(1);
+
+/// Where one run's engine keeps its state: a SQLite file, or a PostgreSQL schema.
+#[derive(Clone)]
+struct Target {
+    db: String,
+    schema: Option<String>,
+}
+
+impl Target {
+    fn new(dir: &Path) -> Self {
+        match STORE.get().cloned().flatten() {
+            Some(url) => Target {
+                db: url,
+                schema: Some(format!(
+                    "activity_bench_{}_{}",
+                    std::process::id(),
+                    DIRS.fetch_add(1, Ordering::Relaxed)
+                )),
+            },
+            None => Target {
+                db: dir.join("engine.sqlite").display().to_string(),
+                schema: None,
+            },
+        }
+    }
+
+    fn config(&self) -> EngineConfig {
+        match &self.schema {
+            Some(schema) => EngineConfig::postgres(self.db.clone()).with_store(
+                StoreLocation::Postgres(PostgresConfig::new(self.db.clone()).with_schema(schema)),
+            ),
+            None => EngineConfig::file(&self.db),
+        }
+    }
+
+    /// Drops the run's schema.
+    async fn remove(&self) {
+        let Some(schema) = self.schema.clone() else {
+            return;
+        };
+        let url = self.db.clone();
+        let dropped = tokio::task::spawn_blocking(move || -> Result<(), postgres::Error> {
+            let mut client = postgres::Client::connect(&url, postgres::NoTls)?;
+            client.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+        })
+        .await;
+        if let Ok(Err(err)) = dropped {
+            eprintln!("cannot drop the benchmark's schema: {err}");
+        }
+    }
+}
 
 impl Bench {
     async fn open(mode: Mode) -> Result<Self, Box<dyn std::error::Error>> {
@@ -202,27 +275,33 @@ impl Bench {
             DIRS.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir)?;
-        let db = dir.join("engine.sqlite");
+        let target = Target::new(&dir);
         let backend = match mode {
-            Mode::Embedded => Backend::Embedded(Engine::open(EngineConfig::file(db)).await?),
+            Mode::Embedded => Backend::Embedded(Engine::open(target.config()).await?),
             Mode::Remote => {
-                let server = ServerChild::start(&db)?;
-                let protocol = server.connect().await?;
-                Backend::Remote { server, protocol }
+                let mut servers = Vec::new();
+                let mut protocols = Vec::new();
+                for _ in 0..NODES.load(Ordering::Relaxed).max(1) {
+                    let server = ServerChild::start(&target)?;
+                    protocols.push(server.connect().await?);
+                    servers.push(server);
+                }
+                Backend::Remote { servers, protocols }
             }
         };
         Ok(Self {
             dir,
+            target,
             backend,
             stamps: Arc::default(),
-            worker: None,
+            workers: Vec::new(),
         })
     }
 
     fn protocol(&self) -> Arc<dyn ActivityProtocol> {
         match &self.backend {
             Backend::Embedded(engine) => engine.protocol(),
-            Backend::Remote { protocol, .. } => protocol.clone(),
+            Backend::Remote { protocols, .. } => protocols[0].clone(),
         }
     }
 
@@ -230,44 +309,53 @@ impl Bench {
         Client::new(self.protocol()).with_task_queue("bench")
     }
 
+    /// One worker per server (one in embedded mode).
     fn start_worker(&mut self) -> Result<(), Box<dyn std::error::Error>> {
-        let worker = Worker::builder(self.protocol())
-            .task_queue("bench")
-            .max_concurrent_activities(200)
-            .max_concurrent_workflow_tasks(4)
-            .pollers_per_queue(POLLERS.load(Ordering::Relaxed).max(1) as usize)
-            .shared_state(self.stamps.clone())
-            .build()?;
-        let handle = worker.shutdown_handle();
-        self.worker = Some((
-            handle,
-            tokio::spawn(worker.run_until(std::future::pending())),
-        ));
+        let protocols = match &self.backend {
+            Backend::Embedded(engine) => vec![engine.protocol()],
+            Backend::Remote { protocols, .. } => protocols.clone(),
+        };
+        for protocol in protocols {
+            let worker = Worker::builder(protocol)
+                .task_queue("bench")
+                .max_concurrent_activities(200)
+                .max_concurrent_workflow_tasks(4)
+                .pollers_per_queue(POLLERS.load(Ordering::Relaxed).max(1) as usize)
+                .shared_state(self.stamps.clone())
+                .build()?;
+            let handle = worker.shutdown_handle();
+            self.workers.push((
+                handle,
+                tokio::spawn(worker.run_until(std::future::pending())),
+            ));
+        }
         Ok(())
     }
 
     /// Stops the worker and the engine; the directory stays (see [`Bench::close`]).
     async fn stop(&mut self) {
-        if let Some((handle, running)) = self.worker.take() {
+        for (handle, running) in std::mem::take(&mut self.workers) {
             handle.shutdown();
             let _ = running.await;
         }
         match &mut self.backend {
             Backend::Embedded(engine) => engine.close().await,
-            Backend::Remote { server, .. } => server.stop(),
+            Backend::Remote { servers, .. } => servers.iter_mut().for_each(ServerChild::stop),
         }
     }
 
     async fn close(mut self) {
         self.stop().await;
+        self.target.remove().await;
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
-/// `activity-bench serve DB`: the engine on `DB`, served over gRPC on a free
-/// loopback port until standard input closes. Prints `listening on ADDR` first.
-async fn serve_child(db: &Path) -> Result<(), Box<dyn std::error::Error>> {
-    let engine = Engine::open(EngineConfig::file(db)).await?;
+/// `activity-bench serve DB [SCHEMA]`: the engine on `DB` (a SQLite file, or a
+/// PostgreSQL URL and schema), served over gRPC on a free loopback port until
+/// standard input closes. Prints `listening on ADDR` first.
+async fn serve_child(target: Target) -> Result<(), Box<dyn std::error::Error>> {
+    let engine = Engine::open(target.config()).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     println!("listening on {}", listener.local_addr()?);
     let stdin_closed = tokio::task::spawn_blocking(|| {
@@ -297,11 +385,12 @@ struct ServerChild {
 }
 
 impl ServerChild {
-    fn start(db: &Path) -> Result<Self, Box<dyn std::error::Error>> {
+    fn start(target: &Target) -> Result<Self, Box<dyn std::error::Error>> {
         let began = Instant::now();
         let mut child = Command::new(std::env::current_exe()?)
             .arg("serve")
-            .arg(db)
+            .arg(&target.db)
+            .args(&target.schema)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -457,19 +546,18 @@ async fn recovery(mode: Mode, backlog: u32) -> Result<Sample, Box<dyn std::error
     let empty_server_kib = match mode {
         Mode::Embedded => 0.0,
         Mode::Remote => {
-            let mut empty = Bench::open(mode).await?;
+            let empty = Bench::open(mode).await?;
             first_dispatch(&empty.protocol(), Duration::ZERO).await?;
             let kib = match &empty.backend {
-                Backend::Remote { server, .. } => server.rss_kib(),
+                Backend::Remote { servers, .. } => servers[0].rss_kib(),
                 Backend::Embedded(_) => unreachable!("opened in remote mode"),
             };
-            empty.stop().await;
-            let _ = std::fs::remove_dir_all(&empty.dir);
+            empty.close().await;
             kib
         }
     };
     let mut bench = Bench::open(mode).await?;
-    let path = bench.dir.join("engine.sqlite");
+    let target = bench.target.clone();
     let protocol = bench.protocol();
     let options = ActivityOptions::new()
         .start_to_close(Duration::from_secs(300))
@@ -499,7 +587,7 @@ async fn recovery(mode: Mode, backlog: u32) -> Result<Sample, Box<dyn std::error
         Mode::Embedded => {
             let rss_before = rss_kib();
             let start = Instant::now();
-            let engine = Engine::open(EngineConfig::file(&path)).await?;
+            let engine = Engine::open(target.config()).await?;
             let reopened = start.elapsed();
             first_dispatch(&engine.protocol(), wait).await?;
             let dispatched = start.elapsed();
@@ -509,7 +597,7 @@ async fn recovery(mode: Mode, backlog: u32) -> Result<Sample, Box<dyn std::error
         }
         Mode::Remote => {
             let start = Instant::now();
-            let mut server = ServerChild::start(&path)?;
+            let mut server = ServerChild::start(&target)?;
             let reopened = server.started_in;
             first_dispatch(&server.connect().await?, wait).await?;
             let dispatched = start.elapsed();
@@ -518,7 +606,7 @@ async fn recovery(mode: Mode, backlog: u32) -> Result<Sample, Box<dyn std::error
             (reopened, dispatched, grown)
         }
     };
-    let _ = std::fs::remove_dir_all(&bench.dir);
+    bench.close().await;
     Ok(Sample::from([
         ("reopen_ms", reopened.as_secs_f64() * 1000.0),
         ("first_dispatch_ms", dispatched.as_secs_f64() * 1000.0),
@@ -548,8 +636,14 @@ async fn first_dispatch(
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     if args.next().as_deref() == Some("serve") {
-        let db = args.next().ok_or("usage: activity-bench serve DB")?;
-        return serve_child(Path::new(&db)).await;
+        let db = args
+            .next()
+            .ok_or("usage: activity-bench serve DB [SCHEMA]")?;
+        return serve_child(Target {
+            db,
+            schema: args.next(),
+        })
+        .await;
     }
     let options = match parse_args() {
         Ok(options) => options,
@@ -560,6 +654,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let n = options.n;
     POLLERS.store(options.pollers as u64, Ordering::Relaxed);
+    NODES.store(options.nodes as u64, Ordering::Relaxed);
+    let _ = STORE.set(options.store.clone());
     let scenarios: Vec<(&'static str, String)> = vec![
         ("fanout", format!("fan-out 1 x {n}")),
         ("fanout10", format!("fan-out 10 x {}", n / 10)),
@@ -597,6 +693,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let mut lines = Vec::new();
+    match &options.store {
+        Some(url) => println!(
+            "\nstore: PostgreSQL ({}), {} node(s) in remote mode",
+            activity_engine::store::postgres::redacted(url),
+            options.nodes
+        ),
+        None => println!("\nstore: SQLite file"),
+    }
     println!("\n| scenario | mode | metric | median | min | max |");
     println!("|---|---|---|---|---|---|");
     for (title, mode, samples) in &results {

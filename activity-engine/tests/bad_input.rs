@@ -136,7 +136,8 @@ async fn oversized_option_lists_and_names_are_refused_naming_the_field() {
 #[tokio::test(start_paused = true)]
 async fn oversized_payloads_are_refused_naming_the_limit_and_the_size() {
     assert_eq!(EngineConfig::default().max_payload_size, 4 * 1024 * 1024);
-    let env = Env::with_config(EngineConfig::in_memory().with_max_payload_size(1024)).await;
+    let env =
+        Env::with_config(activity_test_support::engine_config().with_max_payload_size(1024)).await;
     let big = Payload::json(&"x".repeat(2000)).unwrap();
     let err = env
         .protocol

@@ -21,7 +21,7 @@ use activity_core::{
     },
     ActivityFailure,
 };
-use activity_engine::{EngineConfig, VirtualClock};
+use activity_engine::VirtualClock;
 use common::*;
 
 // ---------------------------------------------------------------- helpers
@@ -610,7 +610,10 @@ async fn a_workflow_task_that_times_out_goes_to_another_worker() {
 
 #[tokio::test(start_paused = true)]
 async fn the_workflow_task_timeout_is_configurable() {
-    let env = Env::with_config(EngineConfig::in_memory().with_workflow_task_timeout(secs(3))).await;
+    let env = Env::with_config(
+        activity_test_support::engine_config().with_workflow_task_timeout(secs(3)),
+    )
+    .await;
     start(&env, "short").await;
     let t0 = env.now();
     let _lost = poll_wf(&env, "w1", secs(0)).await.unwrap();
@@ -1338,7 +1341,8 @@ async fn a_long_wait_for_a_workflow_outcome_ends_empty_while_it_runs() {
 
 #[tokio::test(start_paused = true)]
 async fn payload_limits_apply_to_workflow_input_and_command_payloads() {
-    let env = Env::with_config(EngineConfig::in_memory().with_max_payload_size(64)).await;
+    let env =
+        Env::with_config(activity_test_support::engine_config().with_max_payload_size(64)).await;
     let big = json("x".repeat(100));
     let err = env
         .protocol

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use activity_core::{activity, ActivityError};
-use activity_engine::{EngineConfig, VirtualClock};
+use activity_engine::VirtualClock;
 
 use activity_test_support as support;
 use activity_worker::{Worker, WorkerError};
@@ -29,8 +29,10 @@ mod v2 {
 
 #[tokio::test(start_paused = true)]
 async fn two_activities_with_one_name_stop_the_worker_at_start() {
-    let engine =
-        TestEngine::open(EngineConfig::in_memory().with_clock(Arc::new(VirtualClock::new()))).await;
+    let engine = TestEngine::open(
+        activity_test_support::engine_config().with_clock(Arc::new(VirtualClock::new())),
+    )
+    .await;
     let err = Worker::builder(engine.protocol())
         .task_queue("media")
         .build()

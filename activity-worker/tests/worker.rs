@@ -19,7 +19,7 @@ use activity_core::{
     ActivityContext, ActivityError, ActivityOptions, CancelReason, Client, Failure, Payload,
     RetryOptions, RetryState, State,
 };
-use activity_engine::{EngineConfig, VirtualClock};
+use activity_engine::VirtualClock;
 
 use activity_test_support as support;
 use activity_worker::{Worker, WorkerBuilder, WorkerReport};
@@ -147,7 +147,10 @@ struct TokenBox {
 }
 
 async fn engine() -> TestEngine {
-    TestEngine::open(EngineConfig::in_memory().with_clock(Arc::new(VirtualClock::new()))).await
+    TestEngine::open(
+        activity_test_support::engine_config().with_clock(Arc::new(VirtualClock::new())),
+    )
+    .await
 }
 
 fn worker(protocol: Arc<dyn ActivityProtocol>, probe: &Arc<Probe>, queue: &str) -> WorkerBuilder {

@@ -15,7 +15,7 @@ use activity_core::{
     ActivityContext, ActivityError, ActivityProtocol, CancellationType, Client, Failure,
     ProtocolError, State, WorkflowContext, WorkflowError,
 };
-use activity_engine::{EngineConfig, VirtualClock};
+use activity_engine::VirtualClock;
 
 use activity_test_support as support;
 use activity_worker::{ShutdownHandle, Worker, WorkerReport};
@@ -220,8 +220,10 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
-    let engine =
-        TestEngine::open(EngineConfig::in_memory().with_clock(Arc::new(VirtualClock::new()))).await;
+    let engine = TestEngine::open(
+        activity_test_support::engine_config().with_clock(Arc::new(VirtualClock::new())),
+    )
+    .await;
     let client = Client::new(engine.protocol()).with_task_queue("main");
     let probe = Arc::new(Probe::default());
     let activities = Worker::builder(engine.protocol())

@@ -1,5 +1,11 @@
 //! What the behaviour suites of every crate share.
 //!
+//! The store the suites run on: in-memory SQLite (and SQLite files where a
+//! test reopens its store) by default, or PostgreSQL with
+//! `ACTIVITY_TEST_STORE=postgres` (URL from `ACTIVITY_TEST_DATABASE_URL`,
+//! default `postgres://postgres@127.0.0.1:5432/test`), each test in its own
+//! schema: [`engine_config`] and [`durable_config`].
+//!
 //! The connection the behaviour suites use: the engine in-process by default, or
 //! the same engine behind the gRPC service on loopback when
 //! `ACTIVITY_TEST_TRANSPORT=remote` (CI runs the suites both ways).
@@ -25,8 +31,89 @@ use activity_core::{
     protocol::{ProtocolRequest, ProtocolResponse},
     ActivityProtocol, ProtocolError,
 };
-use activity_engine::{Engine, EngineConfig};
+use activity_engine::{store::postgres::PostgresConfig, Engine, EngineConfig, StoreLocation};
 use activity_remote::{ActivityService, RemoteConfig, RemoteProtocol, ServerLimits};
+
+/// Whether the suites run on PostgreSQL.
+pub fn postgres() -> bool {
+    std::env::var("ACTIVITY_TEST_STORE").is_ok_and(|s| s == "postgres")
+}
+
+/// The PostgreSQL database the suites use.
+pub fn database_url() -> String {
+    std::env::var("ACTIVITY_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A PostgreSQL schema name of this test process, `activity_test_<pid>_<what>`.
+fn schema_name(what: &str) -> String {
+    static CLEANED: std::sync::Once = std::sync::Once::new();
+    CLEANED.call_once(drop_stale_schemas);
+    format!("activity_test_{}_{what}", std::process::id())
+}
+
+/// Drops the schemas of test processes that are gone (a durable schema, or
+/// one of a process that was killed, outlives its process).
+fn drop_stale_schemas() {
+    let url = database_url();
+    let cleaned = std::thread::spawn(move || -> Result<(), postgres::Error> {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls)?;
+        let schemas: Vec<String> = client
+            .query(
+                "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'activity\\_test\\_%'",
+                &[],
+            )?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        for schema in schemas {
+            let pid = schema.split('_').nth(2).and_then(|p| p.parse::<u32>().ok());
+            let alive = pid.is_some_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
+            if !alive {
+                client.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))?;
+            }
+        }
+        Ok(())
+    })
+    .join();
+    if let Ok(Err(err)) = cleaned {
+        panic!("cannot reach the test database {}: {err}", database_url());
+    }
+}
+
+/// A fresh store for one test: in-memory SQLite, or on PostgreSQL a schema of
+/// its own, dropped when its engine closes.
+pub fn engine_config() -> EngineConfig {
+    if !postgres() {
+        return EngineConfig::in_memory();
+    }
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    EngineConfig::in_memory().with_store(StoreLocation::Postgres(
+        PostgresConfig::new(database_url())
+            .with_schema(schema_name(&n.to_string()))
+            .with_connections(2)
+            .temporary(true),
+    ))
+}
+
+/// A store that outlives its engine, for tests that reopen it: the SQLite file
+/// at `path`, or on PostgreSQL a schema named after `path` (dropped by the
+/// next test process once this one is gone).
+pub fn durable_config(path: &std::path::Path) -> EngineConfig {
+    if !postgres() {
+        return EngineConfig::file(path);
+    }
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in path.as_os_str().as_encoded_bytes() {
+        hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    EngineConfig::in_memory().with_store(StoreLocation::Postgres(
+        PostgresConfig::new(database_url())
+            .with_schema(schema_name(&format!("d{hash:016x}")))
+            .with_connections(2),
+    ))
+}
 
 /// Whether the suites run over gRPC.
 pub fn remote() -> bool {

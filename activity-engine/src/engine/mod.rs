@@ -94,7 +94,12 @@ use tracing::Instrument;
 
 use crate::{
     clock::SystemClock,
-    store::{self, sqlite::SqliteStore, Store, StoreError, Tx},
+    store::{
+        self,
+        postgres::{PostgresConfig, PostgresStore},
+        sqlite::SqliteStore,
+        Store, StoreError, Tx, Wakeup,
+    },
     token::{TokenSigner, KEY_LEN},
 };
 
@@ -109,6 +114,8 @@ pub enum StoreLocation {
     File(PathBuf),
     /// A fresh in-memory SQLite database (tests; lost on close).
     Memory,
+    /// A PostgreSQL database, shared by any number of engine nodes.
+    Postgres(PostgresConfig),
 }
 
 /// How to open an engine.
@@ -166,6 +173,11 @@ pub struct EngineConfig {
     /// several engine nodes sets it (or delivers wake-ups between nodes), since a
     /// node does not see the timers other nodes set.
     pub max_timer_sleep: Option<Duration>,
+    /// Longest wait of a long poll or an outcome wait between two reads of
+    /// the store; `None` (the default) waits for this engine's own wake-ups.
+    /// A store shared by several nodes sets it: a wake-up from another node
+    /// may be lost, and no correctness depends on one.
+    pub store_recheck: Option<Duration>,
     /// Longest wait of one `wait_outcome` (or `wait_workflow_outcome`) call.
     pub max_outcome_wait: Duration,
     /// How long a worker has to answer a workflow task it took; then the task
@@ -200,6 +212,7 @@ impl Default for EngineConfig {
             poller_retention: Duration::from_secs(300),
             timer_batch: 256,
             max_timer_sleep: None,
+            store_recheck: None,
             max_outcome_wait: Duration::from_secs(600),
             workflow_task_timeout: Duration::from_secs(10),
             workflow_task_retry_initial_interval: Duration::from_secs(1),
@@ -223,6 +236,31 @@ impl EngineConfig {
             store: StoreLocation::File(path.into()),
             ..Self::default()
         }
+    }
+
+    /// A PostgreSQL database (`postgres://user[:password]@host[:port]/database`),
+    /// shared by every node opened on it: timers and polls re-read the store
+    /// at least every second, whatever other nodes committed.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), activity_engine::EngineError> {
+    /// use activity_engine::{Engine, EngineConfig};
+    /// let engine = Engine::open(EngineConfig::postgres("postgres://postgres@127.0.0.1/app")).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn postgres(url: impl Into<String>) -> Self {
+        Self {
+            store: StoreLocation::Postgres(PostgresConfig::new(url)),
+            max_timer_sleep: Some(Duration::from_secs(1)),
+            store_recheck: Some(Duration::from_secs(1)),
+            ..Self::default()
+        }
+    }
+
+    /// Sets where the state is kept (the other settings stay).
+    pub fn with_store(mut self, store: StoreLocation) -> Self {
+        self.store = store;
+        self
     }
 
     /// Sets the clock.
@@ -449,6 +487,14 @@ impl Engine {
                 )
             }
             StoreLocation::Memory => Arc::new(SqliteStore::in_memory()?),
+            StoreLocation::Postgres(postgres) => {
+                let postgres = postgres.clone();
+                Arc::new(
+                    tokio::task::spawn_blocking(move || PostgresStore::open(&postgres))
+                        .await
+                        .map_err(|e| StoreError::Unavailable(e.to_string()))??,
+                )
+            }
         };
         Self::open_with_store(store, config).await
     }
@@ -533,6 +579,9 @@ impl Engine {
         };
         let task = tokio::spawn(timer_loop(Arc::downgrade(&engine.inner)));
         *lock(&engine.inner.timer_task) = Some(task);
+        if let Some(received) = engine.inner.store.wakeups() {
+            tokio::spawn(other_nodes(Arc::downgrade(&engine.inner), received));
+        }
         Ok(engine)
     }
 
@@ -571,15 +620,32 @@ impl Engine {
         }
         let dispatch = self.inner.dispatch.clone();
         let now = self.now_ms();
+        let shared = self.inner.store.is_shared();
         let (result, effects) = store::run(&*self.inner.store, move |tx: &mut dyn Tx| {
             let mut effects = Effects::default();
             let result = f(tx, &mut effects)?;
             dispatch.hand_off(tx, &mut effects, now)?;
+            if shared {
+                tx.publish(wakeups(&effects));
+            }
             Ok::<_, ProtocolError>((result, effects))
         })
         .await?;
         self.inner.apply(effects);
         Ok(result)
+    }
+
+    /// Runs a rule that only reads: on a shared store it locks no rows, so
+    /// claims (which skip locked rows) do not pass over what it looks at.
+    async fn read<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn Tx) -> Result<R, ProtocolError> + Send + 'static,
+    ) -> Result<R, ProtocolError> {
+        self.run(move |tx, _| {
+            tx.reads_only();
+            f(tx)
+        })
+        .await
     }
 
     fn check_payload(
@@ -698,7 +764,9 @@ impl Engine {
             if now >= deadline {
                 return Ok(Vec::new());
             }
-            let wake = next.map_or(deadline, |n| from_millis(n).min(deadline));
+            let wake = self
+                .inner
+                .recheck(next.map_or(deadline, |n| from_millis(n).min(deadline)));
             let waiters = &self.inner.dispatch.activities;
             let queue = &request.task_queue;
             let handed = self
@@ -749,7 +817,7 @@ impl Engine {
         wait: Duration,
     ) -> Result<Option<ExecutionOutcome>, ProtocolError> {
         let target = execution.clone();
-        let scope = self.run(move |tx, _| rules::scope_of(tx, &target)).await?;
+        let scope = self.read(move |tx| rules::scope_of(tx, &target)).await?;
         let key = rules::waiter_key(&scope, &execution.activity_id);
         let notify = lock(&self.inner.outcomes)
             .entry(key.clone())
@@ -764,7 +832,7 @@ impl Engine {
             let (scope, id) = (scope.clone(), execution.activity_id.clone());
             let what = execution.to_string();
             let found = self
-                .run(move |tx, _| {
+                .read(move |tx| {
                     let exec = tx
                         .execution_by_id(&scope, &id)?
                         .ok_or(ProtocolError::NotFound { what })?;
@@ -779,7 +847,7 @@ impl Engine {
             }
             tokio::select! {
                 _ = &mut notified => {}
-                _ = self.inner.clock.sleep_until(deadline) => {}
+                _ = self.inner.clock.sleep_until(self.inner.recheck(deadline)) => {}
                 _ = shutdown.wait_for(|closed| *closed) => break Err(closed()),
             }
         };
@@ -894,7 +962,7 @@ impl Engine {
                     &identity,
                     1,
                     notified,
-                    deadline,
+                    self.inner.recheck(deadline),
                     &mut shutdown,
                 )
                 .await?;
@@ -974,7 +1042,7 @@ impl Engine {
         // The latest run when the call starts: a run started later is another run.
         let target = workflow.clone();
         let run_id = self
-            .run(move |tx, _| workflows::find_run(tx, &target).map(|run| run.run_id))
+            .read(move |tx| workflows::find_run(tx, &target).map(|run| run.run_id))
             .await?;
         let notify = lock(&self.inner.run_outcomes)
             .entry(run_id.clone())
@@ -988,7 +1056,7 @@ impl Engine {
             notified.as_mut().enable();
             let id = run_id.clone();
             let found = self
-                .run(move |tx, _| {
+                .read(move |tx| {
                     let run = tx.run_by_id(&id)?.ok_or_else(|| ProtocolError::NotFound {
                         what: format!("workflow run `{id}`"),
                     })?;
@@ -1003,7 +1071,7 @@ impl Engine {
             }
             tokio::select! {
                 _ = &mut notified => {}
-                _ = self.inner.clock.sleep_until(deadline) => {}
+                _ = self.inner.clock.sleep_until(self.inner.recheck(deadline)) => {}
                 _ = shutdown.wait_for(|closed| *closed) => break Err(closed()),
             }
         };
@@ -1084,6 +1152,98 @@ impl Inner {
     }
 }
 
+/// What waiters on other nodes of a shared store may be waiting for.
+fn wakeups(effects: &Effects) -> Vec<Wakeup> {
+    let queues = effects
+        .queues
+        .iter()
+        .filter(|(_, count)| *count > 0)
+        .map(|(queue, count)| Wakeup::Queue(queue.clone(), *count));
+    let closed = effects.closed.iter().cloned().map(Wakeup::Closed);
+    let workflow_queues = effects
+        .workflow_queues
+        .iter()
+        .cloned()
+        .map(Wakeup::WorkflowQueue);
+    let runs = effects.runs_closed.iter().cloned().map(Wakeup::RunClosed);
+    queues
+        .chain(closed)
+        .chain(workflow_queues)
+        .chain(runs)
+        .chain(effects.earliest_timer.map(Wakeup::Timer))
+        .collect()
+}
+
+/// Wakes this node's waiters for what other nodes committed.
+async fn other_nodes(
+    engine: Weak<Inner>,
+    mut received: tokio::sync::mpsc::UnboundedReceiver<Vec<Wakeup>>,
+) {
+    while let Some(list) = received.recv().await {
+        let Some(inner) = engine.upgrade() else {
+            return;
+        };
+        for wakeup in list {
+            inner.wake(wakeup);
+        }
+    }
+}
+
+impl Inner {
+    fn wake(&self, wakeup: Wakeup) {
+        let all = |map: &Mutex<HashMap<String, Arc<Notify>>>| {
+            for notify in lock(map).values() {
+                notify.notify_waiters();
+            }
+        };
+        match wakeup {
+            Wakeup::Queue(queue, count) => {
+                if let Some(notify) = lock(&self.queues).get(&queue) {
+                    for _ in 0..count.min(MAX_TASKS_PER_POLL) {
+                        notify.notify_one();
+                    }
+                }
+            }
+            Wakeup::Closed(key) => {
+                if let Some(notify) = lock(&self.outcomes).get(&key) {
+                    notify.notify_waiters();
+                }
+            }
+            Wakeup::WorkflowQueue(queue) => {
+                if let Some(notify) = lock(&self.workflow_queues).get(&queue) {
+                    notify.notify_waiters();
+                }
+            }
+            Wakeup::RunClosed(run_id) => {
+                self.dispatch.sticky.forget(&run_id);
+                if let Some(notify) = lock(&self.run_outcomes).get(&run_id) {
+                    notify.notify_waiters();
+                }
+            }
+            Wakeup::Timer(due) => {
+                if due < self.armed_at.load(Ordering::SeqCst) {
+                    self.timer_wake.notify_one();
+                }
+            }
+            _ => {
+                all(&self.queues);
+                all(&self.outcomes);
+                all(&self.workflow_queues);
+                all(&self.run_outcomes);
+                self.timer_wake.notify_one();
+            }
+        }
+    }
+
+    /// The latest time a wait starting now may go without reading the store.
+    fn recheck(&self, wake: SystemTime) -> SystemTime {
+        match self.config.store_recheck {
+            Some(every) => wake.min(self.clock.now() + every),
+            None => wake,
+        }
+    }
+}
+
 /// The timer loop holds the engine weakly: dropping every [`Engine`] clone ends it
 /// (and so closes the store), even without [`Engine::close`].
 async fn timer_loop(engine: Weak<Inner>) {
@@ -1102,9 +1262,14 @@ async fn timer_loop(engine: Weak<Inner>) {
         // Until this pass has read the rows, any new timer must wake the loop
         // (`notify_one` keeps a permit if the loop is not waiting yet).
         inner.armed_at.store(i64::MAX, Ordering::SeqCst);
+        let shared = inner.store.is_shared();
         let fired = store::run(&*inner.store, move |tx: &mut dyn Tx| {
             let mut effects = Effects::default();
-            rules::fire_due_timers(tx, &mut effects, now, limit).map(|r| (r, effects))
+            let fired = rules::fire_due_timers(tx, &mut effects, now, limit)?;
+            if shared {
+                tx.publish(wakeups(&effects));
+            }
+            Ok::<_, ProtocolError>((fired, effects))
         })
         .await;
         let mut sleep_until = match fired {
@@ -1277,7 +1442,7 @@ impl Engine {
         &self,
         execution: ExecutionRef,
     ) -> Result<ExecutionDescription, ProtocolError> {
-        self.run(move |tx, _| rules::find(tx, &execution).map(|e| rules::describe(&e)))
+        self.read(move |tx| rules::find(tx, &execution).map(|e| rules::describe(&e)))
             .await
     }
 
@@ -1288,7 +1453,7 @@ impl Engine {
         check_name("task_queue", &task_queue)?;
         let now = self.now_ms();
         let retention = self.inner.config.poller_retention;
-        self.run(move |tx, _| rules::describe_queue(tx, &task_queue, now, retention))
+        self.read(move |tx| rules::describe_queue(tx, &task_queue, now, retention))
             .await
     }
 
@@ -1330,7 +1495,7 @@ impl Engine {
         &self,
         workflow: WorkflowRef,
     ) -> Result<WorkflowDescription, ProtocolError> {
-        self.run(move |tx, _| {
+        self.read(move |tx| {
             let run = workflows::find_run(tx, &workflow)?;
             let mut description = workflows::describe(&run);
             description.last_task_failure = workflows::last_task_failure(tx, &run)?;
@@ -1340,7 +1505,7 @@ impl Engine {
     }
 
     async fn history(&self, workflow: WorkflowRef) -> Result<Vec<HistoryEvent>, ProtocolError> {
-        self.run(move |tx, _| {
+        self.read(move |tx| {
             let run = workflows::find_run(tx, &workflow)?;
             Ok(tx.history(run.key)?)
         })
@@ -1351,11 +1516,11 @@ impl Engine {
         &self,
         request: ListWorkflowsRequest,
     ) -> Result<Vec<WorkflowSummary>, ProtocolError> {
-        self.run(move |tx, _| workflows::list(tx, &request)).await
+        self.read(move |tx| workflows::list(tx, &request)).await
     }
 
     async fn types(&self) -> Result<Vec<RegisteredType>, ProtocolError> {
-        self.run(|tx, _| types::list(tx)).await
+        self.read(types::list).await
     }
 }
 

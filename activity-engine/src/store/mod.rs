@@ -29,8 +29,10 @@
 //!   names. A backend gives it a connection and its dialect.
 //! - [`sqlite`]: the embedded backend (one writer thread, group commit), its
 //!   schema and numbered migrations.
+//! - [`postgres`]: the shared backend, for several engine nodes on one
+//!   database.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use activity_core::{
     definition::BoxFuture,
@@ -38,6 +40,7 @@ use activity_core::{
     workflow::{EventKind, HistoryEvent, ListWorkflowsRequest},
 };
 
+pub mod postgres;
 pub mod records;
 mod sql;
 pub mod sqlite;
@@ -90,6 +93,38 @@ pub trait Store: Send + Sync + 'static {
     /// Finishes the jobs already handed over and closes the store; later calls
     /// fail with [`StoreError::Closed`].
     fn close(&self) -> BoxFuture<'static, ()>;
+
+    /// Whether other engine nodes share this store: jobs then [`Tx::publish`]
+    /// what they made happen, and [`Store::wakeups`] delivers what the other
+    /// nodes published.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// What other nodes published, once committed (taken once, by the engine).
+    /// Only latency depends on it: a node re-reads the store on its own too.
+    fn wakeups(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Vec<Wakeup>>> {
+        None
+    }
+}
+
+/// Something a transaction made happen that waiters on other nodes of a
+/// shared store may be waiting for (sent on commit, best effort).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub enum Wakeup {
+    /// `count` attempts became dispatchable on the task queue.
+    Queue(String, usize),
+    /// The execution (scope and activity id, as the engine keys its waiters) became final.
+    Closed(String),
+    /// A workflow task became dispatchable on the task queue.
+    WorkflowQueue(String),
+    /// The workflow run closed.
+    RunClosed(String),
+    /// A timer was set, due at this time.
+    Timer(i64),
+    /// Anything may have changed (notifications may have been missed).
+    All,
 }
 
 /// Runs `f` in a transaction of `store` and returns its result once committed.
@@ -122,6 +157,48 @@ where
             "a store job ended without a result (it panicked)".into(),
         )
         .into()),
+    }
+}
+
+/// Requests in flight, and the guard that keeps a paused clock from skipping
+/// ahead while there are any (see the `sqlite` module docs).
+#[derive(Debug, Default)]
+pub(crate) struct InFlight {
+    count: Mutex<u64>,
+    idle: Condvar,
+}
+
+impl InFlight {
+    fn lock(&self) -> std::sync::MutexGuard<'_, u64> {
+        self.count.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts a new request; starts a guard when it is the only one.
+    pub(crate) fn begin(self: &Arc<Self>) {
+        let first = {
+            let mut count = self.lock();
+            *count += 1;
+            *count == 1
+        };
+        if first {
+            let this = self.clone();
+            // Needs a runtime (transact is called from one); the guard only waits.
+            drop(tokio::task::spawn_blocking(move || {
+                let mut count = this.lock();
+                while *count > 0 {
+                    count = this.idle.wait(count).unwrap_or_else(|p| p.into_inner());
+                }
+            }));
+        }
+    }
+
+    /// Uncounts `n` answered requests (after their answers were sent).
+    pub(crate) fn end(&self, n: u64) {
+        let mut count = self.lock();
+        *count = count.saturating_sub(n);
+        if *count == 0 {
+            self.idle.notify_all();
+        }
     }
 }
 
@@ -281,4 +358,16 @@ pub trait Tx {
     ) -> Result<Option<TypeRecord>, StoreError>;
     /// Every registration, by kind, name and task queue.
     fn registered_types(&mut self) -> Result<Vec<TypeRecord>, StoreError>;
+
+    /// Sends `wakeups` to the other nodes of a shared store when this
+    /// transaction commits (nothing if it does not). A no-op on a store of one
+    /// engine.
+    fn publish(&mut self, wakeups: Vec<Wakeup>) {
+        let _ = wakeups;
+    }
+
+    /// Declares that the rest of this job only reads: on a shared store its
+    /// reads then lock no rows (claims skip locked rows, and must not pass
+    /// over one only looked at).
+    fn reads_only(&mut self) {}
 }

@@ -37,7 +37,7 @@ pub struct Env {
 impl Env {
     /// The real engine on an in-memory store with a virtual clock.
     pub async fn new() -> Env {
-        Self::with_config(EngineConfig::in_memory()).await
+        Self::with_config(activity_test_support::engine_config()).await
     }
 
     pub async fn with_config(config: EngineConfig) -> Env {
@@ -46,7 +46,7 @@ impl Env {
 
     /// The engine on `path`, keeping `clock` (virtual time goes on across restarts).
     pub async fn file(path: &Path, clock: Arc<VirtualClock>) -> Env {
-        Self::open(EngineConfig::file(path), clock).await
+        Self::open(activity_test_support::durable_config(path), clock).await
     }
 
     async fn open(config: EngineConfig, clock: Arc<VirtualClock>) -> Env {

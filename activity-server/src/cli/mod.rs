@@ -26,7 +26,7 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Runs the engine on a SQLite file and serves it over gRPC until SIGTERM or Ctrl-C.
+    /// Runs the engine on a SQLite file or a PostgreSQL database and serves it over gRPC until SIGTERM or Ctrl-C.
     Serve(ServeArgs),
     /// Starts and inspects workflows.
     Workflow {
@@ -62,8 +62,12 @@ enum Command {
 /// `serve`'s arguments.
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
-    /// The SQLite file holding the engine's state (created if missing).
-    #[arg(long, value_name = "PATH")]
+    /// Where the engine keeps its state: a SQLite file PATH (created if
+    /// missing; one server per file), or a PostgreSQL URL
+    /// postgres://USER:PASSWORD@HOST:PORT/DATABASE (password and port optional)
+    /// shared by any number of servers (tables created in the database's `public` schema on first
+    /// start; every server serves every call, any of them may be killed).
+    #[arg(long, value_name = "PATH|URL")]
     pub(crate) db: PathBuf,
     /// The address to listen on. Loopback by default; listening on another
     /// interface without --token is allowed but logged as a warning.

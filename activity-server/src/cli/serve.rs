@@ -1,4 +1,5 @@
-//! `activity-server serve`: the engine on a SQLite file behind the gRPC service.
+//! `activity-server serve`: the engine on a SQLite file, or on a PostgreSQL
+//! database shared with other servers, behind the gRPC service.
 //!
 //! Shutdown (SIGTERM or Ctrl-C): stop accepting connections, give the calls in
 //! flight `--shutdown-grace` to finish, then close the engine (which ends the
@@ -9,7 +10,7 @@
 use std::io::Write;
 
 use activity_dashboard::{Dashboard, DashboardError};
-use activity_engine::{Engine, EngineConfig, EngineError};
+use activity_engine::{store::postgres::redacted, Engine, EngineConfig, EngineError};
 use activity_remote::{ActivityService, ServeError, ServerTls};
 use tokio::{net::TcpListener, sync::watch};
 
@@ -21,7 +22,7 @@ pub(crate) enum ServeFailure {
     /// The engine could not open its store.
     #[error("cannot open the engine on `{path}`: {source}")]
     Engine {
-        /// The database file.
+        /// The database file, or URL (password redacted).
         path: String,
         /// Why.
         source: EngineError,
@@ -87,14 +88,19 @@ async fn ctrl_c() {
 /// Runs the server until a shutdown signal.
 pub(crate) async fn run(args: ServeArgs) -> Result<(), ServeFailure> {
     let signal = shutdown_signal()?;
-    let config = EngineConfig::file(&args.db).with_max_payload_size(args.max_payload_bytes);
-    let engine = Engine::open(config)
+    let db = args.db.to_string_lossy();
+    let (config, path) = if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+        (EngineConfig::postgres(db.as_ref()), redacted(&db))
+    } else {
+        (EngineConfig::file(&args.db), args.db.display().to_string())
+    };
+    let engine = Engine::open(config.with_max_payload_size(args.max_payload_bytes))
         .await
         .map_err(|source| ServeFailure::Engine {
-            path: args.db.display().to_string(),
+            path: path.clone(),
             source,
         })?;
-    let result = serve(&engine, &args, signal).await;
+    let result = serve(&engine, &args, &path, signal).await;
     engine.close().await;
     tracing::info!("engine closed; stopped");
     result
@@ -124,6 +130,7 @@ fn server_tls(args: &ServeTls) -> Result<Option<ServerTls>, ServeFailure> {
 async fn serve(
     engine: &Engine,
     args: &ServeArgs,
+    db: &str,
     signal: impl std::future::Future<Output = &'static str>,
 ) -> Result<(), ServeFailure> {
     let mut service = ActivityService::new(engine.protocol())
@@ -171,7 +178,7 @@ async fn serve(
     }
     tracing::info!(
         %addr,
-        db = %args.db.display(),
+        db = %db,
         auth = args.token.is_some(),
         tls = tls.is_some(),
         mutual_tls = tls.as_ref().is_some_and(ServerTls::requires_client_certificates),

@@ -2,7 +2,9 @@
 //!
 //! Every read of an execution in a transaction locks its row (`FOR UPDATE`):
 //! the rules read an execution to change it, and on a shared database two
-//! nodes must not both act on one attempt. Claims skip rows other
+//! nodes must not both act on one attempt. Jobs that only read
+//! ([`Tx::reads_only`](crate::store::Tx::reads_only)) lock nothing, so a claim
+//! never skips an attempt that is merely being looked at. Claims skip rows other
 //! transactions hold (`SKIP LOCKED`); due timers lock their execution too, so a
 //! firing never waits for a row while holding a timer another transaction
 //! wants to delete.
@@ -182,8 +184,10 @@ const LIST: Query = Query::new(concat!(
     "SELECT ",
     execution_columns!(),
     " FROM executions
-     WHERE ($1 IS NULL OR scope = $1) AND ($2 IS NULL OR state = $2)
-        AND ($3 IS NULL OR activity_type = $3) AND ($4 IS NULL OR task_queue = $4)
+     WHERE (CAST($1 AS TEXT) IS NULL OR scope = $1)
+        AND (CAST($2 AS TEXT) IS NULL OR state = $2)
+        AND (CAST($3 AS TEXT) IS NULL OR activity_type = $3)
+        AND (CAST($4 AS TEXT) IS NULL OR task_queue = $4)
      ORDER BY key DESC LIMIT $5 OFFSET $6"
 ));
 

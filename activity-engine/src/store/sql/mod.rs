@@ -35,7 +35,7 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use super::{
     ExecutionRecord, QueueRecord, RunRecord, StoreError, TimerKind, TimerRecord, Tx, TypeRecord,
-    WorkflowTimerKind, WorkflowTimerRecord,
+    Wakeup, WorkflowTimerKind, WorkflowTimerRecord,
 };
 
 /// How a `SELECT` locks the rows it reads, for backends with row locks
@@ -58,7 +58,6 @@ pub(crate) struct Query {
     /// The SQL, with parameters `$1`, `$2`, …
     pub(crate) sql: &'static str,
     /// Appended by backends with row locks.
-    #[allow(dead_code)] // SQLite has one writer; row locks come with PostgreSQL.
     pub(crate) lock: Lock,
 }
 
@@ -162,7 +161,6 @@ pub(crate) enum Value {
     /// An integer.
     Int(i64),
     /// A flag (backends with a boolean type).
-    #[allow(dead_code)] // SQLite has no boolean type; PostgreSQL has.
     Bool(bool),
     /// A float.
     Real(f64),
@@ -181,6 +179,12 @@ pub(crate) trait Conn {
         -> Result<Vec<Vec<Value>>, StoreError>;
     /// Whether concurrent transactions exist and [`Lock`]s mean something.
     fn row_locks(&self) -> bool;
+    /// Keeps `wakeups` to send when the transaction commits.
+    fn publish(&mut self, wakeups: Vec<Wakeup>) {
+        let _ = wakeups;
+    }
+    /// Lock nothing from now on in this job ([`Tx::reads_only`]).
+    fn reads_only(&mut self) {}
 }
 
 /// Reads the columns of one row in order, naming the column (and the row) in
@@ -637,5 +641,13 @@ impl Tx for SqlTx<'_> {
 
     fn registered_types(&mut self) -> Result<Vec<TypeRecord>, StoreError> {
         types::all(self.conn)
+    }
+
+    fn publish(&mut self, wakeups: Vec<Wakeup>) {
+        self.conn.publish(wakeups);
+    }
+
+    fn reads_only(&mut self) {
+        self.conn.reads_only();
     }
 }

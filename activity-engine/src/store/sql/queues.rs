@@ -94,12 +94,31 @@ const TOUCH_POLLER: Query = Query::new(
      ON CONFLICT (task_queue, identity) DO UPDATE SET last_poll_at = excluded.last_poll_at",
 );
 
+const POLLED_AT: Query =
+    Query::new("SELECT last_poll_at FROM pollers WHERE task_queue = $1 AND identity = $2");
+
+/// With concurrent transactions, a poller seen this recently is not written
+/// again: every poll of one worker would otherwise wait for the commit of the
+/// previous one holding the poller's row.
+const POLLER_STALE_MS: i64 = 1000;
+
 pub(crate) fn touch_poller(
     conn: &mut dyn Conn,
     task_queue: &str,
     identity: &str,
     now: i64,
 ) -> Result<(), StoreError> {
+    if conn.row_locks() {
+        let seen = first(
+            conn,
+            &POLLED_AT,
+            &[task_queue.into(), identity.into()],
+            |row| Reader::new("poller", row).int("last_poll_at"),
+        )?;
+        if seen.is_some_and(|at| (0..POLLER_STALE_MS).contains(&now.saturating_sub(at))) {
+            return Ok(());
+        }
+    }
     let params = [task_queue.into(), identity.into(), now.into()];
     conn.execute(&TOUCH_POLLER, &params).map(drop)
 }

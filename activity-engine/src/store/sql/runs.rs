@@ -149,15 +149,17 @@ pub(crate) fn latest(
     first(conn, &LATEST, &[workflow_id.into()], read)
 }
 
-const NEXT_WORKFLOW_TASK: Query = Query::locking(
-    concat!(
-        "SELECT ",
-        run_columns!(),
-        " FROM workflow_runs WHERE task_state = 'SCHEDULED' AND task_queue = $1
-         ORDER BY task_scheduled_at, key LIMIT 1"
-    ),
-    Lock::SkipLocked,
-);
+macro_rules! next_workflow_task {
+    () => {
+        concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM workflow_runs WHERE task_state = 'SCHEDULED' AND task_queue = $1
+             ORDER BY task_scheduled_at, key LIMIT 1"
+        )
+    };
+}
+const NEXT_WORKFLOW_TASK: Query = Query::locking(next_workflow_task!(), Lock::SkipLocked);
 
 pub(crate) fn next_workflow_task(
     conn: &mut dyn Conn,
@@ -171,8 +173,9 @@ const LIST: Query = Query::new(concat!(
     "SELECT ",
     run_columns!(),
     " FROM workflow_runs
-     WHERE ($1 IS NULL OR state = $1) AND ($2 IS NULL OR workflow_type = $2)
-        AND ($3 IS NULL OR substr(workflow_id, 1, length($3)) = $3)
+     WHERE (CAST($1 AS TEXT) IS NULL OR state = $1)
+        AND (CAST($2 AS TEXT) IS NULL OR workflow_type = $2)
+        AND (CAST($3 AS TEXT) IS NULL OR substr(workflow_id, 1, length($3)) = $3)
      ORDER BY started_at DESC, key DESC LIMIT $4 OFFSET $5"
 ));
 

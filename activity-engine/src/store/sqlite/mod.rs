@@ -40,7 +40,7 @@ use std::{
     path::{Path, PathBuf},
     sync::{
         atomic::{AtomicU64, Ordering},
-        mpsc, Arc, Condvar, Mutex,
+        mpsc, Arc, Mutex,
     },
     thread,
 };
@@ -50,7 +50,7 @@ use rusqlite::{types::ValueRef, Connection, ErrorCode};
 
 use super::{
     sql::{Conn, Param, Query, SqlTx, Value},
-    Store, StoreError, TxJob,
+    InFlight, Store, StoreError, TxJob,
 };
 
 pub mod schema;
@@ -66,48 +66,6 @@ type Reply = tokio::sync::oneshot::Sender<Result<(), StoreError>>;
 enum Message {
     Job(TxJob, Reply),
     Close(mpsc::SyncSender<()>),
-}
-
-/// Requests in flight, and the guard that keeps a paused clock from skipping
-/// ahead while there are any (see the module docs).
-#[derive(Debug, Default)]
-struct InFlight {
-    count: Mutex<u64>,
-    idle: Condvar,
-}
-
-impl InFlight {
-    fn lock(&self) -> std::sync::MutexGuard<'_, u64> {
-        self.count.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Counts a new request; starts a guard when it is the only one.
-    fn begin(self: &Arc<Self>) {
-        let first = {
-            let mut count = self.lock();
-            *count += 1;
-            *count == 1
-        };
-        if first {
-            let this = self.clone();
-            // Needs a runtime (transact is called from one); the guard only waits.
-            drop(tokio::task::spawn_blocking(move || {
-                let mut count = this.lock();
-                while *count > 0 {
-                    count = this.idle.wait(count).unwrap_or_else(|p| p.into_inner());
-                }
-            }));
-        }
-    }
-
-    /// Uncounts `n` answered requests (after their answers were sent).
-    fn end(&self, n: u64) {
-        let mut count = self.lock();
-        *count = count.saturating_sub(n);
-        if *count == 0 {
-            self.idle.notify_all();
-        }
-    }
 }
 
 /// The SQLite store. See the [module docs](self).
