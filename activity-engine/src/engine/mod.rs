@@ -54,26 +54,24 @@
 //! Clocks: the engine reads time only from its [`Clock`]; tests inject
 //! [`VirtualClock`](crate::clock::VirtualClock) and skip through timeouts.
 
+mod config;
+mod effects;
 pub mod metrics;
+mod notifiers;
 mod rules;
+mod runs;
 mod types;
 mod waiters;
 mod workflows;
 
 use std::{
-    collections::HashMap,
-    path::PathBuf,
     pin::Pin,
-    sync::{
-        atomic::{AtomicI64, Ordering},
-        Arc, Mutex, MutexGuard, Weak,
-    },
+    sync::{atomic::AtomicI64, Arc, Mutex, MutexGuard},
     time::{Duration, SystemTime},
 };
 
 use activity_core::{
-    clock::{duration_millis, from_millis, to_millis, Clock},
-    context::TaskToken,
+    clock::{from_millis, to_millis, Clock},
     definition::BoxFuture,
     failure::ApplicationFailure,
     payload::Payload,
@@ -84,249 +82,23 @@ use activity_core::{
         ScheduleActivityResponse, TaskQueueDescription, TaskTarget, WorkerRegistration,
     },
     workflow::{
-        Command, HistoryEvent, ListWorkflowsRequest, LocalActivityOutcome, PollWorkflowTaskRequest,
-        StartWorkflowRequest, WorkflowDescription, WorkflowFailure, WorkflowOutcome, WorkflowRef,
-        WorkflowState, WorkflowSummary, WorkflowTask,
+        HistoryEvent, ListWorkflowsRequest, WorkflowDescription, WorkflowRef, WorkflowState,
+        WorkflowSummary, WorkflowTask,
     },
 };
 use tokio::sync::{futures::Notified, watch, Notify};
 use tracing::Instrument;
 
 use crate::{
-    clock::SystemClock,
-    store::{
-        self,
-        postgres::{PostgresConfig, PostgresStore},
-        sqlite::SqliteStore,
-        Store, StoreError, Tx, Wakeup,
-    },
+    store::{self, postgres::PostgresStore, sqlite::SqliteStore, Store, StoreError, Tx},
     token::{TokenSigner, KEY_LEN},
 };
 
+pub use config::{EngineConfig, EngineError, StoreLocation};
+use effects::{other_nodes, timer_loop, wakeups};
+use notifiers::{Notifiers, Topic};
 use rules::{Claim, Effects};
 use waiters::Waiters;
-
-/// Where the engine keeps its state.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub enum StoreLocation {
-    /// A SQLite file (created if missing).
-    File(PathBuf),
-    /// A fresh in-memory SQLite database (tests; lost on close).
-    Memory,
-    /// A PostgreSQL database, shared by any number of engine nodes.
-    Postgres(PostgresConfig),
-}
-
-/// How to open an engine.
-///
-/// | field | default |
-/// |---|---|
-/// | `store` | a fresh in-memory SQLite database ([`EngineConfig::file`]: a file, created if missing) |
-/// | `clock` | the system clock ([`SystemClock`]; tests: [`VirtualClock`](crate::VirtualClock)) |
-/// | `max_payload_size` | 4 MiB |
-/// | `max_poll_wait` | 60 s |
-/// | `poller_retention` | 5 min |
-/// | `timer_batch` | 256 |
-/// | `max_timer_sleep` | none |
-/// | `max_outcome_wait` | 10 min |
-/// | `workflow_task_timeout` | 10 s |
-/// | `workflow_task_retry_initial_interval` / `_maximum_interval` | 1 s / 10 min |
-///
-/// ```
-/// use std::{sync::Arc, time::Duration};
-/// use activity_engine::{Engine, EngineConfig, VirtualClock};
-///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> anyhow::Result<()> {
-/// let dir = std::env::temp_dir().join(format!("engine-config-{}", std::process::id()));
-/// std::fs::create_dir_all(&dir)?;
-/// let durable = EngineConfig::file(dir.join("engine.sqlite"))
-///     .with_max_payload_size(1024 * 1024)
-///     .with_workflow_task_timeout(Duration::from_secs(30));
-/// let engine = Engine::open(durable).await?;
-/// engine.close().await;
-/// std::fs::remove_dir_all(dir)?;
-///
-/// // Tests: in memory, with a clock that skips ahead (see `VirtualClock`).
-/// let test = EngineConfig::in_memory().with_clock(Arc::new(VirtualClock::new()));
-/// assert_eq!(test.max_payload_size, EngineConfig::DEFAULT_MAX_PAYLOAD_SIZE);
-/// # Ok(()) }
-/// ```
-#[derive(Clone)]
-#[non_exhaustive]
-pub struct EngineConfig {
-    /// Where the state is kept.
-    pub store: StoreLocation,
-    /// The clock (inject a virtual one in tests).
-    pub clock: Arc<dyn Clock>,
-    /// Largest accepted payload (input in all, result, details), in bytes.
-    pub max_payload_size: usize,
-    /// Longest wait of one long poll (poll requests asking for more get this).
-    pub max_poll_wait: Duration,
-    /// How long a poller stays listed among a queue's recent pollers.
-    pub poller_retention: Duration,
-    /// Most timers fired in one transaction.
-    pub timer_batch: usize,
-    /// Longest sleep of the timer loop between two reads of the timer rows;
-    /// `None` (the default) sleeps until the earliest row. A store shared by
-    /// several engine nodes sets it (or delivers wake-ups between nodes), since a
-    /// node does not see the timers other nodes set.
-    pub max_timer_sleep: Option<Duration>,
-    /// Longest wait of a long poll or an outcome wait between two reads of
-    /// the store; `None` (the default) waits for this engine's own wake-ups.
-    /// A store shared by several nodes sets it: a wake-up from another node
-    /// may be lost, and no correctness depends on one.
-    pub store_recheck: Option<Duration>,
-    /// Longest wait of one `wait_outcome` (or `wait_workflow_outcome`) call.
-    pub max_outcome_wait: Duration,
-    /// How long a worker has to answer a workflow task it took; then the task
-    /// times out and is scheduled again for another worker.
-    pub workflow_task_timeout: Duration,
-    /// Backoff before the task that follows a failed workflow task; doubles per
-    /// consecutive failure.
-    pub workflow_task_retry_initial_interval: Duration,
-    /// Longest backoff between failed workflow tasks.
-    pub workflow_task_retry_maximum_interval: Duration,
-}
-
-impl std::fmt::Debug for EngineConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EngineConfig")
-            .field("store", &self.store)
-            .field("clock", &self.clock)
-            .field("max_payload_size", &self.max_payload_size)
-            .field("max_poll_wait", &self.max_poll_wait)
-            .field("workflow_task_timeout", &self.workflow_task_timeout)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Default for EngineConfig {
-    fn default() -> Self {
-        Self {
-            store: StoreLocation::Memory,
-            clock: Arc::new(SystemClock),
-            max_payload_size: Self::DEFAULT_MAX_PAYLOAD_SIZE,
-            max_poll_wait: Duration::from_secs(60),
-            poller_retention: Duration::from_secs(300),
-            timer_batch: 256,
-            max_timer_sleep: None,
-            store_recheck: None,
-            max_outcome_wait: Duration::from_secs(600),
-            workflow_task_timeout: Duration::from_secs(10),
-            workflow_task_retry_initial_interval: Duration::from_secs(1),
-            workflow_task_retry_maximum_interval: Duration::from_secs(600),
-        }
-    }
-}
-
-impl EngineConfig {
-    /// Default payload size limit: 4 MiB.
-    pub const DEFAULT_MAX_PAYLOAD_SIZE: usize = 4 * 1024 * 1024;
-
-    /// An in-memory store (for tests).
-    pub fn in_memory() -> Self {
-        Self::default()
-    }
-
-    /// A SQLite file.
-    pub fn file(path: impl Into<PathBuf>) -> Self {
-        Self {
-            store: StoreLocation::File(path.into()),
-            ..Self::default()
-        }
-    }
-
-    /// A PostgreSQL database (`postgres://user[:password]@host[:port]/database`),
-    /// shared by every node opened on it: timers and polls re-read the store
-    /// at least every second, whatever other nodes committed.
-    ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), activity_engine::EngineError> {
-    /// use activity_engine::{Engine, EngineConfig};
-    /// let engine = Engine::open(EngineConfig::postgres("postgres://postgres@127.0.0.1/app")).await?;
-    /// # Ok(()) }
-    /// ```
-    pub fn postgres(url: impl Into<String>) -> Self {
-        Self {
-            store: StoreLocation::Postgres(PostgresConfig::new(url)),
-            max_timer_sleep: Some(Duration::from_secs(1)),
-            store_recheck: Some(Duration::from_secs(1)),
-            ..Self::default()
-        }
-    }
-
-    /// Sets where the state is kept (the other settings stay).
-    pub fn with_store(mut self, store: StoreLocation) -> Self {
-        self.store = store;
-        self
-    }
-
-    /// Sets the clock.
-    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
-        self
-    }
-
-    /// Sets the payload size limit in bytes.
-    pub fn with_max_payload_size(mut self, bytes: usize) -> Self {
-        self.max_payload_size = bytes;
-        self
-    }
-
-    /// Sets the longest wait of one long poll.
-    pub fn with_max_poll_wait(mut self, wait: Duration) -> Self {
-        self.max_poll_wait = wait;
-        self
-    }
-
-    /// Sets the workflow task timeout.
-    pub fn with_workflow_task_timeout(mut self, timeout: Duration) -> Self {
-        self.workflow_task_timeout = timeout;
-        self
-    }
-
-    /// Sets the backoff after a failed workflow task (`initial`, doubling per
-    /// consecutive failure up to `maximum`).
-    pub fn with_workflow_task_retry(mut self, initial: Duration, maximum: Duration) -> Self {
-        self.workflow_task_retry_initial_interval = initial;
-        self.workflow_task_retry_maximum_interval = maximum;
-        self
-    }
-}
-
-/// The engine could not be opened.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum EngineError {
-    /// The store could not be opened or read; retryable when the store says so
-    /// ([`StoreError::is_retryable`]). Its message is part of this one (so it
-    /// is not also given as the error's source, which would print it twice).
-    #[error("cannot open the store: {0}")]
-    Store(StoreError),
-    /// The configuration is invalid. Not retryable.
-    #[error("invalid engine configuration: `{field}` {message}")]
-    Config {
-        /// The field.
-        field: &'static str,
-        /// The rule it breaks.
-        message: String,
-    },
-}
-
-impl From<StoreError> for EngineError {
-    fn from(err: StoreError) -> Self {
-        EngineError::Store(err)
-    }
-}
-
-impl EngineError {
-    /// Whether opening again may succeed.
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, EngineError::Store(e) if e.is_retryable())
-    }
-}
 
 const MAX_ID_LEN: usize = 1000;
 /// The most attempts one poll starts: bounds a claim's transaction and answer.
@@ -336,12 +108,8 @@ struct Inner {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     config: EngineConfig,
-    queues: Mutex<HashMap<String, Arc<Notify>>>,
-    outcomes: Mutex<HashMap<String, Arc<Notify>>>,
-    /// Workflow task pollers, per task queue.
-    workflow_queues: Mutex<HashMap<String, Arc<Notify>>>,
-    /// Waiters of workflow outcomes, per run id.
-    run_outcomes: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Pollers and outcome waiters, woken after the commits that concern them.
+    notifiers: Notifiers,
     timer_wake: Arc<Notify>,
     /// The due time the timer loop sleeps until (`i64::MAX` when none): a commit
     /// that sets an earlier timer wakes it.
@@ -558,10 +326,7 @@ impl Engine {
             inner: Arc::new(Inner {
                 store,
                 clock: config.clock.clone(),
-                queues: Mutex::default(),
-                outcomes: Mutex::default(),
-                workflow_queues: Mutex::default(),
-                run_outcomes: Mutex::default(),
+                notifiers: Notifiers::default(),
                 timer_wake: Arc::new(Notify::new()),
                 armed_at: AtomicI64::new(i64::MAX),
                 shutdown,
@@ -664,13 +429,6 @@ impl Engine {
         Ok(())
     }
 
-    fn queue_notify(&self, queue: &str) -> Arc<Notify> {
-        lock(&self.inner.queues)
-            .entry(queue.to_owned())
-            .or_default()
-            .clone()
-    }
-
     async fn schedule(
         &self,
         request: ScheduleActivityRequest,
@@ -734,7 +492,7 @@ impl Engine {
         };
         let wait = request.wait.min(self.inner.config.max_poll_wait);
         let deadline = self.inner.clock.now() + wait;
-        let notify = self.queue_notify(&request.task_queue);
+        let notify = (self.inner.notifiers).subscribe(Topic::ActivityQueue, &request.task_queue);
         let mut shutdown = self.inner.shutdown.subscribe();
         let mut rate = request.max_task_queue_activities_per_second;
         loop {
@@ -819,10 +577,7 @@ impl Engine {
         let target = execution.clone();
         let scope = self.read(move |tx| rules::scope_of(tx, &target)).await?;
         let key = rules::waiter_key(&scope, &execution.activity_id);
-        let notify = lock(&self.inner.outcomes)
-            .entry(key.clone())
-            .or_default()
-            .clone();
+        let notify = (self.inner.notifiers).subscribe(Topic::ActivityOutcome, &key);
         let deadline = self.inner.clock.now() + wait.min(self.inner.config.max_outcome_wait);
         let mut shutdown = self.inner.shutdown.subscribe();
         let result = loop {
@@ -851,12 +606,6 @@ impl Engine {
                 _ = shutdown.wait_for(|closed| *closed) => break Err(closed()),
             }
         };
-        let mut outcomes = lock(&self.inner.outcomes);
-        if outcomes.get(&key).is_some_and(|n| Arc::ptr_eq(n, &notify))
-            && Arc::strong_count(&notify) == 2
-        {
-            outcomes.remove(&key);
-        }
         result
     }
 }
@@ -892,418 +641,9 @@ impl Engine {
     }
 }
 
-/// The workflow side of the engine (docs/semantics.md §3); rules in module `workflows`.
-impl Engine {
-    async fn start_run(&self, request: StartWorkflowRequest) -> Result<WorkflowRef, ProtocolError> {
-        check_name("workflow_id", &request.workflow_id)?;
-        check_name("workflow_type", &request.workflow_type)?;
-        check_name("task_queue", &request.task_queue)?;
-        let size = request.input.iter().map(Payload::len).sum();
-        self.check_payload(
-            || format!("the input of workflow `{}`", request.workflow_type),
-            size,
-        )?;
-        let new = workflows::NewRun {
-            workflow_id: request.workflow_id,
-            run_id: random_id()?,
-            workflow_type: request.workflow_type,
-            task_queue: request.task_queue,
-            input: request.input,
-        };
-        let now = self.now_ms();
-        let run = self
-            .run(move |tx, fx| workflows::start(tx, fx, new, now))
-            .await?;
-        tracing::debug!(workflow_id = %run.workflow_id, run_id = run.run_id.as_deref().unwrap_or(""), "workflow started");
-        Ok(run)
-    }
-
-    async fn poll_workflow(
-        &self,
-        request: PollWorkflowTaskRequest,
-    ) -> Result<Option<WorkflowTask>, ProtocolError> {
-        check_name("task_queue", &request.task_queue)?;
-        check_identity(&request.identity)?;
-        let identity = if request.identity.is_empty() {
-            "unknown".to_owned()
-        } else {
-            request.identity
-        };
-        let deadline = self.inner.clock.now() + request.wait.min(self.inner.config.max_poll_wait);
-        let notify = lock(&self.inner.workflow_queues)
-            .entry(request.task_queue.clone())
-            .or_default()
-            .clone();
-        let mut shutdown = self.inner.shutdown.subscribe();
-        loop {
-            let notified = notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let now = self.inner.clock.now();
-            let now_ms = to_millis(now);
-            let (queue, who) = (request.task_queue.clone(), identity.clone());
-            let dispatch = self.inner.dispatch.clone();
-            let task = self
-                .run(move |tx, fx| workflows::claim(tx, fx, &dispatch, &queue, &who, now_ms))
-                .await?;
-            if let Some(task) = task {
-                tracing::debug!(workflow_id = %task.workflow_id, run_id = %task.run_id, worker = %identity, "workflow task started");
-                return Ok(Some(task));
-            }
-            if now >= deadline {
-                return Ok(None);
-            }
-            let waiters = &self.inner.dispatch.workflows;
-            let queue = &request.task_queue;
-            let handed = self
-                .await_work(
-                    waiters,
-                    queue,
-                    &identity,
-                    1,
-                    notified,
-                    self.inner.recheck(deadline),
-                    &mut shutdown,
-                )
-                .await?;
-            if handed.is_some() {
-                return Ok(handed);
-            }
-        }
-    }
-
-    fn check_commands(&self, commands: &[Command]) -> Result<(), ProtocolError> {
-        for command in commands {
-            match command {
-                Command::ScheduleActivity {
-                    seq,
-                    activity_type,
-                    input,
-                    ..
-                } => self.check_payload(
-                    || format!("the input of activity `{activity_type}` (seq {seq})"),
-                    input.iter().map(Payload::len).sum(),
-                )?,
-                Command::RecordLocalActivity {
-                    seq,
-                    activity_type,
-                    outcome,
-                } => self.check_payload(
-                    || format!("the outcome of local activity `{activity_type}` (seq {seq})"),
-                    match outcome {
-                        LocalActivityOutcome::Completed(result) => result.len(),
-                        LocalActivityOutcome::Failed(failure) => json_size(failure),
-                        LocalActivityOutcome::Backoff { failure, .. } => json_size(failure),
-                    },
-                )?,
-                Command::CompleteWorkflow { result } => {
-                    self.check_payload(|| "the workflow result".into(), result.len())?
-                }
-                Command::FailWorkflow { failure } => self.check_payload(
-                    || "the workflow failure".into(),
-                    workflow_failure_size(failure),
-                )?,
-                _ => {}
-            }
-        }
-        Ok(())
-    }
-
-    async fn complete_workflow(
-        &self,
-        token: TaskToken,
-        commands: Vec<Command>,
-    ) -> Result<(), ProtocolError> {
-        self.check_commands(&commands)?;
-        let signer = self.inner.dispatch.signer.clone();
-        let now = self.now_ms();
-        self.run(move |tx, fx| workflows::complete_task(tx, fx, &signer, &token, commands, now))
-            .await
-    }
-
-    async fn fail_workflow(&self, token: TaskToken, message: String) -> Result<(), ProtocolError> {
-        self.check_payload(|| "the workflow task failure message".into(), message.len())?;
-        let signer = self.inner.dispatch.signer.clone();
-        let now = self.now_ms();
-        let config = &self.inner.config;
-        let backoff = (
-            config.workflow_task_retry_initial_interval,
-            config.workflow_task_retry_maximum_interval,
-        );
-        self.run(move |tx, fx| workflows::fail_task(tx, fx, &signer, &token, message, backoff, now))
-            .await
-    }
-
-    async fn wait_run(
-        &self,
-        workflow: WorkflowRef,
-        wait: Duration,
-    ) -> Result<Option<WorkflowOutcome>, ProtocolError> {
-        // The latest run when the call starts: a run started later is another run.
-        let target = workflow.clone();
-        let run_id = self
-            .read(move |tx| workflows::find_run(tx, &target).map(|run| run.run_id))
-            .await?;
-        let notify = lock(&self.inner.run_outcomes)
-            .entry(run_id.clone())
-            .or_default()
-            .clone();
-        let deadline = self.inner.clock.now() + wait.min(self.inner.config.max_outcome_wait);
-        let mut shutdown = self.inner.shutdown.subscribe();
-        let result = loop {
-            let notified = notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let id = run_id.clone();
-            let found = self
-                .read(move |tx| {
-                    let run = tx.run_by_id(&id)?.ok_or_else(|| ProtocolError::NotFound {
-                        what: format!("workflow run `{id}`"),
-                    })?;
-                    Ok(run.outcome)
-                })
-                .await;
-            match found {
-                Ok(Some(outcome)) => break Ok(Some(outcome)),
-                Err(e) => break Err(e),
-                Ok(None) if self.inner.clock.now() >= deadline => break Ok(None),
-                Ok(None) => {}
-            }
-            tokio::select! {
-                _ = &mut notified => {}
-                _ = self.inner.clock.sleep_until(self.inner.recheck(deadline)) => {}
-                _ = shutdown.wait_for(|closed| *closed) => break Err(closed()),
-            }
-        };
-        let mut waiters = lock(&self.inner.run_outcomes);
-        if waiters
-            .get(&run_id)
-            .is_some_and(|n| Arc::ptr_eq(n, &notify))
-            && Arc::strong_count(&notify) == 2
-        {
-            waiters.remove(&run_id);
-        }
-        result
-    }
-}
-
 fn json_size<T: serde::Serialize>(value: &T) -> usize {
     // Serializing plain data to a Vec does not fail; count it as too large if it did.
     serde_json::to_vec(value).map_or(usize::MAX, |bytes| bytes.len())
-}
-
-fn workflow_failure_size(failure: &WorkflowFailure) -> usize {
-    match failure {
-        WorkflowFailure::Application(a) => {
-            a.message.len() + a.error_type.len() + details_size(&a.details)
-        }
-        other => json_size(other),
-    }
-}
-
-impl Inner {
-    fn apply(&self, mut effects: Effects) {
-        metrics::record(std::mem::take(&mut effects.metrics));
-        for (sender, tasks) in effects.handoffs {
-            if let Err(tasks) = sender.send(tasks) {
-                for task in tasks {
-                    tracing::warn!(activity_id = %task.info.activity_id, attempt = task.info.attempt, "the poller this attempt was started for went away; it is retried after its start-to-close timeout");
-                }
-            }
-        }
-        for (sender, task) in effects.workflow_handoffs {
-            if let Err(task) = sender.send(task) {
-                tracing::warn!(workflow_id = %task.workflow_id, run_id = %task.run_id, "the poller this workflow task was started for went away; it is retried after the workflow task timeout");
-            }
-        }
-        for (queue, count) in &effects.queues {
-            // One poller per new dispatchable attempt, not every poller of the
-            // queue (a fan-out of one would make each of them run a claim). A
-            // poller registers before it reads the store, and a `notify_one` it
-            // receives is handed on if it stops waiting, so none is lost; a
-            // poller with nothing to do re-reads the store at the end of its wait.
-            if let Some(notify) = lock(&self.queues).get(queue) {
-                for _ in 0..*count {
-                    notify.notify_one();
-                }
-            }
-        }
-        for key in &effects.closed {
-            if let Some(notify) = lock(&self.outcomes).get(key) {
-                notify.notify_waiters();
-            }
-        }
-        for queue in &effects.workflow_queues {
-            if let Some(notify) = lock(&self.workflow_queues).get(queue) {
-                notify.notify_waiters();
-            }
-        }
-        for run_id in &effects.runs_closed {
-            self.dispatch.sticky.forget(run_id);
-            if let Some(notify) = lock(&self.run_outcomes).get(run_id) {
-                notify.notify_waiters();
-            }
-        }
-        if let Some(due) = effects.earliest_timer {
-            if due < self.armed_at.load(Ordering::SeqCst) {
-                self.timer_wake.notify_one();
-            }
-        }
-    }
-}
-
-/// What waiters on other nodes of a shared store may be waiting for.
-fn wakeups(effects: &Effects) -> Vec<Wakeup> {
-    let queues = effects
-        .queues
-        .iter()
-        .filter(|(_, count)| *count > 0)
-        .map(|(queue, count)| Wakeup::Queue(queue.clone(), *count));
-    let closed = effects.closed.iter().cloned().map(Wakeup::Closed);
-    let workflow_queues = effects
-        .workflow_queues
-        .iter()
-        .cloned()
-        .map(Wakeup::WorkflowQueue);
-    let runs = effects.runs_closed.iter().cloned().map(Wakeup::RunClosed);
-    queues
-        .chain(closed)
-        .chain(workflow_queues)
-        .chain(runs)
-        .chain(effects.earliest_timer.map(Wakeup::Timer))
-        .collect()
-}
-
-/// Wakes this node's waiters for what other nodes committed.
-async fn other_nodes(
-    engine: Weak<Inner>,
-    mut received: tokio::sync::mpsc::UnboundedReceiver<Vec<Wakeup>>,
-) {
-    while let Some(list) = received.recv().await {
-        let Some(inner) = engine.upgrade() else {
-            return;
-        };
-        for wakeup in list {
-            inner.wake(wakeup);
-        }
-    }
-}
-
-impl Inner {
-    fn wake(&self, wakeup: Wakeup) {
-        let all = |map: &Mutex<HashMap<String, Arc<Notify>>>| {
-            for notify in lock(map).values() {
-                notify.notify_waiters();
-            }
-        };
-        match wakeup {
-            Wakeup::Queue(queue, count) => {
-                if let Some(notify) = lock(&self.queues).get(&queue) {
-                    for _ in 0..count.min(MAX_TASKS_PER_POLL) {
-                        notify.notify_one();
-                    }
-                }
-            }
-            Wakeup::Closed(key) => {
-                if let Some(notify) = lock(&self.outcomes).get(&key) {
-                    notify.notify_waiters();
-                }
-            }
-            Wakeup::WorkflowQueue(queue) => {
-                if let Some(notify) = lock(&self.workflow_queues).get(&queue) {
-                    notify.notify_waiters();
-                }
-            }
-            Wakeup::RunClosed(run_id) => {
-                self.dispatch.sticky.forget(&run_id);
-                if let Some(notify) = lock(&self.run_outcomes).get(&run_id) {
-                    notify.notify_waiters();
-                }
-            }
-            Wakeup::Timer(due) => {
-                if due < self.armed_at.load(Ordering::SeqCst) {
-                    self.timer_wake.notify_one();
-                }
-            }
-            _ => {
-                all(&self.queues);
-                all(&self.outcomes);
-                all(&self.workflow_queues);
-                all(&self.run_outcomes);
-                self.timer_wake.notify_one();
-            }
-        }
-    }
-
-    /// The latest time a wait starting now may go without reading the store.
-    fn recheck(&self, wake: SystemTime) -> SystemTime {
-        match self.config.store_recheck {
-            Some(every) => wake.min(self.clock.now() + every),
-            None => wake,
-        }
-    }
-}
-
-/// The timer loop holds the engine weakly: dropping every [`Engine`] clone ends it
-/// (and so closes the store), even without [`Engine::close`].
-async fn timer_loop(engine: Weak<Inner>) {
-    let Some(mut shutdown) = engine.upgrade().map(|inner| inner.shutdown.subscribe()) else {
-        return;
-    };
-    loop {
-        let Some(inner) = engine.upgrade() else {
-            return;
-        };
-        if *shutdown.borrow() {
-            return;
-        }
-        let now = to_millis(inner.clock.now());
-        let limit = inner.config.timer_batch;
-        // Until this pass has read the rows, any new timer must wake the loop
-        // (`notify_one` keeps a permit if the loop is not waiting yet).
-        inner.armed_at.store(i64::MAX, Ordering::SeqCst);
-        let shared = inner.store.is_shared();
-        let fired = store::run(&*inner.store, move |tx: &mut dyn Tx| {
-            let mut effects = Effects::default();
-            let fired = rules::fire_due_timers(tx, &mut effects, now, limit)?;
-            if shared {
-                tx.publish(wakeups(&effects));
-            }
-            Ok::<_, ProtocolError>((fired, effects))
-        })
-        .await;
-        let mut sleep_until = match fired {
-            Ok(((count, next), effects)) => {
-                inner.apply(effects);
-                if count >= limit {
-                    continue;
-                }
-                next
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "firing timers failed; retrying in 1 s");
-                Some(now.saturating_add(1000))
-            }
-        };
-        if let Some(max) = inner.config.max_timer_sleep {
-            let latest = now.saturating_add(duration_millis(max));
-            sleep_until = Some(sleep_until.map_or(latest, |at| at.min(latest)));
-        }
-        inner
-            .armed_at
-            .store(sleep_until.unwrap_or(i64::MAX), Ordering::SeqCst);
-        let wake = inner.timer_wake.clone();
-        let sleep: BoxFuture<'static, ()> = match sleep_until {
-            Some(at) => inner.clock.sleep_until(from_millis(at)),
-            None => Box::pin(std::future::pending()),
-        };
-        drop(inner);
-        tokio::select! {
-            _ = wake.notified() => {}
-            _ = sleep => {}
-            _ = shutdown.wait_for(|closed| *closed) => return,
-        }
-    }
 }
 
 fn closed() -> ProtocolError {

@@ -1,0 +1,218 @@
+//! The engine's workflow operations: start a run, claim and answer its workflow
+//! tasks, wait for its outcome. Each runs its rule (module `workflows`) in one store
+//! transaction, as the activity operations do.
+
+use std::time::Duration;
+
+use activity_core::{
+    clock::to_millis,
+    context::TaskToken,
+    payload::Payload,
+    protocol::ProtocolError,
+    workflow::{
+        Command, LocalActivityOutcome, PollWorkflowTaskRequest, StartWorkflowRequest,
+        WorkflowFailure, WorkflowOutcome, WorkflowRef, WorkflowTask,
+    },
+};
+
+use super::{
+    check_identity, check_name, closed, details_size, json_size, notifiers::Topic, random_id,
+    workflows, Engine,
+};
+
+/// The workflow side of the engine (docs/semantics.md §3); rules in module `workflows`.
+impl Engine {
+    pub(super) async fn start_run(
+        &self,
+        request: StartWorkflowRequest,
+    ) -> Result<WorkflowRef, ProtocolError> {
+        check_name("workflow_id", &request.workflow_id)?;
+        check_name("workflow_type", &request.workflow_type)?;
+        check_name("task_queue", &request.task_queue)?;
+        let size = request.input.iter().map(Payload::len).sum();
+        self.check_payload(
+            || format!("the input of workflow `{}`", request.workflow_type),
+            size,
+        )?;
+        let new = workflows::NewRun {
+            workflow_id: request.workflow_id,
+            run_id: random_id()?,
+            workflow_type: request.workflow_type,
+            task_queue: request.task_queue,
+            input: request.input,
+        };
+        let now = self.now_ms();
+        let run = self
+            .run(move |tx, fx| workflows::start(tx, fx, new, now))
+            .await?;
+        tracing::debug!(workflow_id = %run.workflow_id, run_id = run.run_id.as_deref().unwrap_or(""), "workflow started");
+        Ok(run)
+    }
+
+    pub(super) async fn poll_workflow(
+        &self,
+        request: PollWorkflowTaskRequest,
+    ) -> Result<Option<WorkflowTask>, ProtocolError> {
+        check_name("task_queue", &request.task_queue)?;
+        check_identity(&request.identity)?;
+        let identity = if request.identity.is_empty() {
+            "unknown".to_owned()
+        } else {
+            request.identity
+        };
+        let deadline = self.inner.clock.now() + request.wait.min(self.inner.config.max_poll_wait);
+        let notify = (self.inner.notifiers).subscribe(Topic::WorkflowQueue, &request.task_queue);
+        let mut shutdown = self.inner.shutdown.subscribe();
+        loop {
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let now = self.inner.clock.now();
+            let now_ms = to_millis(now);
+            let (queue, who) = (request.task_queue.clone(), identity.clone());
+            let dispatch = self.inner.dispatch.clone();
+            let task = self
+                .run(move |tx, fx| workflows::claim(tx, fx, &dispatch, &queue, &who, now_ms))
+                .await?;
+            if let Some(task) = task {
+                tracing::debug!(workflow_id = %task.workflow_id, run_id = %task.run_id, worker = %identity, "workflow task started");
+                return Ok(Some(task));
+            }
+            if now >= deadline {
+                return Ok(None);
+            }
+            let waiters = &self.inner.dispatch.workflows;
+            let queue = &request.task_queue;
+            let handed = self
+                .await_work(
+                    waiters,
+                    queue,
+                    &identity,
+                    1,
+                    notified,
+                    self.inner.recheck(deadline),
+                    &mut shutdown,
+                )
+                .await?;
+            if handed.is_some() {
+                return Ok(handed);
+            }
+        }
+    }
+
+    pub(super) fn check_commands(&self, commands: &[Command]) -> Result<(), ProtocolError> {
+        for command in commands {
+            match command {
+                Command::ScheduleActivity {
+                    seq,
+                    activity_type,
+                    input,
+                    ..
+                } => self.check_payload(
+                    || format!("the input of activity `{activity_type}` (seq {seq})"),
+                    input.iter().map(Payload::len).sum(),
+                )?,
+                Command::RecordLocalActivity {
+                    seq,
+                    activity_type,
+                    outcome,
+                } => self.check_payload(
+                    || format!("the outcome of local activity `{activity_type}` (seq {seq})"),
+                    match outcome {
+                        LocalActivityOutcome::Completed(result) => result.len(),
+                        LocalActivityOutcome::Failed(failure) => json_size(failure),
+                        LocalActivityOutcome::Backoff { failure, .. } => json_size(failure),
+                    },
+                )?,
+                Command::CompleteWorkflow { result } => {
+                    self.check_payload(|| "the workflow result".into(), result.len())?
+                }
+                Command::FailWorkflow { failure } => self.check_payload(
+                    || "the workflow failure".into(),
+                    workflow_failure_size(failure),
+                )?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn complete_workflow(
+        &self,
+        token: TaskToken,
+        commands: Vec<Command>,
+    ) -> Result<(), ProtocolError> {
+        self.check_commands(&commands)?;
+        let signer = self.inner.dispatch.signer.clone();
+        let now = self.now_ms();
+        self.run(move |tx, fx| workflows::complete_task(tx, fx, &signer, &token, commands, now))
+            .await
+    }
+
+    pub(super) async fn fail_workflow(
+        &self,
+        token: TaskToken,
+        message: String,
+    ) -> Result<(), ProtocolError> {
+        self.check_payload(|| "the workflow task failure message".into(), message.len())?;
+        let signer = self.inner.dispatch.signer.clone();
+        let now = self.now_ms();
+        let config = &self.inner.config;
+        let backoff = (
+            config.workflow_task_retry_initial_interval,
+            config.workflow_task_retry_maximum_interval,
+        );
+        self.run(move |tx, fx| workflows::fail_task(tx, fx, &signer, &token, message, backoff, now))
+            .await
+    }
+
+    pub(super) async fn wait_run(
+        &self,
+        workflow: WorkflowRef,
+        wait: Duration,
+    ) -> Result<Option<WorkflowOutcome>, ProtocolError> {
+        // The latest run when the call starts: a run started later is another run.
+        let target = workflow.clone();
+        let run_id = self
+            .read(move |tx| workflows::find_run(tx, &target).map(|run| run.run_id))
+            .await?;
+        let notify = (self.inner.notifiers).subscribe(Topic::RunOutcome, &run_id);
+        let deadline = self.inner.clock.now() + wait.min(self.inner.config.max_outcome_wait);
+        let mut shutdown = self.inner.shutdown.subscribe();
+        let result = loop {
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let id = run_id.clone();
+            let found = self
+                .read(move |tx| {
+                    let run = tx.run_by_id(&id)?.ok_or_else(|| ProtocolError::NotFound {
+                        what: format!("workflow run `{id}`"),
+                    })?;
+                    Ok(run.outcome)
+                })
+                .await;
+            match found {
+                Ok(Some(outcome)) => break Ok(Some(outcome)),
+                Err(e) => break Err(e),
+                Ok(None) if self.inner.clock.now() >= deadline => break Ok(None),
+                Ok(None) => {}
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = self.inner.clock.sleep_until(self.inner.recheck(deadline)) => {}
+                _ = shutdown.wait_for(|closed| *closed) => break Err(closed()),
+            }
+        };
+        result
+    }
+}
+
+fn workflow_failure_size(failure: &WorkflowFailure) -> usize {
+    match failure {
+        WorkflowFailure::Application(a) => {
+            a.message.len() + a.error_type.len() + details_size(&a.details)
+        }
+        other => json_size(other),
+    }
+}
