@@ -97,7 +97,7 @@ use crate::{
 pub use config::{EngineConfig, EngineError, StoreLocation};
 use effects::{other_nodes, timer_loop, wakeups};
 use notifiers::{Notifiers, Topic};
-use rules::{Claim, Effects};
+use rules::{Claim, Effects, Poller};
 use waiters::Waiters;
 
 const MAX_ID_LEN: usize = 1000;
@@ -144,16 +144,12 @@ impl Dispatch {
                 let Some(waiter) = self.activities.take(&queue) else {
                     break;
                 };
-                let claim = rules::claim(
-                    tx,
-                    fx,
-                    &self.signer,
-                    &queue,
-                    &waiter.identity,
-                    None,
-                    waiter.max,
-                    now,
-                )?;
+                let poller = Poller {
+                    task_queue: &queue,
+                    identity: &waiter.identity,
+                    max: waiter.max,
+                };
+                let claim = rules::claim(tx, fx, &self.signer, &poller, None, now)?;
                 match claim {
                     Claim::Tasks(tasks) => {
                         count = count.saturating_sub(tasks.len());
@@ -506,7 +502,12 @@ impl Engine {
             let rate_now = rate.take();
             let claim = self
                 .run(move |tx, fx| {
-                    rules::claim(tx, fx, &signer, &queue, &who, rate_now, max, now_ms)
+                    let poller = Poller {
+                        task_queue: &queue,
+                        identity: &who,
+                        max,
+                    };
+                    rules::claim(tx, fx, &signer, &poller, rate_now, now_ms)
                 })
                 .await?;
             let next = match claim {
@@ -526,17 +527,13 @@ impl Engine {
                 .inner
                 .recheck(next.map_or(deadline, |n| from_millis(n).min(deadline)));
             let waiters = &self.inner.dispatch.activities;
-            let queue = &request.task_queue;
+            let poller = Poller {
+                task_queue: &request.task_queue,
+                identity: &identity,
+                max,
+            };
             let handed = self
-                .await_work(
-                    waiters,
-                    queue,
-                    &identity,
-                    max,
-                    notified,
-                    wake,
-                    &mut shutdown,
-                )
+                .await_work(waiters, &poller, notified, wake, &mut shutdown)
                 .await?;
             if let Some(tasks) = handed {
                 return Ok(tasks);
@@ -547,18 +544,15 @@ impl Engine {
     /// Waits in line on `queue` (eager dispatch) until work is handed over, the
     /// queue is notified, `wake` passes or the engine closes. `Some` is the work
     /// handed over; `None`: look at the store again.
-    #[allow(clippy::too_many_arguments)]
     async fn await_work<T>(
         &self,
         waiters: &Waiters<T>,
-        queue: &str,
-        identity: &str,
-        max: usize,
+        poller: &Poller<'_>,
         notified: Pin<&mut Notified<'_>>,
         wake: SystemTime,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<Option<T>, ProtocolError> {
-        let mut place = waiters.register(queue, identity, max);
+        let mut place = waiters.register(poller.task_queue, poller.identity, poller.max);
         tokio::select! {
             handed = place.handed() => return Ok(handed),
             _ = notified => {}

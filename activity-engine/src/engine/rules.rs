@@ -226,20 +226,31 @@ fn refill(queue: &mut QueueRecord, now: i64) {
 /// size, so one poll's answer stays well under any message limit.
 const CLAIM_BYTES: usize = 4 * 1024 * 1024;
 
-/// Claims up to `max` of the oldest dispatchable attempts of the queue (at least
-/// one) for `identity`, within the queue's rate limit, in the same transaction
-/// that starts them.
-#[allow(clippy::too_many_arguments)]
+/// Who claims work: a poller of a task queue, and how much it takes at once.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Poller<'a> {
+    pub(crate) task_queue: &'a str,
+    pub(crate) identity: &'a str,
+    /// The most tasks one claim hands over (at least one is always allowed).
+    pub(crate) max: usize,
+}
+
+/// Claims up to `poller.max` of the oldest dispatchable attempts of its queue (at
+/// least one), within the queue's rate limit, in the same transaction that starts
+/// them.
 pub(crate) fn claim(
     tx: &mut dyn Tx,
     fx: &mut Effects,
     signer: &TokenSigner,
-    task_queue: &str,
-    identity: &str,
+    poller: &Poller<'_>,
     rate_limit: Option<f64>,
-    max: usize,
     now: i64,
 ) -> Result<Claim, ProtocolError> {
+    let Poller {
+        task_queue,
+        identity,
+        max,
+    } = *poller;
     let stored = tx.queue(task_queue)?;
     // A queue without a rate limit has no bucket to keep: its row is written
     // only when it is new or gets a limit (one write less per claim).

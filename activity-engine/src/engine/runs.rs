@@ -17,7 +17,7 @@ use activity_core::{
 
 use super::{
     check_identity, check_name, closed, details_size, json_size, notifiers::Topic, random_id,
-    workflows, Engine,
+    rules::Poller, workflows, Engine,
 };
 
 /// The workflow side of the engine (docs/semantics.md §3); rules in module `workflows`.
@@ -82,13 +82,15 @@ impl Engine {
                 return Ok(None);
             }
             let waiters = &self.inner.dispatch.workflows;
-            let queue = &request.task_queue;
+            let poller = Poller {
+                task_queue: &request.task_queue,
+                identity: &identity,
+                max: 1,
+            };
             let handed = self
                 .await_work(
                     waiters,
-                    queue,
-                    &identity,
-                    1,
+                    &poller,
                     notified,
                     self.inner.recheck(deadline),
                     &mut shutdown,
