@@ -102,26 +102,22 @@ impl std::fmt::Debug for SqliteStore {
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file at `path`.
+    ///
+    /// Refused at once, with the file named and what to do: a file another engine
+    /// holds, an empty (0-byte) file where a database was expected, a file that is
+    /// not a SQLite database, a read-only file or mount, and a database that fails
+    /// SQLite's `quick_check` (a corrupted page is found at start, not at the first
+    /// write that touches it; the check reads the whole file once, ≈ 0.1 s per
+    /// 100 MB here).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path: PathBuf = path.as_ref().to_owned();
-        let conn = Connection::open(&path).map_err(sql_error)?;
+        refuse_empty_file(&path)?;
+        let shown = path.display();
+        let conn = Connection::open(&path).map_err(|e| open_error(&path, e))?;
         // One engine per file: a locked file is refused at once, not after a wait,
         // with the file's name and what holds it.
         conn.busy_timeout(std::time::Duration::ZERO)
             .map_err(sql_error)?;
-        let locked = |err: rusqlite::Error| {
-            match err.sqlite_error_code() {
-            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
-                StoreError::Unavailable(format!(
-                    "the database file `{}` is locked: another engine has it open (another process, \
-                     e.g. `activity-server serve` or a program embedding the engine, or another \
-                     `Engine` in this one); stop it, or use another file",
-                    path.display()
-                ))
-            }
-            _ => sql_error(err),
-        }
-        };
         // temp_store: the savepoint journal of each grouped request (only used to
         // roll that request back) stays in memory instead of a temp file; commits
         // and their durability are unchanged.
@@ -132,8 +128,25 @@ impl SqliteStore {
              PRAGMA temp_store = MEMORY;
              BEGIN IMMEDIATE; COMMIT;",
         )
-        .map_err(locked)?;
-        Self::start(conn, path.display().to_string())
+        .map_err(|e| open_error(&path, e))?;
+        let problems: Vec<String> = conn
+            .prepare("PRAGMA quick_check(5)")
+            .and_then(|mut check| {
+                check
+                    .query_map([], |row| row.get::<_, String>(0))?
+                    .collect::<Result<_, _>>()
+            })
+            .map_err(|e| open_error(&path, e))?;
+        if problems.iter().any(|line| line != "ok") {
+            return Err(StoreError::Corrupt(format!(
+                "the database file `{shown}` fails SQLite's integrity check ({}): it was \
+                 damaged (a disk fault, or a copy taken while an engine was writing it); \
+                 restore it from a backup (`sqlite3 FILE .recover` may save what is still \
+                 readable)",
+                problems.join("; ")
+            )));
+        }
+        Self::start(conn, shown.to_string())
     }
 
     /// Opens a new, empty in-memory database (for tests: gone when closed).
@@ -328,6 +341,78 @@ fn run_batch(conn: &Connection, jobs: Vec<(TxJob, Reply)>, counters: &Counters) 
 /// and savepoint statements of every job: parsed once, not per job).
 fn execute_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(drop)
+}
+
+/// A 0-byte file where a database was expected is refused: SQLite would start a
+/// fresh, empty engine on it, and a truncated copy or a wrong path would look like
+/// an engine that lost everything. A missing file is created; an empty one with a
+/// write-ahead log beside it is opened (the log holds its changes).
+fn refuse_empty_file(path: &Path) -> Result<(), StoreError> {
+    let len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).ok();
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    if len(path) == Some(0) && len(Path::new(&wal)).unwrap_or(0) == 0 {
+        return Err(StoreError::Corrupt(format!(
+            "the database file `{}` exists but is empty (0 bytes), so it holds no engine \
+             data: for a new engine, remove it (or give a path that does not exist yet) and \
+             the engine creates the database; if it should hold data, restore it from a backup",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Why a database file could not be opened, with the file named.
+fn open_error(path: &Path, err: rusqlite::Error) -> StoreError {
+    let shown = path.display();
+    let code = err.sqlite_error_code();
+    // SQLite reports a read-only file or mount as one of several codes (often a bare
+    // "disk I/O error"): ask the file system.
+    if matches!(
+        code,
+        Some(ErrorCode::ReadOnly | ErrorCode::SystemIoFailure | ErrorCode::CannotOpen)
+    ) {
+        let probe = std::fs::OpenOptions::new().append(true).open(path);
+        if let Err(e) = probe {
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied
+            ) {
+                return StoreError::Unavailable(format!(
+                    "the database file `{shown}` is read-only ({e}): the engine writes every \
+                     change to it and to `{shown}-wal` beside it; make both writable (or \
+                     remount the file system read-write), or use another path"
+                ));
+            }
+        }
+    }
+    match code {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            StoreError::Unavailable(format!(
+                "the database file `{shown}` is locked: another engine has it open (another \
+                 process, e.g. `activity-server serve` or a program embedding the engine, or \
+                 another `Engine` in this one); stop it, or use another file"
+            ))
+        }
+        Some(ErrorCode::ReadOnly) => StoreError::Unavailable(format!(
+            "the database file `{shown}` cannot be written ({err}): the engine writes every \
+             change to it and to `{shown}-wal` beside it; make both writable, or use \
+             another path"
+        )),
+        Some(ErrorCode::CannotOpen) => StoreError::Unavailable(format!(
+            "cannot open the database file `{shown}` ({err}): its directory must exist and \
+             be writable (the engine also creates `{shown}-wal` and `{shown}-shm` there)"
+        )),
+        Some(ErrorCode::NotADatabase) => StoreError::Corrupt(format!(
+            "`{shown}` is not a SQLite database (its header is something else): give the \
+             engine's database file, or a path that does not exist yet for a new engine"
+        )),
+        Some(ErrorCode::DatabaseCorrupt) => StoreError::Corrupt(format!(
+            "the database file `{shown}` is damaged ({err}): restore it from a backup \
+             (`sqlite3 FILE .recover` may save what is still readable)"
+        )),
+        _ => sql_error(err),
+    }
 }
 
 fn sql_error(err: rusqlite::Error) -> StoreError {
