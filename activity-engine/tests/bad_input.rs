@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use activity_core::{
     failure::ApplicationFailure,
     options::{ActivityOptions, RetryOptions, MAX_NAME_LEN, MAX_NON_RETRYABLE_ERROR_TYPES},
@@ -474,4 +476,54 @@ async fn invalid_request_fields_are_named() {
     env.schedule("ok", stc(10)).await.unwrap();
     let task = env.poll_now().await.unwrap();
     env.complete(&task, "fine").await.unwrap();
+}
+
+/// docs/semantics.md §2: polls on ever new queue names (a careless client) leave
+/// nothing behind once the poller retention has passed: pollers expire, and a
+/// queue row that keeps nothing (no rate limit, no poller) goes with them, in
+/// batches. A queue's rate limit, and a queue still polled, stay.
+#[tokio::test(start_paused = true)]
+async fn polls_on_many_queue_names_leave_nothing_behind_after_the_poller_retention() {
+    let env = Env::new().await;
+    const NAMES: usize = 1_500;
+    for i in 0..NAMES {
+        env.poll_on(&format!("once-{i}"), Duration::ZERO).await;
+    }
+    let limited = PollActivityTaskRequest::new("limited", "w")
+        .with_wait(Duration::ZERO)
+        .with_task_queue_rate_limit(5.0);
+    env.protocol.poll_activity_task(limited).await.unwrap();
+    let listed = env.protocol.list_task_queues().await.unwrap();
+    assert_eq!(listed.len(), 1_000, "more names than one list shows");
+
+    // Past the retention (5 min) and one collection period (1 min), with `main`
+    // polled now and then meanwhile.
+    for _ in 0..7 {
+        tokio::time::sleep(secs(60)).await;
+        env.poll_on(QUEUE, Duration::ZERO).await;
+    }
+    tokio::time::sleep(secs(61)).await;
+    env.poll_on(QUEUE, Duration::ZERO).await;
+
+    let mut names: Vec<String> = env
+        .protocol
+        .list_task_queues()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|q| q.name)
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["limited", QUEUE],
+        "only what keeps something is left"
+    );
+    let limited = env
+        .protocol
+        .describe_task_queue("limited".into())
+        .await
+        .unwrap();
+    assert_eq!(limited.rate_limit, Some(5.0), "the setting survives");
+    assert!(limited.pollers.is_empty(), "its poller expired");
 }

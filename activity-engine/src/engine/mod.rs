@@ -54,6 +54,7 @@
 //! Clocks: the engine reads time only from its [`Clock`]; tests inject
 //! [`VirtualClock`](crate::clock::VirtualClock) and skip through timeouts.
 
+mod collector;
 mod config;
 mod effects;
 pub mod metrics;
@@ -340,6 +341,7 @@ impl Engine {
         };
         let task = tokio::spawn(timer_loop(Arc::downgrade(&engine.inner)));
         *lock(&engine.inner.timer_task) = Some(task);
+        tokio::spawn(collector::collector_loop(Arc::downgrade(&engine.inner)));
         if let Some(received) = engine.inner.store.wakeups() {
             tokio::spawn(other_nodes(Arc::downgrade(&engine.inner), received));
         }

@@ -260,6 +260,9 @@ pub trait Tx {
     ) -> Result<(), StoreError>;
     /// Pollers of the queue seen at or after `since`, most recent first.
     fn pollers(&mut self, task_queue: &str, since: i64) -> Result<Vec<(String, i64)>, StoreError>;
+    /// Deletes up to `limit` pollers last seen before `before`, and up to `limit`
+    /// queue rows with no rate limit and no poller left; returns how many rows went.
+    fn collect_idle_queues(&mut self, before: i64, limit: usize) -> Result<u64, StoreError>;
 
     /// Sets (or moves) the timer of this kind of an execution.
     fn set_timer(&mut self, timer: &TimerRecord) -> Result<(), StoreError>;

@@ -504,6 +504,10 @@ impl Tx for SqlTx<'_> {
         queues::pollers(self.conn, task_queue, since)
     }
 
+    fn collect_idle_queues(&mut self, before: i64, limit: usize) -> Result<u64, StoreError> {
+        queues::collect_idle(self.conn, before, limit)
+    }
+
     fn set_timer(&mut self, timer: &TimerRecord) -> Result<(), StoreError> {
         executions::set_timer(self.conn, timer)
     }

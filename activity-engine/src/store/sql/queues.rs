@@ -140,6 +140,33 @@ pub(crate) fn pollers(
     })
 }
 
+const EXPIRE_POLLERS: Query = Query::new(
+    "DELETE FROM pollers WHERE (task_queue, identity) IN
+        (SELECT task_queue, identity FROM pollers WHERE last_poll_at < $1 LIMIT $2)",
+);
+
+const DROP_IDLE_QUEUES: Query = Query::new(
+    "DELETE FROM task_queues WHERE name IN
+        (SELECT name FROM task_queues q WHERE q.rate_limit IS NULL
+            AND NOT EXISTS (SELECT 1 FROM pollers p WHERE p.task_queue = q.name)
+         LIMIT $1)",
+);
+
+/// Deletes up to `limit` pollers last seen before `before`, then up to `limit`
+/// queue rows that keep nothing: no rate limit (so no bucket) and no poller. A
+/// queue's backlog lives in its executions and runs, not in its row, and a claim
+/// writes the row again when it needs one. Returns the rows deleted.
+pub(crate) fn collect_idle(
+    conn: &mut dyn Conn,
+    before: i64,
+    limit: usize,
+) -> Result<u64, StoreError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let pollers = conn.execute(&EXPIRE_POLLERS, &[before.into(), limit.into()])?;
+    let queues = conn.execute(&DROP_IDLE_QUEUES, &[limit.into()])?;
+    Ok(pollers + queues)
+}
+
 const NAMES: Query = Query::new(
     "SELECT name FROM task_queues
      UNION SELECT task_queue FROM pollers
