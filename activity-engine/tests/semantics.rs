@@ -1319,3 +1319,101 @@ async fn s2_waiting_polls_are_handed_new_work_longest_waiting_first() {
     let worker = env.describe("a").await.worker_identity;
     assert_eq!(worker.as_deref(), Some("first"));
 }
+
+/// docs/semantics.md §2: an attempt started for a poller that gave up before it
+/// received it (its caller's deadline passed) goes back to its queue at once and
+/// keeps its number, instead of waiting out its start-to-close timeout. Real
+/// clock: impatient pollers give up after 5–60 ms while activities arrive, and one
+/// patient poller takes whatever they leave; every activity reaches a poller that
+/// receives it, once, at its first attempt, long before the 10-minute timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s2_attempts_started_for_pollers_that_gave_up_go_back_to_the_queue_at_once() {
+    const N: usize = 2_000;
+    let env = std::sync::Arc::new(Env::new().await);
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, u32)>::new()));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+
+    let log = received.clone();
+    let take = move |env: std::sync::Arc<Env>,
+                     tasks: Vec<activity_core::protocol::ActivityTask>| {
+        let received = log.clone();
+        async move {
+            for task in tasks {
+                received
+                    .lock()
+                    .unwrap()
+                    .push((task.info.activity_id.clone(), task.info.attempt));
+                env.complete(&task, "ok")
+                    .await
+                    .expect("the receiver completes it");
+            }
+        }
+    };
+    let mut pollers = Vec::new();
+    for p in 0..8u64 {
+        let (env, done, take) = (env.clone(), done.clone(), take.clone());
+        pollers.push(tokio::spawn(async move {
+            let mut patience = 5 + p * 7;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                // A wait longer than the patience: the server would still be
+                // waiting when the caller gives up.
+                let request = PollActivityTaskRequest::new(QUEUE, format!("impatient-{p}"))
+                    .with_wait(secs(2));
+                let poll = env.protocol.poll_activity_tasks(request, 4);
+                let gave_up = Duration::from_millis(patience);
+                patience = 5 + (patience * 31 + 7) % 56;
+                if let Ok(tasks) = tokio::time::timeout(gave_up, poll).await {
+                    take(env.clone(), tasks.expect("poll succeeds")).await;
+                }
+            }
+        }));
+    }
+    let patient = {
+        let (env, done, take) = (env.clone(), done.clone(), take.clone());
+        tokio::spawn(async move {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let request = PollActivityTaskRequest::new(QUEUE, "patient").with_wait(secs(1));
+                let tasks = env.protocol.poll_activity_tasks(request, 16).await;
+                take(env.clone(), tasks.expect("poll succeeds")).await;
+            }
+        })
+    };
+
+    let started = std::time::Instant::now();
+    for i in 0..N {
+        env.schedule(&format!("a-{i}"), stc(600)).await.unwrap();
+        if i % 50 == 49 {
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+    }
+    let deadline = started + Duration::from_secs(120);
+    while received.lock().unwrap().len() < N && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    patient.await.unwrap();
+    for poller in pollers {
+        poller.await.unwrap();
+    }
+
+    let received = received.lock().unwrap().clone();
+    let mut ids: Vec<&str> = received.iter().map(|(id, _)| id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(
+        ids.len(),
+        N,
+        "every activity reached a poller that received it"
+    );
+    assert_eq!(received.len(), N, "each exactly once");
+    assert!(
+        received.iter().all(|(_, attempt)| *attempt == 1),
+        "a released attempt keeps its number"
+    );
+    for i in [0, N / 2, N - 1] {
+        assert_eq!(
+            env.describe(&format!("a-{i}")).await.state,
+            ExecutionState::Completed
+        );
+    }
+}

@@ -561,6 +561,83 @@ impl ActivityProtocol for RemoteProtocol {
         &self,
         request: ProtocolRequest,
     ) -> BoxFuture<'_, Result<ProtocolResponse, ProtocolError>> {
+        if matches!(request, ProtocolRequest::PollActivityTasks { .. }) {
+            return Box::pin(self.poll_detached(request));
+        }
         self.send(request)
+    }
+}
+
+impl RemoteProtocol {
+    /// A poll for activity tasks runs to its answer even when its caller stops
+    /// waiting (its own deadline passed): resetting the call could drop an answer
+    /// already on its way, whose attempts would then wait out their start-to-close
+    /// timeout. Attempts answered to a caller that has gone are given back to the
+    /// engine at once (`ReleaseActivityTasks`, docs/semantics.md §2). The server
+    /// ends every poll at the end of its wait, so an abandoned poll lasts no longer
+    /// than the wait it asked for.
+    async fn poll_detached(
+        &self,
+        request: ProtocolRequest,
+    ) -> Result<ProtocolResponse, ProtocolError> {
+        type Polled = Result<ProtocolResponse, ProtocolError>;
+        /// Gives back, when the caller stops waiting, an answer sent but not taken.
+        struct Answered {
+            receiver: tokio::sync::oneshot::Receiver<Polled>,
+            protocol: RemoteProtocol,
+        }
+        impl Drop for Answered {
+            fn drop(&mut self) {
+                self.receiver.close();
+                if let Ok(polled) = self.receiver.try_recv() {
+                    tokio::spawn(self.protocol.clone().give_back(polled));
+                }
+            }
+        }
+        let this = self.clone();
+        let (answer, receiver) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let polled = this.send(request).await;
+            if let Err(polled) = answer.send(polled) {
+                this.give_back(polled).await;
+            }
+        });
+        let mut answered = Answered {
+            receiver,
+            protocol: self.clone(),
+        };
+        (&mut answered.receiver).await.unwrap_or_else(|_| {
+            Err(ProtocolError::Internal {
+                message: "the task running a poll ended without an answer".into(),
+            })
+        })
+    }
+
+    /// Gives the attempts of a poll's answer back to the engine: its caller had
+    /// gone when it arrived.
+    async fn give_back(self, polled: Result<ProtocolResponse, ProtocolError>) {
+        let Ok(ProtocolResponse::PollActivityTasks(tasks)) = polled else {
+            return;
+        };
+        if tasks.is_empty() {
+            return;
+        }
+        let count = tasks.len();
+        let tokens = tasks.into_iter().map(|task| task.task_token).collect();
+        match self
+            .send(ProtocolRequest::ReleaseActivityTasks { tokens })
+            .await
+        {
+            Ok(_) => tracing::debug!(
+                count,
+                "attempts answered to a poll whose caller had gone were given back"
+            ),
+            Err(err) => tracing::warn!(
+                count,
+                error = %err,
+                "attempts answered to a poll whose caller had gone could not be given back; \
+                 they are retried after their start-to-close timeout"
+            ),
+        }
     }
 }

@@ -197,6 +197,8 @@ rpcs! {
         fail_activity(FailActivityRequest) -> FailActivityResponse {};
     ReportCanceled { target, details } =>
         report_canceled(ReportCanceledRequest) -> ReportCanceledResponse {};
+    ReleaseActivityTasks { tokens } =>
+        release_activity_tasks(ReleaseActivityTasksRequest) -> ReleaseActivityTasksResponse {};
     RequestCancel { execution } =>
         request_cancel(RequestCancelRequest) -> RequestCancelResponse { state };
     DescribeExecution { execution } =>

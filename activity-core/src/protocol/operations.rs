@@ -227,6 +227,14 @@ operations! {
     /// CANCELED.
     ReportCanceled => report_canceled(target: TaskTarget, details: Option<Payload>) -> (), Short;
 
+    /// Gives back attempts that a poll received after its caller had gone (the
+    /// caller's deadline passed while the answer was on its way): each goes back
+    /// to its queue at once, keeping its number, unless something else happened to
+    /// it meanwhile (docs/semantics.md §2). Sent at most once per attempt, by the
+    /// transport that received it, and never repeated: a second release of one
+    /// attempt could give back the start of another poller.
+    ReleaseActivityTasks => release_activity_tasks(tokens: Vec<TaskToken>) -> (), Short;
+
     /// Requests cancellation: a scheduled execution becomes CANCELED at once, a
     /// started one is told through its heartbeat answers. Answers the state
     /// after the request.

@@ -17,19 +17,25 @@ use activity_core::{
 use super::{
     metrics,
     notifiers::{Topic, Wake},
+    orphans::{orphans, Orphan},
     rules::{self, Effects},
-    Inner, MAX_TASKS_PER_POLL,
+    Engine, Inner, MAX_TASKS_PER_POLL,
 };
 use crate::store::{self, Tx, Wakeup};
 
 impl Inner {
-    pub(super) fn apply(&self, mut effects: Effects) {
+    /// Returns the attempts whose poller was gone: the caller releases them
+    /// (module `orphans`).
+    #[must_use]
+    pub(super) fn apply(&self, mut effects: Effects) -> Vec<Orphan> {
         metrics::record(std::mem::take(&mut effects.metrics));
+        let mut orphaned = Vec::new();
         for (sender, tasks) in effects.handoffs {
             if let Err(tasks) = sender.send(tasks) {
-                for task in tasks {
-                    tracing::warn!(activity_id = %task.info.activity_id, attempt = task.info.attempt, "the poller this attempt was started for went away; it is retried after its start-to-close timeout");
+                for task in &tasks {
+                    tracing::debug!(activity_id = %task.info.activity_id, attempt = task.info.attempt, "the poller this attempt was started for went away; it goes back to its queue");
                 }
+                orphaned.extend(orphans(&self.dispatch.signer, &tasks));
             }
         }
         for (sender, task) in effects.workflow_handoffs {
@@ -60,6 +66,7 @@ impl Inner {
                 self.timer_wake.notify_one();
             }
         }
+        orphaned
     }
 }
 
@@ -167,7 +174,8 @@ pub(super) async fn timer_loop(engine: Weak<Inner>) {
         .await;
         let mut sleep_until = match fired {
             Ok(((count, next), effects)) => {
-                inner.apply(effects);
+                let orphaned = inner.apply(effects);
+                Engine::from_inner(inner.clone()).release_orphans(orphaned);
                 if count >= limit {
                     continue;
                 }

@@ -16,6 +16,7 @@
 //! | `activity_timed_out_total` | counter | `activity_type`, `task_queue`, `timeout` | timeouts: an attempt's `start_to_close` or `heartbeat` (retried or not), an execution's `schedule_to_start` or `schedule_to_close` |
 //! | `activity_canceled_total` | counter | `activity_type`, `task_queue` | executions that ended CANCELED |
 //! | `activity_retried_total` | counter | `activity_type`, `task_queue` | failed or timed-out attempts followed by another |
+//! | `activity_released_total` | counter | `activity_type`, `task_queue` | started attempts put back in their queue because their poller was gone before it received them |
 //! | `activity_schedule_to_start_seconds` | histogram | `activity_type`, `task_queue` | from an attempt becoming dispatchable to its start |
 //! | `activity_attempt_seconds` | histogram | `activity_type`, `task_queue` | from an attempt's start to its end (any outcome) |
 //! | `activity_workflow_started_total` | counter | `workflow_type`, `task_queue` | runs started |
@@ -60,6 +61,8 @@ pub(crate) enum ActivityEvent {
     Canceled,
     TimedOut(TimeoutKind),
     Retried,
+    /// A started attempt went back to its queue: its poller was gone.
+    Released,
     /// A started attempt ended after running this long (ms).
     AttemptEnded {
         ran_ms: i64,
@@ -121,6 +124,9 @@ pub(crate) fn record(events: Vec<Event>) {
                     }
                     ActivityEvent::Retried => {
                         metrics::counter!("activity_retried_total", &labels).increment(1)
+                    }
+                    ActivityEvent::Released => {
+                        metrics::counter!("activity_released_total", &labels).increment(1)
                     }
                     ActivityEvent::TimedOut(kind) => {
                         let [activity_type, task_queue] = labels;

@@ -27,10 +27,11 @@
 //!   dispatches, across restarts too.
 //! - **Tokens.** HMAC-authenticated (module `token`), key kept in the store.
 //! - **Lifecycle.** [`Engine::close`] stops the timer loop and closes the store;
-//!   dropping every clone of an engine does the same, later. A poll whose caller
-//!   goes away after its claim committed leaves that attempt STARTED with nobody
-//!   running it: its start-to-close (or heartbeat) timeout ends it and the retry
-//!   policy applies, exactly as for a worker that crashed (docs/semantics.md §1.3).
+//!   dropping every clone of an engine does the same, later. An attempt started
+//!   for a poll whose caller went away before receiving it goes back to its
+//!   queue at once, keeping its number (module `orphans`); one that reached a
+//!   worker which then crashed ends by its start-to-close (or heartbeat) timeout
+//!   and the retry policy applies (docs/semantics.md §1.3).
 //! - **Several nodes.** Nothing above depends on this process's memory for
 //!   correctness: notifications only shorten waits (a poll re-reads the store at
 //!   the end of its wait, or when the next backoff ends), and
@@ -59,6 +60,7 @@ mod config;
 mod effects;
 pub mod metrics;
 mod notifiers;
+mod orphans;
 mod rules;
 mod runs;
 mod types;
@@ -87,7 +89,7 @@ use activity_core::{
         WorkflowSummary, WorkflowTask,
     },
 };
-use tokio::sync::{futures::Notified, watch, Notify};
+use tokio::sync::{futures::Notified, oneshot, watch, Notify};
 use tracing::Instrument;
 
 use crate::{
@@ -230,6 +232,12 @@ pub struct Engine {
     inner: Arc<Inner>,
 }
 
+impl Engine {
+    fn from_inner(inner: Arc<Inner>) -> Engine {
+        Engine { inner }
+    }
+}
+
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
@@ -342,6 +350,13 @@ impl Engine {
         let task = tokio::spawn(timer_loop(Arc::downgrade(&engine.inner)));
         *lock(&engine.inner.timer_task) = Some(task);
         tokio::spawn(collector::collector_loop(Arc::downgrade(&engine.inner)));
+        let weak = Arc::downgrade(&engine.inner);
+        (engine.inner.dispatch.activities).on_unreceived(move |tasks: Vec<ActivityTask>| {
+            if let Some(inner) = weak.upgrade() {
+                let orphaned = orphans::orphans(&inner.dispatch.signer, &tasks);
+                Engine::from_inner(inner).release_orphans(orphaned);
+            }
+        });
         if let Some(received) = engine.inner.store.wakeups() {
             tokio::spawn(other_nodes(Arc::downgrade(&engine.inner), received));
         }
@@ -394,7 +409,8 @@ impl Engine {
             Ok::<_, ProtocolError>((result, effects))
         })
         .await?;
-        self.inner.apply(effects);
+        let orphaned = self.inner.apply(effects);
+        self.release_orphans(orphaned);
         Ok(result)
     }
 
@@ -503,7 +519,7 @@ impl Engine {
             let signer = self.inner.dispatch.signer.clone();
             let rate_now = rate.take();
             let claim = self
-                .run(move |tx, fx| {
+                .run_claim(move |tx, fx| {
                     let poller = Poller {
                         task_queue: &queue,
                         identity: &who,
@@ -541,6 +557,46 @@ impl Engine {
                 return Ok(tasks);
             }
         }
+    }
+
+    /// Runs a claim in a task of its own, so that a poll that stops waiting (its
+    /// caller gave up) while the claim commits does not lose what it claimed: the
+    /// attempts go back to their queue (module `orphans`).
+    async fn run_claim(
+        &self,
+        claim: impl FnOnce(&mut dyn Tx, &mut Effects) -> Result<Claim, ProtocolError> + Send + 'static,
+    ) -> Result<Claim, ProtocolError> {
+        /// Gives back, when the poll is dropped, a claim sent but not taken.
+        struct Answered {
+            receiver: oneshot::Receiver<Result<Claim, ProtocolError>>,
+            engine: Engine,
+        }
+        impl Drop for Answered {
+            fn drop(&mut self) {
+                self.receiver.close();
+                if let Ok(Ok(Claim::Tasks(tasks))) = self.receiver.try_recv() {
+                    let signer = &self.engine.inner.dispatch.signer;
+                    self.engine
+                        .release_orphans(orphans::orphans(signer, &tasks));
+                }
+            }
+        }
+        let (answer, receiver) = oneshot::channel();
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let claimed = engine.run(claim).await;
+            if let Err(Ok(Claim::Tasks(tasks))) = answer.send(claimed) {
+                let signer = &engine.inner.dispatch.signer;
+                engine.release_orphans(orphans::orphans(signer, &tasks));
+            }
+        });
+        let mut answered = Answered {
+            receiver,
+            engine: self.clone(),
+        };
+        (&mut answered.receiver)
+            .await
+            .unwrap_or_else(|_| Err(closed()))
     }
 
     /// Waits in line on `queue` (eager dispatch) until work is handed over, the
@@ -911,6 +967,11 @@ impl ActivityProtocol for Engine {
                 span!("report_canceled", target = %target_label(&target)),
                 self.canceled(target, details),
                 Rs::ReportCanceled,
+            ),
+            Rq::ReleaseActivityTasks { tokens } => answer(
+                span!("release_activity_tasks", count = tokens.len()),
+                self.release_tasks(tokens),
+                Rs::ReleaseActivityTasks,
             ),
             Rq::RequestCancel { execution } => answer(
                 span!("request_cancel", execution = %execution),

@@ -116,7 +116,7 @@ impl From<StoreError> for ProtocolError {
     }
 }
 
-fn set_timer(
+pub(crate) fn set_timer(
     tx: &mut dyn Tx,
     fx: &mut Effects,
     exec: &ExecutionRecord,

@@ -12,7 +12,7 @@ use std::{
     collections::{HashMap, VecDeque},
     sync::{
         atomic::{AtomicU64, Ordering},
-        Mutex,
+        Mutex, OnceLock,
     },
 };
 
@@ -24,6 +24,9 @@ use super::lock;
 pub(crate) struct Waiters<T> {
     queues: Mutex<HashMap<String, VecDeque<Waiter<T>>>>,
     next_id: AtomicU64,
+    /// Where work goes that was sent to a poller which stopped waiting before it
+    /// took it (its caller gave up right after the commit).
+    unreceived: OnceLock<Box<dyn Fn(T) + Send + Sync>>,
 }
 
 impl<T> Default for Waiters<T> {
@@ -31,6 +34,7 @@ impl<T> Default for Waiters<T> {
         Self {
             queues: Mutex::default(),
             next_id: AtomicU64::new(0),
+            unreceived: OnceLock::new(),
         }
     }
 }
@@ -54,6 +58,12 @@ impl<T> std::fmt::Debug for Waiter<T> {
 }
 
 impl<T> Waiters<T> {
+    /// Sets what becomes of work sent to a poller that stopped waiting before it
+    /// took it (without this, such work is dropped).
+    pub(crate) fn on_unreceived(&self, unreceived: impl Fn(T) + Send + Sync + 'static) {
+        let _ = self.unreceived.set(Box::new(unreceived));
+    }
+
     /// Adds a poller at the back of `queue`'s line.
     pub(crate) fn register(&self, queue: &str, identity: &str, max: usize) -> Registration<'_, T> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -143,5 +153,15 @@ impl<T> Registration<'_, T> {
 impl<T> Drop for Registration<'_, T> {
     fn drop(&mut self) {
         self.waiters.remove(&self.queue, self.id);
+        // Work already sent but not taken would be dropped with the channel;
+        // closing it first makes a later send fail (its sender then sees it).
+        if let Some(mut receiver) = self.receiver.take() {
+            receiver.close();
+            if let Ok(work) = receiver.try_recv() {
+                if let Some(unreceived) = self.waiters.unreceived.get() {
+                    unreceived(work);
+                }
+            }
+        }
     }
 }

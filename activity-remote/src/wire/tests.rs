@@ -546,6 +546,7 @@ fn request() -> impl Strategy<Value = ProtocolRequest> {
         ),
         (target(), option::of(payload()))
             .prop_map(|(target, details)| R::ReportCanceled { target, details }),
+        vec(token(), 0..4).prop_map(|tokens| R::ReleaseActivityTasks { tokens }),
         execution_ref().prop_map(|execution| R::RequestCancel { execution }),
         execution_ref().prop_map(|execution| R::DescribeExecution { execution }),
         (execution_ref(), duration())
@@ -627,6 +628,7 @@ fn response() -> impl Strategy<Value = ProtocolResponse> {
         Just(R::CompleteActivity(())),
         Just(R::FailActivity(())),
         Just(R::ReportCanceled(())),
+        Just(R::ReleaseActivityTasks(())),
         execution_state().prop_map(R::RequestCancel),
         execution_description().prop_map(R::DescribeExecution),
         option::of(execution_outcome()).prop_map(R::WaitOutcome),
