@@ -189,6 +189,20 @@ pub enum EventKind {
         /// Who terminated it (a client's identity, the CLI's user and host).
         identity: String,
     },
+    /// The history reached the engine's warning threshold (in events or in
+    /// bytes, whichever came first), once per run: a run whose history passes
+    /// the limit is terminated (docs/semantics.md §3.2). Workflow code does
+    /// not see it.
+    HistorySizeWarning {
+        /// Events in the history when the warning was recorded.
+        events: u64,
+        /// Bytes in the history when the warning was recorded.
+        bytes: u64,
+        /// The engine's limit of events in a history.
+        max_events: u64,
+        /// The engine's limit of bytes in a history.
+        max_bytes: u64,
+    },
 }
 
 impl EventKind {
@@ -229,6 +243,7 @@ impl EventKind {
             EventKind::WorkflowFailed { .. } => "WorkflowFailed",
             EventKind::WorkflowCanceled => "WorkflowCanceled",
             EventKind::WorkflowTerminated { .. } => "WorkflowTerminated",
+            EventKind::HistorySizeWarning { .. } => "HistorySizeWarning",
         }
     }
 }

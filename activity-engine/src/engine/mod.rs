@@ -303,6 +303,39 @@ impl Engine {
                 });
             }
         }
+        if config.retention.is_zero() {
+            return Err(EngineError::Config {
+                field: "retention",
+                message: "must be greater than zero (closed runs would be deleted at once)".into(),
+            });
+        }
+        for (field, value, max_field, max) in [
+            (
+                "history_warn_events",
+                config.history_warn_events,
+                "history_max_events",
+                config.history_max_events,
+            ),
+            (
+                "history_warn_bytes",
+                config.history_warn_bytes,
+                "history_max_bytes",
+                config.history_max_bytes,
+            ),
+        ] {
+            if value == 0 || max == 0 {
+                return Err(EngineError::Config {
+                    field: if max == 0 { max_field } else { field },
+                    message: "must be greater than zero".into(),
+                });
+            }
+            if value > max {
+                return Err(EngineError::Config {
+                    field,
+                    message: format!("({value}) must be at most `{max_field}` ({max})"),
+                });
+            }
+        }
         if config.workflow_task_retry_maximum_interval < config.workflow_task_retry_initial_interval
         {
             return Err(EngineError::Config {
@@ -399,8 +432,12 @@ impl Engine {
         let dispatch = self.inner.dispatch.clone();
         let now = self.now_ms();
         let shared = self.inner.store.is_shared();
+        let history = workflows::HistoryLimits::of(&self.inner.config);
         let (result, effects) = store::run(&*self.inner.store, move |tx: &mut dyn Tx| {
-            let mut effects = Effects::default();
+            let mut effects = Effects {
+                history,
+                ..Effects::default()
+            };
             let result = f(tx, &mut effects)?;
             dispatch.hand_off(tx, &mut effects, now)?;
             if shared {

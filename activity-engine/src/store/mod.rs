@@ -263,6 +263,12 @@ pub trait Tx {
     /// Deletes up to `limit` pollers last seen before `before`, and up to `limit`
     /// queue rows with no rate limit and no poller left; returns how many rows went.
     fn collect_idle_queues(&mut self, before: i64, limit: usize) -> Result<u64, StoreError>;
+    /// Deletes what closed before `before` (the retention): closed runs whose
+    /// activities are all final, with their histories, buffered events, timers
+    /// and executions, until about `limit` rows went (a run goes whole), then
+    /// up to `limit` final standalone executions with their timers. Returns
+    /// how many rows went.
+    fn delete_closed(&mut self, before: i64, limit: usize) -> Result<u64, StoreError>;
 
     /// Sets (or moves) the timer of this kind of an execution.
     fn set_timer(&mut self, timer: &TimerRecord) -> Result<(), StoreError>;
@@ -317,7 +323,9 @@ pub trait Tx {
     ) -> Result<Vec<RunRecord>, StoreError>;
 
     /// Appends an event to a run's history; `event.event_id` must be the next id.
-    fn append_event(&mut self, run_key: i64, event: &HistoryEvent) -> Result<(), StoreError>;
+    /// Returns the size of the stored event in bytes (what
+    /// [`RunRecord::history_size`] adds up).
+    fn append_event(&mut self, run_key: i64, event: &HistoryEvent) -> Result<u64, StoreError>;
     /// The whole history of a run, in order.
     fn history(&mut self, run_key: i64) -> Result<Vec<HistoryEvent>, StoreError> {
         self.history_after(run_key, 0)

@@ -223,6 +223,10 @@ pub struct RunRecord {
     pub closed_at: Option<i64>,
     /// Number of events in its history (the last event id).
     pub history_length: u64,
+    /// Size of its history in bytes (the stored events).
+    pub history_size: u64,
+    /// Whether its history got its `HistorySizeWarning` event.
+    pub history_warned: bool,
     /// Where its workflow task is.
     pub task_state: WorkflowTaskState,
     /// Number of the latest workflow task scheduled (from 1; tokens carry it).

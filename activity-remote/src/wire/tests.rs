@@ -353,6 +353,14 @@ fn event_kind() -> impl Strategy<Value = EventKind> {
         Just(EventKind::WorkflowCanceled),
         (text(), text())
             .prop_map(|(reason, identity)| EventKind::WorkflowTerminated { reason, identity }),
+        (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(
+            |(events, bytes, max_events, max_bytes)| EventKind::HistorySizeWarning {
+                events,
+                bytes,
+                max_events,
+                max_bytes,
+            }
+        ),
     ]
 }
 

@@ -3,7 +3,8 @@
 //! Each concern keeps its statements and its row encode/decode next to each
 //! other: [`executions`] (executions and their timers), [`runs`] (workflow
 //! runs, histories, buffered events and workflow timers), [`queues`] (task
-//! queues, pollers and the engine's metadata) and [`types`] (registered types).
+//! queues, pollers and the engine's metadata), [`types`] (registered types) and
+//! [`retention`] (deleting what closed longer ago than the retention).
 //! A backend supplies a [`Conn`]: run a [`Query`] with [`Param`]s, return rows
 //! of [`Value`]s. The SQL is written once in the dialect both backends accept
 //! (`$n` parameters, `ON CONFLICT`, `RETURNING`); what differs is declared on
@@ -20,6 +21,7 @@
 
 pub(crate) mod executions;
 pub(crate) mod queues;
+pub(crate) mod retention;
 pub(crate) mod runs;
 pub(crate) mod types;
 
@@ -508,6 +510,10 @@ impl Tx for SqlTx<'_> {
         queues::collect_idle(self.conn, before, limit)
     }
 
+    fn delete_closed(&mut self, before: i64, limit: usize) -> Result<u64, StoreError> {
+        retention::delete_closed(self.conn, before, limit)
+    }
+
     fn set_timer(&mut self, timer: &TimerRecord) -> Result<(), StoreError> {
         executions::set_timer(self.conn, timer)
     }
@@ -584,7 +590,7 @@ impl Tx for SqlTx<'_> {
         runs::list(self.conn, request, limit)
     }
 
-    fn append_event(&mut self, run_key: i64, event: &HistoryEvent) -> Result<(), StoreError> {
+    fn append_event(&mut self, run_key: i64, event: &HistoryEvent) -> Result<u64, StoreError> {
         runs::append_event(self.conn, run_key, event)
     }
 

@@ -24,7 +24,8 @@ macro_rules! run_columns {
     () => {
         "key, workflow_id, run_id, workflow_type, task_queue, input, started_at, state, \
          outcome, cancel_requested, closed_at, history_length, task_state, task_seq, \
-         task_scheduled_at, task_started_at, task_identity, task_failures"
+         task_scheduled_at, task_started_at, task_identity, task_failures, history_size, \
+         history_warned"
     };
 }
 
@@ -51,11 +52,13 @@ fn read(row: Vec<Value>) -> Result<RunRecord, StoreError> {
         task_started_at: r.opt_int("task_started_at")?,
         task_identity: r.opt_text("task_identity")?,
         task_failures: r.count("task_failures")?,
+        history_size: r.count("history_size")?,
+        history_warned: r.flag("history_warned")?,
     })
 }
 
-/// The columns that change after insert, as parameters `$2`…`$12` (`$1` is the key).
-fn changing(r: &RunRecord) -> Result<[Param<'_>; 11], StoreError> {
+/// The columns that change after insert, as parameters `$2`…`$14` (`$1` is the key).
+fn changing(r: &RunRecord) -> Result<[Param<'_>; 13], StoreError> {
     Ok([
         r.state.as_str().into(),
         opt_model(r.outcome.as_ref())?,
@@ -68,14 +71,18 @@ fn changing(r: &RunRecord) -> Result<[Param<'_>; 11], StoreError> {
         r.task_started_at.into(),
         r.task_identity.as_ref().into(),
         r.task_failures.into(),
+        int(r.history_size),
+        r.history_warned.into(),
     ])
 }
 
 const INSERT: Query = Query::new(
     "INSERT INTO workflow_runs (state, outcome, cancel_requested, closed_at, history_length,
         task_state, task_seq, task_scheduled_at, task_started_at, task_identity, task_failures,
-        workflow_id, run_id, workflow_type, task_queue, input, started_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+        history_size, history_warned, workflow_id, run_id, workflow_type, task_queue, input,
+        started_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
+        $19)
      RETURNING key",
 );
 
@@ -95,7 +102,8 @@ pub(crate) fn insert(conn: &mut dyn Conn, r: &RunRecord) -> Result<i64, StoreErr
 const UPDATE: Query = Query::new(
     "UPDATE workflow_runs SET state = $2, outcome = $3, cancel_requested = $4, closed_at = $5,
         history_length = $6, task_state = $7, task_seq = $8, task_scheduled_at = $9,
-        task_started_at = $10, task_identity = $11, task_failures = $12
+        task_started_at = $10, task_identity = $11, task_failures = $12, history_size = $13,
+        history_warned = $14
      WHERE key = $1",
 );
 
@@ -198,18 +206,25 @@ const APPEND_EVENT: Query = Query::new(
     "INSERT INTO workflow_history (run_key, event_id, time, kind) VALUES ($1, $2, $3, $4)",
 );
 
+/// Appends the event; returns the size of its stored kind in bytes.
 pub(crate) fn append_event(
     conn: &mut dyn Conn,
     run_key: i64,
     event: &HistoryEvent,
-) -> Result<(), StoreError> {
+) -> Result<u64, StoreError> {
+    let kind = model(&event.kind)?;
+    let size = match &kind {
+        Param::Blob(bytes) => bytes.len() as u64,
+        _ => 0,
+    };
     let params = [
         run_key.into(),
         int(event.event_id),
         to_millis(event.time).into(),
-        model(&event.kind)?,
+        kind,
     ];
-    conn.execute(&APPEND_EVENT, &params).map(drop)
+    conn.execute(&APPEND_EVENT, &params)?;
+    Ok(size)
 }
 
 const HISTORY_AFTER: Query = Query::new(
