@@ -444,6 +444,15 @@ pub fn describe_event(kind: &EventKind) -> String {
         EventKind::TimerStarted { seq, duration } => {
             format!("{}(seq {seq}, {duration:?})", kind.name())
         }
+        EventKind::HistorySizeWarning {
+            events,
+            bytes,
+            max_events,
+            max_bytes,
+        } => format!(
+            "{}({events} of {max_events} events, {bytes} of {max_bytes} bytes)",
+            kind.name()
+        ),
         other => other.name().to_owned(),
     }
 }
