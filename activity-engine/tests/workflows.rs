@@ -2001,3 +2001,51 @@ async fn a_steady_workload_keeps_a_steady_number_of_rows() {
     }
     assert!(kept[2].0 == 3 * PER_ROUND, "{kept:?}");
 }
+
+/// docs/semantics.md §3.2: a history reads in pages: the events after one,
+/// as many as fit in the size asked for (at least one), none after the last.
+#[tokio::test(start_paused = true)]
+async fn a_history_reads_in_pages_of_the_size_asked_for() {
+    let env = Env::new().await;
+    assert_eq!(one_activity_per_task(&env, "paged", 10 * 1024, 5).await, 5);
+    let run = WorkflowRef::latest("paged");
+    let whole = history(&env, &run).await;
+    let stored = |e: &HistoryEvent| activity_core::codec::to_vec(&e.kind).unwrap().len() as u64;
+    for max_bytes in [0, 25 * 1024, u64::MAX] {
+        let (mut read, mut pages) = (Vec::new(), 0);
+        loop {
+            let after = read.last().map_or(0, |e: &HistoryEvent| e.event_id);
+            let page = env
+                .protocol
+                .workflow_history_page(run.clone(), after, max_bytes)
+                .await
+                .unwrap();
+            if page.is_empty() {
+                break;
+            }
+            let bytes: u64 = page.iter().map(stored).sum();
+            assert!(
+                page.len() == 1 || bytes <= max_bytes,
+                "{bytes} > {max_bytes}"
+            );
+            pages += 1;
+            read.extend(page);
+        }
+        assert_eq!(read, whole, "max_bytes {max_bytes}");
+        let (fewest, most) = match max_bytes {
+            0 => (whole.len(), whole.len()),
+            u64::MAX => (1, 1),
+            _ => (3, whole.len() - 1),
+        };
+        assert!(
+            (fewest..=most).contains(&pages),
+            "{pages} pages of {max_bytes}"
+        );
+    }
+    let err = env
+        .protocol
+        .workflow_history_page(WorkflowRef::latest("nobody"), 0, 1024)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProtocolError::NotFound { .. }), "{err:?}");
+}

@@ -680,6 +680,10 @@ pub const DEFAULT_LIST_WORKFLOWS_LIMIT: u32 = 100;
 /// to it.
 pub const MAX_LIST_WORKFLOWS_LIMIT: u32 = 1000;
 
+/// The most events one [`workflow_history_page`](crate::protocol::ActivityProtocol)
+/// answer carries.
+pub const MAX_HISTORY_PAGE_EVENTS: u64 = 1000;
+
 /// List workflow runs, newest first, optionally filtered by state, type and
 /// workflow id, one page at a time.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -86,14 +86,16 @@ use activity_core::{
     },
     workflow::{
         HistoryEvent, ListWorkflowsRequest, WorkflowDescription, WorkflowRef, WorkflowState,
-        WorkflowSummary, WorkflowTask,
+        WorkflowSummary, WorkflowTask, MAX_HISTORY_PAGE_EVENTS,
     },
 };
 use tokio::sync::{futures::Notified, oneshot, watch, Notify};
 use tracing::Instrument;
 
 use crate::{
-    store::{self, postgres::PostgresStore, sqlite::SqliteStore, Store, StoreError, Tx},
+    store::{
+        self, postgres::PostgresStore, sqlite::SqliteStore, HistoryPage, Store, StoreError, Tx,
+    },
     token::{TokenSigner, KEY_LEN},
 };
 
@@ -941,6 +943,24 @@ impl Engine {
         .await
     }
 
+    async fn history_page(
+        &self,
+        workflow: WorkflowRef,
+        after: u64,
+        max_bytes: u64,
+    ) -> Result<Vec<HistoryEvent>, ProtocolError> {
+        self.read(move |tx| {
+            let run = workflows::find_run(tx, &workflow)?;
+            let page = HistoryPage {
+                after,
+                max_events: MAX_HISTORY_PAGE_EVENTS,
+                max_bytes,
+            };
+            Ok(tx.history_page(run.key, page)?)
+        })
+        .await
+    }
+
     async fn list_runs(
         &self,
         request: ListWorkflowsRequest,
@@ -1083,6 +1103,15 @@ impl ActivityProtocol for Engine {
                 span!("workflow_history", workflow = %workflow),
                 self.history(workflow),
                 Rs::WorkflowHistory,
+            ),
+            Rq::WorkflowHistoryPage {
+                workflow,
+                after,
+                max_bytes,
+            } => answer(
+                span!("workflow_history_page", workflow = %workflow, after, max_bytes),
+                self.history_page(workflow, after, max_bytes),
+                Rs::WorkflowHistoryPage,
             ),
             Rq::WaitWorkflowOutcome { workflow, wait } => answer(
                 span!("wait_workflow_outcome", workflow = %workflow),

@@ -46,8 +46,8 @@ mod sql;
 pub mod sqlite;
 
 pub use records::{
-    ExecutionRecord, QueueRecord, RunRecord, TimerKind, TimerRecord, TypeRecord, WorkflowTaskState,
-    WorkflowTimerKind, WorkflowTimerRecord,
+    ExecutionRecord, HistoryPage, QueueRecord, RunRecord, TimerKind, TimerRecord, TypeRecord,
+    WorkflowTaskState, WorkflowTimerKind, WorkflowTimerRecord,
 };
 
 /// A store operation failed. Says whether a retry makes sense.
@@ -332,6 +332,12 @@ pub trait Tx {
     }
     /// The events of a run's history after event `after` (0: all), in order.
     fn history_after(&mut self, run_key: i64, after: u64) -> Result<Vec<HistoryEvent>, StoreError>;
+    /// A page of a run's history ([`HistoryPage`]).
+    fn history_page(
+        &mut self,
+        run: i64,
+        page: HistoryPage,
+    ) -> Result<Vec<HistoryEvent>, StoreError>;
     /// Keeps an event that arrived while the run's workflow task was started; it
     /// is appended after that task's answer.
     fn buffer_event(&mut self, run_key: i64, time: i64, kind: &EventKind)

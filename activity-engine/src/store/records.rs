@@ -241,6 +241,19 @@ pub struct RunRecord {
     pub task_failures: u32,
 }
 
+/// Which events of a history one read returns: those after event `after`, in
+/// order, at most `max_events`, stopping before the one that would pass
+/// `max_bytes` of stored events (but at least one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HistoryPage {
+    /// The last event id already read (0: from the start).
+    pub after: u64,
+    /// The most events.
+    pub max_events: u64,
+    /// The most bytes of stored events (passed by a single first event).
+    pub max_bytes: u64,
+}
+
 /// What a workflow timer stands for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum WorkflowTimerKind {

@@ -36,8 +36,8 @@ use activity_core::{
 use serde::{de::DeserializeOwned, Serialize};
 
 use super::{
-    ExecutionRecord, QueueRecord, RunRecord, StoreError, TimerKind, TimerRecord, Tx, TypeRecord,
-    Wakeup, WorkflowTimerKind, WorkflowTimerRecord,
+    ExecutionRecord, HistoryPage, QueueRecord, RunRecord, StoreError, TimerKind, TimerRecord, Tx,
+    TypeRecord, Wakeup, WorkflowTimerKind, WorkflowTimerRecord,
 };
 
 /// How a `SELECT` locks the rows it reads, for backends with row locks
@@ -596,6 +596,14 @@ impl Tx for SqlTx<'_> {
 
     fn history_after(&mut self, run_key: i64, after: u64) -> Result<Vec<HistoryEvent>, StoreError> {
         runs::history_after(self.conn, run_key, after)
+    }
+
+    fn history_page(
+        &mut self,
+        run: i64,
+        page: HistoryPage,
+    ) -> Result<Vec<HistoryEvent>, StoreError> {
+        runs::history_page(self.conn, run, page)
     }
 
     fn buffer_event(

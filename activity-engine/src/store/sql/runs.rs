@@ -16,7 +16,7 @@ use super::{
     Value,
 };
 use crate::store::{
-    RunRecord, StoreError, WorkflowTaskState, WorkflowTimerKind, WorkflowTimerRecord,
+    HistoryPage, RunRecord, StoreError, WorkflowTaskState, WorkflowTimerKind, WorkflowTimerRecord,
 };
 
 /// The columns [`read`] decodes, in order.
@@ -238,12 +238,65 @@ pub(crate) fn history_after(
     after: u64,
 ) -> Result<Vec<HistoryEvent>, StoreError> {
     rows(conn, &HISTORY_AFTER, &[run_key.into(), int(after)], |row| {
-        let mut r = Reader::new("history event", row);
-        let event_id = r.count("event_id")?;
-        let mut r = r.keyed(format_args!("{event_id} of run {run_key}"));
-        let time = from_millis(r.int("time")?);
-        Ok(HistoryEvent::new(event_id, time, r.model("kind")?))
+        read_event(run_key, row).map(|(event, _)| event)
     })
+}
+
+/// A history row as its event and the size of its stored kind.
+fn read_event(run_key: i64, row: Vec<Value>) -> Result<(HistoryEvent, u64), StoreError> {
+    let size = match row.get(2) {
+        Some(Value::Blob(kind)) => kind.len() as u64,
+        _ => 0,
+    };
+    let mut r = Reader::new("history event", row);
+    let event_id = r.count("event_id")?;
+    let mut r = r.keyed(format_args!("{event_id} of run {run_key}"));
+    let time = from_millis(r.int("time")?);
+    Ok((HistoryEvent::new(event_id, time, r.model("kind")?), size))
+}
+
+const HISTORY_CHUNK: Query = Query::new(
+    "SELECT event_id, time, kind FROM workflow_history
+     WHERE run_key = $1 AND event_id > $2 ORDER BY event_id LIMIT $3",
+);
+
+/// Rows read per statement of a page: a page of large events holds few of
+/// them in memory beyond what it answers.
+const PAGE_CHUNK: u64 = 16;
+
+pub(crate) fn history_page(
+    conn: &mut dyn Conn,
+    run_key: i64,
+    asked: HistoryPage,
+) -> Result<Vec<HistoryEvent>, StoreError> {
+    let HistoryPage {
+        after,
+        max_events,
+        max_bytes,
+    } = asked;
+    let mut page: Vec<HistoryEvent> = Vec::new();
+    let mut bytes = 0_u64;
+    let mut last = after;
+    while (page.len() as u64) < max_events {
+        let chunk = PAGE_CHUNK.min(max_events - page.len() as u64);
+        let params = [run_key.into(), int(last), int(chunk)];
+        let events = rows(conn, &HISTORY_CHUNK, &params, |row| {
+            read_event(run_key, row)
+        })?;
+        let full = events.len() as u64 == chunk;
+        for (event, size) in events {
+            if !page.is_empty() && bytes.saturating_add(size) > max_bytes {
+                return Ok(page);
+            }
+            bytes = bytes.saturating_add(size);
+            last = event.event_id;
+            page.push(event);
+        }
+        if !full {
+            break;
+        }
+    }
+    Ok(page)
 }
 
 const BUFFER_EVENT: Query =
