@@ -2049,3 +2049,40 @@ async fn a_history_reads_in_pages_of_the_size_asked_for() {
         .unwrap_err();
     assert!(matches!(err, ProtocolError::NotFound { .. }), "{err:?}");
 }
+
+/// docs/semantics.md §3.2: a workflow task does not grow with its history: a
+/// history past 4 MiB goes as its last events only (ending with the task's
+/// `WorkflowTaskStarted`), and the rest reads from the history.
+#[tokio::test(start_paused = true)]
+async fn a_task_of_a_large_history_carries_only_its_last_events() {
+    let env = Env::new().await;
+    let run = start(&env, "wide").await;
+    let result = "x".repeat(1536 * 1024);
+    let stored = |e: &HistoryEvent| activity_core::codec::to_vec(&e.kind).unwrap().len() as u64;
+    for seq in 1..=5_u32 {
+        // A worker of its own each time: no task carries only new events.
+        let identity = format!("w{seq}");
+        let task = poll_wf_as_sent(&env, &identity, secs(0))
+            .await
+            .expect("a task");
+        let whole = history(&env, &run).await;
+        let bytes: u64 = whole.iter().map(stored).sum();
+        let first = task.history[0].event_id;
+        if bytes <= 4 * 1024 * 1024 {
+            assert_eq!(task.history, whole, "task {seq}: {bytes} bytes go whole");
+        } else {
+            assert!(first > 1, "task {seq}: {bytes} bytes went whole");
+            let carried: u64 = task.history.iter().map(stored).sum();
+            assert!(carried <= 4 * 1024 * 1024, "{carried} bytes carried");
+            assert_eq!(task.history[..], whole[first as usize - 1..]);
+        }
+        assert!(matches!(
+            task.history.last().map(|e| &e.kind),
+            Some(EventKind::WorkflowTaskStarted { identity: who }) if *who == identity
+        ));
+        let command = schedule(seq, &format!("a{seq}"), stc(10));
+        complete_wf(&env, &task, vec![command]).await;
+        let activity = env.next_task().await;
+        env.complete(&activity, &result).await.unwrap();
+    }
+}

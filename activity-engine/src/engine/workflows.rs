@@ -375,6 +375,29 @@ impl StickyRuns {
     }
 }
 
+/// The most bytes of stored events a workflow task carries when it would carry
+/// the whole history: a larger history goes as its last events only, and a
+/// worker without the run cached reads the rest in pages (`WorkflowHistoryPage`
+/// through a transport with a message limit), so no task answer grows with
+/// the history (docs/semantics.md §3.2).
+pub(crate) const TASK_HISTORY_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The last events of `history` that fit in `max_bytes` of stored events (at
+/// least the last one).
+fn history_tail(mut history: Vec<HistoryEvent>, max_bytes: u64) -> Vec<HistoryEvent> {
+    let mut bytes = 0_u64;
+    let mut first = history.len();
+    for (i, event) in history.iter().enumerate().rev() {
+        let size = activity_core::codec::to_vec(&event.kind).map_or(0, |v| v.len() as u64);
+        if first < history.len() && bytes.saturating_add(size) > max_bytes {
+            break;
+        }
+        bytes = bytes.saturating_add(size);
+        first = i;
+    }
+    history.split_off(first)
+}
+
 /// Claims the oldest scheduled workflow task of `task_queue` for `identity`
 /// (signed and timed out with `dispatch`'s signer and task timeout; history
 /// trimmed with its [`StickyRuns`]).
@@ -414,6 +437,9 @@ pub(crate) fn claim(
     tx.update_run(&run)?;
     let history = match previous {
         Some(after) if after < run.history_length => tx.history_after(run.key, after)?,
+        _ if run.history_size > TASK_HISTORY_BYTES => {
+            history_tail(tx.history(run.key)?, TASK_HISTORY_BYTES)
+        }
         _ => tx.history(run.key)?,
     };
     sticky.set(&run.run_id, identity, run.history_length);
