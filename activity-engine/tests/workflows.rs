@@ -2086,3 +2086,52 @@ async fn a_task_of_a_large_history_carries_only_its_last_events() {
         env.complete(&activity, &result).await.unwrap();
     }
 }
+
+/// docs/semantics.md §3.2, on the real clock: the collector deletes runs and
+/// activities while others start, run and close next to it; nothing fails,
+/// what closed longer ago than the retention is gone, the open run stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_deletes_while_runs_start_and_close_on_the_real_clock() {
+    let config = activity_test_support::engine_config().with_retention(Duration::from_secs(1));
+    let env = Env::with_config(config).await;
+    let open = start(&env, "open").await;
+    let task = next_wf(&env, "w").await;
+    complete_wf(&env, &task, vec![]).await;
+    let began = std::time::Instant::now();
+    let mut closed = 0;
+    while began.elapsed() < Duration::from_secs(3) {
+        let id = format!("run-{closed}");
+        let run = start(&env, &id).await;
+        let task = next_wf(&env, "w").await;
+        assert_eq!(task.workflow_id, id);
+        let close = Command::CompleteWorkflow { result: json(1) };
+        complete_wf(&env, &task, vec![close]).await;
+        env.schedule(&id, stc(10)).await.unwrap();
+        let activity = env.next_task().await;
+        env.complete(&activity, "done").await.unwrap();
+        assert_eq!(
+            env.protocol.describe_workflow(run).await.unwrap().state,
+            WorkflowState::Completed,
+            "a run is not deleted before the retention"
+        );
+        closed += 1;
+    }
+    assert!(closed > 10, "{closed} runs");
+    // The retention (1 s), one collection period (1 s) and some slack.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let runs = env
+        .protocol
+        .list_workflows(ListWorkflowsRequest::new().with_limit(1000))
+        .await
+        .unwrap();
+    let ids: Vec<&str> = runs.iter().map(|r| r.workflow_id.as_str()).collect();
+    assert_eq!(ids, ["open"], "of {closed} closed runs");
+    let left = env
+        .protocol
+        .list_activity_executions(ListExecutionsRequest::new().with_limit(1000))
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "{} executions left", left.len());
+    let d = env.protocol.describe_workflow(open).await.unwrap();
+    assert_eq!(d.state, WorkflowState::Running);
+}
