@@ -681,7 +681,7 @@ mod tests {
         drop(conn);
         let err = SqliteStore::open(&path).unwrap_err().to_string();
         assert!(
-            err.contains("schema version 9, newer than this engine's 4")
+            err.contains("schema version 9, newer than this engine's 5")
                 && err.contains("open it with that version"),
             "{err}"
         );
