@@ -229,6 +229,17 @@ pub fn event(e: &HistoryEvent) -> Value {
         EventKind::WorkflowTerminated { reason, identity } => {
             json!({ "reason": reason, "identity": identity })
         }
+        EventKind::HistorySizeWarning {
+            events,
+            bytes,
+            max_events,
+            max_bytes,
+        } => json!({
+            "events": events,
+            "bytes": bytes,
+            "max_events": max_events,
+            "max_bytes": max_bytes,
+        }),
         _ => json!({}),
     };
     let mut object = Map::new();

@@ -527,3 +527,42 @@ async fn polls_on_many_queue_names_leave_nothing_behind_after_the_poller_retenti
     assert_eq!(limited.rate_limit, Some(5.0), "the setting survives");
     assert!(limited.pollers.is_empty(), "its poller expired");
 }
+
+/// docs/semantics.md §3.2: history limits and a retention that cannot work are
+/// refused when the engine opens, naming the field and the rule.
+#[tokio::test]
+async fn history_limits_and_retention_that_cannot_work_are_refused_at_open() {
+    let base = EngineConfig::in_memory;
+    for (config, field, rule) in [
+        (
+            base().with_retention(Duration::ZERO),
+            "retention",
+            "must be greater than zero",
+        ),
+        (
+            base().with_history_limit(0, 1024),
+            "history_max_events",
+            "must be greater than zero",
+        ),
+        (
+            base().with_history_warning(10, 0),
+            "history_warn_bytes",
+            "must be greater than zero",
+        ),
+        (
+            base()
+                .with_history_limit(100, 1024)
+                .with_history_warning(200, 512),
+            "history_warn_events",
+            "(200) must be at most `history_max_events` (100)",
+        ),
+    ] {
+        let err = activity_engine::Engine::open(config).await.unwrap_err();
+        assert!(
+            matches!(&err, activity_engine::EngineError::Config { field: f, message }
+                if *f == field && message.contains(rule)),
+            "{field}: {err}"
+        );
+        assert!(!err.is_retryable());
+    }
+}

@@ -238,9 +238,12 @@ fn read_v3(path: &Path) -> Contents {
             task_started_at: opt_int(&r[15]),
             task_identity: opt_text(&r[16]),
             task_failures: int(&r[17]) as u32,
+            // Schema 5 counts the size of the histories already there.
+            history_size: 0,
+            history_warned: false,
         });
     }
-    for run in &c.runs {
+    for run in &mut c.runs {
         let events = all(&format!(
             "SELECT event_id, time, kind FROM workflow_history WHERE run_key = {} ORDER BY event_id",
             run.key
@@ -253,7 +256,11 @@ fn read_v3(path: &Path) -> Contents {
                 serde_json::from_str(&text(&r[2])).unwrap(),
             )
         })
-        .collect();
+        .collect::<Vec<HistoryEvent>>();
+        run.history_size = events
+            .iter()
+            .map(|e| activity_core::codec::to_vec(&e.kind).unwrap().len() as u64)
+            .sum();
         c.histories.push((run.key, events));
         let buffered = all(&format!(
             "SELECT time, kind FROM workflow_buffered_events WHERE run_key = {} ORDER BY position",
@@ -496,7 +503,7 @@ async fn a_schema_3_database_is_upgraded_in_place_and_every_record_reads_back() 
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(version, b"4");
+    assert_eq!(version, b"5");
     // Every model value is model bytes now, none is JSON text.
     for (table, column) in [
         ("executions", "options"),

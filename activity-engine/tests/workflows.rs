@@ -1754,3 +1754,384 @@ async fn activity_executions_are_listed_newest_first_standalone_and_of_runs_filt
     assert_eq!(summary, [(QUEUE, 1, 1), ("shipping", 1, 0)]);
     assert_eq!(queues[0].pollers[0].identity, "test-worker");
 }
+
+// ------------------------------------------- history limits and retention (§3.2)
+
+/// Drives `id` one activity per workflow task (each activity's result `size`
+/// bytes of text) until the run closes or `max` activities ran; answers how
+/// many ran. Tasks are taken as sent (only the new events after the first).
+async fn one_activity_per_task(env: &Env, id: &str, size: usize, max: u32) -> u32 {
+    let run = start(env, id).await;
+    let result = "x".repeat(size);
+    for seq in 1..=max {
+        let Some(task) = poll_wf_as_sent(env, "w", secs(0)).await else {
+            return seq - 1;
+        };
+        let command = schedule(seq, &format!("a{seq}"), stc(10));
+        complete_wf(env, &task, vec![command]).await;
+        let state = env.protocol.describe_workflow(run.clone()).await.unwrap();
+        if state.state.is_final() {
+            return seq;
+        }
+        let activity = env.next_task().await;
+        env.complete(&activity, &result).await.unwrap();
+    }
+    max
+}
+
+fn terminated_reason(d: &activity_core::workflow::WorkflowDescription) -> String {
+    match &d.outcome {
+        Some(WorkflowOutcome::Terminated { reason }) => reason.clone(),
+        other => panic!("not terminated: {other:?}"),
+    }
+}
+
+fn warnings(history: &[HistoryEvent]) -> Vec<(u64, u64, u64)> {
+    history
+        .iter()
+        .filter_map(|e| match e.kind {
+            EventKind::HistorySizeWarning { events, bytes, .. } => {
+                Some((e.event_id, events, bytes))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// docs/semantics.md §3.2: a history that reaches the warning threshold gets
+/// one `HistorySizeWarning`; one that passes the event limit is terminated
+/// with a reason naming the limit and what to do, and stays readable.
+#[tokio::test(start_paused = true)]
+async fn a_history_past_its_event_limit_is_terminated_after_one_warning() {
+    let config = activity_test_support::engine_config()
+        .with_history_limit(40, 1 << 30)
+        .with_history_warning(20, 1 << 30);
+    let env = Env::with_config(config).await;
+    let ran = one_activity_per_task(&env, "long", 10, 100).await;
+    assert!(ran < 100, "the run was never closed");
+    let run = WorkflowRef::latest("long");
+    let d = env.protocol.describe_workflow(run.clone()).await.unwrap();
+    assert_eq!(d.state, WorkflowState::Terminated);
+    let reason = terminated_reason(&d);
+    assert!(
+        reason.contains("history limit (40 events")
+            && reason.contains("split the work into child runs or smaller results"),
+        "{reason}"
+    );
+    let h = history(&env, &run).await;
+    assert_ids_without_gaps(&h);
+    assert!(h.len() as u64 <= 40 + 3, "{} events", h.len());
+    let warned = warnings(&h);
+    assert_eq!(warned.len(), 1, "{:?}", names(&h));
+    let (at, events, _) = warned[0];
+    assert!((20..25).contains(&events) && at == events + 1, "{warned:?}");
+    match &h.last().unwrap().kind {
+        EventKind::WorkflowTerminated {
+            reason: r,
+            identity,
+        } => {
+            assert_eq!(r, &reason);
+            assert!(identity.contains("history limit"), "{identity}");
+        }
+        other => panic!("last event {other:?}"),
+    }
+    // Closed for good: no task, the activity left over is not running.
+    assert!(poll_wf(&env, "w", secs(0)).await.is_none());
+    assert!(env.poll_now().await.is_none());
+}
+
+/// docs/semantics.md §3.2: the same with the byte limit: large results pass
+/// it after a few activities, the run is terminated naming the byte limit.
+#[tokio::test(start_paused = true)]
+async fn a_history_past_its_byte_limit_is_terminated_after_one_warning() {
+    let config = activity_test_support::engine_config()
+        .with_history_limit(10_000, 64 * 1024)
+        .with_history_warning(10_000, 32 * 1024);
+    let env = Env::with_config(config).await;
+    let ran = one_activity_per_task(&env, "large", 10 * 1024, 100).await;
+    assert!((5..=8).contains(&ran), "{ran} activities ran");
+    let run = WorkflowRef::latest("large");
+    let d = env.protocol.describe_workflow(run.clone()).await.unwrap();
+    assert_eq!(d.state, WorkflowState::Terminated);
+    let reason = terminated_reason(&d);
+    assert!(reason.contains("65536 bytes"), "{reason}");
+    let h = history(&env, &run).await;
+    let warned = warnings(&h);
+    assert_eq!(warned.len(), 1, "{:?}", names(&h));
+    assert!((32 * 1024..48 * 1024).contains(&warned[0].2), "{warned:?}");
+}
+
+/// The probe: results of ~4 MiB each (within the payload limit) with the
+/// default limits. The run is terminated past 50 MiB instead of growing out of
+/// what one gRPC message carries (64 MiB), and its whole history still reads
+/// in one answer, over gRPC too.
+#[tokio::test(start_paused = true)]
+async fn a_history_of_large_results_stops_at_the_default_limit_and_stays_readable() {
+    let env = Env::new().await;
+    let ran = one_activity_per_task(&env, "huge", 4 * 1024 * 1024 - 1024, 20).await;
+    assert!(ran < 20, "all 20 results went into the history");
+    let run = WorkflowRef::latest("huge");
+    let d = env.protocol.describe_workflow(run.clone()).await.unwrap();
+    assert_eq!(d.state, WorkflowState::Terminated);
+    let h = history(&env, &run).await;
+    assert_eq!(h.len() as u64, d.history_length);
+    assert_eq!(warnings(&h).len(), 1);
+}
+
+/// docs/semantics.md §3.2: what closed longer ago than the retention is
+/// deleted (the run, its history, its activities; a standalone activity);
+/// open runs and recently closed ones stay.
+#[tokio::test(start_paused = true)]
+async fn closed_runs_and_executions_are_deleted_after_the_retention() {
+    let config = activity_test_support::engine_config().with_retention(secs(3600));
+    let env = Env::with_config(config).await;
+    let old = started_with(&env, "old", vec![schedule(1, "a1", stc(10))]).await;
+    let activity = env.next_task().await;
+    env.complete(&activity, "done").await.unwrap();
+    let closing = next_wf(&env, "w").await;
+    let close = Command::CompleteWorkflow { result: json(1) };
+    complete_wf(&env, &closing, vec![close]).await;
+    env.schedule("solo", stc(10)).await.unwrap();
+    let solo = env.next_task().await;
+    env.complete(&solo, "done").await.unwrap();
+    let open = started_with(&env, "open", vec![]).await;
+
+    tokio::time::sleep(secs(40 * 60)).await;
+    let recent = started_with(
+        &env,
+        "recent",
+        vec![Command::CompleteWorkflow { result: json(2) }],
+    )
+    .await;
+    // Past the retention of what closed first, and one collection period (12 min).
+    tokio::time::sleep(secs(33 * 60)).await;
+
+    let gone =
+        |err: ProtocolError| assert!(matches!(err, ProtocolError::NotFound { .. }), "{err:?}");
+    gone(
+        env.protocol
+            .describe_workflow(old.clone())
+            .await
+            .unwrap_err(),
+    );
+    gone(
+        env.protocol
+            .workflow_history(old.clone())
+            .await
+            .unwrap_err(),
+    );
+    gone(
+        env.protocol
+            .describe_execution(activity_ref(&old, "a1"))
+            .await
+            .unwrap_err(),
+    );
+    gone(
+        env.protocol
+            .describe_execution(ExecutionRef::standalone("solo"))
+            .await
+            .unwrap_err(),
+    );
+    let d = env.protocol.describe_workflow(open.clone()).await.unwrap();
+    assert_eq!(d.state, WorkflowState::Running);
+    assert_eq!(history(&env, &open).await.len() as u64, d.history_length);
+    let d = env
+        .protocol
+        .describe_workflow(recent.clone())
+        .await
+        .unwrap();
+    assert_eq!(d.state, WorkflowState::Completed);
+    assert!(!history(&env, &recent).await.is_empty());
+
+    // The recent one goes in its turn; the open run stays, and carries on.
+    tokio::time::sleep(secs(3600)).await;
+    gone(env.protocol.describe_workflow(recent).await.unwrap_err());
+    env.protocol
+        .terminate_workflow(open.clone(), "done".into(), "test".into())
+        .await
+        .unwrap();
+    // The id of a deleted run may be used again.
+    start(&env, "old").await;
+}
+
+/// docs/semantics.md §3.2: under a steady workload (standalone activities
+/// and runs closing all the time) the stored rows stop growing once the
+/// retention has passed: deletion keeps up, in batches.
+#[tokio::test(start_paused = true)]
+async fn a_steady_workload_keeps_a_steady_number_of_rows() {
+    let config = activity_test_support::engine_config().with_retention(secs(30 * 60));
+    let env = Env::with_config(config).await;
+    const PER_ROUND: usize = 50;
+    let mut kept = Vec::new();
+    for round in 0..9 {
+        for i in 0..PER_ROUND {
+            let id = format!("r{round}-{i}");
+            env.schedule(&id, stc(10)).await.unwrap();
+            env.protocol
+                .request_cancel(ExecutionRef::standalone(&id))
+                .await
+                .unwrap();
+        }
+        let id = format!("wf{round}");
+        started_with(
+            &env,
+            &id,
+            vec![Command::CompleteWorkflow { result: json(0) }],
+        )
+        .await;
+        tokio::time::sleep(secs(10 * 60)).await;
+        let executions = env
+            .protocol
+            .list_activity_executions(ListExecutionsRequest::new().with_limit(10_000))
+            .await
+            .unwrap()
+            .len();
+        let runs = env
+            .protocol
+            .list_workflows(ListWorkflowsRequest::new().with_limit(1_000))
+            .await
+            .unwrap()
+            .len();
+        kept.push((executions, runs));
+    }
+    // A round is kept for 30 to 36 min (retention plus one period): at most
+    // four rounds at a time.
+    for (executions, runs) in &kept[4..] {
+        assert!(*executions <= 4 * PER_ROUND && *runs <= 4, "{kept:?}");
+    }
+    assert!(kept[2].0 == 3 * PER_ROUND, "{kept:?}");
+}
+
+/// docs/semantics.md §3.2: a history reads in pages: the events after one,
+/// as many as fit in the size asked for (at least one), none after the last.
+#[tokio::test(start_paused = true)]
+async fn a_history_reads_in_pages_of_the_size_asked_for() {
+    let env = Env::new().await;
+    assert_eq!(one_activity_per_task(&env, "paged", 10 * 1024, 5).await, 5);
+    let run = WorkflowRef::latest("paged");
+    let whole = history(&env, &run).await;
+    let stored = |e: &HistoryEvent| activity_core::codec::to_vec(&e.kind).unwrap().len() as u64;
+    for max_bytes in [0, 25 * 1024, u64::MAX] {
+        let (mut read, mut pages) = (Vec::new(), 0);
+        loop {
+            let after = read.last().map_or(0, |e: &HistoryEvent| e.event_id);
+            let page = env
+                .protocol
+                .workflow_history_page(run.clone(), after, max_bytes)
+                .await
+                .unwrap();
+            if page.is_empty() {
+                break;
+            }
+            let bytes: u64 = page.iter().map(stored).sum();
+            assert!(
+                page.len() == 1 || bytes <= max_bytes,
+                "{bytes} > {max_bytes}"
+            );
+            pages += 1;
+            read.extend(page);
+        }
+        assert_eq!(read, whole, "max_bytes {max_bytes}");
+        let (fewest, most) = match max_bytes {
+            0 => (whole.len(), whole.len()),
+            u64::MAX => (1, 1),
+            _ => (3, whole.len() - 1),
+        };
+        assert!(
+            (fewest..=most).contains(&pages),
+            "{pages} pages of {max_bytes}"
+        );
+    }
+    let err = env
+        .protocol
+        .workflow_history_page(WorkflowRef::latest("nobody"), 0, 1024)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProtocolError::NotFound { .. }), "{err:?}");
+}
+
+/// docs/semantics.md §3.2: a workflow task does not grow with its history: a
+/// history past 4 MiB goes as its last events only (ending with the task's
+/// `WorkflowTaskStarted`), and the rest reads from the history.
+#[tokio::test(start_paused = true)]
+async fn a_task_of_a_large_history_carries_only_its_last_events() {
+    let env = Env::new().await;
+    let run = start(&env, "wide").await;
+    let result = "x".repeat(1536 * 1024);
+    let stored = |e: &HistoryEvent| activity_core::codec::to_vec(&e.kind).unwrap().len() as u64;
+    for seq in 1..=5_u32 {
+        // A worker of its own each time: no task carries only new events.
+        let identity = format!("w{seq}");
+        let task = poll_wf_as_sent(&env, &identity, secs(0))
+            .await
+            .expect("a task");
+        let whole = history(&env, &run).await;
+        let bytes: u64 = whole.iter().map(stored).sum();
+        let first = task.history[0].event_id;
+        if bytes <= 4 * 1024 * 1024 {
+            assert_eq!(task.history, whole, "task {seq}: {bytes} bytes go whole");
+        } else {
+            assert!(first > 1, "task {seq}: {bytes} bytes went whole");
+            let carried: u64 = task.history.iter().map(stored).sum();
+            assert!(carried <= 4 * 1024 * 1024, "{carried} bytes carried");
+            assert_eq!(task.history[..], whole[first as usize - 1..]);
+        }
+        assert!(matches!(
+            task.history.last().map(|e| &e.kind),
+            Some(EventKind::WorkflowTaskStarted { identity: who }) if *who == identity
+        ));
+        let command = schedule(seq, &format!("a{seq}"), stc(10));
+        complete_wf(&env, &task, vec![command]).await;
+        let activity = env.next_task().await;
+        env.complete(&activity, &result).await.unwrap();
+    }
+}
+
+/// docs/semantics.md §3.2, on the real clock: the collector deletes runs and
+/// activities while others start, run and close next to it; nothing fails,
+/// what closed longer ago than the retention is gone, the open run stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_deletes_while_runs_start_and_close_on_the_real_clock() {
+    let config = activity_test_support::engine_config().with_retention(Duration::from_secs(1));
+    let env = Env::with_config(config).await;
+    let open = start(&env, "open").await;
+    let task = next_wf(&env, "w").await;
+    complete_wf(&env, &task, vec![]).await;
+    let began = std::time::Instant::now();
+    let mut closed = 0;
+    while began.elapsed() < Duration::from_secs(3) {
+        let id = format!("run-{closed}");
+        let run = start(&env, &id).await;
+        let task = next_wf(&env, "w").await;
+        assert_eq!(task.workflow_id, id);
+        let close = Command::CompleteWorkflow { result: json(1) };
+        complete_wf(&env, &task, vec![close]).await;
+        env.schedule(&id, stc(10)).await.unwrap();
+        let activity = env.next_task().await;
+        env.complete(&activity, "done").await.unwrap();
+        assert_eq!(
+            env.protocol.describe_workflow(run).await.unwrap().state,
+            WorkflowState::Completed,
+            "a run is not deleted before the retention"
+        );
+        closed += 1;
+    }
+    assert!(closed > 10, "{closed} runs");
+    // The retention (1 s), one collection period (1 s) and some slack.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let runs = env
+        .protocol
+        .list_workflows(ListWorkflowsRequest::new().with_limit(1000))
+        .await
+        .unwrap();
+    let ids: Vec<&str> = runs.iter().map(|r| r.workflow_id.as_str()).collect();
+    assert_eq!(ids, ["open"], "of {closed} closed runs");
+    let left = env
+        .protocol
+        .list_activity_executions(ListExecutionsRequest::new().with_limit(1000))
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "{} executions left", left.len());
+    let d = env.protocol.describe_workflow(open).await.unwrap();
+    assert_eq!(d.state, WorkflowState::Running);
+}

@@ -14,6 +14,7 @@ use std::{
 use activity_core::{
     definition::BoxFuture,
     protocol::{ActivityProtocol, Operation, ProtocolError, ProtocolRequest, ProtocolResponse},
+    workflow::{HistoryEvent, WorkflowRef},
 };
 use tonic::{
     metadata::AsciiMetadataValue,
@@ -267,6 +268,8 @@ pub struct RemoteProtocol {
     /// The node calls go to first.
     current: Arc<AtomicUsize>,
     call_timeout: Duration,
+    /// Bytes of stored events asked for per page of a history read.
+    history_page_bytes: u64,
 }
 
 impl fmt::Debug for RemoteProtocol {
@@ -412,6 +415,7 @@ impl RemoteProtocol {
             nodes,
             current: Arc::new(AtomicUsize::new(0)),
             call_timeout: config.call_timeout,
+            history_page_bytes: (config.max_response_size / 2) as u64,
         }
     }
 
@@ -532,6 +536,7 @@ fn may_repeat(operation: Operation) -> bool {
             | Operation::RequestCancelWorkflow
             | Operation::DescribeWorkflow
             | Operation::WorkflowHistory
+            | Operation::WorkflowHistoryPage
             | Operation::WaitWorkflowOutcome
             | Operation::ListWorkflows
             | Operation::RegisterWorker
@@ -561,10 +566,43 @@ impl ActivityProtocol for RemoteProtocol {
         &self,
         request: ProtocolRequest,
     ) -> BoxFuture<'_, Result<ProtocolResponse, ProtocolError>> {
-        if matches!(request, ProtocolRequest::PollActivityTasks { .. }) {
-            return Box::pin(self.poll_detached(request));
+        match request {
+            ProtocolRequest::PollActivityTasks { .. } => Box::pin(self.poll_detached(request)),
+            ProtocolRequest::WorkflowHistory { workflow } => Box::pin(async move {
+                self.history_in_pages(workflow)
+                    .await
+                    .map(ProtocolResponse::WorkflowHistory)
+            }),
+            request => self.send(request),
         }
-        self.send(request)
+    }
+}
+
+impl RemoteProtocol {
+    /// A whole history, read in pages (`WorkflowHistoryPage`) of half the
+    /// largest answer accepted, so a history of any size is read
+    /// (docs/semantics.md §3.2). The run is the one the first page found: a
+    /// latest-run reference is pinned to that run's id for the next pages.
+    async fn history_in_pages(
+        &self,
+        mut workflow: WorkflowRef,
+    ) -> Result<Vec<HistoryEvent>, ProtocolError> {
+        let protocol: &dyn ActivityProtocol = self;
+        let mut history: Vec<HistoryEvent> = Vec::new();
+        if workflow.run_id.is_none() {
+            let run = protocol.describe_workflow(workflow.clone()).await?;
+            workflow.run_id = Some(run.run_id);
+        }
+        loop {
+            let after = history.last().map_or(0, |e| e.event_id);
+            let page = protocol
+                .workflow_history_page(workflow.clone(), after, self.history_page_bytes)
+                .await?;
+            if page.is_empty() {
+                return Ok(history);
+            }
+            history.extend(page);
+        }
     }
 }
 

@@ -225,6 +225,8 @@ rpcs! {
         describe_workflow(DescribeWorkflowRequest) -> DescribeWorkflowResponse { description };
     WorkflowHistory { workflow } =>
         workflow_history(WorkflowHistoryRequest) -> WorkflowHistoryResponse { events };
+    WorkflowHistoryPage { workflow, after, max_bytes } =>
+        workflow_history_page(WorkflowHistoryPageRequest) -> WorkflowHistoryPageResponse { events };
     WaitWorkflowOutcome { workflow, wait } wait(wait) =>
         wait_workflow_outcome(WaitWorkflowOutcomeRequest) -> WaitWorkflowOutcomeResponse { outcome };
     ListWorkflows { request } => list_workflows(ListWorkflowsRequest) -> ListWorkflowsResponse { workflows };

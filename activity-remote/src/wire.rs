@@ -191,6 +191,20 @@ impl OnWire for String {
     }
 }
 
+/// Event ids and byte counts.
+impl OnWire for u64 {
+    type Proto = u64;
+    plain_field!();
+
+    fn into_proto(self) -> Result<Self::Proto, ProtocolError> {
+        Ok(self)
+    }
+
+    fn from_proto(proto: Self::Proto, _name: &str) -> Wire<Self> {
+        Ok(proto)
+    }
+}
+
 /// `max_tasks`: a count, bounded by the engine anyway.
 impl OnWire for usize {
     type Proto = u32;

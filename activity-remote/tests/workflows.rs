@@ -194,3 +194,65 @@ async fn a_task_polled_and_failed_by_hand_and_a_cancel_go_through_the_wire() {
         Ok(None)
     );
 }
+
+/// docs/semantics.md §3.2: a history larger than the largest answer the
+/// client accepts is read whole, in pages (`WorkflowHistoryPage`), and equals
+/// the engine's; one answer of all of it would not pass the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_history_larger_than_one_answer_is_read_in_pages() {
+    use activity_core::{
+        options::ActivityOptions,
+        payload::Payload,
+        protocol::{PollActivityTaskRequest, TaskTarget},
+        workflow::Command,
+    };
+    const LIMIT: usize = 256 * 1024;
+    let served = Served::start_with(activity_engine::EngineConfig::in_memory(), |s| {
+        s.with_max_response_size(LIMIT)
+    })
+    .await;
+    let remote = served
+        .connect(activity_remote::RemoteConfig::new(served.url()).with_max_response_size(LIMIT))
+        .await;
+    let local = served.engine.protocol();
+    let start = StartWorkflowRequest::new("paged", "big", QUEUE, vec![]);
+    bounded("start", local.start_workflow(start)).await.unwrap();
+    let result = Payload::json(&"x".repeat(100 * 1024)).unwrap();
+    for seq in 1..=10_u32 {
+        let poll = PollWorkflowTaskRequest::new(QUEUE, "w").with_wait(secs(5));
+        let task = bounded("task", local.poll_workflow_task(poll))
+            .await
+            .unwrap()
+            .expect("a task");
+        let command = Command::ScheduleActivity {
+            seq,
+            activity_id: format!("a{seq}"),
+            activity_type: "big".into(),
+            input: vec![],
+            options: ActivityOptions::new().start_to_close(secs(10)),
+        };
+        local
+            .complete_workflow_task(task.task_token, vec![command])
+            .await
+            .unwrap();
+        let poll = PollActivityTaskRequest::new(QUEUE, "a").with_wait(secs(5));
+        let activity = bounded("activity", local.poll_activity_task(poll))
+            .await
+            .unwrap()
+            .expect("an activity task");
+        local
+            .complete_activity(TaskTarget::Token(activity.task_token), result.clone())
+            .await
+            .unwrap();
+    }
+    let run = WorkflowRef::latest("paged");
+    let whole = local.workflow_history(run.clone()).await.unwrap();
+    let read = bounded("the paged read", remote.workflow_history(run.clone()))
+        .await
+        .expect("a history of any size reads");
+    assert_eq!(read, whole);
+    assert!(whole.len() > 40);
+    // The pages are what makes it pass: all of it in one answer does not.
+    let one = remote.workflow_history_page(run, 0, u64::MAX).await;
+    assert!(one.is_err(), "{} events in one answer", whole.len());
+}

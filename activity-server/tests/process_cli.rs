@@ -892,6 +892,30 @@ async fn a_bearer_token_that_is_not_visible_ascii_is_refused_at_start() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_limits_and_retention_that_cannot_work_are_refused_at_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("engine.db");
+    let db = db.to_str().expect("a UTF-8 path");
+    for (flags, message) in [
+        (
+            &["--history-max-events", "10", "--history-warn-events", "100"][..],
+            "`history_warn_events` (100) must be at most `history_max_events` (10)",
+        ),
+        (
+            &["--retention", "0s"][..],
+            "`retention` must be greater than zero",
+        ),
+    ] {
+        let mut args = vec!["serve", "--db", db, "--listen", "127.0.0.1:0"];
+        args.extend(flags);
+        let run = cli(&args).await;
+        let stderr = run.error();
+        assert!(stderr.contains(message), "{flags:?}: {stderr}");
+        assert!(!stderr.contains("listening"), "{stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_file_another_server_holds_is_named_with_what_holds_it() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("engine.db");

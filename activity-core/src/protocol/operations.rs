@@ -291,6 +291,13 @@ operations! {
     /// The history of a run.
     WorkflowHistory => workflow_history(workflow: WorkflowRef) -> Vec<HistoryEvent>, Short;
 
+    /// A page of the history of a run: its events after event `after` (0: from
+    /// the start), in order, as many as fit in `max_bytes` of stored events but
+    /// at least one, at most [`MAX_HISTORY_PAGE_EVENTS`](crate::workflow::MAX_HISTORY_PAGE_EVENTS);
+    /// empty once `after` is the last event. A transport with a message size
+    /// limit reads a history of any size in pages (docs/semantics.md §3.2).
+    WorkflowHistoryPage => workflow_history_page(workflow: WorkflowRef, after: u64, max_bytes: u64) -> Vec<HistoryEvent>, Short;
+
     /// Waits up to `wait` for the run to be final; `None` if it is still
     /// running.
     WaitWorkflowOutcome => wait_workflow_outcome(workflow: WorkflowRef, wait: Duration) -> Option<WorkflowOutcome>, Long;

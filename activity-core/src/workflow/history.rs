@@ -189,6 +189,20 @@ pub enum EventKind {
         /// Who terminated it (a client's identity, the CLI's user and host).
         identity: String,
     },
+    /// The history reached the engine's warning threshold (in events or in
+    /// bytes, whichever came first), once per run: a run whose history passes
+    /// the limit is terminated (docs/semantics.md §3.2). Workflow code does
+    /// not see it.
+    HistorySizeWarning {
+        /// Events in the history when the warning was recorded.
+        events: u64,
+        /// Bytes in the history when the warning was recorded.
+        bytes: u64,
+        /// The engine's limit of events in a history.
+        max_events: u64,
+        /// The engine's limit of bytes in a history.
+        max_bytes: u64,
+    },
 }
 
 impl EventKind {
@@ -229,6 +243,7 @@ impl EventKind {
             EventKind::WorkflowFailed { .. } => "WorkflowFailed",
             EventKind::WorkflowCanceled => "WorkflowCanceled",
             EventKind::WorkflowTerminated { .. } => "WorkflowTerminated",
+            EventKind::HistorySizeWarning { .. } => "HistorySizeWarning",
         }
     }
 }
@@ -429,6 +444,15 @@ pub fn describe_event(kind: &EventKind) -> String {
         EventKind::TimerStarted { seq, duration } => {
             format!("{}(seq {seq}, {duration:?})", kind.name())
         }
+        EventKind::HistorySizeWarning {
+            events,
+            bytes,
+            max_events,
+            max_bytes,
+        } => format!(
+            "{}({events} of {max_events} events, {bytes} of {max_bytes} bytes)",
+            kind.name()
+        ),
         other => other.name().to_owned(),
     }
 }
@@ -655,6 +679,10 @@ pub const DEFAULT_LIST_WORKFLOWS_LIMIT: u32 = 100;
 /// The most runs one [`ListWorkflowsRequest`] answers; larger limits are bounded
 /// to it.
 pub const MAX_LIST_WORKFLOWS_LIMIT: u32 = 1000;
+
+/// The most events one [`workflow_history_page`](crate::protocol::ActivityProtocol)
+/// answer carries.
+pub const MAX_HISTORY_PAGE_EVENTS: u64 = 1000;
 
 /// List workflow runs, newest first, optionally filtered by state, type and
 /// workflow id, one page at a time.

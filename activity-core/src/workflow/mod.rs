@@ -42,7 +42,7 @@ pub use history::{
     Command, EventKind, HistoryEvent, ListWorkflowsRequest, LocalActivityOutcome,
     PollWorkflowTaskRequest, StartWorkflowRequest, WorkflowDescription, WorkflowFailure,
     WorkflowOutcome, WorkflowRef, WorkflowState, WorkflowSummary, WorkflowTask,
-    DEFAULT_LIST_WORKFLOWS_LIMIT, MAX_LIST_WORKFLOWS_LIMIT,
+    DEFAULT_LIST_WORKFLOWS_LIMIT, MAX_HISTORY_PAGE_EVENTS, MAX_LIST_WORKFLOWS_LIMIT,
 };
 pub use registry::{registered_workflows, WorkflowRegistration};
 

@@ -31,6 +31,9 @@ pub enum StoreLocation {
 /// | `max_payload_size` | 4 MiB |
 /// | `max_poll_wait` | 60 s |
 /// | `poller_retention` | 5 min |
+/// | `retention` | 7 days |
+/// | `history_max_events` / `history_max_bytes` | 51,200 events / 50 MiB |
+/// | `history_warn_events` / `history_warn_bytes` | 10,240 events / 10 MiB |
 /// | `timer_batch` | 256 |
 /// | `max_timer_sleep` | none |
 /// | `max_outcome_wait` | 10 min |
@@ -70,6 +73,22 @@ pub struct EngineConfig {
     pub max_poll_wait: Duration,
     /// How long a poller stays listed among a queue's recent pollers.
     pub poller_retention: Duration,
+    /// How long closed runs (with their histories and activity executions) and
+    /// final standalone executions are kept after they closed; then they are
+    /// deleted, in small batches (docs/semantics.md §3.2).
+    pub retention: Duration,
+    /// Most events in one run's history: a run that passes it is terminated
+    /// with a reason naming the limit (docs/semantics.md §3.2).
+    pub history_max_events: u64,
+    /// Most bytes in one run's history (its stored events), as
+    /// `history_max_events`.
+    pub history_max_bytes: u64,
+    /// A run's history with this many events gets a `HistorySizeWarning`
+    /// event (once).
+    pub history_warn_events: u64,
+    /// A run's history of this many bytes gets a `HistorySizeWarning` event
+    /// (once).
+    pub history_warn_bytes: u64,
     /// Most timers fired in one transaction.
     pub timer_batch: usize,
     /// Longest sleep of the timer loop between two reads of the timer rows;
@@ -102,6 +121,9 @@ impl std::fmt::Debug for EngineConfig {
             .field("max_payload_size", &self.max_payload_size)
             .field("max_poll_wait", &self.max_poll_wait)
             .field("workflow_task_timeout", &self.workflow_task_timeout)
+            .field("retention", &self.retention)
+            .field("history_max_events", &self.history_max_events)
+            .field("history_max_bytes", &self.history_max_bytes)
             .finish_non_exhaustive()
     }
 }
@@ -114,6 +136,11 @@ impl Default for EngineConfig {
             max_payload_size: Self::DEFAULT_MAX_PAYLOAD_SIZE,
             max_poll_wait: Duration::from_secs(60),
             poller_retention: Duration::from_secs(300),
+            retention: Self::DEFAULT_RETENTION,
+            history_max_events: Self::DEFAULT_HISTORY_MAX_EVENTS,
+            history_max_bytes: Self::DEFAULT_HISTORY_MAX_BYTES,
+            history_warn_events: Self::DEFAULT_HISTORY_WARN_EVENTS,
+            history_warn_bytes: Self::DEFAULT_HISTORY_WARN_BYTES,
             timer_batch: 256,
             max_timer_sleep: None,
             store_recheck: None,
@@ -128,6 +155,16 @@ impl Default for EngineConfig {
 impl EngineConfig {
     /// Default payload size limit: 4 MiB.
     pub const DEFAULT_MAX_PAYLOAD_SIZE: usize = 4 * 1024 * 1024;
+    /// Default retention of closed runs and executions: 7 days.
+    pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+    /// Default limit of events in a history: 51,200 (Temporal's).
+    pub const DEFAULT_HISTORY_MAX_EVENTS: u64 = 51_200;
+    /// Default limit of a history's size: 50 MiB (Temporal's).
+    pub const DEFAULT_HISTORY_MAX_BYTES: u64 = 50 * 1024 * 1024;
+    /// Default warning threshold of events in a history: 10,240.
+    pub const DEFAULT_HISTORY_WARN_EVENTS: u64 = 10_240;
+    /// Default warning threshold of a history's size: 10 MiB.
+    pub const DEFAULT_HISTORY_WARN_BYTES: u64 = 10 * 1024 * 1024;
 
     /// An in-memory store (for tests).
     pub fn in_memory() -> Self {
@@ -182,6 +219,45 @@ impl EngineConfig {
     /// Sets the longest wait of one long poll.
     pub fn with_max_poll_wait(mut self, wait: Duration) -> Self {
         self.max_poll_wait = wait;
+        self
+    }
+
+    /// Sets how long closed runs and final executions are kept.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use activity_engine::EngineConfig;
+    ///
+    /// let config = EngineConfig::in_memory().with_retention(Duration::from_secs(24 * 3600));
+    /// assert_eq!(config.retention, Duration::from_secs(86_400));
+    /// ```
+    pub fn with_retention(mut self, retention: Duration) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// Sets the history limit: most events and most bytes of one run's history.
+    ///
+    /// ```
+    /// use activity_engine::EngineConfig;
+    ///
+    /// let config = EngineConfig::in_memory()
+    ///     .with_history_limit(1_000, 1024 * 1024)
+    ///     .with_history_warning(800, 800 * 1024);
+    /// assert_eq!(config.history_max_events, 1_000);
+    /// assert_eq!(config.history_warn_bytes, 800 * 1024);
+    /// ```
+    pub fn with_history_limit(mut self, events: u64, bytes: u64) -> Self {
+        self.history_max_events = events;
+        self.history_max_bytes = bytes;
+        self
+    }
+
+    /// Sets when a run's history gets its `HistorySizeWarning`: at this many
+    /// events or bytes, whichever comes first.
+    pub fn with_history_warning(mut self, events: u64, bytes: u64) -> Self {
+        self.history_warn_events = events;
+        self.history_warn_bytes = bytes;
         self
     }
 

@@ -19,7 +19,7 @@ use super::{
     notifiers::{Topic, Wake},
     orphans::{orphans, Orphan},
     rules::{self, Effects},
-    Engine, Inner, MAX_TASKS_PER_POLL,
+    workflows, Engine, Inner, MAX_TASKS_PER_POLL,
 };
 use crate::store::{self, Tx, Wakeup};
 
@@ -163,8 +163,12 @@ pub(super) async fn timer_loop(engine: Weak<Inner>) {
         // (`notify_one` keeps a permit if the loop is not waiting yet).
         inner.armed_at.store(i64::MAX, Ordering::SeqCst);
         let shared = inner.store.is_shared();
+        let history = workflows::HistoryLimits::of(&inner.config);
         let fired = store::run(&*inner.store, move |tx: &mut dyn Tx| {
-            let mut effects = Effects::default();
+            let mut effects = Effects {
+                history,
+                ..Effects::default()
+            };
             let fired = rules::fire_due_timers(tx, &mut effects, now, limit)?;
             if shared {
                 tx.publish(wakeups(&effects));

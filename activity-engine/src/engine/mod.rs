@@ -86,14 +86,16 @@ use activity_core::{
     },
     workflow::{
         HistoryEvent, ListWorkflowsRequest, WorkflowDescription, WorkflowRef, WorkflowState,
-        WorkflowSummary, WorkflowTask,
+        WorkflowSummary, WorkflowTask, MAX_HISTORY_PAGE_EVENTS,
     },
 };
 use tokio::sync::{futures::Notified, oneshot, watch, Notify};
 use tracing::Instrument;
 
 use crate::{
-    store::{self, postgres::PostgresStore, sqlite::SqliteStore, Store, StoreError, Tx},
+    store::{
+        self, postgres::PostgresStore, sqlite::SqliteStore, HistoryPage, Store, StoreError, Tx,
+    },
     token::{TokenSigner, KEY_LEN},
 };
 
@@ -303,6 +305,39 @@ impl Engine {
                 });
             }
         }
+        if config.retention.is_zero() {
+            return Err(EngineError::Config {
+                field: "retention",
+                message: "must be greater than zero (closed runs would be deleted at once)".into(),
+            });
+        }
+        for (field, value, max_field, max) in [
+            (
+                "history_warn_events",
+                config.history_warn_events,
+                "history_max_events",
+                config.history_max_events,
+            ),
+            (
+                "history_warn_bytes",
+                config.history_warn_bytes,
+                "history_max_bytes",
+                config.history_max_bytes,
+            ),
+        ] {
+            if value == 0 || max == 0 {
+                return Err(EngineError::Config {
+                    field: if max == 0 { max_field } else { field },
+                    message: "must be greater than zero".into(),
+                });
+            }
+            if value > max {
+                return Err(EngineError::Config {
+                    field,
+                    message: format!("({value}) must be at most `{max_field}` ({max})"),
+                });
+            }
+        }
         if config.workflow_task_retry_maximum_interval < config.workflow_task_retry_initial_interval
         {
             return Err(EngineError::Config {
@@ -399,8 +434,12 @@ impl Engine {
         let dispatch = self.inner.dispatch.clone();
         let now = self.now_ms();
         let shared = self.inner.store.is_shared();
+        let history = workflows::HistoryLimits::of(&self.inner.config);
         let (result, effects) = store::run(&*self.inner.store, move |tx: &mut dyn Tx| {
-            let mut effects = Effects::default();
+            let mut effects = Effects {
+                history,
+                ..Effects::default()
+            };
             let result = f(tx, &mut effects)?;
             dispatch.hand_off(tx, &mut effects, now)?;
             if shared {
@@ -904,6 +943,24 @@ impl Engine {
         .await
     }
 
+    async fn history_page(
+        &self,
+        workflow: WorkflowRef,
+        after: u64,
+        max_bytes: u64,
+    ) -> Result<Vec<HistoryEvent>, ProtocolError> {
+        self.read(move |tx| {
+            let run = workflows::find_run(tx, &workflow)?;
+            let page = HistoryPage {
+                after,
+                max_events: MAX_HISTORY_PAGE_EVENTS,
+                max_bytes,
+            };
+            Ok(tx.history_page(run.key, page)?)
+        })
+        .await
+    }
+
     async fn list_runs(
         &self,
         request: ListWorkflowsRequest,
@@ -1046,6 +1103,15 @@ impl ActivityProtocol for Engine {
                 span!("workflow_history", workflow = %workflow),
                 self.history(workflow),
                 Rs::WorkflowHistory,
+            ),
+            Rq::WorkflowHistoryPage {
+                workflow,
+                after,
+                max_bytes,
+            } => answer(
+                span!("workflow_history_page", workflow = %workflow, after, max_bytes),
+                self.history_page(workflow, after, max_bytes),
+                Rs::WorkflowHistoryPage,
             ),
             Rq::WaitWorkflowOutcome { workflow, wait } => answer(
                 span!("wait_workflow_outcome", workflow = %workflow),

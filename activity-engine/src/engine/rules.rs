@@ -57,6 +57,8 @@ pub(crate) struct Effects {
     pub(crate) workflow_handoffs: Vec<(oneshot::Sender<WorkflowTask>, WorkflowTask)>,
     /// What to count once committed.
     pub(crate) metrics: Vec<Event>,
+    /// The history limits the workflow rules apply (from the engine's config).
+    pub(crate) history: workflows::HistoryLimits,
 }
 
 impl Effects {

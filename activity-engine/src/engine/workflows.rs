@@ -54,6 +54,7 @@ use super::{
     rules::{self, ms, Effects},
 };
 use crate::{
+    engine::config::EngineConfig,
     store::{
         ExecutionRecord, RunRecord, StoreError, Tx, WorkflowTaskState, WorkflowTimerKind,
         WorkflowTimerRecord,
@@ -87,10 +88,92 @@ fn append(
     kind: EventKind,
 ) -> Result<(), StoreError> {
     run.history_length += 1;
-    tx.append_event(
+    let size = tx.append_event(
         run.key,
         &HistoryEvent::new(run.history_length, from_millis(time), kind),
-    )
+    )?;
+    run.history_size = run.history_size.saturating_add(size);
+    Ok(())
+}
+
+/// The engine's limits of one run's history (docs/semantics.md §3.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct HistoryLimits {
+    pub(crate) max_events: u64,
+    pub(crate) max_bytes: u64,
+    pub(crate) warn_events: u64,
+    pub(crate) warn_bytes: u64,
+}
+
+impl HistoryLimits {
+    pub(crate) fn of(config: &EngineConfig) -> Self {
+        Self {
+            max_events: config.history_max_events,
+            max_bytes: config.history_max_bytes,
+            warn_events: config.history_warn_events,
+            warn_bytes: config.history_warn_bytes,
+        }
+    }
+}
+
+impl Default for HistoryLimits {
+    fn default() -> Self {
+        Self::of(&EngineConfig::default())
+    }
+}
+
+/// Applies the history limits to a running run whose task is not started
+/// (where a resolution event may be appended): the first time its history
+/// reaches the warning threshold, appends `HistorySizeWarning`; when it has
+/// passed the limit, terminates the run with a reason naming the limit and
+/// what to do, so that it never grows into a history no worker can take.
+/// Answers whether the run was closed (and written).
+fn check_history(
+    tx: &mut dyn Tx,
+    fx: &mut Effects,
+    run: &mut RunRecord,
+    now: i64,
+) -> Result<bool, ProtocolError> {
+    let limits = fx.history;
+    if run.state.is_final() {
+        return Ok(false);
+    }
+    if run.history_length > limits.max_events || run.history_size > limits.max_bytes {
+        let reason = format!(
+            "the history of workflow `{}` run `{}` passed the engine's history limit \
+             ({} events, {} bytes; it has {} events, {} bytes): split the work into \
+             child runs or smaller results",
+            run.workflow_id,
+            run.run_id,
+            limits.max_events,
+            limits.max_bytes,
+            run.history_length,
+            run.history_size,
+        );
+        tracing::warn!(workflow_id = %run.workflow_id, run_id = %run.run_id, events = run.history_length, bytes = run.history_size, "workflow run terminated: its history passed the limit");
+        let identity = "activity-engine (history limit)".to_owned();
+        let event = EventKind::WorkflowTerminated {
+            reason: reason.clone(),
+            identity,
+        };
+        append(tx, run, now, event)?;
+        close_run(tx, fx, run, WorkflowOutcome::Terminated { reason }, now)?;
+        return Ok(true);
+    }
+    if !run.history_warned
+        && (run.history_length >= limits.warn_events || run.history_size >= limits.warn_bytes)
+    {
+        tracing::warn!(workflow_id = %run.workflow_id, run_id = %run.run_id, events = run.history_length, bytes = run.history_size, "workflow history is near its limit");
+        run.history_warned = true;
+        let warning = EventKind::HistorySizeWarning {
+            events: run.history_length,
+            bytes: run.history_size,
+            max_events: limits.max_events,
+            max_bytes: limits.max_bytes,
+        };
+        append(tx, run, now, warning)?;
+    }
+    Ok(false)
 }
 
 /// Schedules the run's next workflow task (a new task number).
@@ -132,11 +215,14 @@ fn deliver_to(
         }
         WorkflowTaskState::Idle => {
             append(tx, run, now, kind)?;
-            schedule_task(tx, fx, run, now)?;
+            if !check_history(tx, fx, run, now)? {
+                schedule_task(tx, fx, run, now)?;
+            }
             Ok(true)
         }
         WorkflowTaskState::Scheduled | WorkflowTaskState::Backoff => {
             append(tx, run, now, kind)?;
+            check_history(tx, fx, run, now)?;
             Ok(true)
         }
     }
@@ -236,6 +322,8 @@ pub(crate) fn start(
         task_started_at: None,
         task_identity: None,
         task_failures: 0,
+        history_size: 0,
+        history_warned: false,
     };
     run.key = tx.insert_run(&run)?;
     let started = EventKind::WorkflowStarted {
@@ -287,6 +375,29 @@ impl StickyRuns {
     }
 }
 
+/// The most bytes of stored events a workflow task carries when it would carry
+/// the whole history: a larger history goes as its last events only, and a
+/// worker without the run cached reads the rest in pages (`WorkflowHistoryPage`
+/// through a transport with a message limit), so no task answer grows with
+/// the history (docs/semantics.md §3.2).
+pub(crate) const TASK_HISTORY_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The last events of `history` that fit in `max_bytes` of stored events (at
+/// least the last one).
+fn history_tail(mut history: Vec<HistoryEvent>, max_bytes: u64) -> Vec<HistoryEvent> {
+    let mut bytes = 0_u64;
+    let mut first = history.len();
+    for (i, event) in history.iter().enumerate().rev() {
+        let size = activity_core::codec::to_vec(&event.kind).map_or(0, |v| v.len() as u64);
+        if first < history.len() && bytes.saturating_add(size) > max_bytes {
+            break;
+        }
+        bytes = bytes.saturating_add(size);
+        first = i;
+    }
+    history.split_off(first)
+}
+
 /// Claims the oldest scheduled workflow task of `task_queue` for `identity`
 /// (signed and timed out with `dispatch`'s signer and task timeout; history
 /// trimmed with its [`StickyRuns`]).
@@ -326,6 +437,9 @@ pub(crate) fn claim(
     tx.update_run(&run)?;
     let history = match previous {
         Some(after) if after < run.history_length => tx.history_after(run.key, after)?,
+        _ if run.history_size > TASK_HISTORY_BYTES => {
+            history_tail(tx.history(run.key)?, TASK_HISTORY_BYTES)
+        }
         _ => tx.history(run.key)?,
     };
     sticky.set(&run.run_id, identity, run.history_length);
@@ -490,13 +604,17 @@ pub(crate) fn complete_task(
         }
     }
     if let Some(outcome) = close {
-        return close_run(tx, fx, run, outcome, now);
+        return close_run(tx, fx, &mut run, outcome, now);
     }
     run.task_state = WorkflowTaskState::Idle;
     run.task_started_at = None;
     run.task_identity = None;
     run.task_failures = 0;
-    if flush_buffered(tx, &mut run, &canceled_timers)? {
+    let flushed = flush_buffered(tx, &mut run, &canceled_timers)?;
+    if check_history(tx, fx, &mut run, now)? {
+        return Ok(());
+    }
+    if flushed {
         schedule_task(tx, fx, &mut run, now)?;
     }
     tx.update_run(&run)?;
@@ -588,18 +706,18 @@ fn schedule_activity(
 fn close_run(
     tx: &mut dyn Tx,
     fx: &mut Effects,
-    mut run: RunRecord,
+    run: &mut RunRecord,
     outcome: WorkflowOutcome,
     now: i64,
 ) -> Result<(), ProtocolError> {
     run.state = outcome.state();
-    fx.count_run(&run, WorkflowEvent::Closed(run.state));
+    fx.count_run(run, WorkflowEvent::Closed(run.state));
     run.outcome = Some(outcome);
     run.closed_at = Some(now);
     run.task_state = WorkflowTaskState::Idle;
     run.task_started_at = None;
     run.task_identity = None;
-    tx.update_run(&run)?;
+    tx.update_run(run)?;
     tx.clear_workflow_timers(run.key)?;
     tx.take_buffered(run.key)?;
     // The run is closed in the store now: these cancellations append nothing.
@@ -607,7 +725,7 @@ fn close_run(
         rules::cancel_execution(tx, fx, exec, now)?;
     }
     tracing::debug!(workflow_id = %run.workflow_id, run_id = %run.run_id, state = %run.state, "workflow run closed");
-    fx.runs_closed.push(run.run_id);
+    fx.runs_closed.push(run.run_id.clone());
     Ok(())
 }
 
@@ -638,6 +756,9 @@ pub(crate) fn fail_task(
     run.task_state = WorkflowTaskState::Backoff;
     run.task_started_at = None;
     run.task_identity = None;
+    if check_history(tx, fx, &mut run, now)? {
+        return Ok(());
+    }
     let delay = task_backoff(backoff.0, backoff.1, run.task_failures);
     let due_at = now.saturating_add(ms(delay));
     tx.set_workflow_timer(&WorkflowTimerRecord {
@@ -683,7 +804,10 @@ pub(crate) fn fire_timer(
             append(tx, &mut run, now, EventKind::WorkflowTaskTimedOut)?;
             fx.count_run(&run, WorkflowEvent::TaskTimedOut);
             flush_buffered(tx, &mut run, &[])?;
-            schedule_task(tx, fx, &mut run, now)?;
+            run.task_state = WorkflowTaskState::Idle;
+            if !check_history(tx, fx, &mut run, now)? {
+                schedule_task(tx, fx, &mut run, now)?;
+            }
             true
         }
         WorkflowTimerKind::TaskBackoff
@@ -766,7 +890,13 @@ pub(crate) fn terminate(
         },
     )?;
     tracing::debug!(workflow_id = %run.workflow_id, run_id = %run.run_id, %reason, "workflow run terminated");
-    close_run(tx, fx, run, WorkflowOutcome::Terminated { reason }, now)?;
+    close_run(
+        tx,
+        fx,
+        &mut run,
+        WorkflowOutcome::Terminated { reason },
+        now,
+    )?;
     Ok(WorkflowState::Terminated)
 }
 

@@ -46,8 +46,8 @@ mod sql;
 pub mod sqlite;
 
 pub use records::{
-    ExecutionRecord, QueueRecord, RunRecord, TimerKind, TimerRecord, TypeRecord, WorkflowTaskState,
-    WorkflowTimerKind, WorkflowTimerRecord,
+    ExecutionRecord, HistoryPage, QueueRecord, RunRecord, TimerKind, TimerRecord, TypeRecord,
+    WorkflowTaskState, WorkflowTimerKind, WorkflowTimerRecord,
 };
 
 /// A store operation failed. Says whether a retry makes sense.
@@ -263,6 +263,12 @@ pub trait Tx {
     /// Deletes up to `limit` pollers last seen before `before`, and up to `limit`
     /// queue rows with no rate limit and no poller left; returns how many rows went.
     fn collect_idle_queues(&mut self, before: i64, limit: usize) -> Result<u64, StoreError>;
+    /// Deletes what closed before `before` (the retention): closed runs whose
+    /// activities are all final, with their histories, buffered events, timers
+    /// and executions, until about `limit` rows went (a run goes whole), then
+    /// up to `limit` final standalone executions with their timers. Returns
+    /// how many rows went.
+    fn delete_closed(&mut self, before: i64, limit: usize) -> Result<u64, StoreError>;
 
     /// Sets (or moves) the timer of this kind of an execution.
     fn set_timer(&mut self, timer: &TimerRecord) -> Result<(), StoreError>;
@@ -317,13 +323,21 @@ pub trait Tx {
     ) -> Result<Vec<RunRecord>, StoreError>;
 
     /// Appends an event to a run's history; `event.event_id` must be the next id.
-    fn append_event(&mut self, run_key: i64, event: &HistoryEvent) -> Result<(), StoreError>;
+    /// Returns the size of the stored event in bytes (what
+    /// [`RunRecord::history_size`] adds up).
+    fn append_event(&mut self, run_key: i64, event: &HistoryEvent) -> Result<u64, StoreError>;
     /// The whole history of a run, in order.
     fn history(&mut self, run_key: i64) -> Result<Vec<HistoryEvent>, StoreError> {
         self.history_after(run_key, 0)
     }
     /// The events of a run's history after event `after` (0: all), in order.
     fn history_after(&mut self, run_key: i64, after: u64) -> Result<Vec<HistoryEvent>, StoreError>;
+    /// A page of a run's history ([`HistoryPage`]).
+    fn history_page(
+        &mut self,
+        run: i64,
+        page: HistoryPage,
+    ) -> Result<Vec<HistoryEvent>, StoreError>;
     /// Keeps an event that arrived while the run's workflow task was started; it
     /// is appended after that task's answer.
     fn buffer_event(&mut self, run_key: i64, time: i64, kind: &EventKind)

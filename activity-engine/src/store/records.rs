@@ -223,6 +223,10 @@ pub struct RunRecord {
     pub closed_at: Option<i64>,
     /// Number of events in its history (the last event id).
     pub history_length: u64,
+    /// Size of its history in bytes (the stored events).
+    pub history_size: u64,
+    /// Whether its history got its `HistorySizeWarning` event.
+    pub history_warned: bool,
     /// Where its workflow task is.
     pub task_state: WorkflowTaskState,
     /// Number of the latest workflow task scheduled (from 1; tokens carry it).
@@ -235,6 +239,19 @@ pub struct RunRecord {
     pub task_identity: Option<String>,
     /// Consecutive failed workflow tasks (backoff of the next one).
     pub task_failures: u32,
+}
+
+/// Which events of a history one read returns: those after event `after`, in
+/// order, at most `max_events`, stopping before the one that would pass
+/// `max_bytes` of stored events (but at least one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HistoryPage {
+    /// The last event id already read (0: from the start).
+    pub after: u64,
+    /// The most events.
+    pub max_events: u64,
+    /// The most bytes of stored events (passed by a single first event).
+    pub max_bytes: u64,
 }
 
 /// What a workflow timer stands for.

@@ -353,6 +353,14 @@ fn event_kind() -> impl Strategy<Value = EventKind> {
         Just(EventKind::WorkflowCanceled),
         (text(), text())
             .prop_map(|(reason, identity)| EventKind::WorkflowTerminated { reason, identity }),
+        (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(
+            |(events, bytes, max_events, max_bytes)| EventKind::HistorySizeWarning {
+                events,
+                bytes,
+                max_events,
+                max_bytes,
+            }
+        ),
     ]
 }
 
@@ -594,6 +602,13 @@ fn request() -> impl Strategy<Value = ProtocolRequest> {
         }),
         workflow_ref().prop_map(|workflow| R::DescribeWorkflow { workflow }),
         workflow_ref().prop_map(|workflow| R::WorkflowHistory { workflow }),
+        (workflow_ref(), any::<u64>(), any::<u64>()).prop_map(|(workflow, after, max_bytes)| {
+            R::WorkflowHistoryPage {
+                workflow,
+                after,
+                max_bytes,
+            }
+        }),
         (workflow_ref(), duration())
             .prop_map(|(workflow, wait)| R::WaitWorkflowOutcome { workflow, wait }),
         (
@@ -653,6 +668,7 @@ fn response() -> impl Strategy<Value = ProtocolResponse> {
         workflow_state().prop_map(R::TerminateWorkflow),
         workflow_description().prop_map(R::DescribeWorkflow),
         history().prop_map(R::WorkflowHistory),
+        history().prop_map(R::WorkflowHistoryPage),
         option::of(workflow_outcome()).prop_map(R::WaitWorkflowOutcome),
         vec(summary(), 0..3).prop_map(R::ListWorkflows),
         Just(R::RegisterWorker(())),

@@ -93,6 +93,24 @@ pub(crate) struct ServeArgs {
     /// Largest payload (argument, result, details) the engine accepts, in bytes.
     #[arg(long, value_name = "N", default_value_t = activity_engine::EngineConfig::DEFAULT_MAX_PAYLOAD_SIZE)]
     pub(crate) max_payload_bytes: usize,
+    /// How long closed workflow runs (with their histories and activities)
+    /// and finished standalone activities are kept; then they are deleted,
+    /// e.g. `7days`, `12h`.
+    #[arg(long, value_name = "DURATION", default_value = "7days", value_parser = humantime::parse_duration)]
+    pub(crate) retention: Duration,
+    /// Most events in one workflow run's history: a run that passes it is
+    /// terminated, with a reason naming the limit.
+    #[arg(long, value_name = "N", default_value_t = activity_engine::EngineConfig::DEFAULT_HISTORY_MAX_EVENTS)]
+    pub(crate) history_max_events: u64,
+    /// Most bytes in one workflow run's history, as --history-max-events.
+    #[arg(long, value_name = "N", default_value_t = activity_engine::EngineConfig::DEFAULT_HISTORY_MAX_BYTES)]
+    pub(crate) history_max_bytes: u64,
+    /// A run's history with this many events gets a HistorySizeWarning event.
+    #[arg(long, value_name = "N", default_value_t = activity_engine::EngineConfig::DEFAULT_HISTORY_WARN_EVENTS)]
+    pub(crate) history_warn_events: u64,
+    /// A run's history of this many bytes gets a HistorySizeWarning event.
+    #[arg(long, value_name = "N", default_value_t = activity_engine::EngineConfig::DEFAULT_HISTORY_WARN_BYTES)]
+    pub(crate) history_warn_bytes: u64,
     /// How long in-flight calls get to finish on shutdown before the engine
     /// closes (which ends waiting long polls), e.g. `2s`.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]

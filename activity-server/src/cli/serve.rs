@@ -94,7 +94,12 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), ServeFailure> {
     } else {
         (EngineConfig::file(&args.db), args.db.display().to_string())
     };
-    let engine = Engine::open(config.with_max_payload_size(args.max_payload_bytes))
+    let config = config
+        .with_max_payload_size(args.max_payload_bytes)
+        .with_retention(args.retention)
+        .with_history_limit(args.history_max_events, args.history_max_bytes)
+        .with_history_warning(args.history_warn_events, args.history_warn_bytes);
+    let engine = Engine::open(config)
         .await
         .map_err(|source| ServeFailure::Engine {
             path: path.clone(),

@@ -4,7 +4,8 @@
 //! PostgreSQL's types: `BIGINT` keys (identity columns), `BYTEA` model bytes,
 //! `BOOLEAN` flags, `DOUBLE PRECISION` rates. PostgreSQL databases start at
 //! version 4 (the first one this backend has); later steps are added to
-//! the migration list and to SQLite's list alike.
+//! the migration list and to SQLite's list alike (version 5's SQL is
+//! SQLite's, which PostgreSQL runs as it is).
 //!
 //! Nodes that start together on a new schema serialize on an advisory lock
 //! held by the migrating transaction: the first creates the tables, the others
@@ -16,7 +17,14 @@ use super::pg_error;
 use crate::store::StoreError;
 
 /// One step: the version after it, what it does, its SQL.
-const MIGRATIONS: &[(u32, &str, &str)] = &[(4, "the tables of schema 4", V4)];
+const MIGRATIONS: &[(u32, &str, &str)] = &[
+    (4, "the tables of schema 4", V4),
+    (
+        5,
+        "history sizes, and the indexes of the retention",
+        crate::store::sqlite::schema::V5,
+    ),
+];
 
 /// The schema version this engine writes.
 pub(crate) fn current_version() -> u32 {

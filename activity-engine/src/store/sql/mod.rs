@@ -3,7 +3,8 @@
 //! Each concern keeps its statements and its row encode/decode next to each
 //! other: [`executions`] (executions and their timers), [`runs`] (workflow
 //! runs, histories, buffered events and workflow timers), [`queues`] (task
-//! queues, pollers and the engine's metadata) and [`types`] (registered types).
+//! queues, pollers and the engine's metadata), [`types`] (registered types) and
+//! [`retention`] (deleting what closed longer ago than the retention).
 //! A backend supplies a [`Conn`]: run a [`Query`] with [`Param`]s, return rows
 //! of [`Value`]s. The SQL is written once in the dialect both backends accept
 //! (`$n` parameters, `ON CONFLICT`, `RETURNING`); what differs is declared on
@@ -20,6 +21,7 @@
 
 pub(crate) mod executions;
 pub(crate) mod queues;
+pub(crate) mod retention;
 pub(crate) mod runs;
 pub(crate) mod types;
 
@@ -34,8 +36,8 @@ use activity_core::{
 use serde::{de::DeserializeOwned, Serialize};
 
 use super::{
-    ExecutionRecord, QueueRecord, RunRecord, StoreError, TimerKind, TimerRecord, Tx, TypeRecord,
-    Wakeup, WorkflowTimerKind, WorkflowTimerRecord,
+    ExecutionRecord, HistoryPage, QueueRecord, RunRecord, StoreError, TimerKind, TimerRecord, Tx,
+    TypeRecord, Wakeup, WorkflowTimerKind, WorkflowTimerRecord,
 };
 
 /// How a `SELECT` locks the rows it reads, for backends with row locks
@@ -508,6 +510,10 @@ impl Tx for SqlTx<'_> {
         queues::collect_idle(self.conn, before, limit)
     }
 
+    fn delete_closed(&mut self, before: i64, limit: usize) -> Result<u64, StoreError> {
+        retention::delete_closed(self.conn, before, limit)
+    }
+
     fn set_timer(&mut self, timer: &TimerRecord) -> Result<(), StoreError> {
         executions::set_timer(self.conn, timer)
     }
@@ -584,12 +590,20 @@ impl Tx for SqlTx<'_> {
         runs::list(self.conn, request, limit)
     }
 
-    fn append_event(&mut self, run_key: i64, event: &HistoryEvent) -> Result<(), StoreError> {
+    fn append_event(&mut self, run_key: i64, event: &HistoryEvent) -> Result<u64, StoreError> {
         runs::append_event(self.conn, run_key, event)
     }
 
     fn history_after(&mut self, run_key: i64, after: u64) -> Result<Vec<HistoryEvent>, StoreError> {
         runs::history_after(self.conn, run_key, after)
+    }
+
+    fn history_page(
+        &mut self,
+        run: i64,
+        page: HistoryPage,
+    ) -> Result<Vec<HistoryEvent>, StoreError> {
+        runs::history_page(self.conn, run, page)
     }
 
     fn buffer_event(

@@ -16,7 +16,7 @@ use super::{
     Value,
 };
 use crate::store::{
-    RunRecord, StoreError, WorkflowTaskState, WorkflowTimerKind, WorkflowTimerRecord,
+    HistoryPage, RunRecord, StoreError, WorkflowTaskState, WorkflowTimerKind, WorkflowTimerRecord,
 };
 
 /// The columns [`read`] decodes, in order.
@@ -24,7 +24,8 @@ macro_rules! run_columns {
     () => {
         "key, workflow_id, run_id, workflow_type, task_queue, input, started_at, state, \
          outcome, cancel_requested, closed_at, history_length, task_state, task_seq, \
-         task_scheduled_at, task_started_at, task_identity, task_failures"
+         task_scheduled_at, task_started_at, task_identity, task_failures, history_size, \
+         history_warned"
     };
 }
 
@@ -51,11 +52,13 @@ fn read(row: Vec<Value>) -> Result<RunRecord, StoreError> {
         task_started_at: r.opt_int("task_started_at")?,
         task_identity: r.opt_text("task_identity")?,
         task_failures: r.count("task_failures")?,
+        history_size: r.count("history_size")?,
+        history_warned: r.flag("history_warned")?,
     })
 }
 
-/// The columns that change after insert, as parameters `$2`…`$12` (`$1` is the key).
-fn changing(r: &RunRecord) -> Result<[Param<'_>; 11], StoreError> {
+/// The columns that change after insert, as parameters `$2`…`$14` (`$1` is the key).
+fn changing(r: &RunRecord) -> Result<[Param<'_>; 13], StoreError> {
     Ok([
         r.state.as_str().into(),
         opt_model(r.outcome.as_ref())?,
@@ -68,14 +71,18 @@ fn changing(r: &RunRecord) -> Result<[Param<'_>; 11], StoreError> {
         r.task_started_at.into(),
         r.task_identity.as_ref().into(),
         r.task_failures.into(),
+        int(r.history_size),
+        r.history_warned.into(),
     ])
 }
 
 const INSERT: Query = Query::new(
     "INSERT INTO workflow_runs (state, outcome, cancel_requested, closed_at, history_length,
         task_state, task_seq, task_scheduled_at, task_started_at, task_identity, task_failures,
-        workflow_id, run_id, workflow_type, task_queue, input, started_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+        history_size, history_warned, workflow_id, run_id, workflow_type, task_queue, input,
+        started_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
+        $19)
      RETURNING key",
 );
 
@@ -95,7 +102,8 @@ pub(crate) fn insert(conn: &mut dyn Conn, r: &RunRecord) -> Result<i64, StoreErr
 const UPDATE: Query = Query::new(
     "UPDATE workflow_runs SET state = $2, outcome = $3, cancel_requested = $4, closed_at = $5,
         history_length = $6, task_state = $7, task_seq = $8, task_scheduled_at = $9,
-        task_started_at = $10, task_identity = $11, task_failures = $12
+        task_started_at = $10, task_identity = $11, task_failures = $12, history_size = $13,
+        history_warned = $14
      WHERE key = $1",
 );
 
@@ -198,18 +206,25 @@ const APPEND_EVENT: Query = Query::new(
     "INSERT INTO workflow_history (run_key, event_id, time, kind) VALUES ($1, $2, $3, $4)",
 );
 
+/// Appends the event; returns the size of its stored kind in bytes.
 pub(crate) fn append_event(
     conn: &mut dyn Conn,
     run_key: i64,
     event: &HistoryEvent,
-) -> Result<(), StoreError> {
+) -> Result<u64, StoreError> {
+    let kind = model(&event.kind)?;
+    let size = match &kind {
+        Param::Blob(bytes) => bytes.len() as u64,
+        _ => 0,
+    };
     let params = [
         run_key.into(),
         int(event.event_id),
         to_millis(event.time).into(),
-        model(&event.kind)?,
+        kind,
     ];
-    conn.execute(&APPEND_EVENT, &params).map(drop)
+    conn.execute(&APPEND_EVENT, &params)?;
+    Ok(size)
 }
 
 const HISTORY_AFTER: Query = Query::new(
@@ -223,12 +238,65 @@ pub(crate) fn history_after(
     after: u64,
 ) -> Result<Vec<HistoryEvent>, StoreError> {
     rows(conn, &HISTORY_AFTER, &[run_key.into(), int(after)], |row| {
-        let mut r = Reader::new("history event", row);
-        let event_id = r.count("event_id")?;
-        let mut r = r.keyed(format_args!("{event_id} of run {run_key}"));
-        let time = from_millis(r.int("time")?);
-        Ok(HistoryEvent::new(event_id, time, r.model("kind")?))
+        read_event(run_key, row).map(|(event, _)| event)
     })
+}
+
+/// A history row as its event and the size of its stored kind.
+fn read_event(run_key: i64, row: Vec<Value>) -> Result<(HistoryEvent, u64), StoreError> {
+    let size = match row.get(2) {
+        Some(Value::Blob(kind)) => kind.len() as u64,
+        _ => 0,
+    };
+    let mut r = Reader::new("history event", row);
+    let event_id = r.count("event_id")?;
+    let mut r = r.keyed(format_args!("{event_id} of run {run_key}"));
+    let time = from_millis(r.int("time")?);
+    Ok((HistoryEvent::new(event_id, time, r.model("kind")?), size))
+}
+
+const HISTORY_CHUNK: Query = Query::new(
+    "SELECT event_id, time, kind FROM workflow_history
+     WHERE run_key = $1 AND event_id > $2 ORDER BY event_id LIMIT $3",
+);
+
+/// Rows read per statement of a page: a page of large events holds few of
+/// them in memory beyond what it answers.
+const PAGE_CHUNK: u64 = 16;
+
+pub(crate) fn history_page(
+    conn: &mut dyn Conn,
+    run_key: i64,
+    asked: HistoryPage,
+) -> Result<Vec<HistoryEvent>, StoreError> {
+    let HistoryPage {
+        after,
+        max_events,
+        max_bytes,
+    } = asked;
+    let mut page: Vec<HistoryEvent> = Vec::new();
+    let mut bytes = 0_u64;
+    let mut last = after;
+    while (page.len() as u64) < max_events {
+        let chunk = PAGE_CHUNK.min(max_events - page.len() as u64);
+        let params = [run_key.into(), int(last), int(chunk)];
+        let events = rows(conn, &HISTORY_CHUNK, &params, |row| {
+            read_event(run_key, row)
+        })?;
+        let full = events.len() as u64 == chunk;
+        for (event, size) in events {
+            if !page.is_empty() && bytes.saturating_add(size) > max_bytes {
+                return Ok(page);
+            }
+            bytes = bytes.saturating_add(size);
+            last = event.event_id;
+            page.push(event);
+        }
+        if !full {
+            break;
+        }
+    }
+    Ok(page)
 }
 
 const BUFFER_EVENT: Query =

@@ -7,7 +7,7 @@
 //! database at the earlier version that the next open finishes. A version
 //! newer than the last step is refused (it was written by a newer engine).
 //!
-//! # Version 4
+//! # Version 5
 //!
 //! - `meta(key, value)`: engine metadata: schema version, task-token key.
 //! - `executions`: one row per activity execution: ids (`scope`, `activity_id`,
@@ -26,11 +26,14 @@
 //! - `pollers(task_queue, identity, last_poll_at)`: recent pollers.
 //! - `workflow_runs`: one row per workflow run: `workflow_id`, `run_id`
 //!   (unique), type, queue, input, state, outcome, cancel flag, times, history
-//!   length, and its workflow task (state, number, scheduled/started time,
+//!   length and size in bytes, whether it got its history size warning, and
+//!   its workflow task (state, number, scheduled/started time,
 //!   worker, consecutive failures). A partial unique index allows one RUNNING
 //!   run per workflow id; a partial index on `(task_queue, task_scheduled_at,
 //!   key) WHERE task_state = 'SCHEDULED'` is the workflow task dispatch order;
-//!   `(started_at DESC, key DESC)` lists runs newest first.
+//!   `(started_at DESC, key DESC)` lists runs newest first; `(closed_at, key)`
+//!   of closed runs is the retention's order (as is that of closed standalone
+//!   executions).
 //! - `workflow_history(run_key, event_id, time, kind)`: the append-only
 //!   history, event ids from 1 without gaps.
 //! - `workflow_buffered_events(position, run_key, time, kind)`: events that
@@ -80,6 +83,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 4,
         what: "model values and payloads as model bytes (were JSON text)",
         apply: to_model_bytes,
+    },
+    Migration {
+        version: 5,
+        what: "history sizes, and the indexes of the retention",
+        apply: |conn| batch(conn, V5),
     },
 ];
 
@@ -423,6 +431,20 @@ DROP TABLE registered_types;
 ALTER TABLE registered_types_v4 RENAME TO registered_types;
 ";
 
+/// Version 5: each run's history size in bytes (counted for the runs already
+/// there) and whether it got its size warning, and the indexes the retention deletes by (closed runs and closed
+/// standalone executions, by close time).
+pub(crate) const V5: &str = "
+ALTER TABLE workflow_runs ADD COLUMN history_size BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE workflow_runs ADD COLUMN history_warned BOOLEAN NOT NULL DEFAULT FALSE;
+UPDATE workflow_runs SET history_size = (SELECT COALESCE(SUM(length(h.kind)), 0)
+    FROM workflow_history h WHERE h.run_key = workflow_runs.key);
+CREATE INDEX workflow_runs_closed ON workflow_runs (closed_at, key)
+    WHERE closed_at IS NOT NULL;
+CREATE INDEX executions_closed ON executions (closed_at, key)
+    WHERE scope = '' AND closed_at IS NOT NULL;
+";
+
 /// Version 4: every model value as model bytes (see [`V4`]). The SQL function
 /// `v4(what, value)` reads a version 3 value (JSON text, or a payload blob)
 /// and writes its model bytes; `NULL` stays `NULL`.
@@ -659,7 +681,7 @@ mod tests {
         drop(conn);
         let err = SqliteStore::open(&path).unwrap_err().to_string();
         assert!(
-            err.contains("schema version 9, newer than this engine's 4")
+            err.contains("schema version 9, newer than this engine's 5")
                 && err.contains("open it with that version"),
             "{err}"
         );
