@@ -229,6 +229,15 @@ pub fn event(e: &HistoryEvent) -> Value {
         EventKind::WorkflowTerminated { reason, identity } => {
             json!({ "reason": reason, "identity": identity })
         }
+        EventKind::WorkflowSignaled {
+            signal_name,
+            input,
+            identity,
+        } => json!({
+            "signal_name": signal_name,
+            "input": payload(input),
+            "identity": identity,
+        }),
         _ => json!({}),
     };
     let mut object = Map::new();

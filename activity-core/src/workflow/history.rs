@@ -189,6 +189,16 @@ pub enum EventKind {
         /// Who terminated it (a client's identity, the CLI's user and host).
         identity: String,
     },
+    /// A signal was received (docs/semantics.md §3.1); the code sees it in
+    /// arrival order, the same on replay.
+    WorkflowSignaled {
+        /// The signal's name, as the workflow declares it.
+        signal_name: String,
+        /// Its serialized payload.
+        input: Payload,
+        /// Who sent it (a client's identity, the CLI's user and host).
+        identity: String,
+    },
 }
 
 impl EventKind {
@@ -229,6 +239,7 @@ impl EventKind {
             EventKind::WorkflowFailed { .. } => "WorkflowFailed",
             EventKind::WorkflowCanceled => "WorkflowCanceled",
             EventKind::WorkflowTerminated { .. } => "WorkflowTerminated",
+            EventKind::WorkflowSignaled { .. } => "WorkflowSignaled",
         }
     }
 }
@@ -428,6 +439,9 @@ pub fn describe_event(kind: &EventKind) -> String {
         | EventKind::TimerCanceled { seq } => format!("{}(seq {seq})", kind.name()),
         EventKind::TimerStarted { seq, duration } => {
             format!("{}(seq {seq}, {duration:?})", kind.name())
+        }
+        EventKind::WorkflowSignaled { signal_name, .. } => {
+            format!("{}(`{signal_name}`)", kind.name())
         }
         other => other.name().to_owned(),
     }
@@ -800,4 +814,58 @@ impl PollWorkflowTaskRequest {
         self.wait = wait;
         self
     }
+}
+
+/// A query handed to a worker polling the run's task queue
+/// (docs/semantics.md §3.1): the worker answers it from its cached instance of
+/// the run, or by replaying `history`, and writes nothing.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct QueryTask {
+    /// Identifies the query in the answer ([`QueryAnswer`]).
+    pub query_id: String,
+    /// The run.
+    pub workflow_id: String,
+    /// The run id.
+    pub run_id: String,
+    /// The workflow type.
+    pub workflow_type: String,
+    /// The query's name, as the workflow declares it.
+    pub query_name: String,
+    /// The run's whole history when the query was handed out.
+    pub history: Vec<HistoryEvent>,
+}
+
+impl QueryTask {
+    /// Builds a query task.
+    pub fn new(
+        query_id: String,
+        workflow_id: String,
+        run_id: String,
+        workflow_type: String,
+        query_name: String,
+        history: Vec<HistoryEvent>,
+    ) -> Self {
+        Self {
+            query_id,
+            workflow_id,
+            run_id,
+            workflow_type,
+            query_name,
+            history,
+        }
+    }
+}
+
+/// A worker's answer to a [`QueryTask`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum QueryAnswer {
+    /// The handler's serialized result.
+    Answered(Payload),
+    /// The workflow declares no handler of that name (or registered none yet);
+    /// the message lists the ones it has.
+    Unknown(String),
+    /// The query could not be answered (the replay failed, the handler
+    /// panicked, the workflow type is not registered on the worker).
+    Failed(String),
 }
