@@ -372,6 +372,9 @@ impl WorkflowExecutor {
                 EventKind::WorkflowSignaled {
                     signal_name, input, ..
                 } => instance.driver.signal(signal_name, input.clone()),
+                EventKind::ExternalSignalResolved { seq, error } => {
+                    instance.driver.resolve_external_signal(*seq, error.clone());
+                }
                 EventKind::WorkflowTaskStarted { .. } => {
                     instance.driver.set_now(event.time);
                     match history.get(index + 1).map(|e| &e.kind) {

@@ -88,6 +88,28 @@ async fn quick(ctx: WorkflowContext) -> Result<Vec<u32>, WorkflowError> {
     Ok(got)
 }
 
+/// Sends `item` then `close` to the collector `target`; answers the refusal
+/// of a signal to `missing`, if any.
+#[workflow]
+async fn sender(
+    ctx: WorkflowContext,
+    target: String,
+    item: String,
+    missing: String,
+) -> Result<String, WorkflowError> {
+    ctx.signal_workflow(collector::item, target.clone(), item)
+        .await?;
+    let refused = match ctx
+        .signal_workflow(collector::item, missing, "x".into())
+        .await
+    {
+        Ok(()) => "accepted".to_owned(),
+        Err(err) => err.to_string(),
+    };
+    ctx.signal_workflow(collector::close, target, ()).await?;
+    Ok(refused)
+}
+
 struct Setup {
     engine: TestEngine,
     client: Client,
@@ -130,6 +152,19 @@ impl Setup {
 
     fn spawn(&self, name: &str) -> Running {
         self.run(self.worker(name))
+    }
+
+    /// A worker that keeps no instance: it replays for every task and query.
+    fn spawn_replaying(&self, name: &str) -> Running {
+        self.run(
+            Worker::builder(self.engine.protocol())
+                .task_queue("signals")
+                .identity(name)
+                .workflow_cache_size(0)
+                .shared_state(self.probe.clone())
+                .build()
+                .expect("worker builds"),
+        )
     }
 
     fn run(&self, worker: Worker) -> Running {
@@ -420,15 +455,7 @@ async fn a_query_whose_worker_is_gone_is_answered_by_another_worker_replaying_th
     let handle = collecting(&s, "query-replay", &["a", "b"]).await;
     stop(first).await;
     // A worker that keeps no instance replays for every query.
-    let second = s.run(
-        Worker::builder(s.engine.protocol())
-            .task_queue("signals")
-            .identity("second")
-            .workflow_cache_size(0)
-            .shared_state(s.probe.clone())
-            .build()
-            .unwrap(),
-    );
+    let second = s.spawn_replaying("second");
     let before = handle.history().await.unwrap();
     assert_eq!(handle.query(collector::items).await.unwrap(), ["a", "b"]);
     handle.signal(collector::item, "c".into()).await.unwrap();
@@ -488,5 +515,56 @@ async fn a_query_the_code_registered_no_handler_for_is_refused_listing_the_handl
         }
         other => panic!("expected InvalidArgument, got {other:?}"),
     }
+    stop(worker).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_workflow_signals_another_once_even_when_replayed_and_learns_of_a_refusal() {
+    let s = setup().await;
+    // Keeps no instance: every task replays the signals sent before.
+    let worker = s.spawn_replaying("replaying");
+    let target = collecting(&s, "collect-from-workflow", &["a"]).await;
+    let handle = sender::start(
+        &s.client,
+        "collect-from-workflow".into(),
+        "from sender".into(),
+        "nobody-has-this-id".into(),
+    )
+    .workflow_id("sender-1")
+    .await
+    .unwrap();
+    let refused = tokio::time::timeout(Duration::from_secs(600), handle.result())
+        .await
+        .expect("the sender completes")
+        .unwrap();
+    assert!(
+        refused.contains("not found: workflow `nobody-has-this-id`"),
+        "{refused}"
+    );
+    let result = tokio::time::timeout(Duration::from_secs(600), target.result())
+        .await
+        .expect("the collector completes")
+        .unwrap();
+    assert_eq!(result, ["a", "from sender"]);
+    let history = target.history().await.unwrap();
+    let identities: Vec<String> = history
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::WorkflowSignaled { identity, .. } => Some(identity.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(identities.len(), 3, "sent once each: {history:#?}");
+    assert!(
+        identities[1].starts_with("workflow `sender-1` run"),
+        "{identities:?}"
+    );
+    let sent = handle.history().await.unwrap();
+    let commands = sent
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::ExternalWorkflowSignaled { .. }))
+        .count();
+    assert_eq!(commands, 3);
+    assert!(task_failures(&sent).is_empty(), "{sent:#?}");
     stop(worker).await;
 }

@@ -267,6 +267,9 @@ struct RunState {
     signal_watchers: HashMap<String, Watchers>,
     /// The query handlers the code registered, by query name.
     queries: HashMap<&'static str, QueryHandler>,
+    next_external: u32,
+    /// Signals sent to other runs: `None` once recorded, else the refusal.
+    external_signals: HashMap<u32, Slot<Option<String>>>,
 }
 
 /// A query handler, type-erased: answers the serialized result.
@@ -466,6 +469,59 @@ impl WorkflowContext {
             ctx: self.clone(),
             name: signal.name,
             _payload: PhantomData,
+        }
+    }
+
+    /// Sends `signal` with `payload` to the latest run of `workflow_id` (docs/semantics.md
+    /// §3.1), as a command of this run: recorded in both histories, sent once,
+    /// not again on replay. The future resolves once the engine recorded it,
+    /// or with a non-retryable `SignalRefused` error (no such workflow, a
+    /// closed run).
+    ///
+    /// ```
+    /// use activity_core::{workflow, WorkflowContext, WorkflowError};
+    ///
+    /// #[workflow(signals(approve = String))]
+    /// async fn order(ctx: WorkflowContext) -> Result<String, WorkflowError> {
+    ///     ctx.signal(order::approve).recv().await
+    /// }
+    ///
+    /// #[workflow]
+    /// async fn approver(ctx: WorkflowContext, order_id: String) -> Result<(), WorkflowError> {
+    ///     ctx.signal_workflow(order::approve, order_id, "ann".to_owned()).await
+    /// }
+    /// # fn main() {}
+    /// ```
+    pub fn signal_workflow<W, T: ActivityArgument>(
+        &self,
+        signal: Signal<W, T>,
+        workflow_id: impl Into<String>,
+        payload: T,
+    ) -> SignalSent {
+        let input = match Payload::json(&payload) {
+            Ok(input) => input,
+            Err(err) => {
+                return SignalSent {
+                    ctx: self.clone(),
+                    seq: None,
+                    early: Some(err.into()),
+                }
+            }
+        };
+        let mut state = self.lock();
+        state.next_external += 1;
+        let seq = state.next_external;
+        state.commands.push(Command::SignalExternalWorkflow {
+            seq,
+            workflow_id: workflow_id.into(),
+            signal_name: signal.name.to_owned(),
+            input,
+        });
+        state.external_signals.insert(seq, Slot::default());
+        SignalSent {
+            ctx: self.clone(),
+            seq: Some(seq),
+            early: None,
         }
     }
 
@@ -946,6 +1002,8 @@ impl RunDriver {
                     signals: HashMap::new(),
                     signal_watchers: HashMap::new(),
                     queries: HashMap::new(),
+                    next_external: 0,
+                    external_signals: HashMap::new(),
                 })),
             },
         }
@@ -1007,6 +1065,16 @@ impl RunDriver {
         if let Some(watchers) = state.signal_watchers.get_mut(name) {
             watchers.wake_all(&mut state.waiting);
         }
+    }
+
+    /// Resolves the signal the code sent to another run (`ExternalSignalResolved`).
+    pub fn resolve_external_signal(&self, seq: u32, error: Option<String>) -> bool {
+        let mut guard = self.ctx.lock();
+        let state = &mut *guard;
+        state
+            .external_signals
+            .get_mut(&seq)
+            .is_some_and(|slot| slot.resolve(error, &mut state.waiting))
     }
 
     /// Answers query `name` with the handler the code registered, or `None`
@@ -1218,6 +1286,50 @@ impl<T> Drop for NextSignal<T> {
         let state = &mut *guard;
         if let Some(watchers) = state.signal_watchers.get_mut(self.name) {
             watchers.forget(self.id, &mut state.waiting);
+        }
+    }
+}
+
+/// The future of [`WorkflowContext::signal_workflow`].
+#[must_use = "a signal to another workflow is sent with the task, and awaited for its outcome"]
+pub struct SignalSent {
+    ctx: WorkflowContext,
+    seq: Option<u32>,
+    early: Option<WorkflowError>,
+}
+
+impl Unpin for SignalSent {}
+
+impl Future for SignalSent {
+    type Output = Result<(), WorkflowError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Some(err) = self.early.take() {
+            return Poll::Ready(Err(err));
+        }
+        let Some(seq) = self.seq else {
+            return Poll::Ready(Ok(()));
+        };
+        let mut guard = self.ctx.lock();
+        let state = &mut *guard;
+        let Some(slot) = state.external_signals.get_mut(&seq) else {
+            return Poll::Ready(Ok(()));
+        };
+        slot.poll(cx, &mut state.waiting).map(|error| match error {
+            None => Ok(()),
+            Some(message) => Err(WorkflowError::Application(
+                crate::failure::ApplicationFailure::new("SignalRefused", message)
+                    .with_non_retryable(true),
+            )),
+        })
+    }
+}
+
+impl Drop for SignalSent {
+    fn drop(&mut self) {
+        if let Some(seq) = self.seq {
+            self.ctx
+                .forget(seq, |s| (&mut s.external_signals, &mut s.waiting));
         }
     }
 }

@@ -196,8 +196,28 @@ pub enum EventKind {
         signal_name: String,
         /// Its serialized payload.
         input: Payload,
-        /// Who sent it (a client's identity, the CLI's user and host).
+        /// Who sent it (a client's identity, the CLI's user and host, or
+        /// the workflow run that sent it).
         identity: String,
+    },
+    /// Command event: the code signaled another run (the outcome follows as
+    /// `ExternalSignalResolved`).
+    ExternalWorkflowSignaled {
+        /// Sequence number of the command.
+        seq: u32,
+        /// The run signaled (its latest run).
+        workflow_id: String,
+        /// The signal's name.
+        signal_name: String,
+    },
+    /// The outcome of an `ExternalWorkflowSignaled`: `None` when the signal
+    /// was recorded in the other run, else why it was refused (no such
+    /// workflow, a closed run).
+    ExternalSignalResolved {
+        /// Which command.
+        seq: u32,
+        /// Why it was refused.
+        error: Option<String>,
     },
 }
 
@@ -214,6 +234,7 @@ impl EventKind {
                 | EventKind::WorkflowCompleted { .. }
                 | EventKind::WorkflowFailed { .. }
                 | EventKind::WorkflowCanceled
+                | EventKind::ExternalWorkflowSignaled { .. }
         )
     }
 
@@ -240,6 +261,8 @@ impl EventKind {
             EventKind::WorkflowCanceled => "WorkflowCanceled",
             EventKind::WorkflowTerminated { .. } => "WorkflowTerminated",
             EventKind::WorkflowSignaled { .. } => "WorkflowSignaled",
+            EventKind::ExternalWorkflowSignaled { .. } => "ExternalWorkflowSignaled",
+            EventKind::ExternalSignalResolved { .. } => "ExternalSignalResolved",
         }
     }
 }
@@ -333,6 +356,18 @@ pub enum Command {
     },
     /// Acknowledge the run's cancellation (recorded as `WorkflowCanceled`).
     CancelWorkflow,
+    /// Signal the latest run of another workflow id (recorded as
+    /// `ExternalWorkflowSignaled`; resolved by `ExternalSignalResolved`).
+    SignalExternalWorkflow {
+        /// Sequence number.
+        seq: u32,
+        /// The workflow id to signal.
+        workflow_id: String,
+        /// The signal's name.
+        signal_name: String,
+        /// Its payload.
+        input: Payload,
+    },
 }
 
 impl Command {
@@ -364,6 +399,16 @@ impl Command {
             Command::CompleteWorkflow { result } => EventKind::WorkflowCompleted { result },
             Command::FailWorkflow { failure } => EventKind::WorkflowFailed { failure },
             Command::CancelWorkflow => EventKind::WorkflowCanceled,
+            Command::SignalExternalWorkflow {
+                seq,
+                workflow_id,
+                signal_name,
+                ..
+            } => EventKind::ExternalWorkflowSignaled {
+                seq,
+                workflow_id,
+                signal_name,
+            },
         }
     }
 
@@ -397,6 +442,16 @@ impl Command {
             )
             | (Command::StartTimer { seq, .. }, EventKind::TimerStarted { seq: s, .. })
             | (Command::CancelTimer { seq }, EventKind::TimerCanceled { seq: s }) => seq == s,
+            (
+                Command::SignalExternalWorkflow {
+                    seq, signal_name, ..
+                },
+                EventKind::ExternalWorkflowSignaled {
+                    seq: s,
+                    signal_name: n,
+                    ..
+                },
+            ) => seq == s && signal_name == n,
             (Command::CompleteWorkflow { .. }, EventKind::WorkflowCompleted { .. })
             | (Command::FailWorkflow { .. }, EventKind::WorkflowFailed { .. })
             | (Command::CancelWorkflow, EventKind::WorkflowCanceled) => true,
@@ -419,6 +474,12 @@ impl Command {
             Command::CompleteWorkflow { .. } => "CompleteWorkflow".to_owned(),
             Command::FailWorkflow { .. } => "FailWorkflow".to_owned(),
             Command::CancelWorkflow => "CancelWorkflow".to_owned(),
+            Command::SignalExternalWorkflow {
+                seq,
+                workflow_id,
+                signal_name,
+                ..
+            } => format!("SignalExternalWorkflow(seq {seq}, `{signal_name}` to `{workflow_id}`)"),
         }
     }
 }

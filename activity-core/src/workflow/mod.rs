@@ -36,7 +36,8 @@ pub use client::{
 };
 pub use context::{
     Cancelled, LocalActivities, LocalActivity, LocalActivityRequest, NextSignal, Query, RunDriver,
-    Signal, SignalReceiver, Timer, WorkflowActivity, WorkflowContext, WorkflowInfo, WorkflowLogger,
+    Signal, SignalReceiver, SignalSent, Timer, WorkflowActivity, WorkflowContext, WorkflowInfo,
+    WorkflowLogger,
 };
 pub use futures_util::future::Either;
 pub use history::{

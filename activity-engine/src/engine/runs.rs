@@ -178,6 +178,15 @@ impl Engine {
                 Command::CompleteWorkflow { result } => {
                     self.check_payload(|| "the workflow result".into(), result.len())?
                 }
+                Command::SignalExternalWorkflow {
+                    seq,
+                    signal_name,
+                    input,
+                    ..
+                } => self.check_payload(
+                    || format!("the payload of signal `{signal_name}` (seq {seq})"),
+                    input.len(),
+                )?,
                 Command::FailWorkflow { failure } => self.check_payload(
                     || "the workflow failure".into(),
                     workflow_failure_size(failure),

@@ -536,6 +536,31 @@ pub(crate) fn complete_task(
                 canceled_timers.push(seq);
             }
             Command::RecordLocalActivity { .. } => {}
+            Command::SignalExternalWorkflow {
+                seq,
+                workflow_id,
+                signal_name,
+                input,
+            } => {
+                let sent = SignalIn {
+                    name: signal_name,
+                    input,
+                    identity: format!("workflow `{}` run `{}`", run.workflow_id, run.run_id),
+                };
+                let target = WorkflowRef::latest(workflow_id);
+                let error = match check_name("signal_name", &sent.name)
+                    .and_then(|()| signal(tx, fx, &target, sent, now))
+                {
+                    Ok(_) => None,
+                    Err(err) => Some(err.to_string()),
+                };
+                // Buffered: the run's task is still started (see above).
+                tx.buffer_event(
+                    run.key,
+                    now,
+                    &EventKind::ExternalSignalResolved { seq, error },
+                )?;
+            }
             Command::CompleteWorkflow { result } => {
                 close = Some(WorkflowOutcome::Completed(result))
             }

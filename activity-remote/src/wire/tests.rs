@@ -361,6 +361,15 @@ fn event_kind() -> impl Strategy<Value = EventKind> {
                 identity,
             }
         }),
+        (any::<u32>(), text(), text()).prop_map(|(seq, workflow_id, signal_name)| {
+            EventKind::ExternalWorkflowSignaled {
+                seq,
+                workflow_id,
+                signal_name,
+            }
+        }),
+        (any::<u32>(), option::of(text()))
+            .prop_map(|(seq, error)| EventKind::ExternalSignalResolved { seq, error }),
     ]
 }
 
@@ -397,6 +406,14 @@ fn command() -> impl Strategy<Value = Command> {
         payload().prop_map(|result| Command::CompleteWorkflow { result }),
         workflow_failure().prop_map(|failure| Command::FailWorkflow { failure }),
         Just(Command::CancelWorkflow),
+        (any::<u32>(), text(), text(), payload()).prop_map(
+            |(seq, workflow_id, signal_name, input)| Command::SignalExternalWorkflow {
+                seq,
+                workflow_id,
+                signal_name,
+                input,
+            }
+        ),
     ]
 }
 
