@@ -240,6 +240,15 @@ pub fn event(e: &HistoryEvent) -> Value {
             "max_events": max_events,
             "max_bytes": max_bytes,
         }),
+        EventKind::WorkflowSignaled {
+            signal_name,
+            input,
+            identity,
+        } => json!({
+            "signal_name": signal_name,
+            "input": payload(input),
+            "identity": identity,
+        }),
         _ => json!({}),
     };
     let mut object = Map::new();

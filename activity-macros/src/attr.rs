@@ -360,14 +360,79 @@ fn duration_value(
 pub(crate) struct WorkflowArgs {
     pub(crate) name: Option<LitStr>,
     pub(crate) krate: Option<Path>,
+    /// `signals(approve = Approval, …)`: each signal's name and payload type.
+    pub(crate) signals: Vec<(syn::Ident, syn::Type)>,
+    /// `queries(status = Status, …)`: each query's name and answer type.
+    pub(crate) queries: Vec<(syn::Ident, syn::Type)>,
 }
 
-const WORKFLOW_KEYS: &[&str] = &["name", "crate"];
+const WORKFLOW_KEYS: &[&str] = &["name", "crate", "signals", "queries"];
+
+/// Names a signal or query cannot take: the marker type's own items.
+const RESERVED_MESSAGE_NAMES: &[&str] = &["start", "NAME"];
+
+/// Parses `key(name = Type, …)` of `#[workflow]` into `into`, reporting
+/// duplicate and reserved names; `taken` holds every name declared so far
+/// (signals and queries share the marker type's namespace).
+fn parse_messages(
+    meta: &ParseNestedMeta<'_>,
+    key: &str,
+    taken: &mut Vec<String>,
+    into: &mut Vec<(syn::Ident, syn::Type)>,
+    errors: &mut Errors,
+) -> syn::Result<()> {
+    let example = if key == "signals" {
+        "#[workflow(signals(approve = Approval, reject = String))]"
+    } else {
+        "#[workflow(queries(status = Status))]"
+    };
+    if !meta.input.peek(syn::token::Paren) {
+        errors.at(
+            &meta.path,
+            format!("`{key}` takes a list of `name = Type`, e.g. `{example}`"),
+        );
+        return skip_value(meta);
+    }
+    meta.parse_nested_meta(|entry| {
+        let Some(ident) = entry.path.get_ident().cloned() else {
+            errors.at(
+                &entry.path,
+                format!("each entry of `{key}` is `name = Type` with a plain name, e.g. `{example}`"),
+            );
+            return skip_value(&entry);
+        };
+        if !entry.input.peek(syn::Token![=]) {
+            errors.at(
+                &entry.path,
+                format!("`{ident}` needs its type: `{ident} = Type`, e.g. `{example}`"),
+            );
+            return skip_value(&entry);
+        }
+        let ty: syn::Type = entry.value()?.parse()?;
+        let name = ident.to_string();
+        if RESERVED_MESSAGE_NAMES.contains(&name.as_str()) {
+            errors.at(
+                &ident,
+                format!("`{name}` is taken by the workflow's own items (`start`, `NAME`): give the {} another name", &key[..key.len() - 1]),
+            );
+        } else if taken.contains(&name) {
+            errors.at(
+                &ident,
+                format!("`{name}` is declared twice: signals and queries of a workflow need distinct names"),
+            );
+        } else {
+            taken.push(name);
+            into.push((ident, ty));
+        }
+        Ok(())
+    })
+}
 
 impl WorkflowArgs {
     pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> syn::Result<Self> {
         let mut args = WorkflowArgs::default();
         let mut seen = Seen::default();
+        let mut taken = Vec::new();
         syn::meta::parser(|meta| {
             let key = path_name(&meta.path);
             if !seen.first(&key, &meta.path, errors) {
@@ -402,6 +467,12 @@ impl WorkflowArgs {
                             }
                         }
                     }
+                }
+                "signals" => {
+                    parse_messages(&meta, "signals", &mut taken, &mut args.signals, errors)?
+                }
+                "queries" => {
+                    parse_messages(&meta, "queries", &mut taken, &mut args.queries, errors)?
                 }
                 _ => {
                     let mut message = unknown_key(&key, WORKFLOW_KEYS, "#[workflow]");

@@ -77,6 +77,45 @@ fn generate(func: &FnItem, args: &WorkflowArgs, sig: &Signature) -> TokenStream 
          Set `.workflow_id(…)` and `.task_queue(…)` before awaiting."
     );
 
+    // One constant per declared signal and query, typed by the workflow and
+    // the payload (or answer) type.
+    let message = |(msg, ty): &(syn::Ident, syn::Type), kind: &str, usage: &str| {
+        let doc = format!(
+            "{kind} `{msg}` of workflow `{name}`, of type `{}`: {}.",
+            quote!(#ty).to_string().replace(' ', ""),
+            usage
+                .replace("{ident}", &ident.to_string())
+                .replace("{msg}", &msg.to_string())
+        );
+        let msg_str = msg.to_string();
+        let def = format_ident!("{}", kind);
+        quote_spanned! {msg.span()=>
+            #[doc = #doc]
+            #[allow(non_upper_case_globals)]
+            #vis const #msg: #krate::workflow::#def<#ident, #ty> =
+                #krate::workflow::#def::new(#msg_str);
+        }
+    };
+    let signals = args.signals.iter().map(|entry| {
+        message(
+            entry,
+            "Signal",
+            "send it with `handle.signal({ident}::{msg}, payload)`, receive it with `ctx.signal({ident}::{msg})`",
+        )
+    });
+    let queries = args.queries.iter().map(|entry| {
+        message(
+            entry,
+            "Query",
+            "ask it with `handle.query({ident}::{msg})`, answer it with `ctx.on_query({ident}::{msg}, handler)`",
+        )
+    });
+    let message_checks = args
+        .signals
+        .iter()
+        .chain(&args.queries)
+        .map(|(_, ty)| quote_spanned!(ty.span()=> #p::assert_argument::<#ty>();));
+
     quote! {
         #[doc = #doc]
         #[allow(non_camel_case_types, dead_code)]
@@ -96,6 +135,9 @@ fn generate(func: &FnItem, args: &WorkflowArgs, sig: &Signature) -> TokenStream 
             ) -> #krate::workflow::WorkflowStart<'c, C, #ident> {
                 #krate::workflow::WorkflowStart::new(#client, (#(#arg_names,)*))
             }
+
+            #(#signals)*
+            #(#queries)*
         }
 
         const _: () = {
@@ -127,6 +169,7 @@ fn generate(func: &FnItem, args: &WorkflowArgs, sig: &Signature) -> TokenStream 
             #[allow(dead_code, clippy::all)]
             fn __workflow_bounds() {
                 #(#checks)*
+                #(#message_checks)*
             }
         };
     }

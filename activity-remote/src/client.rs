@@ -515,7 +515,7 @@ impl RemoteProtocol {
 
 /// Whether sending `operation` twice has the effect of sending it once (so a
 /// call whose answer was lost may go to another node). Reads, long polls,
-/// heartbeats, cancel requests and registrations are; so are the reports of an
+/// heartbeats, cancel requests, queries and registrations are; so are the reports of an
 /// attempt's outcome, which the engine accepts again when they repeat exactly.
 /// Any other operation (scheduling, starting or terminating a workflow,
 /// completing a workflow task, and operations added later until listed here)
@@ -533,6 +533,8 @@ fn may_repeat(operation: Operation) -> bool {
             | Operation::WaitOutcome
             | Operation::DescribeTaskQueue
             | Operation::PollWorkflowTask
+            | Operation::QueryWorkflow
+            | Operation::PollWorkflowQuery
             | Operation::RequestCancelWorkflow
             | Operation::DescribeWorkflow
             | Operation::WorkflowHistory

@@ -221,6 +221,16 @@ rpcs! {
         request_cancel_workflow(RequestCancelWorkflowRequest) -> RequestCancelWorkflowResponse { state };
     TerminateWorkflow { workflow, reason, identity } =>
         terminate_workflow(TerminateWorkflowRequest) -> TerminateWorkflowResponse { state };
+    SignalWorkflow { workflow, signal_name, input, identity } =>
+        signal_workflow(SignalWorkflowRequest) -> SignalWorkflowResponse { workflow };
+    SignalWithStartWorkflow { request, signal_name, input, identity } =>
+        signal_with_start_workflow(SignalWithStartWorkflowRequest) -> SignalWithStartWorkflowResponse { workflow };
+    QueryWorkflow { workflow, query_name, wait } wait(wait) =>
+        query_workflow(QueryWorkflowRequest) -> QueryWorkflowResponse { answer };
+    PollWorkflowQuery(request) wait(request.wait) =>
+        poll_workflow_query(PollWorkflowTaskRequest) -> PollWorkflowQueryResponse { query };
+    AnswerWorkflowQuery { query_id, answer } =>
+        answer_workflow_query(AnswerWorkflowQueryRequest) -> AnswerWorkflowQueryResponse {};
     DescribeWorkflow { workflow } =>
         describe_workflow(DescribeWorkflowRequest) -> DescribeWorkflowResponse { description };
     WorkflowHistory { workflow } =>

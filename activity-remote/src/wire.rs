@@ -31,9 +31,9 @@ use activity_core::{
         TaskTarget, WorkerRegistration,
     },
     workflow::history::{
-        Command, HistoryEvent, ListWorkflowsRequest, PollWorkflowTaskRequest, StartWorkflowRequest,
-        WorkflowDescription, WorkflowOutcome, WorkflowRef, WorkflowState, WorkflowSummary,
-        WorkflowTask,
+        Command, HistoryEvent, ListWorkflowsRequest, PollWorkflowTaskRequest, QueryAnswer,
+        QueryTask, StartWorkflowRequest, WorkflowDescription, WorkflowOutcome, WorkflowRef,
+        WorkflowState, WorkflowSummary, WorkflowTask,
     },
 };
 use bytes::Bytes;
@@ -462,6 +462,8 @@ model_bytes! {
     ListExecutionsRequest,
     ListWorkflowsRequest,
     ProtocolError,
+    QueryAnswer,
+    QueryTask,
     RegisteredType,
     TaskQueueDescription,
     WorkerRegistration,

@@ -414,6 +414,55 @@ async fn a_run_of_an_unknown_type_shows_why_in_describe_and_the_cli_terminates_i
     );
     assert_eq!(described["state"], "RUNNING");
 
+    // Signals are recorded for any running run; a query is answered by the
+    // queue's worker, which says why it cannot answer this one.
+    let signaled = s
+        .cli(&[
+            "workflow",
+            "signal",
+            "--id",
+            "ghost-1",
+            "--name",
+            "nudge",
+            "--input",
+            r#"{"n": 1}"#,
+            "--json",
+        ])
+        .await
+        .json();
+    assert_eq!(signaled["signal_name"], "nudge");
+    let history = s
+        .cli(&["workflow", "history", "--id", "ghost-1", "--json"])
+        .await
+        .json();
+    let signal = history
+        .as_array()
+        .and_then(|h| h.iter().find(|e| e["event"] == "WorkflowSignaled"))
+        .cloned()
+        .expect("the signal is in the history");
+    assert_eq!(signal["signal_name"], "nudge");
+    assert_eq!(signal["input"], json!({ "n": 1 }));
+    let bad = s
+        .cli(&[
+            "workflow", "signal", "--id", "ghost-1", "--name", "nudge", "--input", "{",
+        ])
+        .await;
+    assert!(
+        bad.error().contains("invalid --input: not valid JSON"),
+        "{bad:#?}"
+    );
+    let query = s
+        .cli(&[
+            "workflow", "query", "--id", "ghost-1", "--name", "status", "--wait", "5s",
+        ])
+        .await;
+    assert!(
+        query
+            .error()
+            .contains("the run has completed no workflow task yet, so its code has registered no query handler"),
+        "{query:#?}"
+    );
+
     let terminated = s
         .cli(&[
             "workflow",

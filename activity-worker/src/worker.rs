@@ -378,6 +378,9 @@ impl Worker {
                     pollers.spawn(workflow_poll_loop(shared.clone(), queue.clone()));
                 }
             }
+            if shared.workflows.has_workflows() {
+                pollers.spawn(query_poll_loop(shared.clone(), queue.clone()));
+            }
         }
         tokio::select! {
             () = signal => self.shutdown.shutdown(),
@@ -594,6 +597,48 @@ async fn workflow_poll_loop(shared: Arc<Shared>, queue: String) {
             Err(err) => {
                 drop(permit);
                 tracing::warn!(%err, queue = %queue, retry_in = ?backoff, "workflow poll failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+/// Polls the queue's queries and answers each (docs/semantics.md §3.1), from
+/// a cached instance or by replay; queries take no workflow task slot.
+async fn query_poll_loop(shared: Arc<Shared>, queue: String) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let request = PollWorkflowTaskRequest::new(queue.clone(), shared.options.identity.clone())
+            .with_wait(shared.options.poll_wait);
+        match shared.protocol.poll_workflow_query(request).await {
+            Ok(Some(query)) => {
+                backoff = Duration::from_millis(100);
+                let shared = shared.clone();
+                let span = tracing::info_span!(
+                    "workflow_query",
+                    workflow_type = %query.workflow_type,
+                    workflow_id = %query.workflow_id,
+                    run_id = %query.run_id,
+                    query = %query.query_name,
+                );
+                tokio::spawn(
+                    async move {
+                        let answer = shared.workflows.answer_query(&query).await;
+                        if let Err(err) = shared
+                            .protocol
+                            .answer_workflow_query(query.query_id.clone(), answer)
+                            .await
+                        {
+                            tracing::debug!(%err, "query answer not taken");
+                        }
+                    }
+                    .instrument(span),
+                );
+            }
+            Ok(None) => {}
+            Err(err) => {
+                tracing::warn!(%err, queue = %queue, retry_in = ?backoff, "query poll failed");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(10));
             }

@@ -39,11 +39,12 @@ use std::{
 };
 
 use activity_core::{
+    context::TaskToken,
     failure::error_types,
     workflow::{
         history::describe_event, registered_workflows, Command, EventKind, HistoryEvent,
-        LocalActivityOutcome, LocalActivityRequest, RunDriver, WorkflowInfo, WorkflowRef,
-        WorkflowRegistration, WorkflowTask,
+        LocalActivityOutcome, LocalActivityRequest, QueryAnswer, QueryTask, RunDriver,
+        WorkflowInfo, WorkflowRef, WorkflowRegistration, WorkflowTask,
     },
     ActivityContext, ActivityError, ActivityFailure, ActivityProtocol, ApplicationFailure, Failure,
     Payload, Registry, RetryState, TimeoutFailure, TimeoutKind, WorkflowError,
@@ -173,6 +174,61 @@ impl WorkflowExecutor {
         cache.order.clear();
     }
 
+    /// Answers a query (docs/semantics.md §3.1) from the run's cached instance,
+    /// or else from an instance replayed up to the run's last completed
+    /// workflow task (then dropped). Nothing is sent but the answer.
+    pub(crate) async fn answer_query(&self, query: &QueryTask) -> QueryAnswer {
+        let cached = {
+            let cache = lock(&self.cache);
+            cache
+                .instances
+                .get(&query.run_id)
+                .map(|instance| answer_with(&instance.driver, &query.query_name))
+        };
+        if let Some(answer) = cached {
+            return answer;
+        }
+        // Up to the commands of the last completed task: the state the code
+        // had when it last answered.
+        let end = query
+            .history
+            .iter()
+            .rposition(|e| matches!(e.kind, EventKind::WorkflowTaskCompleted { .. }))
+            .map(|at| {
+                at + 1
+                    + query.history[at + 1..]
+                        .iter()
+                        .take_while(|e| e.kind.is_command())
+                        .count()
+            });
+        let Some(end) = end else {
+            return QueryAnswer::Failed(format!(
+                "the run has completed no workflow task yet, so its code has registered no query handler (query `{}`)",
+                query.query_name
+            ));
+        };
+        let task = WorkflowTask::new(
+            TaskToken::from_bytes(Vec::new()),
+            query.workflow_id.clone(),
+            query.run_id.clone(),
+            query.workflow_type.clone(),
+            query.history[..end].to_vec(),
+        );
+        let mut instance = match self.new_instance(&task) {
+            Ok(instance) => instance,
+            Err(err) => return QueryAnswer::Failed(err.to_string()),
+        };
+        for event in &task.history {
+            if let EventKind::LocalActivityRecorded { seq, outcome, .. } = &event.kind {
+                instance.driver.preload_local_outcome(*seq, outcome.clone());
+            }
+        }
+        match self.apply(&mut instance, &task, 0, true).await {
+            Ok(_) => answer_with(&instance.driver, &query.query_name),
+            Err(err) => QueryAnswer::Failed(format!("replaying the history failed: {err}")),
+        }
+    }
+
     /// Runs one workflow task; answers its commands. `protocol` gives the whole
     /// history when the task carries only its end and no cached instance has the
     /// rest.
@@ -221,7 +277,7 @@ impl WorkflowExecutor {
                 instance.driver.preload_local_outcome(*seq, outcome.clone());
             }
         }
-        let commands = self.apply(&mut instance, &task, base).await?;
+        let commands = self.apply(&mut instance, &task, base, false).await?;
         instance.applied = base + task.history.len();
         instance.expect_completed_at = Some(instance.applied);
         // A run still going stays cached, unless the cache holds nothing (then
@@ -288,11 +344,15 @@ impl WorkflowExecutor {
 
     /// Applies the events not applied yet; replays past activations and runs the
     /// current one.
+    ///
+    /// `for_query`: the history ends after a completed task's commands (a
+    /// query's replay), not with a task's `WorkflowTaskStarted`.
     async fn apply(
         &self,
         instance: &mut Instance,
         task: &WorkflowTask,
         base: usize,
+        for_query: bool,
     ) -> Result<Vec<Command>, TaskError> {
         let history = &task.history;
         let mut index = instance.applied - base;
@@ -309,6 +369,12 @@ impl WorkflowExecutor {
                     instance.driver.fire_timer(*seq);
                 }
                 EventKind::WorkflowCancelRequested => instance.driver.request_cancel(),
+                EventKind::WorkflowSignaled {
+                    signal_name, input, ..
+                } => instance.driver.signal(signal_name, input.clone()),
+                EventKind::ExternalSignalResolved { seq, error } => {
+                    instance.driver.resolve_external_signal(*seq, error.clone());
+                }
                 EventKind::WorkflowTaskStarted { .. } => {
                     instance.driver.set_now(event.time);
                     match history.get(index + 1).map(|e| &e.kind) {
@@ -330,6 +396,9 @@ impl WorkflowExecutor {
                 _ => {}
             }
             index += 1;
+        }
+        if for_query {
+            return Ok(Vec::new());
         }
         Err(TaskError::Invalid(
             "the history does not end with the task's WorkflowTaskStarted".into(),
@@ -537,6 +606,22 @@ impl WorkflowExecutor {
 /// a longer one is recorded and waited on a durable timer (docs/semantics.md §1.7), so the
 /// workflow task ends well within its timeout and nothing waits in memory.
 pub(crate) const INLINE_BACKOFF_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The answer of the query handler `name` of a run's code.
+fn answer_with(driver: &RunDriver, name: &str) -> QueryAnswer {
+    match catch_unwind(AssertUnwindSafe(|| driver.answer_query(name))) {
+        Ok(Some(Ok(payload))) => QueryAnswer::Answered(payload),
+        Ok(Some(Err(err))) => QueryAnswer::Failed(err.to_string()),
+        Ok(None) => QueryAnswer::Unknown(format!(
+            "the workflow's code registered no handler of that name (it registered: [{}]); declare it with #[workflow(queries({name} = Type))] and register it with ctx.on_query",
+            driver.query_names().join(", ")
+        )),
+        Err(panic) => QueryAnswer::Failed(format!(
+            "the query handler panicked: {}",
+            panic_message(panic)
+        )),
+    }
+}
 
 /// The whole history of the task's run, up to the task's last event.
 async fn whole_history(

@@ -22,9 +22,9 @@ use crate::{
     failure::ApplicationFailure,
     payload::Payload,
     workflow::history::{
-        Command, HistoryEvent, ListWorkflowsRequest, PollWorkflowTaskRequest, StartWorkflowRequest,
-        WorkflowDescription, WorkflowOutcome, WorkflowRef, WorkflowState, WorkflowSummary,
-        WorkflowTask,
+        Command, HistoryEvent, ListWorkflowsRequest, PollWorkflowTaskRequest, QueryAnswer,
+        QueryTask, StartWorkflowRequest, WorkflowDescription, WorkflowOutcome, WorkflowRef,
+        WorkflowState, WorkflowSummary, WorkflowTask,
     },
 };
 
@@ -285,6 +285,34 @@ operations! {
     /// call is refused with `AlreadyClosed` (`WorkflowClosed` with its state).
     TerminateWorkflow => terminate_workflow(workflow: WorkflowRef, reason: String, identity: String) -> WorkflowState, Short;
 
+    /// Sends a signal to a running run (docs/semantics.md §3.1): `WorkflowSignaled`
+    /// with the name, the payload and the sender's identity is appended to its
+    /// history (buffered while a workflow task runs) and a workflow task
+    /// delivers it to the code. Answers the run signaled; a closed run is
+    /// refused with `AlreadyClosed`.
+    SignalWorkflow => signal_workflow(workflow: WorkflowRef, signal_name: String, input: Payload, identity: String) -> WorkflowRef, Short;
+
+    /// Signal-with-start (docs/semantics.md §3.1): signals the running run of
+    /// `request.workflow_id`, or, when none runs, starts one with the request
+    /// and records the signal right after its start, in one transaction.
+    /// Answers the run signaled.
+    SignalWithStartWorkflow => signal_with_start_workflow(request: StartWorkflowRequest, signal_name: String, input: Payload, identity: String) -> WorkflowRef, Short;
+
+    /// Asks a run's query handler (docs/semantics.md §3.1): the query is handed
+    /// to a worker polling the run's task queue, which answers from its cached
+    /// instance or by replaying the history; nothing is written. Refused with
+    /// `Unavailable` when no worker answered within `wait` (bounded by the
+    /// engine).
+    QueryWorkflow => query_workflow(workflow: WorkflowRef, query_name: String, wait: Duration) -> Payload, Long;
+
+    /// Waits up to `request.wait` for a query to a run of the queue and hands
+    /// it out with the run's history.
+    PollWorkflowQuery => poll_workflow_query(request: PollWorkflowTaskRequest) -> Option<QueryTask>, Long;
+
+    /// A worker's answer to a query it was handed. A query whose caller has
+    /// stopped waiting is refused with `NotFound`.
+    AnswerWorkflowQuery => answer_workflow_query(query_id: String, answer: QueryAnswer) -> (), Short;
+
     /// Describes a run.
     DescribeWorkflow => describe_workflow(workflow: WorkflowRef) -> WorkflowDescription, Short;
 
@@ -386,6 +414,8 @@ mod tests {
                 "poll_activity_tasks",
                 "wait_outcome",
                 "poll_workflow_task",
+                "query_workflow",
+                "poll_workflow_query",
                 "wait_workflow_outcome"
             ]
         );

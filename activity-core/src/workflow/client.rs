@@ -5,11 +5,12 @@ use std::{fmt, future::IntoFuture, marker::PhantomData, sync::Arc, time::Duratio
 
 use crate::{
     definition::BoxFuture,
-    payload::{ActivityInput, PayloadError},
+    payload::{ActivityArgument, ActivityInput, Payload, PayloadError},
     protocol::{client::Client, ActivityProtocol, ProtocolError},
 };
 
 use super::{
+    context::{Query, Signal},
     history::{
         HistoryEvent, StartWorkflowRequest, WorkflowDescription, WorkflowFailure, WorkflowOutcome,
         WorkflowRef, WorkflowState,
@@ -67,6 +68,7 @@ pub struct WorkflowStart<'c, C: ?Sized, W: WorkflowDefinition> {
     input: W::Input,
     workflow_id: Option<String>,
     task_queue: Option<String>,
+    signal: Option<(&'static str, Result<Payload, PayloadError>)>,
 }
 
 impl<'c, C: ?Sized, W: WorkflowDefinition> WorkflowStart<'c, C, W> {
@@ -77,7 +79,34 @@ impl<'c, C: ?Sized, W: WorkflowDefinition> WorkflowStart<'c, C, W> {
             input,
             workflow_id: None,
             task_queue: None,
+            signal: None,
         }
+    }
+
+    /// Signal-with-start (docs/semantics.md §3.1): awaiting the start sends
+    /// `signal` with `payload` to the running run of the workflow id, or, when
+    /// none runs, starts one and records the signal right after its start, in
+    /// one step. Set a `.workflow_id(…)`: without one every start is a new run.
+    ///
+    /// ```no_run
+    /// # use activity_core::{workflow, Client, WorkflowContext, WorkflowError};
+    /// #[workflow(signals(add = u32))]
+    /// async fn tally(ctx: WorkflowContext) -> Result<u32, WorkflowError> {
+    ///     ctx.signal(tally::add).recv().await
+    /// }
+    /// # async fn example(client: Client) -> Result<(), activity_core::WorkflowCallError> {
+    /// let handle = tally::start(&client)
+    ///     .workflow_id("tally-7")
+    ///     .with_signal(tally::add, 5)
+    ///     .await?;
+    /// assert_eq!(handle.result().await?, 5);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_signal<T: ActivityArgument>(mut self, signal: Signal<W, T>, payload: T) -> Self {
+        let name = signal.name();
+        self.signal = Some((name, encode_signal(name, &payload)));
+        self
     }
 
     /// Sets the workflow id (default: a new unique id).
@@ -107,6 +136,7 @@ impl<'c, W: WorkflowDefinition> IntoFuture for WorkflowStart<'c, Client, W> {
             .or_else(|| self.starter.default_task_queue().map(str::to_owned));
         let workflow_id = self.workflow_id;
         let input = self.input;
+        let signal = self.signal;
         Box::pin(async move {
             let task_queue = match task_queue {
                 Some(queue) => queue,
@@ -121,14 +151,20 @@ impl<'c, W: WorkflowDefinition> IntoFuture for WorkflowStart<'c, Client, W> {
             let workflow_id =
                 workflow_id.unwrap_or_else(|| format!("{}-{}", W::NAME, unique_suffix()));
             let input = input.to_payloads()?;
-            let run = protocol
-                .start_workflow(StartWorkflowRequest::new(
-                    workflow_id,
-                    W::NAME,
-                    task_queue,
-                    input,
-                ))
-                .await?;
+            let request = StartWorkflowRequest::new(workflow_id, W::NAME, task_queue, input);
+            let run = match signal {
+                None => protocol.start_workflow(request).await?,
+                Some((name, payload)) => {
+                    protocol
+                        .signal_with_start_workflow(
+                            request,
+                            name.to_owned(),
+                            payload?,
+                            client_identity(),
+                        )
+                        .await?
+                }
+            };
             Ok(WorkflowHandle {
                 protocol,
                 workflow: run,
@@ -163,6 +199,19 @@ impl<C: IsWorkflowStarter + ?Sized, W: WorkflowDefinition> std::future::Future
     ) -> std::task::Poll<Self::Output> {
         std::task::Poll::Pending
     }
+}
+
+/// How long [`WorkflowHandle::query`] waits for a worker to answer.
+pub const DEFAULT_QUERY_WAIT: Duration = Duration::from_secs(10);
+
+fn encode_signal<T: ActivityArgument>(name: &str, payload: &T) -> Result<Payload, PayloadError> {
+    Payload::json(payload).map_err(|e| match e {
+        PayloadError::Encode { source, .. } => PayloadError::Encode {
+            what: format!("the payload of signal `{name}`"),
+            source,
+        },
+        other => other,
+    })
 }
 
 /// Who this process is in the histories it writes: `client-<pid>@<host>`.
@@ -269,6 +318,90 @@ impl<W: WorkflowDefinition> WorkflowHandle<W> {
         self.protocol
             .terminate_workflow(self.workflow.clone(), reason.into(), client_identity())
             .await
+    }
+
+    /// Sends `signal` with `payload` to the run (docs/semantics.md §3.1): it is
+    /// recorded in the run's history and its code receives it in arrival
+    /// order. A signal the workflow does not declare, or a payload of another
+    /// type, does not compile. A closed run refuses it with
+    /// [`ProtocolError::AlreadyClosed`]. Answers the run signaled.
+    ///
+    /// ```no_run
+    /// # use activity_core::{workflow, Client, WorkflowContext, WorkflowError};
+    /// #[workflow(signals(add = u32))]
+    /// async fn tally(ctx: WorkflowContext) -> Result<u32, WorkflowError> {
+    ///     ctx.signal(tally::add).recv().await
+    /// }
+    /// # async fn example(client: Client) -> Result<(), activity_core::WorkflowCallError> {
+    /// let handle = tally::start(&client).await?;
+    /// handle.signal(tally::add, 5).await?;
+    /// assert_eq!(handle.result().await?, 5);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn signal<T: ActivityArgument>(
+        &self,
+        signal: Signal<W, T>,
+        payload: T,
+    ) -> Result<WorkflowRef, WorkflowCallError> {
+        let name = signal.name();
+        let input = encode_signal(name, &payload)?;
+        Ok(self
+            .protocol
+            .signal_workflow(
+                self.workflow.clone(),
+                name.to_owned(),
+                input,
+                client_identity(),
+            )
+            .await?)
+    }
+
+    /// Asks the run's query handler `query` (docs/semantics.md §3.1), waiting
+    /// up to 10 s for a worker to answer; see
+    /// [`query_within`](Self::query_within).
+    pub async fn query<T: ActivityArgument>(
+        &self,
+        query: Query<W, T>,
+    ) -> Result<T, WorkflowCallError> {
+        self.query_within(query, DEFAULT_QUERY_WAIT).await
+    }
+
+    /// Asks the run's query handler `query`, answered by a worker polling the
+    /// run's task queue from its cached instance or by replay; nothing is
+    /// written to the history. Fails with [`ProtocolError::Unavailable`] when no
+    /// worker answered within `wait` (the engine bounds it), and with
+    /// [`ProtocolError::InvalidArgument`] when the code registered no handler
+    /// of that name.
+    ///
+    /// ```no_run
+    /// # use activity_core::{workflow, Client, WorkflowContext, WorkflowError};
+    /// #[workflow(queries(stage = String))]
+    /// async fn pipeline(ctx: WorkflowContext) -> Result<(), WorkflowError> {
+    ///     ctx.on_query(pipeline::stage, || "waiting".to_owned());
+    ///     ctx.sleep(std::time::Duration::from_secs(60)).await;
+    ///     Ok(())
+    /// }
+    /// # async fn example(client: Client) -> Result<(), activity_core::WorkflowCallError> {
+    /// let handle = pipeline::start(&client).await?;
+    /// let stage: String = handle.query(pipeline::stage).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn query_within<T: ActivityArgument>(
+        &self,
+        query: Query<W, T>,
+        wait: Duration,
+    ) -> Result<T, WorkflowCallError> {
+        let name = query.name();
+        let answer = self
+            .protocol
+            .query_workflow(self.workflow.clone(), name.to_owned(), wait)
+            .await?;
+        Ok(answer.decode_as(&format!(
+            "the answer of query `{name}` of workflow `{}`",
+            W::NAME
+        ))?)
     }
 
     /// Describes the run.

@@ -203,6 +203,36 @@ pub enum EventKind {
         /// The engine's limit of bytes in a history.
         max_bytes: u64,
     },
+    /// A signal was received (docs/semantics.md §3.1); the code sees it in
+    /// arrival order, the same on replay.
+    WorkflowSignaled {
+        /// The signal's name, as the workflow declares it.
+        signal_name: String,
+        /// Its serialized payload.
+        input: Payload,
+        /// Who sent it (a client's identity, the CLI's user and host, or
+        /// the workflow run that sent it).
+        identity: String,
+    },
+    /// Command event: the code signaled another run (the outcome follows as
+    /// `ExternalSignalResolved`).
+    ExternalWorkflowSignaled {
+        /// Sequence number of the command.
+        seq: u32,
+        /// The run signaled (its latest run).
+        workflow_id: String,
+        /// The signal's name.
+        signal_name: String,
+    },
+    /// The outcome of an `ExternalWorkflowSignaled`: `None` when the signal
+    /// was recorded in the other run, else why it was refused (no such
+    /// workflow, a closed run).
+    ExternalSignalResolved {
+        /// Which command.
+        seq: u32,
+        /// Why it was refused.
+        error: Option<String>,
+    },
 }
 
 impl EventKind {
@@ -218,6 +248,7 @@ impl EventKind {
                 | EventKind::WorkflowCompleted { .. }
                 | EventKind::WorkflowFailed { .. }
                 | EventKind::WorkflowCanceled
+                | EventKind::ExternalWorkflowSignaled { .. }
         )
     }
 
@@ -244,6 +275,9 @@ impl EventKind {
             EventKind::WorkflowCanceled => "WorkflowCanceled",
             EventKind::WorkflowTerminated { .. } => "WorkflowTerminated",
             EventKind::HistorySizeWarning { .. } => "HistorySizeWarning",
+            EventKind::WorkflowSignaled { .. } => "WorkflowSignaled",
+            EventKind::ExternalWorkflowSignaled { .. } => "ExternalWorkflowSignaled",
+            EventKind::ExternalSignalResolved { .. } => "ExternalSignalResolved",
         }
     }
 }
@@ -337,6 +371,18 @@ pub enum Command {
     },
     /// Acknowledge the run's cancellation (recorded as `WorkflowCanceled`).
     CancelWorkflow,
+    /// Signal the latest run of another workflow id (recorded as
+    /// `ExternalWorkflowSignaled`; resolved by `ExternalSignalResolved`).
+    SignalExternalWorkflow {
+        /// Sequence number.
+        seq: u32,
+        /// The workflow id to signal.
+        workflow_id: String,
+        /// The signal's name.
+        signal_name: String,
+        /// Its payload.
+        input: Payload,
+    },
 }
 
 impl Command {
@@ -368,6 +414,16 @@ impl Command {
             Command::CompleteWorkflow { result } => EventKind::WorkflowCompleted { result },
             Command::FailWorkflow { failure } => EventKind::WorkflowFailed { failure },
             Command::CancelWorkflow => EventKind::WorkflowCanceled,
+            Command::SignalExternalWorkflow {
+                seq,
+                workflow_id,
+                signal_name,
+                ..
+            } => EventKind::ExternalWorkflowSignaled {
+                seq,
+                workflow_id,
+                signal_name,
+            },
         }
     }
 
@@ -401,6 +457,16 @@ impl Command {
             )
             | (Command::StartTimer { seq, .. }, EventKind::TimerStarted { seq: s, .. })
             | (Command::CancelTimer { seq }, EventKind::TimerCanceled { seq: s }) => seq == s,
+            (
+                Command::SignalExternalWorkflow {
+                    seq, signal_name, ..
+                },
+                EventKind::ExternalWorkflowSignaled {
+                    seq: s,
+                    signal_name: n,
+                    ..
+                },
+            ) => seq == s && signal_name == n,
             (Command::CompleteWorkflow { .. }, EventKind::WorkflowCompleted { .. })
             | (Command::FailWorkflow { .. }, EventKind::WorkflowFailed { .. })
             | (Command::CancelWorkflow, EventKind::WorkflowCanceled) => true,
@@ -423,6 +489,12 @@ impl Command {
             Command::CompleteWorkflow { .. } => "CompleteWorkflow".to_owned(),
             Command::FailWorkflow { .. } => "FailWorkflow".to_owned(),
             Command::CancelWorkflow => "CancelWorkflow".to_owned(),
+            Command::SignalExternalWorkflow {
+                seq,
+                workflow_id,
+                signal_name,
+                ..
+            } => format!("SignalExternalWorkflow(seq {seq}, `{signal_name}` to `{workflow_id}`)"),
         }
     }
 }
@@ -453,6 +525,9 @@ pub fn describe_event(kind: &EventKind) -> String {
             "{}({events} of {max_events} events, {bytes} of {max_bytes} bytes)",
             kind.name()
         ),
+        EventKind::WorkflowSignaled { signal_name, .. } => {
+            format!("{}(`{signal_name}`)", kind.name())
+        }
         other => other.name().to_owned(),
     }
 }
@@ -828,4 +903,58 @@ impl PollWorkflowTaskRequest {
         self.wait = wait;
         self
     }
+}
+
+/// A query handed to a worker polling the run's task queue
+/// (docs/semantics.md §3.1): the worker answers it from its cached instance of
+/// the run, or by replaying `history`, and writes nothing.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct QueryTask {
+    /// Identifies the query in the answer ([`QueryAnswer`]).
+    pub query_id: String,
+    /// The run.
+    pub workflow_id: String,
+    /// The run id.
+    pub run_id: String,
+    /// The workflow type.
+    pub workflow_type: String,
+    /// The query's name, as the workflow declares it.
+    pub query_name: String,
+    /// The run's whole history when the query was handed out.
+    pub history: Vec<HistoryEvent>,
+}
+
+impl QueryTask {
+    /// Builds a query task.
+    pub fn new(
+        query_id: String,
+        workflow_id: String,
+        run_id: String,
+        workflow_type: String,
+        query_name: String,
+        history: Vec<HistoryEvent>,
+    ) -> Self {
+        Self {
+            query_id,
+            workflow_id,
+            run_id,
+            workflow_type,
+            query_name,
+            history,
+        }
+    }
+}
+
+/// A worker's answer to a [`QueryTask`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum QueryAnswer {
+    /// The handler's serialized result.
+    Answered(Payload),
+    /// The workflow declares no handler of that name (or registered none yet);
+    /// the message lists the ones it has.
+    Unknown(String),
+    /// The query could not be answered (the replay failed, the handler
+    /// panicked, the workflow type is not registered on the worker).
+    Failed(String),
 }

@@ -32,16 +32,18 @@ use serde::{Deserialize, Serialize};
 
 pub use client::{
     IsWorkflowStarter, WorkflowCallError, WorkflowHandle, WorkflowStart, WorkflowStarter,
+    DEFAULT_QUERY_WAIT,
 };
 pub use context::{
-    Cancelled, LocalActivities, LocalActivity, LocalActivityRequest, RunDriver, Timer,
-    WorkflowActivity, WorkflowContext, WorkflowInfo, WorkflowLogger,
+    Cancelled, LocalActivities, LocalActivity, LocalActivityRequest, NextSignal, Query, RunDriver,
+    Signal, SignalReceiver, SignalSent, Timer, WorkflowActivity, WorkflowContext, WorkflowInfo,
+    WorkflowLogger,
 };
 pub use futures_util::future::Either;
 pub use history::{
     Command, EventKind, HistoryEvent, ListWorkflowsRequest, LocalActivityOutcome,
-    PollWorkflowTaskRequest, StartWorkflowRequest, WorkflowDescription, WorkflowFailure,
-    WorkflowOutcome, WorkflowRef, WorkflowState, WorkflowSummary, WorkflowTask,
+    PollWorkflowTaskRequest, QueryAnswer, QueryTask, StartWorkflowRequest, WorkflowDescription,
+    WorkflowFailure, WorkflowOutcome, WorkflowRef, WorkflowState, WorkflowSummary, WorkflowTask,
     DEFAULT_LIST_WORKFLOWS_LIMIT, MAX_HISTORY_PAGE_EVENTS, MAX_LIST_WORKFLOWS_LIMIT,
 };
 pub use registry::{registered_workflows, WorkflowRegistration};

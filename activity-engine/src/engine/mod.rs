@@ -61,6 +61,7 @@ mod effects;
 pub mod metrics;
 mod notifiers;
 mod orphans;
+mod queries;
 mod rules;
 mod runs;
 mod types;
@@ -125,6 +126,8 @@ struct Inner {
     validators: Arc<types::Validators>,
     /// Pollers waiting for work (eager dispatch), and the token signer.
     dispatch: Arc<Dispatch>,
+    /// Queries waiting for a worker's answer (in memory only).
+    queries: queries::Queries,
 }
 
 /// Hands work to waiting pollers in the transaction that makes it dispatchable;
@@ -379,6 +382,7 @@ impl Engine {
                     signer: TokenSigner::new(key),
                     workflow_task_timeout: config.workflow_task_timeout,
                 }),
+                queries: queries::Queries::default(),
                 config,
             }),
         };
@@ -1093,6 +1097,48 @@ impl ActivityProtocol for Engine {
                 span!("terminate_workflow", workflow = %workflow, identity = %identity),
                 self.terminate_run(workflow, reason, identity),
                 Rs::TerminateWorkflow,
+            ),
+            Rq::SignalWorkflow {
+                workflow,
+                signal_name,
+                input,
+                identity,
+            } => answer(
+                span!("signal_workflow", workflow = %workflow, signal = %signal_name),
+                self.signal_run(workflow, signal_name, input, identity),
+                Rs::SignalWorkflow,
+            ),
+            Rq::SignalWithStartWorkflow {
+                request,
+                signal_name,
+                input,
+                identity,
+            } => answer(
+                span!("signal_with_start_workflow", workflow_id = %request.workflow_id, signal = %signal_name),
+                self.signal_with_start_run(request, signal_name, input, identity),
+                Rs::SignalWithStartWorkflow,
+            ),
+            Rq::QueryWorkflow {
+                workflow,
+                query_name,
+                wait,
+            } => answer(
+                span!("query_workflow", workflow = %workflow, query = %query_name),
+                self.query_run(workflow, query_name, wait),
+                Rs::QueryWorkflow,
+            ),
+            Rq::PollWorkflowQuery { request } => answer(
+                span!("poll_workflow_query", task_queue = %request.task_queue, identity = %request.identity),
+                self.poll_query(request),
+                Rs::PollWorkflowQuery,
+            ),
+            Rq::AnswerWorkflowQuery {
+                query_id,
+                answer: reply,
+            } => answer(
+                span!("answer_workflow_query", query_id = %query_id),
+                self.answer_query(query_id, reply),
+                Rs::AnswerWorkflowQuery,
             ),
             Rq::DescribeWorkflow { workflow } => answer(
                 span!("describe_workflow", workflow = %workflow),

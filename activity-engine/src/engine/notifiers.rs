@@ -25,9 +25,11 @@ pub(crate) enum Topic {
     WorkflowQueue,
     /// Waiters of a workflow run's outcome (key: the run id).
     RunOutcome,
+    /// Pollers of a workflow task queue's queries (key: the queue).
+    WorkflowQuery,
 }
 
-const TOPICS: usize = 4;
+const TOPICS: usize = 5;
 
 impl Topic {
     fn index(self) -> usize {
@@ -36,6 +38,7 @@ impl Topic {
             Topic::ActivityOutcome => 1,
             Topic::WorkflowQueue => 2,
             Topic::RunOutcome => 3,
+            Topic::WorkflowQuery => 4,
         }
     }
 }

@@ -22,10 +22,8 @@ use super::{
 
 /// The workflow side of the engine (docs/semantics.md §3); rules in module `workflows`.
 impl Engine {
-    pub(super) async fn start_run(
-        &self,
-        request: StartWorkflowRequest,
-    ) -> Result<WorkflowRef, ProtocolError> {
+    /// A start request, checked, as a new run's fields.
+    fn new_run(&self, request: StartWorkflowRequest) -> Result<workflows::NewRun, ProtocolError> {
         check_name("workflow_id", &request.workflow_id)?;
         check_name("workflow_type", &request.workflow_type)?;
         check_name("task_queue", &request.task_queue)?;
@@ -34,13 +32,64 @@ impl Engine {
             || format!("the input of workflow `{}`", request.workflow_type),
             size,
         )?;
-        let new = workflows::NewRun {
+        Ok(workflows::NewRun {
             workflow_id: request.workflow_id,
             run_id: random_id()?,
             workflow_type: request.workflow_type,
             task_queue: request.task_queue,
             input: request.input,
-        };
+        })
+    }
+
+    /// A signal's fields, checked.
+    fn signal_in(
+        &self,
+        name: String,
+        input: Payload,
+        identity: String,
+    ) -> Result<workflows::SignalIn, ProtocolError> {
+        check_name("signal_name", &name)?;
+        check_identity(&identity)?;
+        self.check_payload(|| format!("the payload of signal `{name}`"), input.len())?;
+        Ok(workflows::SignalIn {
+            name,
+            input,
+            identity,
+        })
+    }
+
+    pub(super) async fn signal_run(
+        &self,
+        workflow: WorkflowRef,
+        name: String,
+        input: Payload,
+        identity: String,
+    ) -> Result<WorkflowRef, ProtocolError> {
+        let signal = self.signal_in(name, input, identity)?;
+        let now = self.now_ms();
+        self.run(move |tx, fx| workflows::signal(tx, fx, &workflow, signal, now))
+            .await
+    }
+
+    pub(super) async fn signal_with_start_run(
+        &self,
+        request: StartWorkflowRequest,
+        name: String,
+        input: Payload,
+        identity: String,
+    ) -> Result<WorkflowRef, ProtocolError> {
+        let new = self.new_run(request)?;
+        let signal = self.signal_in(name, input, identity)?;
+        let now = self.now_ms();
+        self.run(move |tx, fx| workflows::signal_with_start(tx, fx, new, signal, now))
+            .await
+    }
+
+    pub(super) async fn start_run(
+        &self,
+        request: StartWorkflowRequest,
+    ) -> Result<WorkflowRef, ProtocolError> {
+        let new = self.new_run(request)?;
         let now = self.now_ms();
         let run = self
             .run(move |tx, fx| workflows::start(tx, fx, new, now))
@@ -129,6 +178,15 @@ impl Engine {
                 Command::CompleteWorkflow { result } => {
                     self.check_payload(|| "the workflow result".into(), result.len())?
                 }
+                Command::SignalExternalWorkflow {
+                    seq,
+                    signal_name,
+                    input,
+                    ..
+                } => self.check_payload(
+                    || format!("the payload of signal `{signal_name}` (seq {seq})"),
+                    input.len(),
+                )?,
                 Command::FailWorkflow { failure } => self.check_payload(
                     || "the workflow failure".into(),
                     workflow_failure_size(failure),

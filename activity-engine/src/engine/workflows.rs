@@ -220,7 +220,14 @@ fn deliver_to(
             }
             Ok(true)
         }
-        WorkflowTaskState::Scheduled | WorkflowTaskState::Backoff => {
+        WorkflowTaskState::Scheduled => {
+            append(tx, run, now, kind)?;
+            // A claim that skipped the run while this transaction held it (a
+            // shared store's SKIP LOCKED) looks again.
+            fx.wake_workflow_queue(&run.task_queue);
+            Ok(true)
+        }
+        WorkflowTaskState::Backoff => {
             append(tx, run, now, kind)?;
             check_history(tx, fx, run, now)?;
             Ok(true)
@@ -491,17 +498,65 @@ fn started_task(
     Err(ProtocolError::NotFound { what })
 }
 
+/// Whether the command closes the run.
+fn closes(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::CompleteWorkflow { .. } | Command::FailWorkflow { .. } | Command::CancelWorkflow
+    )
+}
+
+/// A task that closes the run while signals arrived that its code has not
+/// seen (buffered while it ran) is refused (docs/semantics.md §3.1): none of
+/// its commands is carried out, `WorkflowTaskFailed` says why, the buffered
+/// events follow and a new task is scheduled at once (not a failure of the
+/// code: no backoff). Answers whether the task was refused; when it was not,
+/// the buffered events stay buffered.
+fn refuse_close(
+    tx: &mut dyn Tx,
+    fx: &mut Effects,
+    run: &mut RunRecord,
+    close: &Command,
+    now: i64,
+) -> Result<bool, ProtocolError> {
+    let buffered = tx.take_buffered(run.key)?;
+    let unseen: Vec<&str> = buffered
+        .iter()
+        .filter_map(|(_, kind)| match kind {
+            EventKind::WorkflowSignaled { signal_name, .. } => Some(signal_name.as_str()),
+            _ => None,
+        })
+        .collect();
+    if unseen.is_empty() {
+        for (time, kind) in &buffered {
+            tx.buffer_event(run.key, *time, kind)?;
+        }
+        return Ok(false);
+    }
+    let message = format!(
+        "{} refused: {} signal(s) arrived while the task ran ({}); a new workflow task delivers them (docs/semantics.md §3.1)",
+        close.describe(),
+        unseen.len(),
+        unseen
+            .iter()
+            .map(|name| format!("`{name}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    tracing::debug!(workflow_id = %run.workflow_id, run_id = %run.run_id, %message, "workflow close refused");
+    tx.clear_workflow_timer(run.key, WorkflowTimerKind::TaskTimeout, None)?;
+    append(tx, run, now, EventKind::WorkflowTaskFailed { message })?;
+    for (time, kind) in buffered {
+        append(tx, run, time, kind)?;
+    }
+    schedule_task(tx, fx, run, now)?;
+    tx.update_run(run)?;
+    Ok(true)
+}
+
 /// Commands after one that closes the run are refused: nothing would carry
 /// them out.
 fn check_commands(commands: &[Command]) -> Result<(), ProtocolError> {
-    let closes = |c: &Command| {
-        matches!(
-            c,
-            Command::CompleteWorkflow { .. }
-                | Command::FailWorkflow { .. }
-                | Command::CancelWorkflow
-        )
-    };
     if let Some(at) = commands.iter().position(closes) {
         if at + 1 < commands.len() {
             return Err(ProtocolError::invalid_argument(
@@ -530,6 +585,11 @@ pub(crate) fn complete_task(
 ) -> Result<(), ProtocolError> {
     let mut run = started_task(tx, signer, token)?;
     check_commands(&commands)?;
+    if let Some(close) = commands.last().filter(|c| closes(c)) {
+        if refuse_close(tx, fx, &mut run, close, now)? {
+            return Ok(());
+        }
+    }
     let latency_ms = now.saturating_sub(run.task_scheduled_at);
     fx.count_run(&run, WorkflowEvent::TaskCompleted { latency_ms });
     tx.clear_workflow_timer(run.key, WorkflowTimerKind::TaskTimeout, None)?;
@@ -590,6 +650,31 @@ pub(crate) fn complete_task(
                 canceled_timers.push(seq);
             }
             Command::RecordLocalActivity { .. } => {}
+            Command::SignalExternalWorkflow {
+                seq,
+                workflow_id,
+                signal_name,
+                input,
+            } => {
+                let sent = SignalIn {
+                    name: signal_name,
+                    input,
+                    identity: format!("workflow `{}` run `{}`", run.workflow_id, run.run_id),
+                };
+                let target = WorkflowRef::latest(workflow_id);
+                let error = match check_name("signal_name", &sent.name)
+                    .and_then(|()| signal(tx, fx, &target, sent, now))
+                {
+                    Ok(_) => None,
+                    Err(err) => Some(err.to_string()),
+                };
+                // Buffered: the run's task is still started (see above).
+                tx.buffer_event(
+                    run.key,
+                    now,
+                    &EventKind::ExternalSignalResolved { seq, error },
+                )?;
+            }
             Command::CompleteWorkflow { result } => {
                 close = Some(WorkflowOutcome::Completed(result))
             }
@@ -898,6 +983,68 @@ pub(crate) fn terminate(
         now,
     )?;
     Ok(WorkflowState::Terminated)
+}
+
+/// A signal to deliver: its name, payload and sender.
+pub(crate) struct SignalIn {
+    pub(crate) name: String,
+    pub(crate) input: Payload,
+    pub(crate) identity: String,
+}
+
+impl SignalIn {
+    fn event(self) -> EventKind {
+        EventKind::WorkflowSignaled {
+            signal_name: self.name,
+            input: self.input,
+            identity: self.identity,
+        }
+    }
+}
+
+/// Signals a running run (docs/semantics.md §3.1): `WorkflowSignaled` is
+/// delivered as any resolution event (buffered while a task runs, else
+/// appended with a task scheduled). A closed run refuses it. Answers the run.
+pub(crate) fn signal(
+    tx: &mut dyn Tx,
+    fx: &mut Effects,
+    workflow: &WorkflowRef,
+    signal: SignalIn,
+    now: i64,
+) -> Result<WorkflowRef, ProtocolError> {
+    let mut run = find_run(tx, workflow)?;
+    if run.state.is_final() {
+        return Err(ProtocolError::AlreadyClosed {
+            what: format!(
+                "workflow `{}` run `{}` (signal `{}`)",
+                run.workflow_id, run.run_id, signal.name
+            ),
+            reason: ClosedReason::WorkflowClosed(run.state),
+        });
+    }
+    if deliver_to(tx, fx, &mut run, now, signal.event())? {
+        tx.update_run(&run)?;
+    }
+    Ok(WorkflowRef::run(run.workflow_id, run.run_id))
+}
+
+/// Signal-with-start (docs/semantics.md §3.1): signals the running run of the
+/// workflow id, or starts a run and signals it, in the caller's transaction.
+pub(crate) fn signal_with_start(
+    tx: &mut dyn Tx,
+    fx: &mut Effects,
+    new: NewRun,
+    signal: SignalIn,
+    now: i64,
+) -> Result<WorkflowRef, ProtocolError> {
+    let latest = WorkflowRef::latest(new.workflow_id.clone());
+    let running = tx
+        .latest_run(&new.workflow_id)?
+        .is_some_and(|run| run.state == WorkflowState::Running);
+    if !running {
+        start(tx, fx, new, now)?;
+    }
+    self::signal(tx, fx, &latest, signal, now)
 }
 
 /// Describes a run.

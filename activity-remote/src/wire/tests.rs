@@ -24,8 +24,9 @@ use activity_core::{
     },
     workflow::history::{
         Command, EventKind, HistoryEvent, ListWorkflowsRequest, LocalActivityOutcome,
-        PollWorkflowTaskRequest, StartWorkflowRequest, WorkflowDescription, WorkflowFailure,
-        WorkflowOutcome, WorkflowRef, WorkflowState, WorkflowSummary, WorkflowTask,
+        PollWorkflowTaskRequest, QueryAnswer, QueryTask, StartWorkflowRequest, WorkflowDescription,
+        WorkflowFailure, WorkflowOutcome, WorkflowRef, WorkflowState, WorkflowSummary,
+        WorkflowTask,
     },
 };
 use proptest::{collection::vec, option, prelude::*, strategy::ValueTree, test_runner::TestRunner};
@@ -361,6 +362,22 @@ fn event_kind() -> impl Strategy<Value = EventKind> {
                 max_bytes,
             }
         ),
+        (text(), payload(), text()).prop_map(|(signal_name, input, identity)| {
+            EventKind::WorkflowSignaled {
+                signal_name,
+                input,
+                identity,
+            }
+        }),
+        (any::<u32>(), text(), text()).prop_map(|(seq, workflow_id, signal_name)| {
+            EventKind::ExternalWorkflowSignaled {
+                seq,
+                workflow_id,
+                signal_name,
+            }
+        }),
+        (any::<u32>(), option::of(text()))
+            .prop_map(|(seq, error)| EventKind::ExternalSignalResolved { seq, error }),
     ]
 }
 
@@ -397,6 +414,14 @@ fn command() -> impl Strategy<Value = Command> {
         payload().prop_map(|result| Command::CompleteWorkflow { result }),
         workflow_failure().prop_map(|failure| Command::FailWorkflow { failure }),
         Just(Command::CancelWorkflow),
+        (any::<u32>(), text(), text(), payload()).prop_map(
+            |(seq, workflow_id, signal_name, input)| Command::SignalExternalWorkflow {
+                seq,
+                workflow_id,
+                signal_name,
+                input,
+            }
+        ),
     ]
 }
 
@@ -600,6 +625,41 @@ fn request() -> impl Strategy<Value = ProtocolRequest> {
                 identity,
             }
         }),
+        (workflow_ref(), text(), payload(), text()).prop_map(
+            |(workflow, signal_name, input, identity)| R::SignalWorkflow {
+                workflow,
+                signal_name,
+                input,
+                identity,
+            }
+        ),
+        (vec(text(), 4), payloads(), payload()).prop_map(|(names, input, signal)| {
+            R::SignalWithStartWorkflow {
+                request: StartWorkflowRequest::new(&names[0], &names[1], &names[2], input),
+                signal_name: names[3].clone(),
+                input: signal,
+                identity: names[0].clone(),
+            }
+        }),
+        (workflow_ref(), text(), duration()).prop_map(|(workflow, query_name, wait)| {
+            R::QueryWorkflow {
+                workflow,
+                query_name,
+                wait,
+            }
+        }),
+        (text(), text(), duration()).prop_map(|(queue, identity, wait)| R::PollWorkflowQuery {
+            request: PollWorkflowTaskRequest::new(queue, identity).with_wait(wait),
+        }),
+        (
+            text(),
+            prop_oneof![
+                payload().prop_map(QueryAnswer::Answered),
+                text().prop_map(QueryAnswer::Unknown),
+                text().prop_map(QueryAnswer::Failed),
+            ]
+        )
+            .prop_map(|(query_id, answer)| R::AnswerWorkflowQuery { query_id, answer }),
         workflow_ref().prop_map(|workflow| R::DescribeWorkflow { workflow }),
         workflow_ref().prop_map(|workflow| R::WorkflowHistory { workflow }),
         (workflow_ref(), any::<u64>(), any::<u64>()).prop_map(|(workflow, after, max_bytes)| {
@@ -666,6 +726,22 @@ fn response() -> impl Strategy<Value = ProtocolResponse> {
         Just(R::FailWorkflowTask(())),
         workflow_state().prop_map(R::RequestCancelWorkflow),
         workflow_state().prop_map(R::TerminateWorkflow),
+        workflow_ref().prop_map(R::SignalWorkflow),
+        workflow_ref().prop_map(R::SignalWithStartWorkflow),
+        payload().prop_map(R::QueryWorkflow),
+        option::of((vec(text(), 5), history())).prop_map(|query| {
+            R::PollWorkflowQuery(query.map(|(names, history)| {
+                QueryTask::new(
+                    names[0].clone(),
+                    names[1].clone(),
+                    names[2].clone(),
+                    names[3].clone(),
+                    names[4].clone(),
+                    history,
+                )
+            }))
+        }),
+        Just(R::AnswerWorkflowQuery(())),
         workflow_description().prop_map(R::DescribeWorkflow),
         history().prop_map(R::WorkflowHistory),
         history().prop_map(R::WorkflowHistoryPage),

@@ -146,6 +146,9 @@ pub(crate) async fn workflow(
     if let WorkflowCommand::Start { input, .. } = &command {
         start_input(input)?;
     }
+    if let WorkflowCommand::Signal { input, .. } = &command {
+        json_payload("--input", input)?;
+    }
     let protocol = connect(connection).await?;
     match command {
         WorkflowCommand::Start {
@@ -221,6 +224,37 @@ pub(crate) async fn workflow(
                 "state": state.as_str(),
             });
             print(connection, &value, &format!("{workflow} terminated"))?;
+        }
+        WorkflowCommand::Signal {
+            target,
+            name,
+            input,
+        } => {
+            let workflow = workflow_ref(target);
+            let run = protocol
+                .signal_workflow(
+                    workflow.clone(),
+                    name.clone(),
+                    json_payload("--input", &input)?,
+                    cli_identity(),
+                )
+                .await?;
+            let run_id = run.run_id.unwrap_or_default();
+            let value = json!({
+                "workflow_id": run.workflow_id,
+                "run_id": run_id,
+                "signal_name": name,
+            });
+            let human = format!("signal `{name}` sent to {workflow} (run `{run_id}`)");
+            print(connection, &value, &human)?;
+        }
+        WorkflowCommand::Query { target, name, wait } => {
+            let answer = protocol
+                .query_workflow(workflow_ref(target), name, wait)
+                .await?;
+            let value = view::payload(&answer);
+            let human = serde_json::to_string_pretty(&value).map_err(std::io::Error::other)?;
+            print(connection, &value, &human)?;
         }
         WorkflowCommand::History(target) => {
             let events = protocol.workflow_history(workflow_ref(target)).await?;

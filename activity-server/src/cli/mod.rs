@@ -279,6 +279,30 @@ pub(crate) enum WorkflowCommand {
         #[arg(long, value_name = "TEXT")]
         reason: String,
     },
+    /// Sends a signal to a running run: recorded in its history and delivered
+    /// to its code in arrival order.
+    Signal {
+        #[command(flatten)]
+        target: WorkflowTarget,
+        /// The signal's name, as the workflow declares it.
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// The payload: one JSON value, e.g. '{"by": "ann"}'.
+        #[arg(long, value_name = "JSON", default_value = "null")]
+        input: String,
+    },
+    /// Asks a run's query handler and prints its answer; nothing is written
+    /// to the history.
+    Query {
+        #[command(flatten)]
+        target: WorkflowTarget,
+        /// The query's name, as the workflow declares it.
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// How long a worker may take to answer, e.g. `5s`.
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+        wait: Duration,
+    },
     /// Prints a run's history.
     History(WorkflowTarget),
     /// Lists runs, newest first: ids, type, task queue, state, start and close times.
