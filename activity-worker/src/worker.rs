@@ -673,6 +673,7 @@ fn start_attempt(shared: Arc<Shared>, task: ActivityTask, permit: OwnedSemaphore
             interval,
             task.info.heartbeat_timeout,
             cancel.clone(),
+            began,
         ));
         let deadline = local_deadline(&task);
         let timer = tokio::spawn({
@@ -694,10 +695,21 @@ fn start_attempt(shared: Arc<Shared>, task: ActivityTask, permit: OwnedSemaphore
                     format!("activity panicked: {message}"),
                 )))
             }
-            Err(_) => Err(ActivityError::Application(ApplicationFailure::new(
-                error_types::WORKER_SHUTDOWN,
+            Err(_) => Err(ActivityError::Application(worker_shutdown(
                 "the worker shut down and the activity did not stop when cancelled",
             ))),
+        };
+        // An attempt ended by this worker's shutdown is not canceled: it is a
+        // retryable failure, retried at once elsewhere (docs/semantics.md §1.3).
+        let outcome = match outcome {
+            Err(ActivityError::Canceled(_))
+                if cancel.reason() == Some(CancelReason::WorkerShutdown) =>
+            {
+                Err(ActivityError::Application(worker_shutdown(
+                    "the worker shut down before the activity finished",
+                )))
+            }
+            other => other,
         };
         heartbeats.abort();
         timer.abort();
@@ -720,6 +732,13 @@ fn start_attempt(shared: Arc<Shared>, task: ActivityTask, permit: OwnedSemaphore
         drop(permit);
     };
     tokio::spawn(supervisor.instrument(span));
+}
+
+/// The retryable failure of an attempt ended by its worker's shutdown: retried
+/// at once (no backoff), on another worker.
+fn worker_shutdown(message: &str) -> ApplicationFailure {
+    ApplicationFailure::new(error_types::WORKER_SHUTDOWN, message)
+        .with_next_retry_delay(Duration::ZERO)
 }
 
 /// When the attempt's start-to-close deadline passes, on this worker's clock: the
@@ -766,10 +785,26 @@ async fn report(
                     .await,
             )
         }
-        Err(ActivityError::Canceled(canceled)) => (
-            &shared.stats.canceled,
-            with_retries(|| protocol.report_canceled(target(), canceled.details.clone())).await,
-        ),
+        Err(ActivityError::Canceled(canceled)) => {
+            // Unsent progress first, so the next attempt sees it (if the
+            // engine decides the attempt timed out, or the request is retried).
+            if let Some(details) = pending.take() {
+                let sent = with_retries(|| async {
+                    protocol
+                        .record_heartbeat(target(), details.clone())
+                        .await
+                        .map(|_| ())
+                })
+                .await;
+                if let Err(err) = sent {
+                    tracing::debug!(%err, "last heartbeat details not recorded");
+                }
+            }
+            (
+                &shared.stats.canceled,
+                with_retries(|| protocol.report_canceled(target(), canceled.details.clone())).await,
+            )
+        }
         Err(ActivityError::ResultPending) => {
             tracing::debug!("activity result pending: it will be completed by task token");
             (&shared.stats.pending, Ok(()))
@@ -786,6 +821,9 @@ async fn report(
         match err {
             ProtocolError::AlreadyClosed { .. } | ProtocolError::NotFound { .. } => {
                 tracing::info!(%err, "outcome not accepted: the attempt is no longer current")
+            }
+            ProtocolError::FailedPrecondition { .. } => {
+                tracing::info!(%err, "outcome not accepted: the engine decides how the attempt ends")
             }
             other => tracing::error!(err = %other, "outcome could not be reported"),
         }
