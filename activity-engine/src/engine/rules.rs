@@ -564,14 +564,6 @@ pub(crate) fn heartbeat(
     now: i64,
 ) -> Result<bool, ProtocolError> {
     let mut exec = started_attempt(tx, signer, target)?;
-    // Past its deadline the attempt has timed out, whether or not the timer
-    // fired yet: a late heartbeat does not revive it (docs/semantics.md §1.4).
-    if let Some(kind) = overdue(&exec, now) {
-        return Err(ProtocolError::AlreadyClosed {
-            what: format!("attempt {} of {}", exec.attempt, describe_ref(&exec)),
-            reason: ClosedReason::AttemptTimedOut(kind),
-        });
-    }
     if details.is_some() {
         exec.heartbeat_details = details;
     }
