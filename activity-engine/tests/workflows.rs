@@ -808,7 +808,7 @@ async fn a_resolution_during_a_backoff_is_recorded_and_waits_for_the_backoff() {
 // ---------------------------------------------------------------- closing and cancelling
 
 #[tokio::test(start_paused = true)]
-async fn completing_the_workflow_closes_the_run_and_cancels_what_it_left_running() {
+async fn completing_the_workflow_closes_the_run_and_what_it_left_running() {
     let env = Env::new().await;
     let run = started_with(
         &env,
@@ -856,21 +856,35 @@ async fn completing_the_workflow_closes_the_run_and_cancels_what_it_left_running
     assert_eq!(d.history_length, h.len() as u64);
     assert_eq!(names(&h).last(), Some(&"WorkflowCompleted"));
 
-    // The started activity is cancel-requested (its heartbeat says so), the
-    // queued one is canceled and never dispatched.
-    let beat = env
+    // Both activities are closed without a cancel request (docs/semantics.md
+    // §1.5): the started one's heartbeat says its run closed, the queued one is
+    // never dispatched.
+    let err = env
         .protocol
         .record_heartbeat(token(&running), None)
         .await
-        .unwrap();
-    assert!(beat.cancel_requested);
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ProtocolError::AlreadyClosed {
+                reason: ClosedReason::WorkflowClosed(WorkflowState::Completed),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.cancel_reason(),
+        Some(activity_core::CancelReason::WorkflowClosed)
+    );
     assert_eq!(
         env.describe_execution_state(&run, "queued").await,
         ExecutionState::Canceled
     );
     assert!(env.poll_now().await.is_none());
-    // The run never changes again: a late outcome, timer 2, cancel requests.
-    env.complete(&running, "late").await.unwrap();
+    // The run never changes again: a late outcome (refused), timer 2, cancel requests.
+    assert!(env.complete(&running, "late").await.is_err());
     tokio::time::sleep(secs(7200)).await;
     assert_eq!(
         env.protocol

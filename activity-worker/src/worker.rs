@@ -242,9 +242,9 @@ pub struct WorkerReport {
     pub started: u64,
     /// Attempts reported completed.
     pub completed: u64,
-    /// Attempts reported failed (panics included).
+    /// Attempts reported failed (panics and attempts ended by the shutdown included).
     pub failed: u64,
-    /// Attempts reported canceled.
+    /// Attempts reported canceled (after a cancel request, or a timeout).
     pub canceled: u64,
     /// Attempts left for asynchronous completion.
     pub pending: u64,
@@ -359,8 +359,11 @@ impl Worker {
 
     /// Runs until `signal` resolves (or the shutdown handle is used), then shuts
     /// down gracefully: polling stops, running activities get the grace period to
-    /// finish, then they are cancelled with reason "worker shutting down" and their
-    /// outcomes are reported.
+    /// finish, then they are cancelled with reason "worker shutting down". An
+    /// attempt that then stops (or is abandoned) is reported as the retryable
+    /// failure `WorkerShutdown`, with its unsent heartbeat details, and the engine
+    /// retries it at once on another worker (docs/semantics.md §1.3): a shutdown
+    /// never cancels an execution.
     pub async fn run_until(self, signal: impl Future<Output = ()>) -> WorkerReport {
         let shared = self.shared.clone();
         tracing::info!(

@@ -126,13 +126,16 @@ fn canceled() -> impl Strategy<Value = CanceledFailure> {
         })
 }
 
-fn failure() -> impl Strategy<Value = Failure> {
+fn failure() -> BoxedStrategy<Failure> {
+    // The previous attempt's failure, nested one level. Boxed: the nested
+    // strategy types would overflow the test thread's stack in debug builds.
     let previous = prop_oneof![
         application().prop_map(Failure::Application),
         (timeout_kind(), option::of(payload()))
             .prop_map(|(kind, details)| Failure::Timeout(TimeoutFailure::new(kind, details))),
         canceled().prop_map(Failure::Canceled),
-    ];
+    ]
+    .boxed();
     prop_oneof![
         application().prop_map(Failure::Application),
         (timeout_kind(), option::of(payload()), option::of(previous)).prop_map(
@@ -146,6 +149,7 @@ fn failure() -> impl Strategy<Value = Failure> {
         ),
         canceled().prop_map(Failure::Canceled),
     ]
+    .boxed()
 }
 
 fn retry_state() -> impl Strategy<Value = RetryState> {
