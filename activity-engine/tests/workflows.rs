@@ -695,16 +695,7 @@ async fn stale_and_foreign_tokens_are_refused_without_effect() {
         .complete_workflow_task(task.task_token.clone(), vec![])
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            ProtocolError::AlreadyClosed {
-                reason: ClosedReason::WorkflowClosed(WorkflowState::Completed),
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_run_completed_refusal(&err);
 }
 
 #[tokio::test(start_paused = true)]
@@ -864,16 +855,7 @@ async fn completing_the_workflow_closes_the_run_and_what_it_left_running() {
         .record_heartbeat(token(&running), None)
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            ProtocolError::AlreadyClosed {
-                reason: ClosedReason::WorkflowClosed(WorkflowState::Completed),
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_run_completed_refusal(&err);
     assert_eq!(
         err.cancel_reason(),
         Some(activity_core::CancelReason::WorkflowClosed)
@@ -1767,4 +1749,18 @@ async fn activity_executions_are_listed_newest_first_standalone_and_of_runs_filt
         .collect();
     assert_eq!(summary, [(QUEUE, 1, 1), ("shipping", 1, 0)]);
     assert_eq!(queues[0].pollers[0].identity, "test-worker");
+}
+
+/// `err` refuses a call because the workflow run completed.
+fn assert_run_completed_refusal(err: &ProtocolError) {
+    assert!(
+        matches!(
+            err,
+            ProtocolError::AlreadyClosed {
+                reason: ClosedReason::WorkflowClosed(WorkflowState::Completed),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
