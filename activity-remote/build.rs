@@ -11,6 +11,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Every `bytes` field is `bytes::Bytes`: payloads pass between the
         // message and the model without a copy.
         .bytes(".")
+        // A request that does not decode (e.g. a string that is not UTF-8) is
+        // answered InvalidArgument naming the field: src/codec.rs.
+        .codec_path("crate::codec::WireCodec")
         .compile_fds(descriptors)?;
     Ok(())
 }

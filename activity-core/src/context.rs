@@ -119,8 +119,11 @@ pub enum CancelReason {
     Requested,
     /// The engine timed out this attempt; its result will not be accepted.
     TimedOut,
-    /// The execution is no longer running (workflow closed, execution final).
+    /// The execution is no longer running (it is final, or a later attempt exists).
     ExecutionClosed,
+    /// The workflow run that scheduled the activity closed (completed, failed,
+    /// was canceled, terminated or continued as new); this is not a cancel request.
+    WorkflowClosed,
     /// The worker is shutting down and its grace period ended.
     WorkerShutdown,
 }
@@ -131,6 +134,7 @@ impl fmt::Display for CancelReason {
             CancelReason::Requested => "cancellation requested",
             CancelReason::TimedOut => "timed out",
             CancelReason::ExecutionClosed => "execution closed",
+            CancelReason::WorkflowClosed => "workflow closed",
             CancelReason::WorkerShutdown => "worker shutting down",
         })
     }

@@ -109,6 +109,11 @@ pub struct TimeoutFailure {
     pub kind: TimeoutKind,
     /// The last heartbeat details recorded before it fired.
     pub last_heartbeat_details: Option<Payload>,
+    /// The previous attempt's failure, when this timeout ended a retried
+    /// execution (as Temporal nests it; docs/semantics.md §1.3). One level: the
+    /// previous failure is kept without its own cause.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<Box<Failure>>,
 }
 
 impl TimeoutFailure {
@@ -117,7 +122,33 @@ impl TimeoutFailure {
         Self {
             kind,
             last_heartbeat_details,
+            cause: None,
         }
+    }
+
+    /// Attaches the previous attempt's failure as the cause (without its own cause).
+    ///
+    /// ```
+    /// use activity_core::failure::{ApplicationFailure, Failure, TimeoutFailure, TimeoutKind};
+    ///
+    /// let first = TimeoutFailure::new(TimeoutKind::Heartbeat, None);
+    /// let second = TimeoutFailure::new(TimeoutKind::Heartbeat, None)
+    ///     .with_cause(Failure::Timeout(first.clone().with_cause(Failure::Application(
+    ///         ApplicationFailure::new("Busy", "try later"),
+    ///     ))));
+    /// // Only the previous attempt is kept, not the whole chain.
+    /// assert_eq!(second.cause.as_deref(), Some(&Failure::Timeout(first)));
+    /// ```
+    pub fn with_cause(mut self, previous: Failure) -> Self {
+        let previous = match previous {
+            Failure::Timeout(mut timeout) => {
+                timeout.cause = None;
+                Failure::Timeout(timeout)
+            }
+            other => other,
+        };
+        self.cause = Some(Box::new(previous));
+        self
     }
 }
 
@@ -127,6 +158,33 @@ impl TimeoutFailure {
 pub struct CanceledFailure {
     /// Optional details given by the activity.
     pub details: Option<Payload>,
+    /// Set when the execution was canceled before any attempt of it started
+    /// (docs/semantics.md §1.5): no worker ever saw it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub not_started: bool,
+    /// Set when the execution was closed because the workflow run that
+    /// scheduled it closed (in this state), without a cancel request
+    /// (docs/semantics.md §1.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow_closed: Option<crate::workflow::WorkflowState>,
+}
+
+impl CanceledFailure {
+    /// A cancellation acknowledged with these details.
+    ///
+    /// ```
+    /// use activity_core::{failure::CanceledFailure, Payload};
+    ///
+    /// let canceled = CanceledFailure::new(Some(Payload::json(&"cleaned up").unwrap()));
+    /// assert!(!canceled.not_started);
+    /// assert_eq!(canceled.workflow_closed, None);
+    /// ```
+    pub fn new(details: Option<Payload>) -> Self {
+        Self {
+            details,
+            ..Self::default()
+        }
+    }
 }
 
 /// Why an attempt, or an execution, did not complete.
@@ -146,7 +204,11 @@ impl fmt::Display for Failure {
         match self {
             Failure::Application(a) => a.fmt(f),
             Failure::Timeout(t) => write!(f, "{:?} timeout", t.kind),
-            Failure::Canceled(_) => f.write_str("canceled"),
+            Failure::Canceled(c) if c.not_started => f.write_str("canceled before it started"),
+            Failure::Canceled(c) => match c.workflow_closed {
+                Some(state) => write!(f, "canceled: its workflow run closed ({state})"),
+                None => f.write_str("canceled"),
+            },
         }
     }
 }
@@ -162,6 +224,8 @@ pub enum RetryState {
     Timeout,
     /// Cancellation was requested.
     CancelRequested,
+    /// The workflow run that scheduled the execution closed (docs/semantics.md §1.5).
+    WorkflowClosed,
 }
 
 /// An activity execution failed: what the caller sees (docs/semantics.md §4).
@@ -252,9 +316,9 @@ impl ActivityError {
 
     /// Acknowledges cancellation with details.
     pub fn canceled_with<T: serde::Serialize>(details: &T) -> Result<Self, PayloadError> {
-        Ok(ActivityError::Canceled(CanceledFailure {
-            details: Some(Payload::json(details)?),
-        }))
+        Ok(ActivityError::Canceled(CanceledFailure::new(Some(
+            Payload::json(details)?,
+        ))))
     }
 
     /// The result will be completed later by task token (docs/semantics.md §1.6).
@@ -267,9 +331,9 @@ impl ActivityError {
         let payload = Payload::json(details)?;
         Ok(match self {
             ActivityError::Application(a) => ActivityError::Application(a.with_details(payload)),
-            ActivityError::Canceled(_) => ActivityError::Canceled(CanceledFailure {
-                details: Some(payload),
-            }),
+            ActivityError::Canceled(_) => {
+                ActivityError::Canceled(CanceledFailure::new(Some(payload)))
+            }
             other => other,
         })
     }

@@ -749,9 +749,10 @@ impl ClosedReason {
         match self {
             ClosedReason::AttemptTimedOut(_)
             | ClosedReason::ExecutionClosed(ExecutionState::TimedOut) => CancelReason::TimedOut,
-            ClosedReason::AttemptSuperseded
-            | ClosedReason::ExecutionClosed(_)
-            | ClosedReason::WorkflowClosed(_) => CancelReason::ExecutionClosed,
+            ClosedReason::AttemptSuperseded | ClosedReason::ExecutionClosed(_) => {
+                CancelReason::ExecutionClosed
+            }
+            ClosedReason::WorkflowClosed(_) => CancelReason::WorkflowClosed,
         }
     }
 }
@@ -821,6 +822,15 @@ pub enum ProtocolError {
         what: String,
         /// Why it is closed.
         reason: ClosedReason,
+    },
+    /// The call does not apply to the execution as it is (e.g. a cancellation
+    /// reported when none was requested). Nothing was changed. Not retryable.
+    #[error("{what}: {message}")]
+    FailedPrecondition {
+        /// What was acted on.
+        what: String,
+        /// Why the call does not apply, and what to do instead.
+        message: String,
     },
     /// The engine cannot serve the call now (shutting down, store busy or
     /// unreachable). Retryable: nothing was acknowledged.

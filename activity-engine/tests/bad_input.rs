@@ -483,6 +483,55 @@ async fn invalid_request_fields_are_named() {
 /// queue row that keeps nothing (no rate limit, no poller) goes with them, in
 /// batches. A queue's rate limit, and a queue still polled, stay.
 #[tokio::test(start_paused = true)]
+async fn a_payload_that_says_json_but_does_not_parse_is_refused_naming_it_and_nothing_is_stored() {
+    let env = Env::new().await;
+    let malformed = || {
+        let mut payload = json(0);
+        payload.data = b"{oops".as_slice().into();
+        payload
+    };
+    let err = env
+        .protocol
+        .schedule_activity(
+            ScheduleActivityRequest::new(
+                "greet",
+                vec![json("ok"), malformed()],
+                stc(10).task_queue(QUEUE),
+            )
+            .with_activity_id("bad-input"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ProtocolError::InvalidArgument { field, .. } if field == "input[1]"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("not valid JSON"), "{err}");
+    assert!(matches!(
+        env.protocol
+            .describe_execution(ExecutionRef::standalone("bad-input"))
+            .await,
+        Err(ProtocolError::NotFound { .. })
+    ));
+
+    env.schedule("a", stc(10)).await.unwrap();
+    let task = env.poll_now().await.unwrap();
+    let err = env
+        .protocol
+        .complete_activity(token(&task), malformed())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ProtocolError::InvalidArgument { field, .. } if field == "result"),
+        "{err:?}"
+    );
+    let d = env.describe("a").await;
+    assert_eq!((d.state, d.outcome), (ExecutionState::Started, None));
+    // The attempt still takes a valid result.
+    env.complete(&task, "fine").await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
 async fn polls_on_many_queue_names_leave_nothing_behind_after_the_poller_retention() {
     let env = Env::new().await;
     const NAMES: usize = 1_500;

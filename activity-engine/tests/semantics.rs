@@ -821,6 +821,107 @@ async fn s1_4_the_heartbeat_answer_tells_when_the_engine_timed_the_attempt_out()
     assert_eq!(err.cancel_reason(), Some(CancelReason::TimedOut));
 }
 
+#[tokio::test(start_paused = true)]
+async fn s1_4_a_canceled_report_without_a_cancel_request_is_refused_and_changes_nothing() {
+    let env = Env::new().await;
+    env.schedule("a", stc(60).retry(RetryOptions::new().maximum_attempts(2)))
+        .await
+        .unwrap();
+    let task = env.poll_now().await.unwrap();
+    for target in [token(&task), by_id("a")] {
+        let err = env
+            .protocol
+            .report_canceled(target, Some(json("stopping")))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, ProtocolError::FailedPrecondition { .. }),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains("no cancellation was requested"),
+            "{err}"
+        );
+    }
+    let d = env.describe("a").await;
+    assert_eq!(
+        (d.state, d.attempt, d.cancel_requested, d.last_failure),
+        (ExecutionState::Started, 1, false, None)
+    );
+    // The attempt is still the worker's: its result is taken.
+    env.complete(&task, "done anyway").await.unwrap();
+    assert_eq!(
+        env.outcome("a").await,
+        ExecutionOutcome::Completed(json("done anyway"))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn s1_4_a_canceled_report_after_the_attempt_timed_out_does_not_cancel_the_execution() {
+    let env = Env::new().await;
+    env.schedule(
+        "a",
+        stc(10)
+            .heartbeat_timeout(secs(2))
+            .retry(RetryOptions::new().maximum_attempts(2)),
+    )
+    .await
+    .unwrap();
+    let first = env.poll_now().await.unwrap();
+    env.protocol
+        .record_heartbeat(token(&first), Some(json(3)))
+        .await
+        .unwrap();
+    let second = env.next_task().await; // attempt 1 timed out (heartbeat)
+    assert_eq!(second.info.attempt, 2);
+    assert_eq!(second.last_heartbeat_details, Some(json(3)));
+    let err = env
+        .protocol
+        .report_canceled(token(&first), None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.cancel_reason(), Some(CancelReason::TimedOut), "{err:?}");
+    let d = env.describe("a").await;
+    assert_eq!((d.state, d.attempt), (ExecutionState::Started, 2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn s1_3_a_final_timeout_carries_the_previous_attempts_failure_as_its_cause() {
+    let env = Env::new().await;
+    env.schedule("a", stc(10).retry(RetryOptions::new().maximum_attempts(3)))
+        .await
+        .unwrap();
+    let first = env.poll_now().await.unwrap();
+    env.protocol
+        .fail_activity(
+            token(&first),
+            ApplicationFailure::new("Busy", "later"),
+            None,
+        )
+        .await
+        .unwrap();
+    let _second = env.next_task().await; // times out (start-to-close)
+    let _third = env.next_task().await; // times out too
+    let failure = failed(env.outcome("a").await);
+    assert_eq!(
+        (failure.attempts, failure.retry_state),
+        (3, RetryState::MaximumAttemptsReached)
+    );
+    let Failure::Timeout(last) = &failure.cause else {
+        panic!("{failure:?}")
+    };
+    assert_eq!(last.kind, TimeoutKind::StartToClose);
+    // Attempt 3's timeout nests attempt 2's, kept without its own cause.
+    let Some(Failure::Timeout(previous)) = last.cause.as_deref() else {
+        panic!("{last:?}")
+    };
+    assert_eq!(
+        (previous.kind, &previous.cause),
+        (TimeoutKind::StartToClose, &None)
+    );
+    assert_eq!(env.describe("a").await.state, ExecutionState::TimedOut);
+}
+
 // ---------------------------------------------------------------- 1.5 cancellation
 
 #[tokio::test(start_paused = true)]
@@ -899,6 +1000,41 @@ async fn s1_5_an_execution_waiting_in_a_retry_backoff_is_canceled_at_once() {
         ExecutionState::Canceled
     );
     assert!(env.poll(secs(120)).await.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn s1_5_canceling_an_execution_that_never_started_records_that_it_never_started() {
+    let env = Env::new().await;
+    env.schedule("a", stc(10)).await.unwrap();
+    env.protocol
+        .request_cancel(ExecutionRef::standalone("a"))
+        .await
+        .unwrap();
+    let failure = failed(env.outcome("a").await);
+    let Failure::Canceled(canceled) = &failure.cause else {
+        panic!("{failure:?}")
+    };
+    assert!(canceled.not_started, "{failure:?}");
+    assert!(
+        failure.to_string().contains("before it started"),
+        "{failure}"
+    );
+    // One that ran (and waits for its retry) did start.
+    env.schedule("b", stc(10)).await.unwrap();
+    let task = env.poll_now().await.unwrap();
+    env.protocol
+        .fail_activity(token(&task), ApplicationFailure::new("E", "x"), None)
+        .await
+        .unwrap();
+    env.protocol
+        .request_cancel(ExecutionRef::standalone("b"))
+        .await
+        .unwrap();
+    let failure = failed(env.outcome("b").await);
+    assert!(
+        matches!(&failure.cause, Failure::Canceled(c) if !c.not_started),
+        "{failure:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]

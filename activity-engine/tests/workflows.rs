@@ -695,16 +695,7 @@ async fn stale_and_foreign_tokens_are_refused_without_effect() {
         .complete_workflow_task(task.task_token.clone(), vec![])
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            ProtocolError::AlreadyClosed {
-                reason: ClosedReason::WorkflowClosed(WorkflowState::Completed),
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_run_completed_refusal(&err);
 }
 
 #[tokio::test(start_paused = true)]
@@ -808,7 +799,7 @@ async fn a_resolution_during_a_backoff_is_recorded_and_waits_for_the_backoff() {
 // ---------------------------------------------------------------- closing and cancelling
 
 #[tokio::test(start_paused = true)]
-async fn completing_the_workflow_closes_the_run_and_cancels_what_it_left_running() {
+async fn completing_the_workflow_closes_the_run_and_what_it_left_running() {
     let env = Env::new().await;
     let run = started_with(
         &env,
@@ -856,21 +847,26 @@ async fn completing_the_workflow_closes_the_run_and_cancels_what_it_left_running
     assert_eq!(d.history_length, h.len() as u64);
     assert_eq!(names(&h).last(), Some(&"WorkflowCompleted"));
 
-    // The started activity is cancel-requested (its heartbeat says so), the
-    // queued one is canceled and never dispatched.
-    let beat = env
+    // Both activities are closed without a cancel request (docs/semantics.md
+    // §1.5): the started one's heartbeat says its run closed, the queued one is
+    // never dispatched.
+    let err = env
         .protocol
         .record_heartbeat(token(&running), None)
         .await
-        .unwrap();
-    assert!(beat.cancel_requested);
+        .unwrap_err();
+    assert_run_completed_refusal(&err);
+    assert_eq!(
+        err.cancel_reason(),
+        Some(activity_core::CancelReason::WorkflowClosed)
+    );
     assert_eq!(
         env.describe_execution_state(&run, "queued").await,
         ExecutionState::Canceled
     );
     assert!(env.poll_now().await.is_none());
-    // The run never changes again: a late outcome, timer 2, cancel requests.
-    env.complete(&running, "late").await.unwrap();
+    // The run never changes again: a late outcome (refused), timer 2, cancel requests.
+    assert!(env.complete(&running, "late").await.is_err());
     tokio::time::sleep(secs(7200)).await;
     assert_eq!(
         env.protocol
@@ -1753,6 +1749,20 @@ async fn activity_executions_are_listed_newest_first_standalone_and_of_runs_filt
         .collect();
     assert_eq!(summary, [(QUEUE, 1, 1), ("shipping", 1, 0)]);
     assert_eq!(queues[0].pollers[0].identity, "test-worker");
+}
+
+/// `err` refuses a call because the workflow run completed.
+fn assert_run_completed_refusal(err: &ProtocolError) {
+    assert!(
+        matches!(
+            err,
+            ProtocolError::AlreadyClosed {
+                reason: ClosedReason::WorkflowClosed(WorkflowState::Completed),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 // ------------------------------------------- history limits and retention (§3.2)

@@ -93,6 +93,7 @@
 //! cost is protox in the build dependencies (compiled once).
 
 mod client;
+mod codec;
 mod rpcs;
 mod server;
 mod service;

@@ -27,7 +27,9 @@ pub(crate) fn code_of(error: &ProtocolError) -> Code {
         | ProtocolError::InvalidToken { .. } => Code::InvalidArgument,
         ProtocolError::NotFound { .. } => Code::NotFound,
         ProtocolError::AlreadyExists { .. } => Code::AlreadyExists,
-        ProtocolError::AlreadyClosed { .. } => Code::FailedPrecondition,
+        ProtocolError::AlreadyClosed { .. } | ProtocolError::FailedPrecondition { .. } => {
+            Code::FailedPrecondition
+        }
         ProtocolError::Unavailable { .. } => Code::Unavailable,
         ProtocolError::Unsupported { .. } => Code::Unimplemented,
         _ => Code::Internal,

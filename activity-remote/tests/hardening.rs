@@ -94,6 +94,22 @@ async fn an_idle_connection_is_closed_and_the_client_reconnects_on_its_next_call
     served.stop().await;
 }
 
+/// The headers that carry the status of a raw gRPC call's answer (read to its end).
+async fn grpc_status_of(response: h2::client::ResponseFuture) -> http::HeaderMap {
+    let response = tokio::time::timeout(secs(5), response)
+        .await
+        .expect("answered")
+        .expect("response");
+    // The status comes in the headers (a trailers-only answer) or the trailers.
+    let headers = response.headers().clone();
+    let mut response_body = response.into_body();
+    while let Some(chunk) = response_body.data().await {
+        chunk.expect("data");
+    }
+    let trailers = response_body.trailers().await.expect("trailers");
+    trailers.unwrap_or(headers)
+}
+
 #[tokio::test]
 async fn a_request_whose_body_stalls_is_answered_with_an_error_and_its_stream_freed() {
     let served =
@@ -113,18 +129,7 @@ async fn a_request_whose_body_stalls_is_answered_with_an_error_and_its_stream_fr
     body.send_data(frame.slice(..3), false)
         .expect("partial body");
     let start = Instant::now();
-    let response = tokio::time::timeout(secs(5), response)
-        .await
-        .expect("answered")
-        .expect("response");
-    // The status comes in the headers (a trailers-only answer) or the trailers.
-    let headers = response.headers().clone();
-    let mut response_body = response.into_body();
-    while let Some(chunk) = response_body.data().await {
-        chunk.expect("data");
-    }
-    let trailers = response_body.trailers().await.expect("trailers");
-    let status = trailers.as_ref().unwrap_or(&headers);
+    let status = grpc_status_of(response).await;
     let message = status
         .get("grpc-message")
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
@@ -215,4 +220,43 @@ fn zero_limits_are_refused_naming_the_setting() {
             .expect_err("zero timeout");
         assert!(err.to_string().contains("idle_timeout"), "{err}");
     });
+}
+
+#[tokio::test]
+async fn a_request_string_that_is_not_utf8_is_invalid_argument_naming_the_field() {
+    let served = served_with(ServerLimits::default()).await;
+    let tcp = TcpStream::connect(served.addr).await.expect("connect");
+    let (client, connection) = h2::client::handshake(tcp).await.expect("h2 handshake");
+    tokio::spawn(connection);
+    let mut client = client.ready().await.expect("ready");
+    let (response, mut body) = client
+        .send_request(grpc_request("DescribeTaskQueue"), false)
+        .expect("send");
+    // DescribeTaskQueueRequest { task_queue (field 1, length-delimited): 0xff 0xfe }.
+    let message = [0x0a, 0x02, 0xff, 0xfe];
+    let mut frame = vec![0, 0, 0, 0, message.len() as u8];
+    frame.extend_from_slice(&message);
+    body.send_data(frame.into(), true).expect("body");
+    let status = grpc_status_of(response).await;
+    let text = |name: &str| {
+        status
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        text("grpc-status"),
+        "3",
+        "INVALID_ARGUMENT: {}",
+        text("grpc-message")
+    );
+    let message = text("grpc-message");
+    assert!(message.contains("task_queue"), "{message}");
+    assert!(message.contains("UTF-8"), "{message}");
+    // Nothing was created, and the server still serves.
+    let remote = served.remote().await;
+    schedule(&*remote, "after-bad-utf8", options())
+        .await
+        .expect("served");
+    served.stop().await;
 }

@@ -1,7 +1,12 @@
 //! Heartbeat throttling (docs/semantics.md §1.4): `ctx.heartbeat(…)` only stores the latest
 //! details and wakes a sender; the sender sends the first heartbeat at once, then
 //! at most one per interval (0.8 × heartbeat timeout, or 30 s without one), always
-//! with the latest details. Unsent details are taken for the failure report.
+//! with the latest details. Unsent details are taken for the failure report, or
+//! sent before a cancellation is reported.
+//!
+//! The early "timed out" notice counts from what the engine recorded: the
+//! answer to the last heartbeat it took (or the attempt's start), never from the
+//! last `ctx.heartbeat()` call, so it never comes before the engine's deadline.
 
 use std::{
     sync::{Arc, Mutex, MutexGuard},
@@ -22,7 +27,6 @@ pub(crate) const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(30);
 #[derive(Default)]
 pub(crate) struct PendingHeartbeat {
     latest: Mutex<Option<Option<Payload>>>,
-    last_recorded: Mutex<Option<Instant>>,
     wake: Notify,
 }
 
@@ -35,7 +39,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl HeartbeatSink for PendingHeartbeat {
     fn record(&self, details: Option<Payload>) {
         *lock(&self.latest) = Some(details);
-        *lock(&self.last_recorded) = Some(Instant::now());
         self.wake.notify_one();
     }
 }
@@ -54,15 +57,12 @@ impl PendingHeartbeat {
             self.wake.notify_one();
         }
     }
-
-    fn last_recorded(&self) -> Option<Instant> {
-        *lock(&self.last_recorded)
-    }
 }
 
 /// Sends the heartbeats of one attempt until aborted; cancels the activity's
-/// context when the engine says so, or when the attempt's heartbeat timeout passes
-/// without a heartbeat (the engine times the attempt out then too).
+/// context when the engine says so, or when the attempt's heartbeat timeout has
+/// passed since the engine last took one (the engine times the attempt out then).
+/// `started` is when this worker received the attempt, after the engine started it.
 pub(crate) async fn send_heartbeats(
     protocol: Arc<dyn ActivityProtocol>,
     token: TaskToken,
@@ -70,27 +70,34 @@ pub(crate) async fn send_heartbeats(
     interval: Duration,
     heartbeat_timeout: Option<Duration>,
     cancel: CancelHandle,
+    started: Instant,
 ) {
-    let started = Instant::now();
     let mut last_sent: Option<Instant> = None;
+    // When the engine's answer to the last heartbeat it recorded came back: it
+    // recorded it no later than that, so its deadline is no later than this + timeout.
+    let mut last_taken = started;
     loop {
-        let silent_until =
-            heartbeat_timeout.map(|timeout| pending.last_recorded().unwrap_or(started) + timeout);
+        let silent_until = heartbeat_timeout.map(|timeout| last_taken + timeout);
         tokio::select! {
             () = pending.wake.notified() => {}
             () = sleep_until_opt(silent_until) => {
-                // No heartbeat within the timeout: the engine times the attempt out.
-                if pending.last_recorded().unwrap_or(started) + heartbeat_timeout.unwrap_or_default()
-                    <= Instant::now()
-                {
-                    cancel.cancel(CancelReason::TimedOut);
-                    return;
-                }
-                continue;
+                // The engine has taken no heartbeat within the timeout: it times
+                // the attempt out (at the latest now).
+                cancel.cancel(CancelReason::TimedOut);
+                return;
             }
         }
         if let Some(last) = last_sent {
-            tokio::time::sleep_until(last + interval).await;
+            let next = last + interval;
+            // Throttled, but never past the notice: the send waits no longer than that.
+            match silent_until {
+                Some(until) if until <= next => {
+                    tokio::time::sleep_until(until).await;
+                    cancel.cancel(CancelReason::TimedOut);
+                    return;
+                }
+                _ => tokio::time::sleep_until(next).await,
+            }
         }
         let Some(details) = pending.take() else {
             continue;
@@ -101,6 +108,7 @@ pub(crate) async fn send_heartbeats(
             .await
         {
             Ok(answer) => {
+                last_taken = Instant::now();
                 if let Some(reason) = answer.cancel_reason() {
                     cancel.cancel(reason);
                 }

@@ -242,9 +242,9 @@ pub struct WorkerReport {
     pub started: u64,
     /// Attempts reported completed.
     pub completed: u64,
-    /// Attempts reported failed (panics included).
+    /// Attempts reported failed (panics and attempts ended by the shutdown included).
     pub failed: u64,
-    /// Attempts reported canceled.
+    /// Attempts reported canceled (after a cancel request, or a timeout).
     pub canceled: u64,
     /// Attempts left for asynchronous completion.
     pub pending: u64,
@@ -359,8 +359,11 @@ impl Worker {
 
     /// Runs until `signal` resolves (or the shutdown handle is used), then shuts
     /// down gracefully: polling stops, running activities get the grace period to
-    /// finish, then they are cancelled with reason "worker shutting down" and their
-    /// outcomes are reported.
+    /// finish, then they are cancelled with reason "worker shutting down". An
+    /// attempt that then stops (or is abandoned) is reported as the retryable
+    /// failure `WorkerShutdown`, with its unsent heartbeat details, and the engine
+    /// retries it at once on another worker (docs/semantics.md §1.3): a shutdown
+    /// never cancels an execution.
     pub async fn run_until(self, signal: impl Future<Output = ()>) -> WorkerReport {
         let shared = self.shared.clone();
         tracing::info!(
@@ -718,6 +721,7 @@ fn start_attempt(shared: Arc<Shared>, task: ActivityTask, permit: OwnedSemaphore
             interval,
             task.info.heartbeat_timeout,
             cancel.clone(),
+            began,
         ));
         let deadline = local_deadline(&task);
         let timer = tokio::spawn({
@@ -739,10 +743,21 @@ fn start_attempt(shared: Arc<Shared>, task: ActivityTask, permit: OwnedSemaphore
                     format!("activity panicked: {message}"),
                 )))
             }
-            Err(_) => Err(ActivityError::Application(ApplicationFailure::new(
-                error_types::WORKER_SHUTDOWN,
+            Err(_) => Err(ActivityError::Application(worker_shutdown(
                 "the worker shut down and the activity did not stop when cancelled",
             ))),
+        };
+        // An attempt ended by this worker's shutdown is not canceled: it is a
+        // retryable failure, retried at once elsewhere (docs/semantics.md §1.3).
+        let outcome = match outcome {
+            Err(ActivityError::Canceled(_))
+                if cancel.reason() == Some(CancelReason::WorkerShutdown) =>
+            {
+                Err(ActivityError::Application(worker_shutdown(
+                    "the worker shut down before the activity finished",
+                )))
+            }
+            other => other,
         };
         heartbeats.abort();
         timer.abort();
@@ -765,6 +780,13 @@ fn start_attempt(shared: Arc<Shared>, task: ActivityTask, permit: OwnedSemaphore
         drop(permit);
     };
     tokio::spawn(supervisor.instrument(span));
+}
+
+/// The retryable failure of an attempt ended by its worker's shutdown: retried
+/// at once (no backoff), on another worker.
+fn worker_shutdown(message: &str) -> ApplicationFailure {
+    ApplicationFailure::new(error_types::WORKER_SHUTDOWN, message)
+        .with_next_retry_delay(Duration::ZERO)
 }
 
 /// When the attempt's start-to-close deadline passes, on this worker's clock: the
@@ -811,10 +833,26 @@ async fn report(
                     .await,
             )
         }
-        Err(ActivityError::Canceled(canceled)) => (
-            &shared.stats.canceled,
-            with_retries(|| protocol.report_canceled(target(), canceled.details.clone())).await,
-        ),
+        Err(ActivityError::Canceled(canceled)) => {
+            // Unsent progress first, so the next attempt sees it (if the
+            // engine decides the attempt timed out, or the request is retried).
+            if let Some(details) = pending.take() {
+                let sent = with_retries(|| async {
+                    protocol
+                        .record_heartbeat(target(), details.clone())
+                        .await
+                        .map(|_| ())
+                })
+                .await;
+                if let Err(err) = sent {
+                    tracing::debug!(%err, "last heartbeat details not recorded");
+                }
+            }
+            (
+                &shared.stats.canceled,
+                with_retries(|| protocol.report_canceled(target(), canceled.details.clone())).await,
+            )
+        }
         Err(ActivityError::ResultPending) => {
             tracing::debug!("activity result pending: it will be completed by task token");
             (&shared.stats.pending, Ok(()))
@@ -831,6 +869,9 @@ async fn report(
         match err {
             ProtocolError::AlreadyClosed { .. } | ProtocolError::NotFound { .. } => {
                 tracing::info!(%err, "outcome not accepted: the attempt is no longer current")
+            }
+            ProtocolError::FailedPrecondition { .. } => {
+                tracing::info!(%err, "outcome not accepted: the engine decides how the attempt ends")
             }
             other => tracing::error!(err = %other, "outcome could not be reported"),
         }

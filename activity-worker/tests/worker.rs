@@ -17,7 +17,7 @@ use activity_core::{
         ProtocolRequest, ProtocolResponse, ScheduleActivityRequest, TypeKind,
     },
     ActivityContext, ActivityError, ActivityOptions, CancelReason, Client, Failure, Payload,
-    RetryOptions, RetryState, State,
+    RetryOptions, RetryState, State, TimeoutKind,
 };
 use activity_engine::VirtualClock;
 
@@ -139,6 +139,61 @@ async fn completes_later(
 ) -> Result<u32, ActivityError> {
     *tokens.token.lock().unwrap() = Some(ctx.task_token().clone());
     Err(ActivityError::result_pending())
+}
+
+/// Heartbeats 1, 2, 3 at 0.0 / 0.2 / 0.4 s, then stalls: no more heartbeats, but
+/// it honours cancellation. A later attempt returns the details it resumes from.
+#[activity(
+    start_to_close = "10s",
+    heartbeat = "1s",
+    retry(initial_interval = "100ms")
+)]
+async fn stalls(ctx: ActivityContext) -> Result<u32, ActivityError> {
+    if ctx.info().attempt > 1 {
+        return Ok(ctx.last_heartbeat_details()?.unwrap_or(0));
+    }
+    for n in 1..=3u32 {
+        ctx.heartbeat(&n)?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let reason = ctx.cancelled().await;
+    Err(ActivityError::canceled_with(&reason.to_string())?)
+}
+
+/// Sleeps 3 s, honouring cancellation: every attempt overruns its start-to-close.
+#[activity(
+    start_to_close = "1s",
+    retry(initial_interval = "100ms", maximum_attempts = 2)
+)]
+async fn overruns(ctx: ActivityContext) -> Result<(), ActivityError> {
+    tokio::select! {
+        reason = ctx.cancelled() => Err(ActivityError::canceled_with(&reason.to_string())?),
+        () = tokio::time::sleep(Duration::from_secs(3)) => Ok(()),
+    }
+}
+
+/// Attempt 1 heartbeats its progress every second until cancelled; a later
+/// attempt returns the progress it resumes from.
+#[activity(start_to_close = "1h", heartbeat = "10s", retry(maximum_attempts = 3))]
+async fn resumes_elsewhere(
+    ctx: ActivityContext,
+    probe: State<Probe>,
+) -> Result<u32, ActivityError> {
+    if ctx.info().attempt > 1 {
+        return Ok(ctx.last_heartbeat_details()?.unwrap_or(0));
+    }
+    let mut progress = 0u32;
+    loop {
+        progress += 1;
+        ctx.heartbeat(&progress)?;
+        tokio::select! {
+            reason = ctx.cancelled() => {
+                probe.cleaned_up.fetch_add(1, Ordering::SeqCst);
+                return Err(ActivityError::canceled_with(&reason.to_string())?);
+            }
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
 }
 
 #[derive(Default)]
@@ -577,7 +632,7 @@ async fn result_pending_frees_the_slot_and_the_token_completes_it_later() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn graceful_shutdown_lets_one_finish_and_cancels_the_other_with_the_shutdown_reason() {
+async fn graceful_shutdown_lets_one_finish_and_hands_the_other_back_as_a_retryable_failure() {
     let engine = engine().await;
     let probe = Arc::new(Probe::default());
     let client = Client::new(engine.protocol()).with_task_queue("shutdown");
@@ -607,13 +662,22 @@ async fn graceful_shutdown_lets_one_finish_and_cancels_the_other_with_the_shutdo
         "then the rest was cancelled: {took:?}"
     );
     assert_eq!(quick.result().await.unwrap(), "done");
-    let failure = failure_of(stubborn.result().await.unwrap_err());
-    let Failure::Canceled(canceled) = &failure.cause else {
-        panic!("{failure}")
+    // Cancelled with the shutdown reason, the stubborn one is not canceled: its
+    // attempt failed retryably and the next one waits for another worker, now.
+    assert_eq!(probe.cleaned_up.load(Ordering::SeqCst), 1);
+    // (Over gRPC a poll of the stopped worker still under way may claim the
+    // retry: its client gives it back, which a paused clock does not wait for.)
+    let d = stubborn.describe().await.unwrap();
+    assert!(!d.state.is_final(), "{d:?}");
+    assert_eq!((d.attempt, d.cancel_requested), (2, false), "{d:?}");
+    let Some(Failure::Application(failure)) = &d.last_failure else {
+        panic!("{d:?}")
     };
-    let reason: String = canceled.details.as_ref().unwrap().decode().unwrap();
-    assert_eq!(reason, "worker shutting down");
-    assert_eq!((report.completed, report.canceled), (1, 1));
+    assert_eq!(failure.error_type, "WorkerShutdown");
+    assert_eq!(
+        (report.completed, report.failed, report.canceled),
+        (1, 1, 0)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -733,4 +797,200 @@ async fn a_heartbeat_the_engine_could_not_take_is_sent_again() {
     );
     shutdown.shutdown();
     running.await.unwrap();
+}
+
+/// Runs `calls` concurrent calls of one activity (ids `prefix-0`, …) through
+/// `client`; answers their outcomes in id order.
+async fn concurrently<T, F, Fut>(
+    calls: usize,
+    prefix: &str,
+    call: F,
+) -> Vec<Result<T, activity_core::ActivityCallError>>
+where
+    T: Send + 'static,
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<T, activity_core::ActivityCallError>> + Send + 'static,
+{
+    let running: Vec<_> = (0..calls)
+        .map(|i| tokio::spawn(call(format!("{prefix}-{i}"))))
+        .collect();
+    let mut outcomes = Vec::new();
+    for one in running {
+        outcomes.push(one.await.unwrap());
+    }
+    outcomes
+}
+
+/// The real engine on the real clock (a new store each time).
+async fn real_clock_engine() -> TestEngine {
+    TestEngine::open(activity_test_support::engine_config()).await
+}
+
+/// 20 concurrent calls of `stalls` with `maximum_attempts`, on the real clock:
+/// their outcomes, and the worker's report.
+async fn stalled_runs(
+    maximum_attempts: u32,
+) -> (
+    Vec<Result<u32, activity_core::ActivityCallError>>,
+    WorkerReport,
+) {
+    let engine = real_clock_engine().await;
+    let probe = Arc::new(Probe::default());
+    let client = Client::new(engine.protocol()).with_task_queue("stalls");
+    let (shutdown, running) = spawn(worker(engine.protocol(), &probe, "stalls").build().unwrap());
+    let outcomes = concurrently(20, "stall", |id| {
+        let client = client.clone();
+        async move {
+            stalls::call(&client)
+                .activity_id(id)
+                .retry(RetryOptions::new().maximum_attempts(maximum_attempts))
+                .await
+        }
+    })
+    .await;
+    shutdown.shutdown();
+    (outcomes, running.await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s1_4_a_stalled_attempt_is_timed_out_by_the_engine_and_attempt_2_resumes_from_the_recorded_details(
+) {
+    let (outcomes, report) = stalled_runs(2).await;
+    for (i, outcome) in outcomes.into_iter().enumerate() {
+        match outcome {
+            Ok(resumed) => assert_eq!(resumed, 3, "run {i}: attempt 2 sees the last details"),
+            Err(err) => panic!("run {i}: {err}"),
+        }
+    }
+    assert_eq!(report.completed, 20, "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s1_4_a_stalled_attempt_without_a_retry_fails_with_the_heartbeat_timeout_and_its_details() {
+    let (outcomes, _) = stalled_runs(1).await;
+    for (i, outcome) in outcomes.into_iter().enumerate() {
+        let failure = failure_of(outcome.unwrap_err());
+        assert_eq!(
+            (failure.attempts, failure.retry_state),
+            (1, RetryState::MaximumAttemptsReached),
+            "run {i}: {failure}"
+        );
+        let Failure::Timeout(timeout) = &failure.cause else {
+            panic!("run {i}: {failure}")
+        };
+        assert_eq!(timeout.kind, TimeoutKind::Heartbeat, "run {i}");
+        let details: u32 = timeout
+            .last_heartbeat_details
+            .as_ref()
+            .unwrap()
+            .decode()
+            .unwrap();
+        assert_eq!(details, 3, "run {i}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s1_4_start_to_close_is_decided_by_the_engine_every_overrun_times_out_and_is_retried() {
+    let engine = real_clock_engine().await;
+    let probe = Arc::new(Probe::default());
+    let client = Client::new(engine.protocol()).with_task_queue("overruns");
+    let (shutdown, running) = spawn(
+        worker(engine.protocol(), &probe, "overruns")
+            .build()
+            .unwrap(),
+    );
+    let outcomes = concurrently(20, "overrun", |id| {
+        let client = client.clone();
+        async move { overruns::call(&client).activity_id(id).await }
+    })
+    .await;
+    for (i, outcome) in outcomes.into_iter().enumerate() {
+        let failure = failure_of(outcome.unwrap_err());
+        assert_eq!(
+            (failure.attempts, failure.retry_state),
+            (2, RetryState::MaximumAttemptsReached),
+            "run {i}: {failure}"
+        );
+        let Failure::Timeout(last) = &failure.cause else {
+            panic!("run {i}: {failure}")
+        };
+        assert_eq!(last.kind, TimeoutKind::StartToClose, "run {i}");
+        assert!(
+            matches!(last.cause.as_deref(), Some(Failure::Timeout(first)) if first.kind == TimeoutKind::StartToClose),
+            "run {i}: the first attempt's timeout is the cause: {last:?}"
+        );
+        let d = engine
+            .protocol()
+            .describe_execution(activity_core::protocol::ExecutionRef::standalone(format!(
+                "overrun-{i}"
+            )))
+            .await
+            .unwrap();
+        assert_eq!(d.state, ExecutionState::TimedOut, "run {i}");
+    }
+    shutdown.shutdown();
+    running.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s2_a_workers_shutdown_hands_running_attempts_to_the_next_worker_at_once() {
+    let engine = real_clock_engine().await;
+    let probe = Arc::new(Probe::default());
+    let client = Client::new(engine.protocol()).with_task_queue("handover");
+    let mut handles = Vec::new();
+    for i in 0..5 {
+        handles.push(
+            client
+                .start(resumes_elsewhere::call(&client).activity_id(format!("handover-{i}")))
+                .await
+                .unwrap(),
+        );
+    }
+    let (shutdown, running) = spawn(
+        worker(engine.protocol(), &probe, "handover")
+            .identity("first")
+            .graceful_shutdown_period(Duration::from_secs(2))
+            .build()
+            .unwrap(),
+    );
+    for handle in &handles {
+        while handle.describe().await.unwrap().state != ExecutionState::Started {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    shutdown.shutdown();
+    let report = running.await.unwrap();
+    assert_eq!((report.failed, report.canceled), (5, 0), "{report:?}");
+    assert_eq!(probe.cleaned_up.load(Ordering::SeqCst), 5);
+    for handle in &handles {
+        let d = handle.describe().await.unwrap();
+        assert!(!d.state.is_final(), "the execution stays open: {d:?}");
+        assert_eq!((d.attempt, d.cancel_requested), (2, false), "{d:?}");
+        assert!(
+            matches!(&d.last_failure, Some(Failure::Application(f)) if f.error_type == "WorkerShutdown"),
+            "{d:?}"
+        );
+    }
+    let began = Instant::now();
+    let (shutdown, running) = spawn(
+        worker(engine.protocol(), &probe, "handover")
+            .identity("second")
+            .build()
+            .unwrap(),
+    );
+    for handle in &handles {
+        let resumed = handle.result().await.unwrap();
+        assert!(
+            resumed >= 3,
+            "attempt 2 resumes from the last details: {resumed}"
+        );
+    }
+    let took = began.elapsed();
+    assert!(
+        took < Duration::from_secs(1),
+        "promptly, not after a timeout: {took:?}"
+    );
+    shutdown.shutdown();
+    assert_eq!(running.await.unwrap().completed, 5);
 }

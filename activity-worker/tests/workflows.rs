@@ -175,6 +175,63 @@ async fn cancel_activity(ctx: WorkflowContext, wait: bool) -> Result<String, Wor
     }
 }
 
+/// Heartbeats until cancelled, recording the reason it was given.
+#[activity(start_to_close = "1h", heartbeat = "2s")]
+async fn records_its_reason(
+    ctx: ActivityContext,
+    probe: State<Probe>,
+    name: String,
+) -> Result<(), ActivityError> {
+    probe.ran(format!("{name} started"));
+    loop {
+        ctx.heartbeat(&())?;
+        tokio::select! {
+            reason = ctx.cancelled() => {
+                probe.ran(format!("{name}: {reason}"));
+                return Err(ActivityError::canceled_with(&reason.to_string())?);
+            }
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}
+
+/// Starts a `TryCancel` and an `Abandon` activity, and returns while they run.
+#[workflow]
+async fn returns_while_activities_run(ctx: WorkflowContext) -> Result<(), WorkflowError> {
+    let _try_cancel = std::future::IntoFuture::into_future(
+        records_its_reason::call(&ctx, "try-cancel".into())
+            .task_queue(ACTS)
+            .cancellation_type(CancellationType::TryCancel),
+    );
+    let _abandon = std::future::IntoFuture::into_future(
+        records_its_reason::call(&ctx, "abandon".into())
+            .task_queue(ACTS)
+            .cancellation_type(CancellationType::Abandon),
+    );
+    ctx.sleep(Duration::from_secs(3)).await;
+    Ok(())
+}
+
+/// Cancels, waiting for the outcome, an activity on a queue nobody polls:
+/// answers whether the canceled error says it never started.
+#[workflow]
+async fn cancels_before_it_starts(ctx: WorkflowContext) -> Result<bool, WorkflowError> {
+    let waiting = std::future::IntoFuture::into_future(
+        step::call(&ctx, "never".into())
+            .task_queue("nobody-polls-this")
+            .cancellation_type(CancellationType::WaitCancellationCompleted),
+    );
+    ctx.sleep(Duration::from_secs(1)).await;
+    waiting.cancel();
+    match waiting.await {
+        Err(activity_core::ActivityCallError::Failed(failure)) => match failure.cause {
+            Failure::Canceled(canceled) => Ok(canceled.not_started),
+            _ => Ok(false),
+        },
+        _ => Ok(false),
+    }
+}
+
 /// How many times `counted_steps` started from its first line.
 static COUNTED_STEPS_STARTS: AtomicU32 = AtomicU32::new(0);
 
@@ -941,6 +998,58 @@ async fn a_run_of_a_type_no_worker_has_shows_why_in_describe_and_can_be_terminat
     assert_eq!(
         protocol.describe_workflow(run).await.unwrap().state,
         WorkflowState::Terminated
+    );
+    stop(worker).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn s1_5_a_run_returning_while_its_activities_run_closes_them_with_workflow_closed_and_no_request(
+) {
+    let s = setup().await;
+    let worker = s.spawn("w");
+    let handle = returns_while_activities_run::start(&s.client)
+        .await
+        .unwrap();
+    handle.result().await.unwrap();
+    for name in ["try-cancel", "abandon"] {
+        s.wait_for_run(&format!("{name}: workflow closed"), 1).await;
+        assert_eq!(s.probe.count(&format!("{name}: cancellation requested")), 0);
+    }
+    let mut request = activity_core::protocol::ListExecutionsRequest::new();
+    request.activity_type = Some("records_its_reason".into());
+    let executions = s
+        .protocol()
+        .list_activity_executions(request)
+        .await
+        .unwrap();
+    assert_eq!(executions.len(), 2);
+    for d in executions {
+        assert!(!d.cancel_requested, "no cancel request is recorded: {d:?}");
+        assert_eq!(d.state, activity_core::protocol::ExecutionState::Canceled);
+        assert_eq!(
+            d.retry_state,
+            Some(activity_core::RetryState::WorkflowClosed)
+        );
+        let Some(Failure::Canceled(canceled)) = &d.last_failure else {
+            panic!("{d:?}")
+        };
+        assert_eq!(
+            canceled.workflow_closed,
+            Some(WorkflowState::Completed),
+            "{d:?}"
+        );
+    }
+    stop(worker).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn s1_5_a_wait_cancellation_completed_caller_learns_the_activity_never_started() {
+    let s = setup().await;
+    let worker = s.spawn("w");
+    let handle = cancels_before_it_starts::start(&s.client).await.unwrap();
+    assert!(
+        handle.result().await.unwrap(),
+        "the canceled error says it never started"
     );
     stop(worker).await;
 }

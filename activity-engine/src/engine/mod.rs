@@ -78,7 +78,7 @@ use activity_core::{
     clock::{from_millis, to_millis, Clock},
     definition::BoxFuture,
     failure::ApplicationFailure,
-    payload::Payload,
+    payload::{Encoding, Payload},
     protocol::{
         ActivityProtocol, ActivityTask, ExecutionDescription, ExecutionOutcome, ExecutionRef,
         ExecutionState, HeartbeatResponse, ListExecutionsRequest, PollActivityTaskRequest,
@@ -486,6 +486,25 @@ impl Engine {
         Ok(())
     }
 
+    /// Refuses a payload whose encoding says JSON but whose bytes do not parse
+    /// as JSON (nothing is stored): `field` names it in the error.
+    fn check_json(field: &str, payload: &Payload) -> Result<(), ProtocolError> {
+        if payload.encoding != Encoding::Json {
+            return Ok(());
+        }
+        match serde_json::from_slice::<serde::de::IgnoredAny>(&payload.data) {
+            Ok(_) => Ok(()),
+            Err(err) => Err(ProtocolError::invalid_argument(
+                field,
+                format!(
+                    "is not valid JSON although its encoding is `{}`: {err} \
+                     (encode values with `Payload::json`)",
+                    payload.encoding.as_str()
+                ),
+            )),
+        }
+    }
+
     async fn schedule(
         &self,
         request: ScheduleActivityRequest,
@@ -501,6 +520,9 @@ impl Engine {
             || format!("the input of activity `{}`", request.activity_type),
             size,
         )?;
+        for (n, argument) in request.input.iter().enumerate() {
+            Self::check_json(&format!("input[{n}]"), argument)?;
+        }
         let activity_id = match request.activity_id {
             Some(id) => id,
             None => random_id()?,
@@ -812,6 +834,7 @@ impl Engine {
 
     async fn complete(&self, target: TaskTarget, result: Payload) -> Result<(), ProtocolError> {
         self.check_payload(|| "the result".into(), result.len())?;
+        Self::check_json("result", &result)?;
         let signer = self.inner.dispatch.signer.clone();
         let now = self.now_ms();
         let validators = self.inner.validators.clone();

@@ -61,10 +61,16 @@ pub(crate) fn release(
     let Some(mut exec) = tx.execution(orphan.key)? else {
         return Ok(false);
     };
+    // A heartbeat of an earlier attempt (the time is kept across attempts) does
+    // not count: only one since this attempt started means someone has it.
+    let heartbeated = match (exec.last_heartbeat_at, exec.started_at) {
+        (Some(beat), Some(started)) => beat >= started,
+        (beat, _) => beat.is_some(),
+    };
     if exec.state != ExecutionState::Started
         || exec.attempt != orphan.attempt
         || exec.cancel_requested
-        || exec.last_heartbeat_at.is_some()
+        || heartbeated
     {
         return Ok(false);
     }

@@ -21,7 +21,7 @@ use activity_core::{
         ExecutionState, ListExecutionsRequest, PollerInfo, ProtocolError, TaskQueueDescription,
         TaskTarget, MAX_LIST_EXECUTIONS_LIMIT, MAX_LIST_TASK_QUEUES,
     },
-    workflow::WorkflowTask,
+    workflow::{WorkflowState, WorkflowTask},
 };
 use tokio::sync::oneshot;
 
@@ -407,7 +407,7 @@ pub(crate) fn started_attempt(
             if exec.state.is_final() {
                 return Err(ProtocolError::AlreadyClosed {
                     what,
-                    reason: ClosedReason::ExecutionClosed(exec.state),
+                    reason: final_reason(&exec),
                 });
             }
             if attempt < exec.attempt {
@@ -438,7 +438,7 @@ pub(crate) fn started_attempt(
             if exec.state.is_final() {
                 return Err(ProtocolError::AlreadyClosed {
                     what: describe_ref(&exec),
-                    reason: ClosedReason::ExecutionClosed(exec.state),
+                    reason: final_reason(&exec),
                 });
             }
             if exec.state != ExecutionState::Started {
@@ -454,6 +454,32 @@ pub(crate) fn started_attempt(
             Ok(exec)
         }
     }
+}
+
+/// Why the final execution `exec` takes no more reports: its workflow run
+/// closed (§1.5), or it is final in its state.
+fn final_reason(exec: &ExecutionRecord) -> ClosedReason {
+    match &exec.last_failure {
+        Some(Failure::Canceled(CanceledFailure {
+            workflow_closed: Some(run_state),
+            ..
+        })) => ClosedReason::WorkflowClosed(*run_state),
+        _ => ClosedReason::ExecutionClosed(exec.state),
+    }
+}
+
+/// The timeout that the engine's own deadlines say the started attempt of
+/// `exec` has reached at `now`, from its recorded start and last recorded
+/// heartbeat (docs/semantics.md §1.4), even when its timer has not fired yet.
+fn overdue(exec: &ExecutionRecord, now: i64) -> Option<TimeoutKind> {
+    let started = exec.started_at?;
+    if now >= started.saturating_add(ms(exec.options.start_to_close)) {
+        return Some(TimeoutKind::StartToClose);
+    }
+    let heartbeat_timeout = exec.options.heartbeat_timeout?;
+    // The heartbeat time is kept across attempts: this attempt's start counts too.
+    let last_beat = exec.last_heartbeat_at.map_or(started, |at| at.max(started));
+    (now >= last_beat.saturating_add(ms(heartbeat_timeout))).then_some(TimeoutKind::Heartbeat)
 }
 
 /// What a worker reports of its attempt.
@@ -604,7 +630,10 @@ pub(crate) fn complete_started(
     close(tx, fx, &mut exec, ExecutionState::Completed, now)
 }
 
-/// Acknowledges cancellation of the started attempt: CANCELED.
+/// Acknowledges cancellation of the started attempt: CANCELED, after a cancel
+/// request only (docs/semantics.md §1.4). Without one, an attempt past its
+/// deadline ends in that timeout (and the retry decision runs); any other such
+/// report is refused and changes nothing.
 pub(crate) fn canceled(
     tx: &mut dyn Tx,
     fx: &mut Effects,
@@ -616,9 +645,18 @@ pub(crate) fn canceled(
     let Some(mut exec) = attempt_to_report(tx, signer, target, Report::Canceled(&details))? else {
         return Ok(());
     };
-    let mut failure = CanceledFailure::default();
-    failure.details = details;
-    exec.last_failure = Some(Failure::Canceled(failure));
+    if !exec.cancel_requested {
+        return match overdue(&exec, now) {
+            Some(kind) => time_out(tx, fx, &mut exec, kind, now),
+            None => Err(ProtocolError::FailedPrecondition {
+                what: format!("attempt {} of {}", exec.attempt, describe_ref(&exec)),
+                message: "no cancellation was requested: report its result or a failure \
+                          (a worker shutting down reports the retryable failure `WorkerShutdown`)"
+                    .to_owned(),
+            }),
+        };
+    }
+    exec.last_failure = Some(Failure::Canceled(CanceledFailure::new(details)));
     exec.retry_state = Some(RetryState::CancelRequested);
     close(tx, fx, &mut exec, ExecutionState::Canceled, now)
 }
@@ -642,7 +680,24 @@ pub(crate) fn fail(
     attempt_failed(tx, fx, &mut exec, Failure::Application(failure), now)
 }
 
+/// Times out the started attempt of `exec` (`kind`: start-to-close or
+/// heartbeat) with the last recorded heartbeat details, then runs the retry
+/// decision.
+fn time_out(
+    tx: &mut dyn Tx,
+    fx: &mut Effects,
+    exec: &mut ExecutionRecord,
+    kind: TimeoutKind,
+    now: i64,
+) -> Result<(), ProtocolError> {
+    tracing::debug!(activity_id = %exec.activity_id, attempt = exec.attempt, ?kind, "attempt timed out");
+    fx.count(exec, ActivityEvent::TimedOut(kind));
+    let failure = Failure::Timeout(TimeoutFailure::new(kind, exec.heartbeat_details.clone()));
+    attempt_failed(tx, fx, exec, failure, now)
+}
+
 /// The retry decision of docs/semantics.md §1.3 for a failed or timed-out started attempt.
+/// A timeout keeps the previous attempt's failure as its cause.
 fn attempt_failed(
     tx: &mut dyn Tx,
     fx: &mut Effects,
@@ -650,6 +705,12 @@ fn attempt_failed(
     failure: Failure,
     now: i64,
 ) -> Result<(), ProtocolError> {
+    let failure = match (failure, exec.last_failure.take()) {
+        (Failure::Timeout(timeout), Some(previous)) => {
+            Failure::Timeout(timeout.with_cause(previous))
+        }
+        (failure, _) => failure,
+    };
     let policy = &exec.options.retry_policy;
     let decision = if exec.cancel_requested {
         Err(RetryState::CancelRequested)
@@ -752,7 +813,10 @@ pub(crate) fn cancel_execution(
         }),
         ExecutionState::Scheduled => {
             exec.cancel_requested = true;
-            exec.last_failure = Some(Failure::Canceled(CanceledFailure::default()));
+            // Attempt 1 still waiting: no worker ever started it (§1.5).
+            let mut canceled = CanceledFailure::default();
+            canceled.not_started = exec.attempt == 1;
+            exec.last_failure = Some(Failure::Canceled(canceled));
             exec.retry_state = Some(RetryState::CancelRequested);
             close(tx, fx, &mut exec, ExecutionState::Canceled, now)?;
             Ok(ExecutionState::Canceled)
@@ -765,6 +829,25 @@ pub(crate) fn cancel_execution(
             Ok(state)
         }
     }
+}
+
+/// Closes `exec`, not final, because the workflow run that scheduled it closed
+/// in `run_state` (docs/semantics.md §1.5): CANCELED without a cancel request
+/// (`cancel_requested` stays as it was), retry state `WorkflowClosed`. Its
+/// running attempt learns it from its next heartbeat answer.
+pub(crate) fn close_for_closed_run(
+    tx: &mut dyn Tx,
+    fx: &mut Effects,
+    mut exec: ExecutionRecord,
+    run_state: WorkflowState,
+    now: i64,
+) -> Result<(), ProtocolError> {
+    let mut canceled = CanceledFailure::default();
+    canceled.not_started = exec.state == ExecutionState::Scheduled && exec.attempt == 1;
+    canceled.workflow_closed = Some(run_state);
+    exec.last_failure = Some(Failure::Canceled(canceled));
+    exec.retry_state = Some(RetryState::WorkflowClosed);
+    close(tx, fx, &mut exec, ExecutionState::Canceled, now)
 }
 
 /// The execution `execution` designates.
@@ -939,10 +1022,7 @@ fn fire(
             } else {
                 TimeoutKind::StartToClose
             };
-            tracing::debug!(activity_id = %exec.activity_id, attempt = exec.attempt, ?kind, "attempt timed out");
-            fx.count(exec, ActivityEvent::TimedOut(kind));
-            let failure = timeout(kind, exec);
-            attempt_failed(tx, fx, exec, failure, now)?;
+            time_out(tx, fx, exec, kind, now)?;
         }
         TimerKind::Dispatch if current && exec.state == ExecutionState::Scheduled => {
             fx.wake_queue(&exec.task_queue);

@@ -26,8 +26,8 @@
 //!   run resumes once fixed code is deployed. The run itself is not failed.
 //! - A command that closes the run (complete, fail, cancel) makes it final: its
 //!   timers, pending task and buffered events are dropped, and its activities that
-//!   are not final are cancel-requested (docs/semantics.md §1.5). A closed run never
-//!   changes again.
+//!   are not final are closed CANCELED, recording that their run closed, without a
+//!   cancel request (docs/semantics.md §1.5). A closed run never changes again.
 //! - A task claimed by the worker that claimed the run's previous task carries
 //!   only the events after that task's `WorkflowTaskStarted` ([`StickyRuns`]);
 //!   that worker has the rest in its cache, or fetches the whole history.
@@ -787,7 +787,8 @@ fn schedule_activity(
 }
 
 /// Makes the run final with `outcome`: drops its timers, pending task and
-/// buffered events, and cancel-requests its activities that are not final.
+/// buffered events, and closes its activities that are not final (CANCELED,
+/// their run closed: not a cancel request).
 fn close_run(
     tx: &mut dyn Tx,
     fx: &mut Effects,
@@ -805,9 +806,10 @@ fn close_run(
     tx.update_run(run)?;
     tx.clear_workflow_timers(run.key)?;
     tx.take_buffered(run.key)?;
-    // The run is closed in the store now: these cancellations append nothing.
+    // The run is closed in the store now: closing its activities appends nothing.
+    // This is not a cancel request: none is recorded (docs/semantics.md §1.5).
     for exec in tx.open_executions(&run.run_id)? {
-        rules::cancel_execution(tx, fx, exec, now)?;
+        rules::close_for_closed_run(tx, fx, exec, run.state, now)?;
     }
     tracing::debug!(workflow_id = %run.workflow_id, run_id = %run.run_id, state = %run.state, "workflow run closed");
     fx.runs_closed.push(run.run_id.clone());

@@ -113,17 +113,44 @@ fn timeout_kind() -> impl Strategy<Value = TimeoutKind> {
     ]
 }
 
-fn failure() -> impl Strategy<Value = Failure> {
-    prop_oneof![
+fn canceled() -> impl Strategy<Value = CanceledFailure> {
+    (
+        option::of(payload()),
+        any::<bool>(),
+        option::of(workflow_state()),
+    )
+        .prop_map(|(details, not_started, workflow_closed)| {
+            let mut canceled = CanceledFailure::new(details);
+            canceled.not_started = not_started;
+            canceled.workflow_closed = workflow_closed;
+            canceled
+        })
+}
+
+fn failure() -> BoxedStrategy<Failure> {
+    // The previous attempt's failure, nested one level. Boxed: the nested
+    // strategy types would overflow the test thread's stack in debug builds.
+    let previous = prop_oneof![
         application().prop_map(Failure::Application),
         (timeout_kind(), option::of(payload()))
             .prop_map(|(kind, details)| Failure::Timeout(TimeoutFailure::new(kind, details))),
-        option::of(payload()).prop_map(|details| {
-            let mut canceled = CanceledFailure::default();
-            canceled.details = details;
-            Failure::Canceled(canceled)
-        }),
+        canceled().prop_map(Failure::Canceled),
     ]
+    .boxed();
+    prop_oneof![
+        application().prop_map(Failure::Application),
+        (timeout_kind(), option::of(payload()), option::of(previous)).prop_map(
+            |(kind, details, previous)| {
+                let timeout = TimeoutFailure::new(kind, details);
+                Failure::Timeout(match previous {
+                    Some(previous) => timeout.with_cause(previous),
+                    None => timeout,
+                })
+            }
+        ),
+        canceled().prop_map(Failure::Canceled),
+    ]
+    .boxed()
 }
 
 fn retry_state() -> impl Strategy<Value = RetryState> {
@@ -132,6 +159,7 @@ fn retry_state() -> impl Strategy<Value = RetryState> {
         Just(RetryState::MaximumAttemptsReached),
         Just(RetryState::Timeout),
         Just(RetryState::CancelRequested),
+        Just(RetryState::WorkflowClosed),
     ]
 }
 
@@ -538,6 +566,8 @@ fn protocol_error() -> impl Strategy<Value = ProtocolError> {
         (text(), closed_reason())
             .prop_map(|(what, reason)| ProtocolError::AlreadyClosed { what, reason }),
         text().prop_map(|message| ProtocolError::Unavailable { message }),
+        (text(), text())
+            .prop_map(|(what, message)| ProtocolError::FailedPrecondition { what, message }),
         text().prop_map(|operation| ProtocolError::Unsupported { operation }),
         text().prop_map(|message| ProtocolError::Internal { message }),
     ]
