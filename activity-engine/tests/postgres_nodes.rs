@@ -26,7 +26,7 @@ use activity_core::{
     workflow::{join_all, EventKind, WorkflowRef},
     ActivityError, ActivityProtocol, Client, WorkflowContext, WorkflowError,
 };
-use activity_engine::Engine;
+use activity_engine::{Engine, EngineConfig};
 use activity_worker::Worker;
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, SharedString, Unit};
 
@@ -258,19 +258,7 @@ impl metrics::Recorder for Conflicts {
 
 /// Deadlocks PostgreSQL detected in the test database so far (all its sessions).
 fn deadlocks() -> i64 {
-    let url = activity_test_support::database_url();
-    std::thread::spawn(move || {
-        let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connects");
-        client
-            .query_one(
-                "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()",
-                &[],
-            )
-            .expect("pg_stat_database")
-            .get(0)
-    })
-    .join()
-    .expect("the query thread")
+    query_one("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()".into())
 }
 
 /// Two nodes whose workers complete the activities of the same runs at once:
@@ -370,4 +358,82 @@ async fn two_nodes_sharing_runs_answer_no_errors_when_their_transactions_conflic
     }
     b.close().await;
     a.close().await;
+}
+
+// ------------------------------------------------------------ the URL's schema
+
+/// `url` with one more query parameter.
+fn with_param(url: &str, param: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{param}")
+}
+
+/// Runs `f` with a connection to the test database (on a thread of its own:
+/// the synchronous client must not run on the async runtime).
+fn on_database<T: Send + 'static>(
+    f: impl FnOnce(&mut postgres::Client) -> T + Send + 'static,
+) -> T {
+    let url = activity_test_support::database_url();
+    std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connects");
+        f(&mut client)
+    })
+    .join()
+    .expect("the database thread")
+}
+
+/// The first column of the one row `sql` returns.
+fn query_one(sql: String) -> i64 {
+    on_database(move |client| client.query_one(&sql, &[]).expect(&sql).get(0))
+}
+
+/// A server given only a URL (`activity-server serve --db postgres://…`)
+/// keeps its tables in the schema the URL's `schema` parameter names; an
+/// empty name is refused at start, saying what to write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_url_names_the_schema_of_the_tables() {
+    if !activity_test_support::postgres() {
+        eprintln!("skipped: runs with ACTIVITY_TEST_STORE=postgres");
+        return;
+    }
+    let base = activity_test_support::database_url();
+    // Named like the suites' schemas, so a run killed here leaves nothing.
+    let schema = format!("activity_test_{}_url", std::process::id());
+    let url = with_param(&base, &format!("schema={schema}"));
+    let engine = Engine::open(EngineConfig::postgres(url))
+        .await
+        .expect("the engine opens");
+    engine
+        .protocol()
+        .schedule_activity(
+            ScheduleActivityRequest::new(
+                "work",
+                vec![],
+                ActivityOptions::new()
+                    .start_to_close(Duration::from_secs(60))
+                    .task_queue("url-schema"),
+            )
+            .with_activity_id("in-its-schema"),
+        )
+        .await
+        .expect("schedules");
+    engine.close().await;
+    let rows = query_one(format!(
+        "SELECT count(*) FROM \"{schema}\".executions WHERE activity_id = 'in-its-schema'"
+    ));
+    assert_eq!(rows, 1, "the execution is in schema {schema}");
+    on_database(move |client| {
+        client
+            .batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+            .expect("the schema is dropped")
+    });
+
+    let refused = Engine::open(EngineConfig::postgres(with_param(&base, "schema=")))
+        .await
+        .expect_err("an empty schema name is refused");
+    let message = refused.to_string();
+    assert!(
+        message.contains("schema name is empty") && message.contains("?schema=NAME"),
+        "{message}"
+    );
 }

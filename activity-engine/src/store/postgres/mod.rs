@@ -91,10 +91,25 @@ const LOCK_WAIT: &str = "50ms";
 const MAX_CONFLICTS: u32 = 8;
 
 /// Where a PostgreSQL store is and how it connects.
+///
+/// The URL may name the schema that holds the tables with a `schema`
+/// parameter, which is the store's and is not sent to the server
+/// (`postgres://app@db/activities?schema=orders`); [`PostgresConfig::with_schema`]
+/// given afterwards wins over it.
+///
+/// ```
+/// use activity_engine::store::postgres::PostgresConfig;
+///
+/// let config = PostgresConfig::new("postgres://app@db.internal/activities?schema=orders&connect_timeout=5");
+/// assert_eq!(config.schema, "orders");
+/// assert_eq!(config.url, "postgres://app@db.internal/activities?connect_timeout=5");
+/// assert_eq!(PostgresConfig::new("postgres://app@db.internal/activities").schema, "public");
+/// ```
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct PostgresConfig {
-    /// The connection URL (`postgres://user:password@host:port/database`).
+    /// The connection URL (`postgres://user:password@host:port/database`),
+    /// without the store's own `schema` parameter.
     pub url: String,
     /// The schema that holds the tables (created if missing).
     pub schema: String,
@@ -116,11 +131,14 @@ impl std::fmt::Debug for PostgresConfig {
 }
 
 impl PostgresConfig {
-    /// The database at `url`, schema `public`, 4 connections.
+    /// The database at `url`, in the schema its `schema` parameter names
+    /// (`public` without one), 4 connections.
     pub fn new(url: impl Into<String>) -> Self {
+        let url = url.into();
+        let (url, schema) = split_schema(&url);
         Self {
-            url: url.into(),
-            schema: "public".into(),
+            url,
+            schema: schema.unwrap_or_else(|| "public".into()),
             connections: 4,
             temporary: false,
         }
@@ -145,9 +163,62 @@ impl PostgresConfig {
     }
 }
 
-/// `url` without its password, for messages.
+/// `url` without its `schema` parameter, and the schema it names (percent
+/// decoded; the last one if given twice).
+fn split_schema(url: &str) -> (String, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_owned(), None);
+    };
+    let mut schema = None;
+    let mut rest = Vec::new();
+    for param in query.split('&') {
+        match param.split_once('=') {
+            Some(("schema", value)) => schema = Some(percent_decoded(value)),
+            _ if param == "schema" => schema = Some(String::new()),
+            _ => rest.push(param),
+        }
+    }
+    let url = if rest.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", rest.join("&"))
+    };
+    (url, schema)
+}
+
+/// `text` with its `%XX` escapes decoded (and `+` as a space, as in a query).
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `url` without its password, for messages (with the schema it names, if any).
 pub fn redacted(url: &str) -> String {
-    match postgres::Config::from_str(url) {
+    let (url, schema) = split_schema(url);
+    let schema = schema.map_or_else(String::new, |s| format!("?schema={s}"));
+    match postgres::Config::from_str(&url) {
         Ok(config) => {
             let user = config.get_user().unwrap_or("");
             let host = config
@@ -169,10 +240,28 @@ pub fn redacted(url: &str) -> String {
             } else {
                 ""
             };
-            format!("postgres://{user}{password}@{host}{port}/{db}")
+            format!("postgres://{user}{password}@{host}{port}/{db}{schema}")
         }
         Err(_) => "(an unreadable PostgreSQL URL)".into(),
     }
+}
+
+/// Refuses a schema name PostgreSQL would not keep as given.
+fn check_schema(schema: &str) -> Result<(), StoreError> {
+    if schema.is_empty() {
+        return Err(StoreError::Backend(
+            "the PostgreSQL schema name is empty; name one with `?schema=NAME` in the URL \
+             (or leave the parameter out for `public`)"
+                .into(),
+        ));
+    }
+    if schema.len() > 63 || schema.contains('\0') {
+        return Err(StoreError::Backend(format!(
+            "the PostgreSQL schema name `{schema}` is not usable: it must be at most 63 bytes \
+             (PostgreSQL would cut it) without NUL characters"
+        )));
+    }
+    Ok(())
 }
 
 /// `name` as a quoted SQL identifier.
@@ -258,6 +347,7 @@ impl PostgresStore {
                 "a PostgreSQL store needs at least one connection".into(),
             ));
         }
+        check_schema(&config.schema)?;
         let channel: String = format!("activity_{}", config.schema)
             .chars()
             .take(63)
