@@ -14,8 +14,9 @@
 //! `ACTIVITY_TEST_DATABASE_URL`); otherwise it says so and passes. Its schema,
 //! `activity_test_<pid>_nodes`, is dropped at the end.
 //!
-//! Bounded: 4–7 minutes on 2 cores shared with other builds (about 40
-//! activities a second); every wait has a deadline.
+//! Bounded: usually 3–4 minutes on 2 cores shared with other builds (40–60
+//! activities a second; one run in four was slower, see docs/BENCHMARKS.md);
+//! every wait has a deadline (7 minutes for the whole run).
 
 #[path = "process_support/crash.rs"]
 mod crash;
