@@ -322,13 +322,13 @@ async fn read_through_store(store: &SqliteStore, like: &Contents) -> Contents {
             token_key: tx.meta_get("task_token_key")?.unwrap(),
             ..Contents::default()
         };
-        for key in keys {
+        for &key in &keys {
             c.executions.push(tx.execution(key)?.unwrap());
         }
         c.timers = tx.due_timers(i64::MAX, 1000)?;
-        for name in queues {
-            c.queues.push(tx.queue(&name)?.unwrap());
-            let mut pollers = tx.pollers(&name, 0)?;
+        for name in &queues {
+            c.queues.push(tx.queue(name)?.unwrap());
+            let mut pollers = tx.pollers(name, 0)?;
             pollers.sort();
             c.pollers.extend(
                 pollers
@@ -336,7 +336,7 @@ async fn read_through_store(store: &SqliteStore, like: &Contents) -> Contents {
                     .map(|(identity, at)| (name.clone(), identity, at)),
             );
         }
-        for key in run_keys {
+        for &key in &run_keys {
             c.runs.push(tx.run(key)?.unwrap());
             c.histories.push((key, tx.history(key)?));
             c.buffered.push((key, tx.take_buffered(key)?));

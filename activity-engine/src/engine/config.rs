@@ -179,9 +179,11 @@ impl EngineConfig {
         }
     }
 
-    /// A PostgreSQL database (`postgres://user[:password]@host[:port]/database`),
-    /// shared by every node opened on it: timers and polls re-read the store
-    /// at least every second, whatever other nodes committed.
+    /// A PostgreSQL database (`postgres://user[:password]@host[:port]/database`,
+    /// tables in the schema `?schema=NAME` names, `public` without it; see
+    /// [`PostgresConfig`]), shared by every node opened on it: timers and
+    /// polls re-read the store at least every second, whatever other nodes
+    /// committed.
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), activity_engine::EngineError> {

@@ -25,6 +25,7 @@
 //! | `activity_workflow_task_seconds` | histogram | `workflow_type`, `task_queue` | from a workflow task being scheduled to its completion |
 //! | `activity_store_commit_seconds` | histogram | — | one store transaction, from its start to its commit (real time) |
 //! | `activity_store_batch_jobs` | histogram | — | requests committed together in one transaction |
+//! | `activity_store_conflicts_total` | counter | `reason` | PostgreSQL: jobs rolled back on a lock conflict with another transaction (`lock_timeout`, `deadlock`, `serialization`) and run again |
 //!
 //! Gauges of the task queues (`activity_task_queue_backlog`, `activity_task_queue_dispatchable`,
 //! `activity_task_queue_pollers`, by `task_queue`) are read from the store when

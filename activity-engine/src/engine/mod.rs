@@ -430,7 +430,7 @@ impl Engine {
 
     async fn run<R: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut dyn Tx, &mut Effects) -> Result<R, ProtocolError> + Send + 'static,
+        f: impl Fn(&mut dyn Tx, &mut Effects) -> Result<R, ProtocolError> + Send + 'static,
     ) -> Result<R, ProtocolError> {
         if *self.inner.shutdown.borrow() {
             return Err(closed());
@@ -461,7 +461,7 @@ impl Engine {
     /// claims (which skip locked rows) do not pass over what it looks at.
     async fn read<R: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut dyn Tx) -> Result<R, ProtocolError> + Send + 'static,
+        f: impl Fn(&mut dyn Tx) -> Result<R, ProtocolError> + Send + 'static,
     ) -> Result<R, ProtocolError> {
         self.run(move |tx, _| {
             tx.reads_only();
@@ -539,7 +539,7 @@ impl Engine {
         let exec = self
             .run(move |tx, fx| {
                 types::check_input(tx, &validators, &record)?;
-                rules::schedule(tx, fx, record)
+                rules::schedule(tx, fx, record.clone())
             })
             .await?;
         tracing::debug!(activity_id = %exec.activity_id, activity_type = %exec.activity_type, task_queue = %exec.task_queue, "scheduled");
@@ -629,7 +629,7 @@ impl Engine {
     /// attempts go back to their queue (module `orphans`).
     async fn run_claim(
         &self,
-        claim: impl FnOnce(&mut dyn Tx, &mut Effects) -> Result<Claim, ProtocolError> + Send + 'static,
+        claim: impl Fn(&mut dyn Tx, &mut Effects) -> Result<Claim, ProtocolError> + Send + 'static,
     ) -> Result<Claim, ProtocolError> {
         /// Gives back, when the poll is dropped, a claim sent but not taken.
         struct Answered {
@@ -707,7 +707,7 @@ impl Engine {
                 .read(move |tx| {
                     let exec = tx
                         .execution_by_id(&scope, &id)?
-                        .ok_or(ProtocolError::NotFound { what })?;
+                        .ok_or_else(|| ProtocolError::NotFound { what: what.clone() })?;
                     Ok(rules::outcome(&exec))
                 })
                 .await;
@@ -827,7 +827,7 @@ impl Engine {
         let signer = self.inner.dispatch.signer.clone();
         let now = self.now_ms();
         let cancel = self
-            .run(move |tx, fx| rules::heartbeat(tx, fx, &signer, &target, details, now))
+            .run(move |tx, fx| rules::heartbeat(tx, fx, &signer, &target, details.clone(), now))
             .await?;
         Ok(HeartbeatResponse::new(cancel))
     }
@@ -844,7 +844,7 @@ impl Engine {
                 return Ok(());
             };
             types::check_result(tx, &validators, &exec, &result)?;
-            rules::complete_started(tx, fx, exec, result, now)
+            rules::complete_started(tx, fx, exec, result.clone(), now)
         })
         .await
     }
@@ -870,8 +870,8 @@ impl Engine {
                 fx,
                 &signer,
                 &target,
-                failure,
-                last_heartbeat_details,
+                failure.clone(),
+                last_heartbeat_details.clone(),
                 now,
             )
         })
@@ -886,7 +886,7 @@ impl Engine {
         self.check_payload(|| "the cancellation details".into(), details_size(&details))?;
         let signer = self.inner.dispatch.signer.clone();
         let now = self.now_ms();
-        self.run(move |tx, fx| rules::canceled(tx, fx, &signer, &target, details, now))
+        self.run(move |tx, fx| rules::canceled(tx, fx, &signer, &target, details.clone(), now))
             .await
     }
 
@@ -945,8 +945,10 @@ impl Engine {
         check_identity(&identity)?;
         self.check_payload(|| "the termination reason".into(), reason.len())?;
         let now = self.now_ms();
-        self.run(move |tx, fx| workflows::terminate(tx, fx, &workflow, reason, identity, now))
-            .await
+        self.run(move |tx, fx| {
+            workflows::terminate(tx, fx, &workflow, reason.clone(), identity.clone(), now)
+        })
+        .await
     }
 
     async fn describe_run(

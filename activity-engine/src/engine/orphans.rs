@@ -117,8 +117,8 @@ impl Engine {
             })
             .collect::<Result<Vec<_>, _>>()?;
         self.run(move |tx, fx| {
-            for orphan in orphans {
-                release(tx, fx, orphan)?;
+            for orphan in &orphans {
+                release(tx, fx, *orphan)?;
             }
             Ok(())
         })
@@ -137,8 +137,8 @@ impl Engine {
             let released = engine
                 .run(move |tx, fx| {
                     let mut released = 0;
-                    for orphan in orphans {
-                        released += usize::from(release(tx, fx, orphan)?);
+                    for orphan in &orphans {
+                        released += usize::from(release(tx, fx, *orphan)?);
                     }
                     Ok(released)
                 })

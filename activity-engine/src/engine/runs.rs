@@ -92,7 +92,7 @@ impl Engine {
         let new = self.new_run(request)?;
         let now = self.now_ms();
         let run = self
-            .run(move |tx, fx| workflows::start(tx, fx, new, now))
+            .run(move |tx, fx| workflows::start(tx, fx, new.clone(), now))
             .await?;
         tracing::debug!(workflow_id = %run.workflow_id, run_id = run.run_id.as_deref().unwrap_or(""), "workflow started");
         Ok(run)
@@ -205,8 +205,10 @@ impl Engine {
         self.check_commands(&commands)?;
         let signer = self.inner.dispatch.signer.clone();
         let now = self.now_ms();
-        self.run(move |tx, fx| workflows::complete_task(tx, fx, &signer, &token, commands, now))
-            .await
+        self.run(move |tx, fx| {
+            workflows::complete_task(tx, fx, &signer, &token, commands.clone(), now)
+        })
+        .await
     }
 
     pub(super) async fn fail_workflow(
@@ -222,8 +224,10 @@ impl Engine {
             config.workflow_task_retry_initial_interval,
             config.workflow_task_retry_maximum_interval,
         );
-        self.run(move |tx, fx| workflows::fail_task(tx, fx, &signer, &token, message, backoff, now))
-            .await
+        self.run(move |tx, fx| {
+            workflows::fail_task(tx, fx, &signer, &token, message.clone(), backoff, now)
+        })
+        .await
     }
 
     pub(super) async fn wait_run(

@@ -73,6 +73,7 @@ pub(crate) const INVALID_ARGUMENT: &str = "InvalidArgument";
 pub(crate) const ACTIVITY_ID_REUSED: &str = "ActivityIdReused";
 
 /// A new run's fields, checked by the engine.
+#[derive(Clone)]
 pub(crate) struct NewRun {
     pub(crate) workflow_id: String,
     pub(crate) run_id: String,

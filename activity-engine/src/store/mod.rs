@@ -17,6 +17,11 @@
 //! acknowledged change is always durable (docs/semantics.md §5) while concurrent requests
 //! share one disk flush.
 //!
+//! A job may run more than once ([`TxJob`]): on a shared store, a job that
+//! meets another transaction's locks is rolled back to its savepoint and runs
+//! again in the next transaction, and it is answered after the run that was
+//! kept (see the [`postgres`] module).
+//!
 //! # Layout
 //!
 //! - [`records`]: what the engine reads and writes, and the stable names of
@@ -78,7 +83,12 @@ impl StoreError {
 
 /// A job run in a transaction: returns `true` to keep its changes, `false` to
 /// roll them back (a refused request).
-pub type TxJob = Box<dyn FnOnce(&mut dyn Tx) -> bool + Send>;
+///
+/// A store may run a job more than once: a run rolled back on a conflict with
+/// another transaction (a deadlock on PostgreSQL) is followed by another, in a
+/// new transaction, and only the last run's changes are kept. So a job is `Fn`:
+/// each run starts from the same captured request.
+pub type TxJob = Box<dyn Fn(&mut dyn Tx) -> bool + Send>;
 
 /// An authoritative store with group commit. See the [module docs](self).
 pub trait Store: Send + Sync + 'static {
@@ -129,11 +139,14 @@ pub enum Wakeup {
 
 /// Runs `f` in a transaction of `store` and returns its result once committed.
 ///
+/// `f` may run more than once (see [`TxJob`]); the result is that of its last
+/// run, the one whose changes were kept.
+///
 /// An `Err` from `f` rolls back what `f` wrote. If the commit fails, the store's
 /// error is returned (converted), unless `f` itself refused the request.
 pub async fn run<R, E>(
     store: &dyn Store,
-    f: impl FnOnce(&mut dyn Tx) -> Result<R, E> + Send + 'static,
+    f: impl Fn(&mut dyn Tx) -> Result<R, E> + Send + 'static,
 ) -> Result<R, E>
 where
     R: Send + 'static,

@@ -64,9 +64,10 @@ enum Command {
 pub(crate) struct ServeArgs {
     /// Where the engine keeps its state: a SQLite file PATH (created if
     /// missing; one server per file), or a PostgreSQL URL
-    /// postgres://USER:PASSWORD@HOST:PORT/DATABASE (password and port optional)
-    /// shared by any number of servers (tables created in the database's `public` schema on first
-    /// start; every server serves every call, any of them may be killed).
+    /// postgres://USER:PASSWORD@HOST:PORT/DATABASE[?schema=NAME] (password,
+    /// port and schema optional) shared by any number of servers (tables
+    /// created on first start in schema NAME, `public` without it; every
+    /// server serves every call, any of them may be killed).
     #[arg(long, value_name = "PATH|URL")]
     pub(crate) db: PathBuf,
     /// The address to listen on. Loopback by default; listening on another

@@ -55,6 +55,8 @@ pub struct ServerProcess {
     child: Option<Child>,
     pub addr: SocketAddr,
     db: PathBuf,
+    /// Where its logs go: this path with `.<n>.log` for its n-th start.
+    log_base: PathBuf,
     log: PathBuf,
     extra: Vec<String>,
 }
@@ -64,13 +66,25 @@ impl ServerProcess {
     pub fn start(db: &Path, extra: &[&str]) -> ServerProcess {
         Self::start_on(
             db,
+            db,
             "127.0.0.1:0",
             extra.iter().map(|s| s.to_string()).collect(),
         )
     }
 
-    fn start_on(db: &Path, listen: &str, extra: Vec<String>) -> ServerProcess {
-        let log = db.with_extension(format!("{}.log", unique()));
+    /// Serves the PostgreSQL database at `url` (one node of it) on a free
+    /// loopback port, with `extra` arguments, logging to files `log_base.<n>.log`.
+    pub fn start_postgres(url: &str, log_base: &Path, extra: &[&str]) -> ServerProcess {
+        Self::start_on(
+            Path::new(url),
+            log_base,
+            "127.0.0.1:0",
+            extra.iter().map(|s| s.to_string()).collect(),
+        )
+    }
+
+    fn start_on(db: &Path, log_base: &Path, listen: &str, extra: Vec<String>) -> ServerProcess {
+        let log = log_base.with_extension(format!("{}.log", unique()));
         let stderr = std::fs::File::create(&log).expect("log file");
         let mut child = command()
             .args(["serve", "--db"])
@@ -116,6 +130,7 @@ impl ServerProcess {
             child: Some(child),
             addr,
             db: db.to_owned(),
+            log_base: log_base.to_owned(),
             log,
             extra,
         }
@@ -145,7 +160,12 @@ impl ServerProcess {
     /// Starts the server again on the same file and port.
     pub fn restart(&mut self) {
         self.kill9();
-        let again = Self::start_on(&self.db, &self.addr.to_string(), self.extra.clone());
+        let again = Self::start_on(
+            &self.db,
+            &self.log_base,
+            &self.addr.to_string(),
+            self.extra.clone(),
+        );
         assert_eq!(again.addr, self.addr);
         *self = again;
     }

@@ -24,10 +24,22 @@
 //!   (outcome waits, describes), which lock nothing so that claims never skip
 //!   what is merely looked at; a rate-limited queue's row is locked for its
 //!   shared token bucket (see the `sql` module).
-//! - A deadlock or serialization failure inside a job rolls that job back to
-//!   its savepoint and answers it [`StoreError::Unavailable`] (retryable); the
-//!   other jobs of the batch go on. A broken connection or a failed `COMMIT`
-//!   fails the whole batch, nothing of it kept.
+//! - Lock conflicts never reach the caller. A batch's jobs take row locks in
+//!   the order they run and hold them until the `COMMIT`, so two transactions
+//!   (two nodes, or two writers of one node) can each wait for a row the other
+//!   holds. A job that is not the first of its transaction waits at most
+//!   `LOCK_WAIT` for a lock (`SET LOCAL lock_timeout`); a job that meets a
+//!   lock timeout (SQLSTATE `55P03`), a deadlock (`40P01`) or a serialization
+//!   failure (`40001`) is rolled back to its savepoint and runs again, first
+//!   in the writer's next transaction, once this one's commit has released
+//!   what it held. The first job of a transaction holds no other job's locks
+//!   and waits as PostgreSQL lets it; a job that meets `MAX_CONFLICTS`
+//!   conflicts even there is answered [`StoreError::Unavailable`]
+//!   (retryable). Jobs are `Fn`, so a second run starts from the same
+//!   request; nothing of the first is kept (changes, wake-ups, results).
+//!   Each re-run counts in `activity_store_conflicts_total` (label `reason`:
+//!   `lock_timeout`, `deadlock`, `serialization`). A broken connection or a
+//!   failed `COMMIT` fails the whole batch, nothing of it kept.
 //! - Wake-ups: a job [`publish`](super::Tx::publish)es what it made happen; the
 //!   writer sends it with `pg_notify` in the same transaction (delivered only on
 //!   commit), and a listener connection per node (`LISTEN`) hands what the
@@ -68,12 +80,36 @@ pub mod schema;
 const MAX_BATCH: usize = 256;
 /// Largest `NOTIFY` payload sent (PostgreSQL's limit is 8000 bytes).
 const MAX_NOTIFY: usize = 7000;
+/// Longest wait for a row lock of a job that is not the first of its
+/// transaction (earlier jobs hold locks already): past it the job is rolled
+/// back and run again after the commit, so that two transactions never wait
+/// on each other for long (see the module docs).
+const LOCK_WAIT: &str = "50ms";
+/// Lock conflicts (deadlocks, lock timeouts) a job may meet while first in its
+/// transaction, holding no other job's locks, before it is answered with the
+/// conflict (retryable) instead of being run again.
+const MAX_CONFLICTS: u32 = 8;
 
 /// Where a PostgreSQL store is and how it connects.
+///
+/// The URL may name the schema that holds the tables with a `schema`
+/// parameter, which is the store's and is not sent to the server
+/// (`postgres://app@db/activities?schema=orders`); [`PostgresConfig::with_schema`]
+/// given afterwards wins over it.
+///
+/// ```
+/// use activity_engine::store::postgres::PostgresConfig;
+///
+/// let config = PostgresConfig::new("postgres://app@db.internal/activities?schema=orders&connect_timeout=5");
+/// assert_eq!(config.schema, "orders");
+/// assert_eq!(config.url, "postgres://app@db.internal/activities?connect_timeout=5");
+/// assert_eq!(PostgresConfig::new("postgres://app@db.internal/activities").schema, "public");
+/// ```
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct PostgresConfig {
-    /// The connection URL (`postgres://user:password@host:port/database`).
+    /// The connection URL (`postgres://user:password@host:port/database`),
+    /// without the store's own `schema` parameter.
     pub url: String,
     /// The schema that holds the tables (created if missing).
     pub schema: String,
@@ -95,11 +131,14 @@ impl std::fmt::Debug for PostgresConfig {
 }
 
 impl PostgresConfig {
-    /// The database at `url`, schema `public`, 4 connections.
+    /// The database at `url`, in the schema its `schema` parameter names
+    /// (`public` without one), 4 connections.
     pub fn new(url: impl Into<String>) -> Self {
+        let url = url.into();
+        let (url, schema) = split_schema(&url);
         Self {
-            url: url.into(),
-            schema: "public".into(),
+            url,
+            schema: schema.unwrap_or_else(|| "public".into()),
             connections: 4,
             temporary: false,
         }
@@ -124,9 +163,62 @@ impl PostgresConfig {
     }
 }
 
-/// `url` without its password, for messages.
+/// `url` without its `schema` parameter, and the schema it names (percent
+/// decoded; the last one if given twice).
+fn split_schema(url: &str) -> (String, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_owned(), None);
+    };
+    let mut schema = None;
+    let mut rest = Vec::new();
+    for param in query.split('&') {
+        match param.split_once('=') {
+            Some(("schema", value)) => schema = Some(percent_decoded(value)),
+            _ if param == "schema" => schema = Some(String::new()),
+            _ => rest.push(param),
+        }
+    }
+    let url = if rest.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", rest.join("&"))
+    };
+    (url, schema)
+}
+
+/// `text` with its `%XX` escapes decoded (and `+` as a space, as in a query).
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `url` without its password, for messages (with the schema it names, if any).
 pub fn redacted(url: &str) -> String {
-    match postgres::Config::from_str(url) {
+    let (url, schema) = split_schema(url);
+    let schema = schema.map_or_else(String::new, |s| format!("?schema={s}"));
+    match postgres::Config::from_str(&url) {
         Ok(config) => {
             let user = config.get_user().unwrap_or("");
             let host = config
@@ -148,10 +240,28 @@ pub fn redacted(url: &str) -> String {
             } else {
                 ""
             };
-            format!("postgres://{user}{password}@{host}{port}/{db}")
+            format!("postgres://{user}{password}@{host}{port}/{db}{schema}")
         }
         Err(_) => "(an unreadable PostgreSQL URL)".into(),
     }
+}
+
+/// Refuses a schema name PostgreSQL would not keep as given.
+fn check_schema(schema: &str) -> Result<(), StoreError> {
+    if schema.is_empty() {
+        return Err(StoreError::Backend(
+            "the PostgreSQL schema name is empty; name one with `?schema=NAME` in the URL \
+             (or leave the parameter out for `public`)"
+                .into(),
+        ));
+    }
+    if schema.len() > 63 || schema.contains('\0') {
+        return Err(StoreError::Backend(format!(
+            "the PostgreSQL schema name `{schema}` is not usable: it must be at most 63 bytes \
+             (PostgreSQL would cut it) without NUL characters"
+        )));
+    }
+    Ok(())
 }
 
 /// `name` as a quoted SQL identifier.
@@ -189,7 +299,14 @@ impl Settings {
 }
 
 type Reply = tokio::sync::oneshot::Sender<Result<(), StoreError>>;
-type Work = (TxJob, Reply);
+
+/// A job waiting for its transaction, and where its answer goes.
+struct Work {
+    job: TxJob,
+    reply: Reply,
+    /// Lock conflicts it met while first in its transaction.
+    conflicts: u32,
+}
 
 /// The PostgreSQL store. See the [module docs](self).
 pub struct PostgresStore {
@@ -230,6 +347,7 @@ impl PostgresStore {
                 "a PostgreSQL store needs at least one connection".into(),
             ));
         }
+        check_schema(&config.schema)?;
         let channel: String = format!("activity_{}", config.schema)
             .chars()
             .take(63)
@@ -330,7 +448,12 @@ impl Store for PostgresStore {
             };
             let (reply, answer) = tokio::sync::oneshot::channel();
             in_flight.begin();
-            if sender.send((job, reply)).is_err() {
+            let work = Work {
+                job,
+                reply,
+                conflicts: 0,
+            };
+            if sender.send(work).is_err() {
                 in_flight.end(1);
                 return Err(StoreError::Closed);
             }
@@ -402,13 +525,19 @@ impl Connection {
 
 fn writer(settings: &Settings, receiver: &Mutex<mpsc::Receiver<Work>>, in_flight: &InFlight) {
     let mut connection: Option<Connection> = None;
+    // Jobs rolled back on a lock conflict: the next transaction runs them
+    // first, before newer jobs.
+    let mut again: Vec<Work> = Vec::new();
     loop {
         let batch = {
             let receiver = lock(receiver);
-            let Ok(first) = receiver.recv() else {
-                break;
-            };
-            let mut batch = vec![first];
+            let mut batch = std::mem::take(&mut again);
+            if batch.is_empty() {
+                let Ok(first) = receiver.recv() else {
+                    break;
+                };
+                batch.push(first);
+            }
             while batch.len() < MAX_BATCH {
                 match receiver.try_recv() {
                     Ok(work) => batch.push(work),
@@ -417,7 +546,7 @@ fn writer(settings: &Settings, receiver: &Mutex<mpsc::Receiver<Work>>, in_flight
             }
             batch
         };
-        let answered = u64::try_from(batch.len()).unwrap_or(u64::MAX);
+        let taken = batch.len();
         if connection.as_ref().is_some_and(|c| c.client.is_closed()) {
             if let Some(old) = connection.take() {
                 lock(&settings.own).remove(&old.pid);
@@ -427,10 +556,10 @@ fn writer(settings: &Settings, receiver: &Mutex<mpsc::Receiver<Work>>, in_flight
             match Connection::open(settings) {
                 Ok(c) => connection = Some(c),
                 Err(err) => {
-                    for (_, reply) in batch {
-                        let _ = reply.send(Err(err.clone()));
+                    for work in batch {
+                        let _ = work.reply.send(Err(err.clone()));
                     }
-                    in_flight.end(answered);
+                    in_flight.end(u64::try_from(taken).unwrap_or(u64::MAX));
                     // Do not spin against a database that is down.
                     thread::sleep(Duration::from_millis(200));
                     continue;
@@ -438,50 +567,66 @@ fn writer(settings: &Settings, receiver: &Mutex<mpsc::Receiver<Work>>, in_flight
             }
         }
         if let Some(c) = connection.as_mut() {
-            run_batch(c, settings, batch);
+            again = run_batch(c, settings, batch);
         }
-        in_flight.end(answered);
+        in_flight.end(u64::try_from(taken - again.len()).unwrap_or(u64::MAX));
     }
     if let Some(old) = connection {
         lock(&settings.own).remove(&old.pid);
     }
 }
 
-fn run_batch(connection: &mut Connection, settings: &Settings, jobs: Vec<Work>) {
+/// Runs `jobs` in one transaction and answers them after its `COMMIT`, except
+/// the jobs rolled back on a lock conflict, which are returned, unanswered, to
+/// run again in the next transaction (nothing of them was kept).
+fn run_batch(connection: &mut Connection, settings: &Settings, jobs: Vec<Work>) -> Vec<Work> {
     let began = std::time::Instant::now();
     if let Err(e) = connection.client.batch_execute("BEGIN") {
         let err = pg_error(e);
-        for (_, reply) in jobs {
-            let _ = reply.send(Err(err.clone()));
+        for work in jobs {
+            let _ = work.reply.send(Err(err.clone()));
         }
-        return;
+        return Vec::new();
     }
     let mut replies = Vec::with_capacity(jobs.len());
+    let mut again = Vec::new();
     let mut broken: Option<StoreError> = None;
     let mut wakeups = Vec::new();
-    for (job, reply) in jobs {
+    // Whether jobs of this transaction hold locks (a job kept its changes),
+    // and whether later jobs' lock waits are bounded yet.
+    let (mut holding, mut bounded) = (false, false);
+    for mut work in jobs {
         if broken.is_some() {
-            replies.push((reply, None));
+            replies.push((work.reply, None));
             continue;
         }
-        if let Err(e) = connection.client.batch_execute("SAVEPOINT job") {
+        let savepoint = if holding && !bounded {
+            bounded = true;
+            format!("SET LOCAL lock_timeout = '{LOCK_WAIT}'; SAVEPOINT job")
+        } else {
+            "SAVEPOINT job".to_owned()
+        };
+        if let Err(e) = connection.client.batch_execute(&savepoint) {
             broken = Some(pg_error(e));
-            replies.push((reply, None));
+            replies.push((work.reply, None));
             continue;
         }
         let mut published = Vec::new();
         let mut failed = None;
+        let mut conflict = None;
         let keep = {
             let mut conn = PgConn {
                 connection: &mut *connection,
                 published: &mut published,
                 failed: &mut failed,
+                conflict: &mut conflict,
                 locking: true,
             };
             let mut tx = SqlTx::new(&mut conn);
-            catch_unwind(AssertUnwindSafe(|| job(&mut tx))).unwrap_or(false)
+            catch_unwind(AssertUnwindSafe(|| (work.job)(&mut tx))).unwrap_or(false)
         };
-        let end = if keep && failed.is_none() {
+        let kept = keep && failed.is_none();
+        let end = if kept {
             wakeups.extend(published);
             connection.client.batch_execute("RELEASE SAVEPOINT job")
         } else {
@@ -492,9 +637,32 @@ fn run_batch(connection: &mut Connection, settings: &Settings, jobs: Vec<Work>) 
         if let Err(e) = end {
             broken = Some(pg_error(e));
         }
+        if let (Some(reason), None) = (conflict, &broken) {
+            // The job met another transaction's locks: it runs again, after
+            // this transaction's commit has released the locks it holds.
+            metrics::counter!("activity_store_conflicts_total", "reason" => reason).increment(1);
+            if !holding {
+                work.conflicts += 1;
+            }
+            if work.conflicts <= MAX_CONFLICTS {
+                tracing::debug!(
+                    reason,
+                    conflicts = work.conflicts,
+                    "a job met a lock conflict; it runs again"
+                );
+                again.push(work);
+                continue;
+            }
+            tracing::warn!(
+                reason,
+                conflicts = work.conflicts,
+                "a job kept meeting lock conflicts; answered unavailable"
+            );
+        }
+        holding |= kept;
         // A job that kept going after a failed statement is answered with
         // that failure (its changes were rolled back).
-        replies.push((reply, failed.filter(|_| keep)));
+        replies.push((work.reply, failed.filter(|_| keep)));
     }
     if broken.is_none() && !wakeups.is_empty() {
         if let Err(err) = notify(connection, &settings.channel, &wakeups) {
@@ -503,6 +671,11 @@ fn run_batch(connection: &mut Connection, settings: &Settings, jobs: Vec<Work>) 
     }
     let outcome = match broken {
         Some(err) => Err(err),
+        // The commit waits for the queue of notifications without a bound.
+        None if bounded => connection
+            .client
+            .batch_execute("SET LOCAL lock_timeout TO DEFAULT; COMMIT")
+            .map_err(pg_error),
         None => connection.client.batch_execute("COMMIT").map_err(pg_error),
     };
     match outcome {
@@ -523,6 +696,7 @@ fn run_batch(connection: &mut Connection, settings: &Settings, jobs: Vec<Work>) 
         };
         let _ = reply.send(answer);
     }
+    again
 }
 
 /// Sends the batch's wake-ups on commit, in payloads under PostgreSQL's limit.
@@ -629,6 +803,8 @@ struct PgConn<'a> {
     /// The first failed statement: the transaction is aborted until the
     /// job's savepoint is rolled back, so the job is answered with it.
     failed: &'a mut Option<StoreError>,
+    /// The first lock conflict met (a metric's label): the job runs again.
+    conflict: &'a mut Option<&'static str>,
     /// Whether reads lock rows (not after [`Conn::reads_only`]).
     locking: bool,
 }
@@ -644,6 +820,9 @@ impl PgConn<'_> {
 
     fn check<T>(&mut self, result: Result<T, postgres::Error>) -> Result<T, StoreError> {
         result.map_err(|e| {
+            if self.conflict.is_none() {
+                *self.conflict = conflict(&e);
+            }
             let err = pg_error(e);
             if self.failed.is_none() {
                 *self.failed = Some(err.clone());
@@ -764,6 +943,17 @@ fn message(err: &postgres::Error) -> String {
     }
 }
 
+/// Whether `err` is a lock conflict with another transaction, which running
+/// the job again in a new transaction cures: its reason, for the metric.
+fn conflict(err: &postgres::Error) -> Option<&'static str> {
+    match err.code()?.code() {
+        "40P01" => Some("deadlock"),
+        "55P03" => Some("lock_timeout"),
+        "40001" => Some("serialization"),
+        _ => None,
+    }
+}
+
 /// Maps a driver error: what a retry may cure is [`StoreError::Unavailable`].
 pub(crate) fn pg_error(err: postgres::Error) -> StoreError {
     let text = message(&err);
@@ -773,7 +963,7 @@ pub(crate) fn pg_error(err: postgres::Error) -> StoreError {
     };
     let code = code.code();
     match code {
-        "40001" | "40P01" => StoreError::Unavailable(format!(
+        "40001" | "40P01" | "55P03" => StoreError::Unavailable(format!(
             "a concurrent transaction conflicted ({text}); nothing was written, retry"
         )),
         "23505" => StoreError::Unavailable(format!(

@@ -97,6 +97,14 @@ const TOUCH_POLLER: Query = Query::new(
 const POLLED_AT: Query =
     Query::new("SELECT last_poll_at FROM pollers WHERE task_queue = $1 AND identity = $2");
 
+const LOCK_POLLER: Query = Query::locking(
+    "SELECT last_poll_at FROM pollers WHERE task_queue = $1 AND identity = $2",
+    Lock::SkipLocked,
+);
+
+const UPDATE_POLLER: Query =
+    Query::new("UPDATE pollers SET last_poll_at = $3 WHERE task_queue = $1 AND identity = $2");
+
 /// With concurrent transactions, a poller seen this recently is not written
 /// again: every poll of one worker would otherwise wait for the commit of the
 /// previous one holding the poller's row.
@@ -108,18 +116,24 @@ pub(crate) fn touch_poller(
     identity: &str,
     now: i64,
 ) -> Result<(), StoreError> {
+    let params = [task_queue.into(), identity.into(), now.into()];
     if conn.row_locks() {
-        let seen = first(
-            conn,
-            &POLLED_AT,
-            &[task_queue.into(), identity.into()],
-            |row| Reader::new("poller", row).int("last_poll_at"),
-        )?;
-        if seen.is_some_and(|at| (0..POLLER_STALE_MS).contains(&now.saturating_sub(at))) {
-            return Ok(());
+        let read = |row| Reader::new("poller", row).int("last_poll_at");
+        let seen = first(conn, &POLLED_AT, &params[..2], read)?;
+        match seen {
+            Some(at) if (0..POLLER_STALE_MS).contains(&now.saturating_sub(at)) => return Ok(()),
+            Some(_) => {
+                // A transaction holding the row is recording a poll of the
+                // same poller right now: nothing to wait for (every poll
+                // would otherwise wait for that transaction's commit).
+                if first(conn, &LOCK_POLLER, &params[..2], read)?.is_none() {
+                    return Ok(());
+                }
+                return conn.execute(&UPDATE_POLLER, &params).map(drop);
+            }
+            None => {}
         }
     }
-    let params = [task_queue.into(), identity.into(), now.into()];
     conn.execute(&TOUCH_POLLER, &params).map(drop)
 }
 
