@@ -67,7 +67,7 @@ impl Engine {
     ) -> Result<WorkflowRef, ProtocolError> {
         let signal = self.signal_in(name, input, identity)?;
         let now = self.now_ms();
-        self.run(move |tx, fx| workflows::signal(tx, fx, &workflow, signal, now))
+        self.run(move |tx, fx| workflows::signal(tx, fx, &workflow, signal.clone(), now))
             .await
     }
 
@@ -81,8 +81,10 @@ impl Engine {
         let new = self.new_run(request)?;
         let signal = self.signal_in(name, input, identity)?;
         let now = self.now_ms();
-        self.run(move |tx, fx| workflows::signal_with_start(tx, fx, new, signal, now))
-            .await
+        self.run(move |tx, fx| {
+            workflows::signal_with_start(tx, fx, new.clone(), signal.clone(), now)
+        })
+        .await
     }
 
     pub(super) async fn start_run(

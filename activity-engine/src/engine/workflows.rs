@@ -989,6 +989,7 @@ pub(crate) fn terminate(
 }
 
 /// A signal to deliver: its name, payload and sender.
+#[derive(Clone)]
 pub(crate) struct SignalIn {
     pub(crate) name: String,
     pub(crate) input: Payload,
