@@ -2145,3 +2145,75 @@ async fn retention_deletes_while_runs_start_and_close_on_the_real_clock() {
     let d = env.protocol.describe_workflow(open).await.unwrap();
     assert_eq!(d.state, WorkflowState::Running);
 }
+
+/// docs/semantics.md §4: a payload whose encoding says JSON but whose bytes do
+/// not parse is refused where a workflow brings it (its input, a command of
+/// its task's answer), naming the field, and nothing is recorded.
+#[tokio::test(start_paused = true)]
+async fn a_workflow_payload_that_says_json_but_does_not_parse_is_refused_naming_it() {
+    let env = Env::new().await;
+    let malformed = || {
+        let mut payload = json(0);
+        payload.data = b"{oops".as_slice().into();
+        payload
+    };
+    let err = env
+        .protocol
+        .start_workflow(StartWorkflowRequest::new(
+            "bad",
+            "order",
+            QUEUE,
+            vec![json(1), malformed()],
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ProtocolError::InvalidArgument { field, .. } if field == "input[1]"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("not valid JSON"), "{err}");
+    assert!(matches!(
+        env.protocol
+            .describe_workflow(WorkflowRef::latest("bad"))
+            .await,
+        Err(ProtocolError::NotFound { .. })
+    ));
+
+    let run = start(&env, "good").await;
+    let task = poll_wf(&env, "w", secs(0)).await.unwrap();
+    let before = history(&env, &run).await.len();
+    let mut bad = schedule(1, "a1", stc(10));
+    if let Command::ScheduleActivity { input, .. } = &mut bad {
+        input.push(malformed());
+    }
+    let err = env
+        .protocol
+        .complete_workflow_task(
+            task.task_token.clone(),
+            vec![schedule(2, "a2", stc(10)), bad],
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ProtocolError::InvalidArgument { field, .. } if field == "commands[1].input[1]"),
+        "{err:?}"
+    );
+    let err = env
+        .protocol
+        .complete_workflow_task(
+            task.task_token.clone(),
+            vec![Command::CompleteWorkflow {
+                result: malformed(),
+            }],
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ProtocolError::InvalidArgument { field, .. } if field == "commands[0].result"),
+        "{err:?}"
+    );
+    assert_eq!(history(&env, &run).await.len(), before, "nothing recorded");
+    // The task still takes a valid answer.
+    complete_wf(&env, &task, vec![schedule(1, "a1", stc(10))]).await;
+    assert!(names(&history(&env, &run).await).contains(&"ActivityScheduled"));
+}

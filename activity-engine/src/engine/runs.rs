@@ -32,6 +32,9 @@ impl Engine {
             || format!("the input of workflow `{}`", request.workflow_type),
             size,
         )?;
+        for (n, argument) in request.input.iter().enumerate() {
+            Self::check_json(&format!("input[{n}]"), argument)?;
+        }
         Ok(workflows::NewRun {
             workflow_id: request.workflow_id,
             run_id: random_id()?,
@@ -51,6 +54,7 @@ impl Engine {
         check_name("signal_name", &name)?;
         check_identity(&identity)?;
         self.check_payload(|| format!("the payload of signal `{name}`"), input.len())?;
+        Self::check_json("input", &input)?;
         Ok(workflows::SignalIn {
             name,
             input,
@@ -154,7 +158,8 @@ impl Engine {
     }
 
     pub(super) fn check_commands(&self, commands: &[Command]) -> Result<(), ProtocolError> {
-        for command in commands {
+        for (i, command) in commands.iter().enumerate() {
+            Self::check_command_json(i, command)?;
             match command {
                 Command::ScheduleActivity {
                     seq,
@@ -197,6 +202,31 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// Refuses a command carrying a payload whose encoding says JSON but whose
+    /// bytes do not parse (docs/semantics.md §4: bad input changes nothing);
+    /// the field names the command by its place in the answer.
+    fn check_command_json(i: usize, command: &Command) -> Result<(), ProtocolError> {
+        match command {
+            Command::ScheduleActivity { input, .. } => {
+                for (n, argument) in input.iter().enumerate() {
+                    Self::check_json(&format!("commands[{i}].input[{n}]"), argument)?;
+                }
+                Ok(())
+            }
+            Command::RecordLocalActivity {
+                outcome: LocalActivityOutcome::Completed(result),
+                ..
+            } => Self::check_json(&format!("commands[{i}].result"), result),
+            Command::CompleteWorkflow { result } => {
+                Self::check_json(&format!("commands[{i}].result"), result)
+            }
+            Command::SignalExternalWorkflow { input, .. } => {
+                Self::check_json(&format!("commands[{i}].input"), input)
+            }
+            _ => Ok(()),
+        }
     }
 
     pub(super) async fn complete_workflow(
