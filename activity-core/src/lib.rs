@@ -82,6 +82,7 @@ pub use workflow::{
 pub mod __private {
     pub use crate::definition::{BoxFuture, StateType};
     pub use crate::failure::ErrorVariant;
+    pub use crate::payload::ActivityInput;
     pub use crate::registry::{ActivityRegistration, SourceLocation};
     pub use crate::workflow::WorkflowRegistration;
     pub use ::core::time::Duration;

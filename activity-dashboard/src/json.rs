@@ -116,6 +116,9 @@ pub fn workflow_outcome(outcome: &WorkflowOutcome) -> Value {
         WorkflowOutcome::Terminated { reason } => {
             json!({ "status": "TERMINATED", "reason": reason })
         }
+        WorkflowOutcome::ContinuedAsNew { new_run_id } => {
+            json!({ "status": "CONTINUED_AS_NEW", "new_run_id": new_run_id })
+        }
     }
 }
 
@@ -229,6 +232,10 @@ pub fn event(e: &HistoryEvent) -> Value {
         EventKind::WorkflowTerminated { reason, identity } => {
             json!({ "reason": reason, "identity": identity })
         }
+        EventKind::WorkflowContinuedAsNew { new_run_id, input } => json!({
+            "new_run_id": new_run_id,
+            "input": input.iter().map(payload).collect::<Vec<_>>(),
+        }),
         EventKind::HistorySizeWarning {
             events,
             bytes,

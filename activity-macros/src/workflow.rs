@@ -67,6 +67,7 @@ fn generate(func: &FnItem, args: &WorkflowArgs, sig: &Signature) -> TokenStream 
     let params_span = func.sig.paren_token.span.join();
     let input_type = quote_spanned!(params_span=> (#(#arg_types,)*));
     let start_ident = syn::Ident::new("start", ident.span());
+    let continue_ident = syn::Ident::new("continue_as_new", ident.span());
     let doc = format!(
         "Workflow `{name}`: the definition and typed start stub of [`{ident}`](fn@{ident}).\n\n\
          Start it with `{ident}::start(&client, {})`.",
@@ -75,6 +76,12 @@ fn generate(func: &FnItem, args: &WorkflowArgs, sig: &Signature) -> TokenStream 
     let start_doc = format!(
         "Starts workflow `{name}` through `{client}`; `.await` the returned stub for a typed handle. \
          Set `.workflow_id(…)` and `.task_queue(…)` before awaiting."
+    );
+    let continue_doc = format!(
+        "Continues the run of workflow `{name}` as new (docs/semantics.md §3.1): \
+         `return {ident}::continue_as_new(&ctx, {}).await;` ends this run as ContinuedAsNew \
+         and starts a new run of the same workflow id with these arguments and an empty history.",
+        arg_name_strs.join(", ")
     );
 
     // One constant per declared signal and query, typed by the workflow and
@@ -127,6 +134,14 @@ fn generate(func: &FnItem, args: &WorkflowArgs, sig: &Signature) -> TokenStream 
         impl #ident {
             /// The workflow type name.
             pub const NAME: &'static str = #name;
+
+            #[doc = #continue_doc]
+            pub fn #continue_ident<__T>(
+                __ctx: &#krate::WorkflowContext,
+                #(#arg_names: #arg_types),*
+            ) -> #krate::workflow::ContinueAsNew<__T> {
+                __ctx.continue_with(#p::ActivityInput::to_payloads(&(#(#arg_names,)*)))
+            }
 
             #[doc = #start_doc]
             pub fn #start_ident<'c, C: ?::core::marker::Sized>(

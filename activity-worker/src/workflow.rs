@@ -432,7 +432,17 @@ impl WorkflowExecutor {
                             });
                         }
                     };
-                    if let Poll::Ready(outcome) = polled {
+                    if let Some(input) = instance.driver.take_continue_as_new() {
+                        // The code continued as new: the run ends here.
+                        instance.future = None;
+                        let command = match input {
+                            Ok(input) => Command::ContinueAsNew { input },
+                            Err(err) => Command::FailWorkflow {
+                                failure: WorkflowError::from(err).into_failure(),
+                            },
+                        };
+                        instance.driver.push_command(command);
+                    } else if let Poll::Ready(outcome) = polled {
                         instance.future = None;
                         let command = match outcome {
                             Ok(result) => Command::CompleteWorkflow { result },

@@ -331,6 +331,37 @@ impl Setup {
     }
 }
 
+/// The `count` executions of `activity_type` were closed because their run
+/// closed in `state`: CANCELED, retry state WorkflowClosed, no cancel request
+/// (docs/semantics.md §1.5).
+async fn assert_closed_with_their_run(
+    s: &Setup,
+    activity_type: &str,
+    count: usize,
+    state: WorkflowState,
+) {
+    let mut request = activity_core::protocol::ListExecutionsRequest::new();
+    request.activity_type = Some(activity_type.into());
+    let executions = s
+        .protocol()
+        .list_activity_executions(request)
+        .await
+        .unwrap();
+    assert_eq!(executions.len(), count, "{executions:?}");
+    for d in executions {
+        assert!(!d.cancel_requested, "no cancel request is recorded: {d:?}");
+        assert_eq!(d.state, activity_core::protocol::ExecutionState::Canceled);
+        assert_eq!(
+            d.retry_state,
+            Some(activity_core::RetryState::WorkflowClosed)
+        );
+        let Some(Failure::Canceled(canceled)) = &d.last_failure else {
+            panic!("{d:?}")
+        };
+        assert_eq!(canceled.workflow_closed, Some(state), "{d:?}");
+    }
+}
+
 /// No workflow task of the run failed (nondeterminism, a guard, a panic).
 fn assert_no_task_failed(history: &[activity_core::workflow::HistoryEvent]) {
     assert!(
@@ -1015,30 +1046,7 @@ async fn s1_5_a_run_returning_while_its_activities_run_closes_them_with_workflow
         s.wait_for_run(&format!("{name}: workflow closed"), 1).await;
         assert_eq!(s.probe.count(&format!("{name}: cancellation requested")), 0);
     }
-    let mut request = activity_core::protocol::ListExecutionsRequest::new();
-    request.activity_type = Some("records_its_reason".into());
-    let executions = s
-        .protocol()
-        .list_activity_executions(request)
-        .await
-        .unwrap();
-    assert_eq!(executions.len(), 2);
-    for d in executions {
-        assert!(!d.cancel_requested, "no cancel request is recorded: {d:?}");
-        assert_eq!(d.state, activity_core::protocol::ExecutionState::Canceled);
-        assert_eq!(
-            d.retry_state,
-            Some(activity_core::RetryState::WorkflowClosed)
-        );
-        let Some(Failure::Canceled(canceled)) = &d.last_failure else {
-            panic!("{d:?}")
-        };
-        assert_eq!(
-            canceled.workflow_closed,
-            Some(WorkflowState::Completed),
-            "{d:?}"
-        );
-    }
+    assert_closed_with_their_run(&s, "records_its_reason", 2, WorkflowState::Completed).await;
     stop(worker).await;
 }
 
@@ -1051,5 +1059,139 @@ async fn s1_5_a_wait_cancellation_completed_caller_learns_the_activity_never_sta
         handle.result().await.unwrap(),
         "the canceled error says it never started"
     );
+    stop(worker).await;
+}
+
+// ---------------------------------------------------------- continue-as-new
+
+/// Runs one activity per run and continues as new until `left` is 0; the
+/// result counts the runs and names the last activity's result.
+#[workflow]
+async fn looping(ctx: WorkflowContext, left: u32, runs: u32) -> Result<String, WorkflowError> {
+    let done = step::call(&ctx, format!("loop {left}"))
+        .task_queue(ACTS)
+        .await?;
+    if left == 0 {
+        return Ok(format!("{} runs, last: {done}", runs + 1));
+    }
+    looping::continue_as_new(&ctx, left - 1, runs + 1).await
+}
+
+/// Leaves an activity running (nobody polls its queue) and continues as new
+/// once; the second run completes.
+#[workflow]
+async fn continues_with_an_open_activity(
+    ctx: WorkflowContext,
+    again: bool,
+) -> Result<u32, WorkflowError> {
+    if !again {
+        return Ok(2);
+    }
+    let _open = std::future::IntoFuture::into_future(
+        step::call(&ctx, "never".into()).task_queue("nobody-polls-this"),
+    );
+    ctx.sleep(Duration::from_secs(1)).await;
+    ctx.continue_as_new::<continues_with_an_open_activity, _>((false,))
+        .await
+}
+
+#[tokio::test(start_paused = true)]
+async fn s3_1_a_workflow_continued_as_new_a_hundred_times_reaches_a_handle_started_before_it() {
+    let s = setup().await;
+    let worker = s.spawn("w");
+    let handle = looping::start(&s.client, 99, 0)
+        .workflow_id("looping")
+        .await
+        .unwrap();
+    let first = handle.workflow().clone();
+    let result = tokio::time::timeout(Duration::from_secs(3600), handle.result())
+        .await
+        .expect("the chain completes within a virtual hour")
+        .unwrap();
+    assert_eq!(result, "100 runs, last: loop 0 done");
+    for n in 0..100 {
+        assert_eq!(s.probe.count(&format!("loop {n}")), 1, "run {n} ran once");
+    }
+    // Follow the chain run by run: each closed as ContinuedAsNew naming the
+    // next, each history as small as the first.
+    let protocol = s.protocol();
+    let mut run = first;
+    let mut lengths = Vec::new();
+    let last = loop {
+        let d = protocol.describe_workflow(run.clone()).await.unwrap();
+        let history = protocol.workflow_history(run.clone()).await.unwrap();
+        assert_no_task_failed(&history);
+        assert_eq!(d.history_length, history.len() as u64);
+        lengths.push(d.history_length);
+        match d.outcome {
+            Some(activity_core::workflow::WorkflowOutcome::ContinuedAsNew { new_run_id }) => {
+                assert_eq!(d.state, WorkflowState::ContinuedAsNew);
+                match &history.last().unwrap().kind {
+                    EventKind::WorkflowContinuedAsNew {
+                        new_run_id: named,
+                        input,
+                    } => {
+                        assert_eq!(named, &new_run_id);
+                        assert_eq!(input.len(), 2, "{input:?}");
+                    }
+                    other => panic!("the history ends with {other:?}"),
+                }
+                run = activity_core::workflow::WorkflowRef::run("looping", new_run_id);
+            }
+            other => break (d.state, other),
+        }
+    };
+    assert_eq!(last.0, WorkflowState::Completed, "{:?}", last.1);
+    assert_eq!(lengths.len(), 100, "100 runs: {lengths:?}");
+    assert!(
+        lengths.iter().all(|&n| n == lengths[0]),
+        "no run's history grows: {lengths:?}"
+    );
+    assert!(lengths[0] <= 12, "{lengths:?}");
+    // The latest run of the id is the last one; waiting on it answers the result.
+    let latest = protocol
+        .wait_workflow_outcome(
+            activity_core::workflow::WorkflowRef::latest("looping"),
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            latest,
+            Some(activity_core::workflow::WorkflowOutcome::Completed(_))
+        ),
+        "{latest:?}"
+    );
+    stop(worker).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn s3_1_waiting_on_the_latest_run_follows_a_continue_as_new_to_the_final_outcome() {
+    let s = setup().await;
+    let worker = s.spawn("w");
+    let handle = continues_with_an_open_activity::start(&s.client, true)
+        .workflow_id("continues")
+        .await
+        .unwrap();
+    let first = handle.workflow().clone();
+    // Started before the run continues: the wait follows it to the new run.
+    let outcome = s
+        .protocol()
+        .wait_workflow_outcome(
+            activity_core::workflow::WorkflowRef::latest("continues"),
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    let Some(activity_core::workflow::WorkflowOutcome::Completed(result)) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(result.decode::<u32>().unwrap(), 2);
+    assert_eq!(handle.result().await.unwrap(), 2);
+    let d = s.protocol().describe_workflow(first).await.unwrap();
+    assert_eq!(d.state, WorkflowState::ContinuedAsNew);
+    // The old run's open activity was closed as for any closing run.
+    assert_closed_with_their_run(&s, "step", 1, WorkflowState::ContinuedAsNew).await;
     stop(worker).await;
 }

@@ -275,16 +275,22 @@ impl<W: WorkflowDefinition> WorkflowHandle<W> {
     }
 
     /// Waits for the run's typed result, through engine restarts (up to a minute
-    /// of consecutive unavailability).
+    /// of consecutive unavailability). A run that continued as new is followed
+    /// to the run that took over, and so on to the final result
+    /// (docs/semantics.md §3.1).
     pub async fn result(&self) -> Result<W::Output, WorkflowCallError> {
+        let mut workflow = self.workflow.clone();
         loop {
             let outcome = crate::protocol::retry::retrying(|| {
                 self.protocol
-                    .wait_workflow_outcome(self.workflow.clone(), Duration::from_secs(60))
+                    .wait_workflow_outcome(workflow.clone(), Duration::from_secs(60))
             })
             .await?;
             match outcome {
                 None => continue,
+                Some(WorkflowOutcome::ContinuedAsNew { new_run_id }) => {
+                    workflow = WorkflowRef::run(workflow.workflow_id, new_run_id);
+                }
                 Some(WorkflowOutcome::Completed(payload)) => {
                     return Ok(payload.decode_as(&format!("result of workflow `{}`", W::NAME))?)
                 }

@@ -18,13 +18,13 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use super::WorkflowError;
+use super::{WorkflowDefinition, WorkflowError};
 use crate::{
     caller::{ActivityCaller, ActivityRequest},
     definition::ActivityDefinition,
     failure::{ActivityCallError, ActivityFailure, CanceledFailure, Failure, RetryState},
     options::{ActivityOptions, CancellationType, ValidatedOptions},
-    payload::{ActivityInput, Payload},
+    payload::{ActivityInput, Payload, PayloadError},
     protocol::ProtocolError,
 };
 
@@ -270,6 +270,8 @@ struct RunState {
     next_external: u32,
     /// Signals sent to other runs: `None` once recorded, else the refusal.
     external_signals: HashMap<u32, Slot<Option<String>>>,
+    /// The arguments of the new run, once the code continued as new.
+    continued: Option<Result<Vec<Payload>, PayloadError>>,
 }
 
 /// A query handler, type-erased: answers the serialized result.
@@ -572,9 +574,75 @@ impl WorkflowContext {
         self.lock().queries.insert(name, erased);
     }
 
+    /// Continues the run as new (docs/semantics.md §3.1): awaiting it ends
+    /// this run as ContinuedAsNew, and a new run of the same workflow id
+    /// starts with `input` (the arguments of `W`, this workflow, as a tuple)
+    /// and an empty history, in the same transaction. The future never
+    /// resolves: the code after it does not run, so it fits any return type.
+    /// `#[workflow]` generates the same, typed argument by argument:
+    /// `countdown::continue_as_new(&ctx, n - 1)`. A long loop continues as new
+    /// to keep each history small; a client's handle follows the chain to the
+    /// final result.
+    ///
+    /// ```
+    /// use activity_core::{workflow, WorkflowContext, WorkflowError};
+    ///
+    /// #[workflow]
+    /// async fn countdown(ctx: WorkflowContext, n: u32) -> Result<String, WorkflowError> {
+    ///     if n == 0 {
+    ///         return Ok("liftoff".to_owned());
+    ///     }
+    ///     ctx.continue_as_new::<countdown, _>((n - 1,)).await
+    /// }
+    /// # fn main() {}
+    /// ```
+    pub fn continue_as_new<W: WorkflowDefinition, T>(&self, input: W::Input) -> ContinueAsNew<T> {
+        self.continue_with(input.to_payloads())
+    }
+
+    /// [`continue_as_new`](Self::continue_as_new) on serialized arguments
+    /// (used by the code `#[workflow]` generates).
+    #[doc(hidden)]
+    pub fn continue_with<T>(&self, input: Result<Vec<Payload>, PayloadError>) -> ContinueAsNew<T> {
+        ContinueAsNew {
+            ctx: self.clone(),
+            input: Some(input),
+            _output: PhantomData,
+        }
+    }
+
     /// The caller of local activities: `resize::call(&ctx.local(), …)`.
     pub fn local(&self) -> LocalActivities {
         LocalActivities { ctx: self.clone() }
+    }
+}
+
+/// The end of a run that continues as new
+/// ([`WorkflowContext::continue_as_new`]): awaiting it asks for the new run
+/// and never resolves, so `return ….await` fits a workflow of any result
+/// type `T`.
+#[must_use = "continue-as-new does nothing unless awaited"]
+pub struct ContinueAsNew<T> {
+    ctx: WorkflowContext,
+    input: Option<Result<Vec<Payload>, PayloadError>>,
+    _output: PhantomData<fn() -> T>,
+}
+
+impl<T> fmt::Debug for ContinueAsNew<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ContinueAsNew").finish_non_exhaustive()
+    }
+}
+
+impl<T> Future for ContinueAsNew<T> {
+    type Output = T;
+
+    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<T> {
+        let this = self.get_mut();
+        if let Some(input) = this.input.take() {
+            this.ctx.lock().continued = Some(input);
+        }
+        Poll::Pending
     }
 }
 
@@ -1004,6 +1072,7 @@ impl RunDriver {
                     queries: HashMap::new(),
                     next_external: 0,
                     external_signals: HashMap::new(),
+                    continued: None,
                 })),
             },
         }
@@ -1184,6 +1253,13 @@ impl RunDriver {
         if let Some(slot) = state.locals.get_mut(&seq) {
             slot.resolve(outcome, &mut state.waiting);
         }
+    }
+
+    /// The new run's arguments, once the code awaited
+    /// [`WorkflowContext::continue_as_new`] (taken): the run ends there with
+    /// [`Command::ContinueAsNew`], or fails when they did not encode.
+    pub fn take_continue_as_new(&self) -> Option<Result<Vec<Payload>, PayloadError>> {
+        self.ctx.lock().continued.take()
     }
 
     /// The commands produced since the last call, in order.

@@ -181,6 +181,16 @@ pub enum EventKind {
     },
     /// Command event: the run acknowledged its cancellation.
     WorkflowCanceled,
+    /// Command event: the run closed and a new run of the same workflow id
+    /// started with new arguments and an empty history, in the same
+    /// transaction (docs/semantics.md §3.1).
+    WorkflowContinuedAsNew {
+        /// The run id of the new run (set by the engine when it records the
+        /// command).
+        new_run_id: String,
+        /// The new run's serialized arguments.
+        input: Vec<Payload>,
+    },
     /// The run was terminated: closed at once, no workflow code ran for it
     /// (docs/semantics.md §3.1).
     WorkflowTerminated {
@@ -248,6 +258,7 @@ impl EventKind {
                 | EventKind::WorkflowCompleted { .. }
                 | EventKind::WorkflowFailed { .. }
                 | EventKind::WorkflowCanceled
+                | EventKind::WorkflowContinuedAsNew { .. }
                 | EventKind::ExternalWorkflowSignaled { .. }
         )
     }
@@ -273,6 +284,7 @@ impl EventKind {
             EventKind::WorkflowCompleted { .. } => "WorkflowCompleted",
             EventKind::WorkflowFailed { .. } => "WorkflowFailed",
             EventKind::WorkflowCanceled => "WorkflowCanceled",
+            EventKind::WorkflowContinuedAsNew { .. } => "WorkflowContinuedAsNew",
             EventKind::WorkflowTerminated { .. } => "WorkflowTerminated",
             EventKind::HistorySizeWarning { .. } => "HistorySizeWarning",
             EventKind::WorkflowSignaled { .. } => "WorkflowSignaled",
@@ -371,6 +383,13 @@ pub enum Command {
     },
     /// Acknowledge the run's cancellation (recorded as `WorkflowCanceled`).
     CancelWorkflow,
+    /// Close the run and start a new run of the same workflow id with these
+    /// arguments and an empty history (recorded as `WorkflowContinuedAsNew`;
+    /// docs/semantics.md §3.1).
+    ContinueAsNew {
+        /// The new run's serialized arguments.
+        input: Vec<Payload>,
+    },
     /// Signal the latest run of another workflow id (recorded as
     /// `ExternalWorkflowSignaled`; resolved by `ExternalSignalResolved`).
     SignalExternalWorkflow {
@@ -414,6 +433,11 @@ impl Command {
             Command::CompleteWorkflow { result } => EventKind::WorkflowCompleted { result },
             Command::FailWorkflow { failure } => EventKind::WorkflowFailed { failure },
             Command::CancelWorkflow => EventKind::WorkflowCanceled,
+            // The engine names the new run when it records the command.
+            Command::ContinueAsNew { input } => EventKind::WorkflowContinuedAsNew {
+                new_run_id: String::new(),
+                input,
+            },
             Command::SignalExternalWorkflow {
                 seq,
                 workflow_id,
@@ -469,7 +493,8 @@ impl Command {
             ) => seq == s && signal_name == n,
             (Command::CompleteWorkflow { .. }, EventKind::WorkflowCompleted { .. })
             | (Command::FailWorkflow { .. }, EventKind::WorkflowFailed { .. })
-            | (Command::CancelWorkflow, EventKind::WorkflowCanceled) => true,
+            | (Command::CancelWorkflow, EventKind::WorkflowCanceled)
+            | (Command::ContinueAsNew { .. }, EventKind::WorkflowContinuedAsNew { .. }) => true,
             _ => false,
         }
     }
@@ -489,6 +514,7 @@ impl Command {
             Command::CompleteWorkflow { .. } => "CompleteWorkflow".to_owned(),
             Command::FailWorkflow { .. } => "FailWorkflow".to_owned(),
             Command::CancelWorkflow => "CancelWorkflow".to_owned(),
+            Command::ContinueAsNew { .. } => "ContinueAsNew".to_owned(),
             Command::SignalExternalWorkflow {
                 seq,
                 workflow_id,
@@ -545,6 +571,8 @@ pub enum WorkflowState {
     Canceled,
     /// Final: terminated (closed from outside, no workflow code ran for it).
     Terminated,
+    /// Final: continued as new (a new run of the same workflow id took over).
+    ContinuedAsNew,
 }
 
 impl WorkflowState {
@@ -555,6 +583,7 @@ impl WorkflowState {
         WorkflowState::Failed,
         WorkflowState::Canceled,
         WorkflowState::Terminated,
+        WorkflowState::ContinuedAsNew,
     ];
 
     /// Whether the state is final.
@@ -570,6 +599,7 @@ impl WorkflowState {
             WorkflowState::Failed => "FAILED",
             WorkflowState::Canceled => "CANCELED",
             WorkflowState::Terminated => "TERMINATED",
+            WorkflowState::ContinuedAsNew => "CONTINUED_AS_NEW",
         }
     }
 
@@ -581,6 +611,7 @@ impl WorkflowState {
             "FAILED" => WorkflowState::Failed,
             "CANCELED" => WorkflowState::Canceled,
             "TERMINATED" => WorkflowState::Terminated,
+            "CONTINUED_AS_NEW" => WorkflowState::ContinuedAsNew,
             _ => return None,
         })
     }
@@ -606,6 +637,12 @@ pub enum WorkflowOutcome {
         /// Why, as given by who terminated it.
         reason: String,
     },
+    /// Continued as new: the run `new_run_id` of the same workflow id took
+    /// over (its outcome is the workflow's).
+    ContinuedAsNew {
+        /// The run id of the new run.
+        new_run_id: String,
+    },
 }
 
 impl WorkflowOutcome {
@@ -616,6 +653,7 @@ impl WorkflowOutcome {
             WorkflowOutcome::Failed(_) => WorkflowState::Failed,
             WorkflowOutcome::Canceled => WorkflowState::Canceled,
             WorkflowOutcome::Terminated { .. } => WorkflowState::Terminated,
+            WorkflowOutcome::ContinuedAsNew { .. } => WorkflowState::ContinuedAsNew,
         }
     }
 }

@@ -35,9 +35,9 @@ pub use client::{
     DEFAULT_QUERY_WAIT,
 };
 pub use context::{
-    Cancelled, LocalActivities, LocalActivity, LocalActivityRequest, NextSignal, Query, RunDriver,
-    Signal, SignalReceiver, SignalSent, Timer, WorkflowActivity, WorkflowContext, WorkflowInfo,
-    WorkflowLogger,
+    Cancelled, ContinueAsNew, LocalActivities, LocalActivity, LocalActivityRequest, NextSignal,
+    Query, RunDriver, Signal, SignalReceiver, SignalSent, Timer, WorkflowActivity, WorkflowContext,
+    WorkflowInfo, WorkflowLogger,
 };
 pub use futures_util::future::Either;
 pub use history::{

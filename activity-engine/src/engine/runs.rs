@@ -185,6 +185,10 @@ impl Engine {
                 Command::CompleteWorkflow { result } => {
                     self.check_payload(|| "the workflow result".into(), result.len())?
                 }
+                Command::ContinueAsNew { input } => self.check_payload(
+                    || "the input of the run continued as new".into(),
+                    input.iter().map(Payload::len).sum(),
+                )?,
                 Command::SignalExternalWorkflow {
                     seq,
                     signal_name,
@@ -209,7 +213,7 @@ impl Engine {
     /// the field names the command by its place in the answer.
     fn check_command_json(i: usize, command: &Command) -> Result<(), ProtocolError> {
         match command {
-            Command::ScheduleActivity { input, .. } => {
+            Command::ScheduleActivity { input, .. } | Command::ContinueAsNew { input } => {
                 for (n, argument) in input.iter().enumerate() {
                     Self::check_json(&format!("commands[{i}].input[{n}]"), argument)?;
                 }
@@ -237,8 +241,14 @@ impl Engine {
         self.check_commands(&commands)?;
         let signer = self.inner.dispatch.signer.clone();
         let now = self.now_ms();
+        // The run id of the run a continue-as-new starts.
+        let next_run_id = match commands.last() {
+            Some(Command::ContinueAsNew { .. }) => Some(random_id()?),
+            _ => None,
+        };
         self.run(move |tx, fx| {
-            workflows::complete_task(tx, fx, &signer, &token, commands.clone(), now)
+            let next = next_run_id.clone();
+            workflows::complete_task(tx, fx, &signer, &token, commands.clone(), next, now)
         })
         .await
     }
@@ -267,15 +277,22 @@ impl Engine {
         workflow: WorkflowRef,
         wait: Duration,
     ) -> Result<Option<WorkflowOutcome>, ProtocolError> {
-        // The latest run when the call starts: a run started later is another run.
+        // The latest run when the call starts: a run started later is another
+        // run, unless it continued this one (docs/semantics.md §3.1).
+        let follow = workflow.run_id.is_none();
         let target = workflow.clone();
-        let run_id = self
+        let mut run_id = self
             .read(move |tx| workflows::find_run(tx, &target).map(|run| run.run_id))
             .await?;
-        let notify = (self.inner.notifiers).subscribe(Topic::RunOutcome, &run_id);
+        let mut notify = (self.inner.notifiers).subscribe(Topic::RunOutcome, &run_id);
         let deadline = self.inner.clock.now() + wait.min(self.inner.config.max_outcome_wait);
         let mut shutdown = self.inner.shutdown.subscribe();
+        let mut next: Option<String> = None;
         let result = loop {
+            if let Some(new_run_id) = next.take() {
+                notify = (self.inner.notifiers).subscribe(Topic::RunOutcome, &new_run_id);
+                run_id = new_run_id;
+            }
             let notified = notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
@@ -289,6 +306,10 @@ impl Engine {
                 })
                 .await;
             match found {
+                Ok(Some(WorkflowOutcome::ContinuedAsNew { new_run_id })) if follow => {
+                    next = Some(new_run_id);
+                    continue;
+                }
                 Ok(Some(outcome)) => break Ok(Some(outcome)),
                 Err(e) => break Err(e),
                 Ok(None) if self.inner.clock.now() >= deadline => break Ok(None),

@@ -503,7 +503,10 @@ fn started_task(
 fn closes(command: &Command) -> bool {
     matches!(
         command,
-        Command::CompleteWorkflow { .. } | Command::FailWorkflow { .. } | Command::CancelWorkflow
+        Command::CompleteWorkflow { .. }
+            | Command::FailWorkflow { .. }
+            | Command::CancelWorkflow
+            | Command::ContinueAsNew { .. }
     )
 }
 
@@ -575,13 +578,16 @@ fn check_commands(commands: &[Command]) -> Result<(), ProtocolError> {
 
 /// Completes the started task with its commands: `WorkflowTaskCompleted`, the
 /// command events in order, then whatever arrived meanwhile; carries the
-/// commands out in the same transaction.
+/// commands out in the same transaction. A last `ContinueAsNew` closes the run
+/// and starts run `next_run_id` of the same workflow id (docs/semantics.md
+/// §3.1).
 pub(crate) fn complete_task(
     tx: &mut dyn Tx,
     fx: &mut Effects,
     signer: &TokenSigner,
     token: &TaskToken,
     commands: Vec<Command>,
+    next_run_id: Option<String>,
     now: i64,
 ) -> Result<(), ProtocolError> {
     let mut run = started_task(tx, signer, token)?;
@@ -607,8 +613,24 @@ pub(crate) fn complete_task(
     // command events.
     let mut canceled_timers = Vec::new();
     let mut close = None;
+    let mut next = None;
     for command in commands {
-        append(tx, &mut run, now, command.to_event())?;
+        let event = match (&command, &next_run_id) {
+            (Command::ContinueAsNew { input }, Some(new_run_id)) => {
+                EventKind::WorkflowContinuedAsNew {
+                    new_run_id: new_run_id.clone(),
+                    input: input.clone(),
+                }
+            }
+            (Command::ContinueAsNew { .. }, None) => {
+                return Err(ProtocolError::invalid_argument(
+                    "commands",
+                    "ContinueAsNew must be the last command",
+                ))
+            }
+            _ => command.to_event(),
+        };
+        append(tx, &mut run, now, event)?;
         match command {
             Command::ScheduleActivity {
                 seq,
@@ -681,6 +703,19 @@ pub(crate) fn complete_task(
             }
             Command::FailWorkflow { failure } => close = Some(WorkflowOutcome::Failed(failure)),
             Command::CancelWorkflow => close = Some(WorkflowOutcome::Canceled),
+            Command::ContinueAsNew { input } => {
+                let new_run_id = next_run_id.clone().unwrap_or_default();
+                close = Some(WorkflowOutcome::ContinuedAsNew {
+                    new_run_id: new_run_id.clone(),
+                });
+                next = Some(NewRun {
+                    workflow_id: run.workflow_id.clone(),
+                    run_id: new_run_id,
+                    workflow_type: run.workflow_type.clone(),
+                    task_queue: run.task_queue.clone(),
+                    input,
+                });
+            }
             other => {
                 return Err(ProtocolError::invalid_argument(
                     "commands",
@@ -690,7 +725,14 @@ pub(crate) fn complete_task(
         }
     }
     if let Some(outcome) = close {
-        return close_run(tx, fx, &mut run, outcome, now);
+        close_run(tx, fx, &mut run, outcome, now)?;
+        if let Some(new) = next {
+            // The same transaction: the old run closed, the new one started
+            // with its first workflow task.
+            let started = start(tx, fx, new, now)?;
+            tracing::debug!(workflow_id = %run.workflow_id, run_id = %run.run_id, new_run_id = ?started.run_id, "workflow run continued as new");
+        }
+        return Ok(());
     }
     run.task_state = WorkflowTaskState::Idle;
     run.task_started_at = None;

@@ -336,6 +336,7 @@ fn workflow_outcome() -> impl Strategy<Value = WorkflowOutcome> {
         workflow_failure().prop_map(WorkflowOutcome::Failed),
         Just(WorkflowOutcome::Canceled),
         text().prop_map(|reason| WorkflowOutcome::Terminated { reason }),
+        text().prop_map(|new_run_id| WorkflowOutcome::ContinuedAsNew { new_run_id }),
     ]
 }
 
@@ -382,6 +383,10 @@ fn event_kind() -> impl Strategy<Value = EventKind> {
         Just(EventKind::WorkflowCanceled),
         (text(), text())
             .prop_map(|(reason, identity)| EventKind::WorkflowTerminated { reason, identity }),
+        (text(), payloads()).prop_map(|(new_run_id, input)| EventKind::WorkflowContinuedAsNew {
+            new_run_id,
+            input
+        }),
         (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(
             |(events, bytes, max_events, max_bytes)| EventKind::HistorySizeWarning {
                 events,
@@ -442,6 +447,7 @@ fn command() -> impl Strategy<Value = Command> {
         payload().prop_map(|result| Command::CompleteWorkflow { result }),
         workflow_failure().prop_map(|failure| Command::FailWorkflow { failure }),
         Just(Command::CancelWorkflow),
+        payloads().prop_map(|input| Command::ContinueAsNew { input }),
         (any::<u32>(), text(), text(), payload()).prop_map(
             |(seq, workflow_id, signal_name, input)| Command::SignalExternalWorkflow {
                 seq,
@@ -460,6 +466,7 @@ fn workflow_state() -> impl Strategy<Value = WorkflowState> {
         Just(WorkflowState::Failed),
         Just(WorkflowState::Canceled),
         Just(WorkflowState::Terminated),
+        Just(WorkflowState::ContinuedAsNew),
     ]
 }
 

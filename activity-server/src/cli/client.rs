@@ -199,6 +199,10 @@ pub(crate) async fn workflow(
                 WorkflowOutcome::Terminated { reason } => {
                     (format!("TERMINATED: {reason}"), ExitCode::FAILURE)
                 }
+                WorkflowOutcome::ContinuedAsNew { new_run_id } => (
+                    format!("CONTINUED_AS_NEW: run `{new_run_id}` took over"),
+                    ExitCode::FAILURE,
+                ),
             };
             print(connection, &value, &human)?;
             return Ok(code);

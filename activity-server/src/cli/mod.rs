@@ -333,6 +333,8 @@ pub(crate) enum StateFilter {
     Canceled,
     /// Terminated.
     Terminated,
+    /// Continued as new (a new run of the same id took over).
+    ContinuedAsNew,
 }
 
 impl From<StateFilter> for WorkflowState {
@@ -343,6 +345,7 @@ impl From<StateFilter> for WorkflowState {
             StateFilter::Failed => WorkflowState::Failed,
             StateFilter::Canceled => WorkflowState::Canceled,
             StateFilter::Terminated => WorkflowState::Terminated,
+            StateFilter::ContinuedAsNew => WorkflowState::ContinuedAsNew,
         }
     }
 }
