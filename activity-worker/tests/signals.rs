@@ -77,6 +77,22 @@ async fn first_then_rest(ctx: WorkflowContext) -> Result<Vec<u32>, WorkflowError
     Ok(got)
 }
 
+/// Like `first_then_rest`, but hands what it received on to a new run by
+/// continue-as-new; the new run returns it.
+#[workflow(signals(item = u32))]
+async fn carries_on(ctx: WorkflowContext, carried: Vec<u32>) -> Result<Vec<u32>, WorkflowError> {
+    if !carried.is_empty() {
+        return Ok(carried);
+    }
+    let items = ctx.signal(carries_on::item);
+    let mut got = vec![items.recv().await?];
+    hold::call(&ctx.local()).await?;
+    while let Some(item) = items.try_recv() {
+        got.push(item?);
+    }
+    carries_on::continue_as_new(&ctx, got).await
+}
+
 /// Returns every item received by its first task (the race test).
 #[workflow(signals(item = u32))]
 async fn quick(ctx: WorkflowContext) -> Result<Vec<u32>, WorkflowError> {
@@ -203,6 +219,44 @@ fn task_failures(history: &[HistoryEvent]) -> Vec<String> {
         .collect()
 }
 
+/// Sends `item` 1, waits until the task that saw it is held open by its local
+/// activity, sends 2, releases the task and waits for the result: the close
+/// (`close`) of that task is refused once and a new task delivers 2, so the
+/// result is `[1, 2]`. Answers the history of the handle's run.
+async fn signal_twice_across_a_held_close<W>(
+    s: &Setup,
+    handle: &activity_core::workflow::WorkflowHandle<W>,
+    item: activity_core::workflow::Signal<W, u32>,
+    close: &str,
+) -> Vec<HistoryEvent>
+where
+    W: activity_core::WorkflowDefinition<Output = Vec<u32>>,
+{
+    handle.signal(item, 1).await.unwrap();
+    // The task that saw signal 1 is held open by its local activity.
+    while *s.probe.held.lock().unwrap() == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    handle.signal(item, 2).await.unwrap();
+    s.probe.released.store(true, Ordering::SeqCst);
+    s.probe.gate.notify_one();
+    let result = tokio::time::timeout(Duration::from_secs(600), handle.result())
+        .await
+        .expect("the run completes")
+        .unwrap();
+    assert_eq!(
+        result,
+        [1, 2],
+        "the signal that arrived during the task is seen"
+    );
+    let history = handle.history().await.unwrap();
+    let failures = task_failures(&history);
+    assert_eq!(failures.len(), 1, "{history:#?}");
+    let refused = format!("{close} refused: 1 signal(s) arrived while the task ran (`item`)");
+    assert!(failures[0].starts_with(&refused), "{}", failures[0]);
+    history
+}
+
 /// Starts `collector` as `id`, sends it `items` and waits until its code saw them.
 async fn collecting(
     s: &Setup,
@@ -306,33 +360,7 @@ async fn a_close_with_signals_the_code_has_not_seen_is_refused_and_a_new_task_de
         .workflow_id("race-close")
         .await
         .unwrap();
-    handle.signal(first_then_rest::item, 1).await.unwrap();
-    // The task that saw signal 1 is held open by its local activity.
-    while *s.probe.held.lock().unwrap() == 0 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    handle.signal(first_then_rest::item, 2).await.unwrap();
-    s.probe.released.store(true, Ordering::SeqCst);
-    s.probe.gate.notify_one();
-    let result = tokio::time::timeout(Duration::from_secs(600), handle.result())
-        .await
-        .expect("the run completes")
-        .unwrap();
-    assert_eq!(
-        result,
-        [1, 2],
-        "the signal that arrived during the task is seen"
-    );
-    let history = handle.history().await.unwrap();
-    let failures = task_failures(&history);
-    assert_eq!(failures.len(), 1, "{history:#?}");
-    assert!(
-        failures[0].starts_with(
-            "CompleteWorkflow refused: 1 signal(s) arrived while the task ran (`item`)"
-        ),
-        "{}",
-        failures[0]
-    );
+    signal_twice_across_a_held_close(&s, &handle, first_then_rest::item, "CompleteWorkflow").await;
     let description = handle.describe().await.unwrap();
     assert_eq!(
         description.task_failures, 0,
@@ -566,5 +594,25 @@ async fn a_workflow_signals_another_once_even_when_replayed_and_learns_of_a_refu
         .count();
     assert_eq!(commands, 3);
     assert!(task_failures(&sent).is_empty(), "{sent:#?}");
+    stop(worker).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_continue_as_new_with_signals_the_code_has_not_seen_is_refused_and_they_are_carried_on() {
+    let s = setup().await;
+    let worker = s.spawn("w1");
+    let handle = carries_on::start(&s.client, Vec::new())
+        .workflow_id("race-continue")
+        .await
+        .unwrap();
+    let history =
+        signal_twice_across_a_held_close(&s, &handle, carries_on::item, "ContinueAsNew").await;
+    assert!(
+        matches!(
+            history.last().map(|e| &e.kind),
+            Some(EventKind::WorkflowContinuedAsNew { .. })
+        ),
+        "{history:#?}"
+    );
     stop(worker).await;
 }
