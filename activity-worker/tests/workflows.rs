@@ -277,10 +277,12 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
-    let engine = TestEngine::open(
-        activity_test_support::engine_config().with_clock(Arc::new(VirtualClock::new())),
-    )
-    .await;
+    setup_with(activity_test_support::engine_config().with_clock(Arc::new(VirtualClock::new())))
+        .await
+}
+
+async fn setup_with(config: activity_engine::EngineConfig) -> Setup {
+    let engine = TestEngine::open(config).await;
     let client = Client::new(engine.protocol()).with_task_queue("main");
     let probe = Arc::new(Probe::default());
     let activities = Worker::builder(engine.protocol())
@@ -1193,5 +1195,46 @@ async fn s3_1_waiting_on_the_latest_run_follows_a_continue_as_new_to_the_final_o
     assert_eq!(d.state, WorkflowState::ContinuedAsNew);
     // The old run's open activity was closed as for any closing run.
     assert_closed_with_their_run(&s, "step", 1, WorkflowState::ContinuedAsNew).await;
+    stop(worker).await;
+}
+
+/// Real clock: waits on the latest run started while the chain continues as
+/// new (before, between and after its runs) all reach the final result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_1_waits_on_the_latest_run_racing_continue_as_new_all_reach_the_final_result() {
+    let s = setup_with(activity_test_support::engine_config()).await;
+    let worker = s.spawn("racer");
+    for round in 0..20 {
+        let id = format!("looping-{round}");
+        let handle = looping::start(&s.client, 5, 0)
+            .workflow_id(id.clone())
+            .await
+            .unwrap();
+        let mut waits = Vec::new();
+        for n in 0..8 {
+            let protocol = s.protocol();
+            let latest = activity_core::workflow::WorkflowRef::latest(id.clone());
+            waits.push(tokio::spawn(async move {
+                for _ in 0..n * (round % 4) {
+                    tokio::task::yield_now().await;
+                }
+                protocol
+                    .wait_workflow_outcome(latest, Duration::from_secs(30))
+                    .await
+            }));
+        }
+        let result = tokio::time::timeout(Duration::from_secs(30), handle.result())
+            .await
+            .expect("the chain completes")
+            .unwrap();
+        assert_eq!(result, "6 runs, last: loop 0 done");
+        for wait in waits {
+            let outcome = wait.await.unwrap().unwrap();
+            let Some(activity_core::workflow::WorkflowOutcome::Completed(payload)) = outcome else {
+                panic!("round {round}: {outcome:?}")
+            };
+            assert_eq!(payload.decode::<String>().unwrap(), result);
+        }
+    }
     stop(worker).await;
 }
