@@ -2217,3 +2217,106 @@ async fn a_workflow_payload_that_says_json_but_does_not_parse_is_refused_naming_
     complete_wf(&env, &task, vec![schedule(1, "a1", stc(10))]).await;
     assert!(names(&history(&env, &run).await).contains(&"ActivityScheduled"));
 }
+
+// ---------------------------------------------------------- continue-as-new
+
+#[tokio::test(start_paused = true)]
+async fn continue_as_new_closes_the_run_and_starts_the_next_with_a_fresh_history_at_once() {
+    let env = Env::new().await;
+    let old = start(&env, "chain").await;
+    let task = next_wf(&env, "w").await;
+    // A timer and an activity left open by the run that continues.
+    complete_wf(
+        &env,
+        &task,
+        vec![
+            schedule(1, "a1", stc(10)),
+            Command::StartTimer {
+                seq: 1,
+                duration: secs(5),
+            },
+            Command::ContinueAsNew {
+                input: vec![json("next")],
+            },
+        ],
+    )
+    .await;
+    let d = env.protocol.describe_workflow(old.clone()).await.unwrap();
+    assert_eq!(d.state, WorkflowState::ContinuedAsNew);
+    let Some(WorkflowOutcome::ContinuedAsNew { new_run_id }) = d.outcome else {
+        panic!("{d:?}")
+    };
+    let old_history = history(&env, &old).await;
+    assert_eq!(
+        old_history.last().map(|e| &e.kind),
+        Some(&EventKind::WorkflowContinuedAsNew {
+            new_run_id: new_run_id.clone(),
+            input: vec![json("next")],
+        })
+    );
+    // The new run is the latest of the id, with its start and first task only.
+    let latest = env
+        .protocol
+        .describe_workflow(WorkflowRef::latest("chain"))
+        .await
+        .unwrap();
+    assert_eq!(latest.run_id, new_run_id);
+    assert_eq!(latest.state, WorkflowState::Running);
+    let new = WorkflowRef::run("chain", &new_run_id);
+    let new_history = history(&env, &new).await;
+    assert_eq!(
+        names(&new_history),
+        ["WorkflowStarted", "WorkflowTaskScheduled"]
+    );
+    assert!(matches!(
+        &new_history[0].kind,
+        EventKind::WorkflowStarted { workflow_type, task_queue, input }
+            if workflow_type == "order" && task_queue == QUEUE && input == &vec![json("next")]
+    ));
+    // The old run's task token is refused; its timer fires into nothing.
+    let late = env
+        .protocol
+        .complete_workflow_task(task.task_token.clone(), vec![])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            late,
+            ProtocolError::AlreadyClosed {
+                reason: ClosedReason::WorkflowClosed(WorkflowState::ContinuedAsNew),
+                ..
+            }
+        ),
+        "{late:?}"
+    );
+    let next = next_wf(&env, "w").await;
+    assert_eq!(next.run_id, new_run_id);
+    // A continue-as-new that is not the last command is refused, nothing recorded.
+    let refused = env
+        .protocol
+        .complete_workflow_task(
+            next.task_token.clone(),
+            vec![
+                Command::ContinueAsNew { input: vec![] },
+                Command::StartTimer {
+                    seq: 1,
+                    duration: secs(1),
+                },
+            ],
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("ContinueAsNew must be the last command"),
+        "{refused}"
+    );
+    assert_eq!(history(&env, &new).await.len(), 3);
+    tokio::time::sleep(secs(10)).await;
+    assert_eq!(
+        history(&env, &old).await,
+        old_history,
+        "the old run never changes"
+    );
+}
