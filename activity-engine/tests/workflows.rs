@@ -2320,3 +2320,45 @@ async fn continue_as_new_closes_the_run_and_starts_the_next_with_a_fresh_history
         "the old run never changes"
     );
 }
+
+/// docs/semantics.md §3.1: the code registers its query handlers when it
+/// runs, so a query to a run that has completed no workflow task is handed to
+/// a worker only once the first task completed (within the query's wait).
+#[tokio::test(start_paused = true)]
+async fn a_query_is_handed_out_only_after_the_runs_first_task_completed() {
+    use activity_core::workflow::QueryAnswer;
+    let env = Env::new().await;
+    let run = start(&env, "early").await;
+    let task = poll_wf(&env, "w", secs(0)).await.unwrap();
+    let asked = {
+        let protocol = env.protocol.clone();
+        let run = run.clone();
+        tokio::spawn(async move {
+            protocol
+                .query_workflow(run, "status".into(), secs(30))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let poll = || {
+        env.protocol
+            .poll_workflow_query(PollWorkflowTaskRequest::new(QUEUE, "w").with_wait(secs(0)))
+    };
+    assert!(
+        poll().await.unwrap().is_none(),
+        "handed out while the first task runs"
+    );
+    complete_wf(&env, &task, vec![schedule(1, "a1", stc(10))]).await;
+    let query = loop {
+        if let Some(query) = poll().await.unwrap() {
+            break query;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(names(&query.history).contains(&"WorkflowTaskCompleted"));
+    env.protocol
+        .answer_workflow_query(query.query_id, QueryAnswer::Answered(json("ready")))
+        .await
+        .unwrap();
+    assert_eq!(asked.await.unwrap().unwrap(), json("ready"));
+}

@@ -616,3 +616,25 @@ async fn a_continue_as_new_with_signals_the_code_has_not_seen_is_refused_and_the
     );
     stop(worker).await;
 }
+
+/// docs/semantics.md §3.1: a query to a run whose code has not run yet (no
+/// workflow task completed) waits, within its bound, for the first task, and
+/// is answered from the state it leaves.
+#[tokio::test(start_paused = true)]
+async fn a_query_before_the_first_workflow_task_is_answered_once_the_code_has_run() {
+    let s = setup().await;
+    let handle = collector::start(&s.client)
+        .workflow_id("query-early")
+        .await
+        .unwrap();
+    let asked = {
+        let handle = handle.clone();
+        tokio::spawn(async move { handle.query(collector::items).await })
+    };
+    // No worker yet: the query waits for the first task, then for an answer.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let worker = s.spawn("late");
+    let items: Vec<String> = asked.await.unwrap().unwrap();
+    assert!(items.is_empty(), "{items:?}");
+    stop(worker).await;
+}

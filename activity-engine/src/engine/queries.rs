@@ -12,7 +12,7 @@ use std::{
 
 use activity_core::{
     protocol::ProtocolError,
-    workflow::{PollWorkflowTaskRequest, QueryAnswer, QueryTask, WorkflowRef},
+    workflow::{EventKind, PollWorkflowTaskRequest, QueryAnswer, QueryTask, WorkflowRef},
     Payload,
 };
 use tokio::sync::oneshot;
@@ -98,10 +98,46 @@ impl Engine {
         wait: Duration,
     ) -> Result<Payload, ProtocolError> {
         check_name("query_name", &query_name)?;
+        let wait = wait.min(self.inner.config.max_poll_wait);
+        let deadline = self.inner.clock.now() + wait;
         let target = workflow.clone();
-        let run = self
+        let mut run = self
             .read(move |tx| workflows::find_run(tx, &target))
             .await?;
+        // The code registers its query handlers when it runs: a run that has
+        // completed no workflow task yet is asked once it has (within the
+        // same bounded wait), not answered "no handler" (docs/semantics.md §3.1).
+        while !run.state.is_final() {
+            let key = run.key;
+            let ran = self
+                .read(move |tx| {
+                    Ok(tx
+                        .history(key)?
+                        .iter()
+                        .any(|e| matches!(e.kind, EventKind::WorkflowTaskCompleted { .. })))
+                })
+                .await?;
+            if ran {
+                break;
+            }
+            let now = self.inner.clock.now();
+            if now >= deadline {
+                return Err(ProtocolError::Unavailable {
+                    message: format!(
+                        "query `{query_name}` of workflow `{}` run `{}`: the run completed no workflow task within {wait:?}: is a worker of workflow type `{}` polling task queue `{}`?",
+                        run.workflow_id, run.run_id, run.workflow_type, run.task_queue
+                    ),
+                });
+            }
+            self.inner
+                .clock
+                .sleep_until(deadline.min(now + Duration::from_millis(20)))
+                .await;
+            let target = workflow.clone();
+            run = self
+                .read(move |tx| workflows::find_run(tx, &target))
+                .await?;
+        }
         let queries = &self.inner.queries;
         let (sender, receiver) = oneshot::channel();
         let asked = Asked {
@@ -126,8 +162,6 @@ impl Engine {
                 });
         }
         (self.inner.notifiers).notify(Topic::WorkflowQuery, &run.task_queue, Wake::Some(1));
-        let wait = wait.min(self.inner.config.max_poll_wait);
-        let deadline = self.inner.clock.now() + wait;
         let mut shutdown = self.inner.shutdown.subscribe();
         let answer = tokio::select! {
             answer = receiver => answer.ok(),
