@@ -459,7 +459,7 @@ async fn a_run_of_an_unknown_type_shows_why_in_describe_and_the_cli_terminates_i
     assert!(
         query
             .error()
-            .contains("the run has completed no workflow task yet, so its code has registered no query handler"),
+            .contains("the run completed no workflow task within 5s: is a worker of workflow type `not_deployed` polling task queue `cli-q`?"),
         "{query:#?}"
     );
 
