@@ -485,17 +485,12 @@ async fn invalid_request_fields_are_named() {
 #[tokio::test(start_paused = true)]
 async fn a_payload_that_says_json_but_does_not_parse_is_refused_naming_it_and_nothing_is_stored() {
     let env = Env::new().await;
-    let malformed = || {
-        let mut payload = json(0);
-        payload.data = b"{oops".as_slice().into();
-        payload
-    };
     let err = env
         .protocol
         .schedule_activity(
             ScheduleActivityRequest::new(
                 "greet",
-                vec![json("ok"), malformed()],
+                vec![json("ok"), malformed_json()],
                 stc(10).task_queue(QUEUE),
             )
             .with_activity_id("bad-input"),
@@ -518,7 +513,7 @@ async fn a_payload_that_says_json_but_does_not_parse_is_refused_naming_it_and_no
     let task = env.poll_now().await.unwrap();
     let err = env
         .protocol
-        .complete_activity(token(&task), malformed())
+        .complete_activity(token(&task), malformed_json())
         .await
         .unwrap_err();
     assert!(

@@ -2152,18 +2152,13 @@ async fn retention_deletes_while_runs_start_and_close_on_the_real_clock() {
 #[tokio::test(start_paused = true)]
 async fn a_workflow_payload_that_says_json_but_does_not_parse_is_refused_naming_it() {
     let env = Env::new().await;
-    let malformed = || {
-        let mut payload = json(0);
-        payload.data = b"{oops".as_slice().into();
-        payload
-    };
     let err = env
         .protocol
         .start_workflow(StartWorkflowRequest::new(
             "bad",
             "order",
             QUEUE,
-            vec![json(1), malformed()],
+            vec![json(1), malformed_json()],
         ))
         .await
         .unwrap_err();
@@ -2184,7 +2179,7 @@ async fn a_workflow_payload_that_says_json_but_does_not_parse_is_refused_naming_
     let before = history(&env, &run).await.len();
     let mut bad = schedule(1, "a1", stc(10));
     if let Command::ScheduleActivity { input, .. } = &mut bad {
-        input.push(malformed());
+        input.push(malformed_json());
     }
     let err = env
         .protocol
@@ -2203,7 +2198,7 @@ async fn a_workflow_payload_that_says_json_but_does_not_parse_is_refused_naming_
         .complete_workflow_task(
             task.task_token.clone(),
             vec![Command::CompleteWorkflow {
-                result: malformed(),
+                result: malformed_json(),
             }],
         )
         .await

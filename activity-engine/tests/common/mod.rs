@@ -153,6 +153,13 @@ pub fn json(value: impl serde::Serialize) -> Payload {
     Payload::json(&value).unwrap()
 }
 
+/// A payload whose encoding says JSON but whose bytes do not parse.
+pub fn malformed_json() -> Payload {
+    let mut payload = json(0);
+    payload.data = b"{oops".as_slice().into();
+    payload
+}
+
 pub fn token(task: &ActivityTask) -> TaskTarget {
     TaskTarget::Token(task.task_token.clone())
 }
