@@ -233,3 +233,80 @@ async fn unregistered_types_and_queues_are_not_validated() {
         ExecutionOutcome::Completed(json_payload(json!(5)))
     );
 }
+
+/// Payloads of 64 KiB and more are validated before the transaction, outside
+/// the store's writer (docs/semantics.md §3.2, "Fairness"): the same answers
+/// as for small ones, and a stale token is still refused for what it is.
+#[tokio::test(start_paused = true)]
+async fn large_inputs_and_results_are_validated_as_small_ones_are() {
+    let env = Env::new().await;
+    register(&env, "w1", &[QUEUE]).await.unwrap();
+    let card = "4".repeat(100 * 1024);
+    let err = schedule_charge(
+        &env,
+        "bad",
+        QUEUE,
+        vec![json_payload(json!(card)), json_payload(json!("ten"))],
+    )
+    .await
+    .unwrap_err();
+    let (field, message) = invalid_argument(err);
+    assert_eq!(field, "input[1] (`cents`)");
+    assert!(message.contains("integer"), "{message}");
+    assert!(env.poll_now().await.is_none());
+
+    schedule_charge(
+        &env,
+        "good",
+        QUEUE,
+        vec![json_payload(json!(card)), json_payload(json!(1000))],
+    )
+    .await
+    .unwrap();
+    let task = env.next_task().await;
+    assert_eq!(task.info.activity_id, "good");
+    let numbers: Vec<u32> = (0..30_000).collect();
+    let err = env
+        .protocol
+        .complete_activity(
+            TaskTarget::Token(task.task_token.clone()),
+            json_payload(json!(numbers)),
+        )
+        .await
+        .unwrap_err();
+    let (field, message) = invalid_argument(err);
+    assert_eq!(field, "result");
+    // The offending value is quoted in part: the answer stays small.
+    assert!(message.contains("is not of type \"string\""), "{message}");
+    assert!(message.contains("bytes left out"), "{message}");
+    assert!(message.len() < 1024, "{}", message.len());
+    assert_eq!(env.describe("good").await.state, ExecutionState::Started);
+
+    let receipt = json_payload(json!("r".repeat(100 * 1024)));
+    env.protocol
+        .complete_activity(TaskTarget::Token(task.task_token.clone()), receipt.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        env.outcome("good").await,
+        ExecutionOutcome::Completed(receipt.clone())
+    );
+    // The same answer again is accepted (a retry whose answer was lost);
+    // another one is refused for the attempt being over, not for its schema.
+    env.protocol
+        .complete_activity(TaskTarget::Token(task.task_token.clone()), receipt)
+        .await
+        .unwrap();
+    let err = env
+        .protocol
+        .complete_activity(
+            TaskTarget::Token(task.task_token),
+            json_payload(json!(numbers)),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ProtocolError::AlreadyClosed { .. }),
+        "{err:?}"
+    );
+}

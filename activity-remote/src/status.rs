@@ -36,9 +36,41 @@ pub(crate) fn code_of(error: &ProtocolError) -> Code {
     }
 }
 
+/// The most bytes of an error's text a status carries: the message and the
+/// details travel in HTTP/2 headers, which the client refuses past its header
+/// list limit (16 KiB by default), failing the whole connection.
+const MAX_ERROR_TEXT: usize = 2 * 1024;
+
+/// `text`, cut to [`MAX_ERROR_TEXT`] bytes (on a character boundary) with a mark.
+fn bounded(text: &str) -> String {
+    if text.len() <= MAX_ERROR_TEXT {
+        return text.to_owned();
+    }
+    let mut end = MAX_ERROR_TEXT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes in all)", &text[..end], text.len())
+}
+
 /// The status a refused call answers.
 pub(crate) fn to_status(error: &ProtocolError) -> Status {
-    let message = error.to_string();
+    let full = error.to_string();
+    if full.len() > MAX_ERROR_TEXT {
+        // The error as text only, cut; an invalid argument keeps its field.
+        let cut = match error {
+            ProtocolError::InvalidArgument { field, message } => {
+                ProtocolError::invalid_argument(field.clone(), bounded(message))
+            }
+            _ => return Status::new(code_of(error), bounded(&full)),
+        };
+        return with_details(&cut, cut.to_string());
+    }
+    with_details(error, full)
+}
+
+/// The status of `error`, with `message` and the error as details.
+fn with_details(error: &ProtocolError, message: String) -> Status {
     let code = code_of(error);
     // The error as model bytes; a (never seen) failure to encode it leaves the
     // code and message, which every client maps on its own.
@@ -248,6 +280,35 @@ mod tests {
         round_trip(ProtocolError::Unsupported {
             operation: "start_workflow".into(),
         });
+    }
+
+    #[test]
+    fn an_error_with_a_long_text_is_cut_to_fit_in_the_headers() {
+        let long = ProtocolError::invalid_argument("result", "x".repeat(200_000));
+        let status = to_status(&long);
+        assert!(
+            status.message().len() < 2 * MAX_ERROR_TEXT,
+            "{}",
+            status.message().len()
+        );
+        assert!(
+            status.details().len() < 3 * MAX_ERROR_TEXT,
+            "{}",
+            status.details().len()
+        );
+        match from_status(&status, "CompleteActivity", "e") {
+            ProtocolError::InvalidArgument { field, message } => {
+                assert_eq!(field, "result");
+                assert!(message.ends_with("… (200000 bytes in all)"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let internal = ProtocolError::Internal {
+            message: "é".repeat(100_000),
+        };
+        let status = to_status(&internal);
+        assert_eq!(status.code(), Code::Internal);
+        assert!(status.message().len() < 2 * MAX_ERROR_TEXT);
     }
 
     #[test]

@@ -536,9 +536,27 @@ impl Engine {
             now,
         );
         let validators = self.inner.validators.clone();
+        let (checked, record) = if size >= types::CHECK_OUTSIDE_BYTES {
+            // A large input is validated outside the store's writer.
+            let registration = self.read({
+                let record = record.clone();
+                move |tx| types::registration(tx, &record)
+            });
+            match types::Checked::input(validators.clone(), registration.await?, record.clone())
+                .await
+            {
+                Some((checked, record)) => {
+                    checked.outcome_now()?;
+                    (Some(checked), record)
+                }
+                None => (None, record),
+            }
+        } else {
+            (None, record)
+        };
         let exec = self
             .run(move |tx, fx| {
-                types::check_input(tx, &validators, &record)?;
+                types::check_input(tx, &validators, &record, checked.as_ref())?;
                 rules::schedule(tx, fx, record.clone())
             })
             .await?;
@@ -838,12 +856,32 @@ impl Engine {
         let signer = self.inner.dispatch.signer.clone();
         let now = self.now_ms();
         let validators = self.inner.validators.clone();
+        let checked = if result.len() >= types::CHECK_OUTSIDE_BYTES {
+            // A large result is parsed and validated outside the store's writer.
+            let registration = self.read({
+                let (signer, target) = (signer.clone(), target.clone());
+                move |tx| match rules::started_attempt(tx, &signer, &target) {
+                    Ok(exec) => types::registration(tx, &exec),
+                    // Refused below, in the transaction, with its reason.
+                    Err(_) => Ok(None),
+                }
+            });
+            let checked =
+                types::Checked::result(validators.clone(), registration.await?, result.clone())
+                    .await;
+            if let Some(checked) = &checked {
+                checked.outcome_now()?;
+            }
+            checked
+        } else {
+            None
+        };
         self.run(move |tx, fx| {
             let report = rules::Report::Completed(&result);
             let Some(exec) = rules::attempt_to_report(tx, &signer, &target, report)? else {
                 return Ok(());
             };
-            types::check_result(tx, &validators, &exec, &result)?;
+            types::check_result(tx, &validators, &exec, &result, checked.as_ref())?;
             rules::complete_started(tx, fx, exec, result.clone(), now)
         })
         .await

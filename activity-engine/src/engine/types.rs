@@ -158,15 +158,30 @@ fn parse(schema: &str) -> Result<Value, ProtocolError> {
 }
 
 /// Validates the input of a new execution against its type's input schema, if
-/// the type is registered on the execution's task queue.
+/// the type is registered on the execution's task queue; with `checked` (done
+/// before the transaction, [`Checked::input`]) against the same schema, takes
+/// its outcome.
 pub(crate) fn check_input(
     tx: &mut dyn Tx,
     validators: &Validators,
     exec: &ExecutionRecord,
+    checked: Option<&Checked>,
 ) -> Result<(), ProtocolError> {
     let Some((record, schema)) = schema_of(tx, exec, |r| r.input_schema.as_ref())? else {
         return Ok(());
     };
+    if let Some(checked) = checked.filter(|c| c.is_for(&record, &schema)) {
+        return checked.outcome.clone();
+    }
+    validate_input(validators, &record, &schema, exec)
+}
+
+fn validate_input(
+    validators: &Validators,
+    record: &TypeRecord,
+    schema: &str,
+    exec: &ExecutionRecord,
+) -> Result<(), ProtocolError> {
     let Some(values) = exec
         .input
         .iter()
@@ -176,7 +191,7 @@ pub(crate) fn check_input(
         // Payloads that are not JSON cannot be checked against a JSON Schema.
         return Ok(());
     };
-    let compiled = compiled(validators, &record, &schema)?;
+    let compiled = compiled(validators, record, schema)?;
     let instance = Value::Array(values);
     let Some(error) = compiled.validator.iter_errors(&instance).next() else {
         return Ok(());
@@ -200,29 +215,131 @@ pub(crate) fn check_input(
 }
 
 /// Validates the result of an attempt against its type's output schema, if the
-/// type is registered on the execution's task queue.
+/// type is registered on the execution's task queue. With `checked` (a
+/// validation done before the transaction, [`Checked::result`]) against the same
+/// schema, its outcome is taken as is: the writer does not parse or validate
+/// again.
 pub(crate) fn check_result(
     tx: &mut dyn Tx,
     validators: &Validators,
     exec: &ExecutionRecord,
     result: &Payload,
+    checked: Option<&Checked>,
 ) -> Result<(), ProtocolError> {
     let Some((record, schema)) = schema_of(tx, exec, |r| r.output_schema.as_ref())? else {
         return Ok(());
     };
+    if let Some(checked) = checked.filter(|c| c.is_for(&record, &schema)) {
+        return checked.outcome.clone();
+    }
+    validate_result(validators, &record, &schema, result)
+}
+
+fn validate_result(
+    validators: &Validators,
+    record: &TypeRecord,
+    schema: &str,
+    result: &Payload,
+) -> Result<(), ProtocolError> {
     let Ok(instance) = result.to_json_value() else {
         // A result that is not JSON cannot be checked against a JSON Schema.
         return Ok(());
     };
-    let compiled = compiled(validators, &record, &schema)?;
+    let compiled = compiled(validators, record, schema)?;
     let Some(error) = compiled.validator.iter_errors(&instance).next() else {
         return Ok(());
     };
     let path = error.instance_path().as_str().to_owned();
     Err(ProtocolError::invalid_argument(
         "result",
-        message(&error.to_string(), &path, &exec.activity_type, "output"),
+        message(&error.to_string(), &path, &record.name, "output"),
     ))
+}
+
+/// Payloads at least this large are validated before the transaction that
+/// stores them ([`Checked`]); smaller ones inside it (one read less).
+pub(crate) const CHECK_OUTSIDE_BYTES: usize = 64 * 1024;
+
+/// The outcome of a schema validation done before the transaction, outside the
+/// store's writer, so that a large payload does not hold up unrelated calls
+/// (docs/semantics.md §3.2, "Fairness"). The transaction takes the outcome only
+/// if the type's registered schema is still the one validated against;
+/// otherwise it validates again.
+pub(crate) struct Checked {
+    name: String,
+    task_queue: String,
+    schema: String,
+    outcome: Result<(), ProtocolError>,
+}
+
+impl Checked {
+    /// Refuses at once an input or result that failed its validation: nothing
+    /// is written (a schema registered in between would not make it pass
+    /// retroactively: the call is answered against the schema it was checked
+    /// with).
+    pub(crate) fn outcome_now(&self) -> Result<(), ProtocolError> {
+        self.outcome.clone()
+    }
+
+    fn is_for(&self, record: &TypeRecord, schema: &str) -> bool {
+        self.name == record.name && self.task_queue == record.task_queue && self.schema == schema
+    }
+
+    /// Validates `result` against the output schema registered for the
+    /// execution `record` (read by the caller), on a blocking thread. `None`
+    /// when there is nothing to validate against.
+    pub(crate) async fn result(
+        validators: Arc<Validators>,
+        record: Option<TypeRecord>,
+        result: Payload,
+    ) -> Option<Checked> {
+        let record = record?;
+        let schema = record.output_schema.clone()?;
+        tokio::task::spawn_blocking(move || {
+            let outcome = validate_result(&validators, &record, &schema, &result);
+            Checked {
+                name: record.name,
+                task_queue: record.task_queue,
+                schema,
+                outcome,
+            }
+        })
+        .await
+        .ok()
+    }
+
+    /// Validates the input of the new execution `exec` against the input
+    /// schema registered for its type (`record`, read by the caller), on a
+    /// blocking thread. `None` when there is nothing to validate against.
+    pub(crate) async fn input(
+        validators: Arc<Validators>,
+        record: Option<TypeRecord>,
+        exec: ExecutionRecord,
+    ) -> Option<(Checked, ExecutionRecord)> {
+        let record = record?;
+        let schema = record.input_schema.clone()?;
+        tokio::task::spawn_blocking(move || {
+            let outcome = validate_input(&validators, &record, &schema, &exec);
+            let checked = Checked {
+                name: record.name,
+                task_queue: record.task_queue,
+                schema,
+                outcome,
+            };
+            (checked, exec)
+        })
+        .await
+        .ok()
+    }
+}
+
+/// The registration of `exec`'s type on its task queue, if any: what a
+/// [`Checked`] validation needs, read before the transaction.
+pub(crate) fn registration(
+    tx: &mut dyn Tx,
+    exec: &ExecutionRecord,
+) -> Result<Option<TypeRecord>, ProtocolError> {
+    Ok(tx.registered_type(TypeKind::Activity, &exec.activity_type, &exec.task_queue)?)
 }
 
 fn schema_of(
@@ -250,7 +367,30 @@ fn compiled(
         })
 }
 
+/// The most bytes of a validation error quoted in a message: the error quotes
+/// the offending value, which may be the whole payload.
+const MAX_QUOTED: usize = 512;
+
 fn message(error: &str, path: &str, activity_type: &str, which: &str) -> String {
     let at = if path.is_empty() { "/" } else { path };
+    let error = if error.len() > MAX_QUOTED {
+        // The value comes first, what it violates last: keep both ends.
+        let mut head = MAX_QUOTED / 2;
+        while !error.is_char_boundary(head) {
+            head -= 1;
+        }
+        let mut tail = error.len() - MAX_QUOTED / 2;
+        while !error.is_char_boundary(tail) {
+            tail += 1;
+        }
+        format!(
+            "{} …({} bytes left out)… {}",
+            &error[..head],
+            tail - head,
+            &error[tail..]
+        )
+    } else {
+        error.to_owned()
+    };
     format!("{error} (at `{at}`; the {which} schema of activity `{activity_type}`)")
 }
