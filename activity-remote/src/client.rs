@@ -505,8 +505,9 @@ impl RemoteProtocol {
             Ok(Err(status)) => Err(from_status(&status, rpc, &node.endpoint)),
             Err(_) => Err(ProtocolError::Unavailable {
                 message: format!(
-                    "`{rpc}` to {} had no answer within {bound:?}",
-                    node.endpoint
+                    "`{rpc}` to {} {} {bound:?}",
+                    node.endpoint,
+                    crate::status::NO_ANSWER
                 ),
             }),
         }

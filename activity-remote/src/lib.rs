@@ -113,4 +113,5 @@ pub mod proto {
 pub use client::{ConnectError, RemoteConfig, RemoteProtocol};
 pub use server::ServerLimits;
 pub use service::{ActivityServer, ActivityService, BearerAuth, ServeError};
+pub use status::is_transport_failure;
 pub use tls::{ClientTls, ServerTls, TlsError};

@@ -53,6 +53,27 @@ fn bounded(text: &str) -> String {
     format!("{}… ({} bytes in all)", &text[..end], text.len())
 }
 
+/// What a client's message says when the transport failed (see [`from_status`]).
+const TRANSPORT_FAILED: &str = "failed in transport";
+/// What a client's message says when a node did not answer in time.
+pub(crate) const NO_ANSWER: &str = "had no answer within";
+
+/// Whether `error` is this client's report that a server could not be reached
+/// or stopped answering (connection refused or reset, no answer in time), as
+/// opposed to an `Unavailable` the engine answered (its store busy, no worker
+/// answering a query …), which names its own cause.
+///
+/// ```
+/// use activity_core::protocol::ProtocolError;
+///
+/// let busy = ProtocolError::Unavailable { message: "no worker answered".into() };
+/// assert!(!activity_remote::is_transport_failure(&busy));
+/// ```
+pub fn is_transport_failure(error: &ProtocolError) -> bool {
+    matches!(error, ProtocolError::Unavailable { message }
+        if message.contains(TRANSPORT_FAILED) || message.contains(NO_ANSWER))
+}
+
 /// The status a refused call answers.
 pub(crate) fn to_status(error: &ProtocolError) -> Status {
     let full = error.to_string();
@@ -147,7 +168,7 @@ pub(crate) fn from_status(status: &Status, rpc: &str, endpoint: &str) -> Protoco
         | Code::ResourceExhausted
         | Code::Internal => ProtocolError::Unavailable {
             message: format!(
-                "`{rpc}` to {endpoint} failed in transport ({:?}): {}",
+                "`{rpc}` to {endpoint} {TRANSPORT_FAILED} ({:?}): {}",
                 status.code(),
                 with_tls_hint(with_sources(status))
             ),
@@ -315,6 +336,15 @@ mod tests {
     fn statuses_without_details_map_by_code() {
         let refused = Status::unavailable("tcp connect error");
         assert!(from_status(&refused, "Rpc", "http://x").is_retryable());
+        assert!(is_transport_failure(&from_status(
+            &refused, "Rpc", "http://x"
+        )));
+        let answered = to_status(&ProtocolError::Unavailable {
+            message: "no worker polls queue `q`".into(),
+        });
+        assert!(!is_transport_failure(&from_status(
+            &answered, "Rpc", "http://x"
+        )));
         assert!(from_status(&Status::unknown("Service was not ready"), "Rpc", "e").is_retryable());
         let too_big = Status::out_of_range(
             "Error, decoded message length too large: found 5000 bytes, the limit is: 1024 bytes",

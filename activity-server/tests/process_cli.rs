@@ -462,6 +462,8 @@ async fn a_run_of_an_unknown_type_shows_why_in_describe_and_the_cli_terminates_i
             .contains("the run completed no workflow task within 5s: is a worker of workflow type `not_deployed` polling task queue `cli-q`?"),
         "{query:#?}"
     );
+    // The server answered: the CLI does not say it stopped answering.
+    assert!(!query.error().contains("stopped answering"), "{query:#?}");
 
     let terminated = s
         .cli(&[

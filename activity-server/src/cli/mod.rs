@@ -550,10 +550,15 @@ fn protocol_message(error: &ProtocolError) -> String {
             "{error}\nThe server requires a bearer token: pass --auth-token T or set \
              ACTIVITY_SERVER_TOKEN to the token the server was started with."
         ),
-        ProtocolError::Unavailable { .. } => format!(
-            "{error}\nThe server stopped answering; is it still running? \
-             (`activity-server serve` restarts it on the same --db)"
-        ),
+        ProtocolError::Unavailable { .. } if activity_remote::is_transport_failure(error) => {
+            format!(
+                "{error}\nThe server stopped answering; is it still running? \
+                 (`activity-server serve` restarts it on the same --db)"
+            )
+        }
+        ProtocolError::Unavailable { .. } => {
+            format!("{error}\nThe server could not do it now; the call may be retried.")
+        }
         _ => error.to_string(),
     }
 }
