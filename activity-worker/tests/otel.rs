@@ -1,0 +1,231 @@
+//! OpenTelemetry traces (docs/semantics.md §5.1): the real engine and worker,
+//! an application's OTLP exporter (gRPC) and a small OTLP collector on
+//! loopback that keeps what it receives. One workflow with two activities, one
+//! of which fails once and is retried, is one trace: the caller's span, the
+//! client's start span, the run's workflow tasks under it, each activity's
+//! attempts under the task that scheduled it.
+//!
+//! Needs the `otel` feature: `cargo test -p activity-worker --features otel --test otel`
+//! (also with `ACTIVITY_TEST_TRANSPORT=remote` and `ACTIVITY_TEST_STORE=postgres`).
+
+use std::{
+    collections::HashMap,
+    future::IntoFuture,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use activity_core::{
+    activity, otel, workflow, ActivityContext, ActivityError, Client, WorkflowContext,
+    WorkflowError,
+};
+use activity_test_support::TestEngine;
+use activity_worker::Worker;
+use opentelemetry::{context::FutureExt, trace::SpanKind, Context};
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_proto::tonic::{
+    collector::trace::v1::{
+        trace_service_server::{TraceService, TraceServiceServer},
+        ExportTraceServiceRequest, ExportTraceServiceResponse,
+    },
+    common::v1::any_value::Value,
+    trace::v1::{status::StatusCode, Span},
+};
+use opentelemetry_sdk::trace::SdkTracerProvider;
+
+const QUEUE: &str = "traced";
+
+#[activity(start_to_close = "10s")]
+async fn reserve(item: String) -> Result<String, ActivityError> {
+    Ok(format!("{item} reserved"))
+}
+
+/// Fails its first attempt; retried soon after.
+#[activity(
+    start_to_close = "10s",
+    retry(initial_interval = "100ms", maximum_attempts = 3)
+)]
+async fn charge(ctx: ActivityContext, cents: u32) -> Result<String, ActivityError> {
+    if ctx.info().attempt == 1 {
+        return Err(ActivityError::retryable("the card processor is busy"));
+    }
+    Ok(format!("{cents} charged"))
+}
+
+#[workflow]
+async fn checkout(ctx: WorkflowContext, item: String) -> Result<Vec<String>, WorkflowError> {
+    let reserved = reserve::call(&ctx, item).await?;
+    let charged = charge::call(&ctx, 1250).await?;
+    Ok(vec![reserved, charged])
+}
+
+/// An OTLP/gRPC trace collector keeping every span it is sent.
+#[derive(Clone, Default)]
+struct Collector(Arc<Mutex<Vec<Span>>>);
+
+#[tonic::async_trait]
+impl TraceService for Collector {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let spans = request
+            .into_inner()
+            .resource_spans
+            .into_iter()
+            .flat_map(|r| r.scope_spans)
+            .flat_map(|s| s.spans);
+        self.0.lock().unwrap().extend(spans);
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+/// Starts the collector on a loopback port; answers its endpoint.
+async fn collector() -> (Collector, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let collector = Collector::default();
+    let service = TraceServiceServer::new(collector.clone());
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
+    (collector, endpoint)
+}
+
+fn attribute(span: &Span, key: &str) -> Option<String> {
+    let value = span
+        .attributes
+        .iter()
+        .find(|a| a.key == key)?
+        .value
+        .as_ref()?;
+    match value.value.as_ref()? {
+        Value::StringValue(text) => Some(text.clone()),
+        Value::IntValue(n) => Some(n.to_string()),
+        other => Some(format!("{other:?}")),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_its_tasks_and_every_attempt_form_one_trace() {
+    let (collector, endpoint) = collector().await;
+    // What an application does to export (README, "Operating the server").
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint)
+        .build()
+        .unwrap();
+    let provider = SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .build();
+    opentelemetry::global::set_tracer_provider(provider.clone());
+
+    let engine = TestEngine::open(activity_test_support::engine_config()).await;
+    let worker = Worker::builder(engine.protocol())
+        .task_queue(QUEUE)
+        .identity("traced-worker")
+        .poll_wait(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let stop = worker.shutdown_handle();
+    let running = tokio::spawn(worker.run());
+
+    // The caller's own span: the start call is its child.
+    let caller = otel::start("place order", SpanKind::Internal, &Context::new(), vec![]);
+    let client = Client::new(engine.protocol()).with_task_queue(QUEUE);
+    let handle = checkout::start(&client, "book".into())
+        .workflow_id("order-1")
+        .into_future()
+        .with_context(caller.clone())
+        .await
+        .unwrap();
+    otel::end(&caller, None);
+    let result = tokio::time::timeout(Duration::from_secs(60), handle.result())
+        .await
+        .expect("the run completes")
+        .unwrap();
+    assert_eq!(result, ["book reserved", "1250 charged"]);
+    stop.shutdown();
+    running.await.unwrap();
+    tokio::task::spawn_blocking(move || provider.force_flush())
+        .await
+        .unwrap()
+        .expect("the spans are exported");
+
+    let spans = collector.0.lock().unwrap().clone();
+    let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+    let by_id: HashMap<&[u8], &Span> = spans.iter().map(|s| (&s.span_id[..], s)).collect();
+    let parent = |span: &Span| -> Option<&str> {
+        by_id.get(&span.parent_span_id[..]).map(|p| p.name.as_str())
+    };
+    let named = |name: &str| -> Vec<&Span> { spans.iter().filter(|s| s.name == name).collect() };
+
+    let root = named("place order");
+    assert_eq!(root.len(), 1, "{names:?}");
+    let trace = &root[0].trace_id;
+    assert!(
+        spans.iter().all(|s| &s.trace_id == trace),
+        "every span is in the caller's trace: {names:?}"
+    );
+
+    let start = named("StartWorkflow:checkout");
+    assert_eq!(start.len(), 1, "{names:?}");
+    assert_eq!(parent(start[0]), Some("place order"));
+    assert_eq!(
+        attribute(start[0], "workflow.id").as_deref(),
+        Some("order-1")
+    );
+
+    // Three tasks: scheduling `reserve`, then `charge`, then completing.
+    let tasks = named("WorkflowTask:checkout");
+    assert_eq!(tasks.len(), 3, "{names:?}");
+    for task in &tasks {
+        assert_eq!(parent(task), Some("StartWorkflow:checkout"));
+        assert_eq!(task.status.as_ref().map_or(0, |s| s.code), 0);
+    }
+
+    let attempts: Vec<&Span> = spans
+        .iter()
+        .filter(|s| s.name.starts_with("Activity:"))
+        .collect();
+    assert_eq!(
+        attempts.len(),
+        3,
+        "one `reserve` attempt, two of `charge`: {names:?}"
+    );
+    for attempt in &attempts {
+        assert_eq!(parent(attempt), Some("WorkflowTask:checkout"));
+    }
+    let reserve = named("Activity:reserve");
+    let mut charges = named("Activity:charge");
+    charges.sort_by_key(|s| attribute(s, "activity.attempt"));
+    assert_eq!(reserve.len(), 1);
+    assert_eq!(charges.len(), 2);
+    // Both attempts of `charge` hang under the task that scheduled it (the
+    // context stored with the execution), not under the one `reserve` came from.
+    assert_eq!(charges[0].parent_span_id, charges[1].parent_span_id);
+    assert_ne!(charges[0].parent_span_id, reserve[0].parent_span_id);
+    let expect = [
+        (reserve[0], "reserve", "1", "1", "completed"),
+        (charges[0], "charge", "2", "1", "failed"),
+        (charges[1], "charge", "2", "2", "completed"),
+    ];
+    for (span, kind, id, attempt, outcome) in expect {
+        assert_eq!(attribute(span, "activity.type").as_deref(), Some(kind));
+        assert_eq!(attribute(span, "activity.id").as_deref(), Some(id));
+        assert_eq!(
+            attribute(span, "activity.attempt").as_deref(),
+            Some(attempt)
+        );
+        assert_eq!(
+            attribute(span, "activity.outcome").as_deref(),
+            Some(outcome)
+        );
+        assert_eq!(attribute(span, "workflow.id").as_deref(), Some("order-1"));
+    }
+    let failed = charges[0].status.as_ref().expect("a status");
+    assert_eq!(failed.code, StatusCode::Error as i32);
+    assert!(failed.message.contains("busy"), "{failed:?}");
+}
