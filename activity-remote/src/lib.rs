@@ -113,4 +113,4 @@ pub mod proto {
 pub use client::{ConnectError, RemoteConfig, RemoteProtocol};
 pub use server::ServerLimits;
 pub use service::{ActivityServer, ActivityService, BearerAuth, ServeError};
-pub use tls::{ClientTls, ServerTls, TlsError};
+pub use tls::{serve_routes_tls, ClientTls, ServerTls, TlsError};

@@ -77,7 +77,8 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
     pub(crate) listen: SocketAddr,
     /// Serve the web dashboard (and `/metrics`) on this address instead of on
-    /// the gRPC port (`--listen`), e.g. `127.0.0.1:8233`.
+    /// the gRPC port (`--listen`), e.g. `127.0.0.1:8233`; over TLS, with the
+    /// same certificate, when `--tls-cert`/`--tls-key` are given.
     #[arg(long, value_name = "ADDR")]
     pub(crate) http: Option<SocketAddr>,
     /// Require `authorization: Bearer <T>` on every call (and the token to log
