@@ -8,26 +8,17 @@
 //! Needs the `otel` feature: `cargo test -p activity-worker --features otel --test otel`
 //! (also with `ACTIVITY_TEST_TRANSPORT=remote` and `ACTIVITY_TEST_STORE=postgres`).
 
-use std::{
-    collections::HashMap,
-    future::IntoFuture,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{collections::HashMap, future::IntoFuture, time::Duration};
 
 use activity_core::{
     activity, otel, workflow, ActivityContext, ActivityError, Client, WorkflowContext,
     WorkflowError,
 };
-use activity_test_support::TestEngine;
+use activity_test_support::{otlp::OtlpCollector, TestEngine};
 use activity_worker::Worker;
 use opentelemetry::{context::FutureExt, trace::SpanKind, Context};
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_proto::tonic::{
-    collector::trace::v1::{
-        trace_service_server::{TraceService, TraceServiceServer},
-        ExportTraceServiceRequest, ExportTraceServiceResponse,
-    },
     common::v1::any_value::Value,
     trace::v1::{status::StatusCode, Span},
 };
@@ -59,41 +50,6 @@ async fn checkout(ctx: WorkflowContext, item: String) -> Result<Vec<String>, Wor
     Ok(vec![reserved, charged])
 }
 
-/// An OTLP/gRPC trace collector keeping every span it is sent.
-#[derive(Clone, Default)]
-struct Collector(Arc<Mutex<Vec<Span>>>);
-
-#[tonic::async_trait]
-impl TraceService for Collector {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let spans = request
-            .into_inner()
-            .resource_spans
-            .into_iter()
-            .flat_map(|r| r.scope_spans)
-            .flat_map(|s| s.spans);
-        self.0.lock().unwrap().extend(spans);
-        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
-    }
-}
-
-/// Starts the collector on a loopback port; answers its endpoint.
-async fn collector() -> (Collector, String) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let collector = Collector::default();
-    let service = TraceServiceServer::new(collector.clone());
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
-    );
-    (collector, endpoint)
-}
-
 fn attribute(span: &Span, key: &str) -> Option<String> {
     let value = span
         .attributes
@@ -110,11 +66,11 @@ fn attribute(span: &Span, key: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_workflow_its_tasks_and_every_attempt_form_one_trace() {
-    let (collector, endpoint) = collector().await;
+    let collector = OtlpCollector::start().await;
     // What an application does to export (README, "Operating the server").
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_tonic()
-        .with_endpoint(endpoint)
+        .with_endpoint(collector.endpoint.clone())
         .build()
         .unwrap();
     let provider = SdkTracerProvider::builder()
@@ -154,7 +110,7 @@ async fn a_workflow_its_tasks_and_every_attempt_form_one_trace() {
         .unwrap()
         .expect("the spans are exported");
 
-    let spans = collector.0.lock().unwrap().clone();
+    let spans = collector.spans();
     let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
     let by_id: HashMap<&[u8], &Span> = spans.iter().map(|s| (&s.span_id[..], s)).collect();
     let parent = |span: &Span| -> Option<&str> {

@@ -660,12 +660,12 @@ impl CliError {
 /// With the `otel` feature, `serve` also exports spans over OTLP when
 /// `OTEL_EXPORTER_OTLP_ENDPOINT` is set (module `otel`).
 fn init_logging(default: &str, serve: bool) -> Telemetry {
-    use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt};
+    use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt, Layer};
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let logs = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
-    let registry = tracing_subscriber::registry().with(filter).with(logs);
+    let registry = tracing_subscriber::registry().with(logs.with_filter(filter));
     // A second initialisation (never in the binary) is harmless: keep the first.
     #[cfg(feature = "otel")]
     if serve {

@@ -2,9 +2,10 @@
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is
 //! set, spans go over OTLP/gRPC to that collector, as service
 //! `OTEL_SERVICE_NAME` (default `activity-server`), next to the log lines on
-//! stderr: the process's `tracing` spans that `RUST_LOG` lets through (the
-//! engine's operation spans are `debug`), and the OpenTelemetry spans of the
-//! crates (docs/semantics.md §5.1).
+//! stderr: the process's `tracing` spans that `ACTIVITY_OTEL_FILTER` lets
+//! through (`RUST_LOG`'s syntax; by default [`DEFAULT_FILTER`]: the engine's
+//! operation spans, which are `debug`, and everything at `info`), and the
+//! OpenTelemetry spans of the crates (docs/semantics.md §5.1).
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{
@@ -12,6 +13,10 @@ use opentelemetry_otlp::{
 };
 use opentelemetry_sdk::{trace::SdkTracerProvider, Resource};
 use tracing_subscriber::{registry::LookupSpan, Layer};
+
+/// Which `tracing` spans are exported when `ACTIVITY_OTEL_FILTER` is unset:
+/// one per engine operation, and whatever is logged at `info`.
+pub(crate) const DEFAULT_FILTER: &str = "info,activity_engine=debug";
 
 /// The installed provider: [`Telemetry::shutdown`] exports what is left.
 pub(crate) struct Telemetry(Option<SdkTracerProvider>);
@@ -59,6 +64,18 @@ where
         .with_resource(resource.build())
         .build();
     opentelemetry::global::set_tracer_provider(provider.clone());
-    let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("activity-server"));
+    let filter = match std::env::var("ACTIVITY_OTEL_FILTER") {
+        Ok(given) => tracing_subscriber::EnvFilter::try_new(&given).unwrap_or_else(|err| {
+            eprintln!(
+                "warning: ACTIVITY_OTEL_FILTER `{given}` is not a filter ({err}); exporting \
+                 `{DEFAULT_FILTER}` (give directives as in RUST_LOG, e.g. `info,activity_engine=debug`)"
+            );
+            tracing_subscriber::EnvFilter::new(DEFAULT_FILTER)
+        }),
+        Err(_) => tracing_subscriber::EnvFilter::new(DEFAULT_FILTER),
+    };
+    let layer = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("activity-server"))
+        .with_filter(filter);
     (Some(layer), Telemetry(Some(provider)))
 }
