@@ -3,7 +3,8 @@
 //! loopback that keeps what it receives. One workflow with two activities, one
 //! of which fails once and is retried, is one trace: the caller's span, the
 //! client's start span, the run's workflow tasks under it, each activity's
-//! attempts under the task that scheduled it.
+//! attempts under the task that scheduled it. A standalone activity's attempt
+//! is a child of the client's start span, in the caller's trace.
 //!
 //! Needs the `otel` feature: `cargo test -p activity-worker --features otel --test otel`
 //! (also with `ACTIVITY_TEST_TRANSPORT=remote` and `ACTIVITY_TEST_STORE=postgres`).
@@ -29,6 +30,11 @@ const QUEUE: &str = "traced";
 #[activity(start_to_close = "10s")]
 async fn reserve(item: String) -> Result<String, ActivityError> {
     Ok(format!("{item} reserved"))
+}
+
+#[activity(start_to_close = "10s")]
+async fn restock(item: String) -> Result<String, ActivityError> {
+    Ok(format!("{item} restocked"))
 }
 
 /// Fails its first attempt; retried soon after.
@@ -103,6 +109,21 @@ async fn a_workflow_its_tasks_and_every_attempt_form_one_trace() {
         .expect("the run completes")
         .unwrap();
     assert_eq!(result, ["book reserved", "1250 charged"]);
+
+    // A standalone activity: the client's start span, its attempt under it.
+    let restocking = otel::start(
+        "restock shelves",
+        SpanKind::Internal,
+        &Context::new(),
+        vec![],
+    );
+    let restocked = client
+        .start(restock::call(&client, "pen".into()))
+        .with_context(restocking.clone())
+        .await
+        .unwrap();
+    otel::end(&restocking, None);
+    assert_eq!(restocked.result().await.unwrap(), "pen restocked");
     stop.shutdown();
     running.await.unwrap();
     tokio::task::spawn_blocking(move || provider.force_flush())
@@ -110,7 +131,50 @@ async fn a_workflow_its_tasks_and_every_attempt_form_one_trace() {
         .unwrap()
         .expect("the spans are exported");
 
-    let spans = collector.spans();
+    let all = collector.spans();
+    let trace_of = |name: &str| {
+        let found = all.iter().find(|s| s.name == name);
+        found
+            .map(|s| s.trace_id.clone())
+            .unwrap_or_else(|| panic!("{name}: {all:#?}"))
+    };
+    let (order, restocking) = (trace_of("place order"), trace_of("restock shelves"));
+    assert_ne!(order, restocking);
+    let in_trace = |trace: &[u8]| -> Vec<Span> {
+        all.iter()
+            .filter(|s| s.trace_id == trace)
+            .cloned()
+            .collect()
+    };
+    let (spans, standalone) = (in_trace(&order), in_trace(&restocking));
+    assert_eq!(
+        spans.len() + standalone.len(),
+        all.len(),
+        "two traces: {all:#?}"
+    );
+    let mut chain: Vec<(String, Option<String>)> = standalone
+        .iter()
+        .map(|s| {
+            let parent = standalone.iter().find(|p| p.span_id == s.parent_span_id);
+            (s.name.clone(), parent.map(|p| p.name.clone()))
+        })
+        .collect();
+    chain.sort();
+    assert_eq!(
+        chain,
+        [
+            (
+                "Activity:restock".to_owned(),
+                Some("StartActivity:restock".to_owned())
+            ),
+            (
+                "StartActivity:restock".to_owned(),
+                Some("restock shelves".to_owned())
+            ),
+            ("restock shelves".to_owned(), None),
+        ]
+    );
+
     let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
     let by_id: HashMap<&[u8], &Span> = spans.iter().map(|s| (&s.span_id[..], s)).collect();
     let parent = |span: &Span| -> Option<&str> {
@@ -118,13 +182,7 @@ async fn a_workflow_its_tasks_and_every_attempt_form_one_trace() {
     };
     let named = |name: &str| -> Vec<&Span> { spans.iter().filter(|s| s.name == name).collect() };
 
-    let root = named("place order");
-    assert_eq!(root.len(), 1, "{names:?}");
-    let trace = &root[0].trace_id;
-    assert!(
-        spans.iter().all(|s| &s.trace_id == trace),
-        "every span is in the caller's trace: {names:?}"
-    );
+    assert_eq!(named("place order").len(), 1, "{names:?}");
 
     let start = named("StartWorkflow:checkout");
     assert_eq!(start.len(), 1, "{names:?}");
