@@ -41,6 +41,8 @@ pub mod context;
 pub mod definition;
 pub mod failure;
 pub mod options;
+#[cfg(feature = "otel")]
+pub mod otel;
 pub mod payload;
 pub mod protocol;
 pub mod registry;

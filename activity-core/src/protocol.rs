@@ -132,6 +132,11 @@ pub struct ScheduleActivityRequest {
     /// The options, not yet validated: the engine validates them (docs/semantics.md §1.1).
     /// `task_queue` must be set (a client fills in its default queue).
     pub options: ActivityOptions,
+    /// The W3C `traceparent` of the caller's span, stored with the execution:
+    /// every attempt is traced as its child (docs/semantics.md §5). `None`: not
+    /// traced.
+    #[serde(default)]
+    pub trace_context: Option<String>,
 }
 
 impl ScheduleActivityRequest {
@@ -146,7 +151,22 @@ impl ScheduleActivityRequest {
             activity_type: activity_type.into(),
             input,
             options,
+            trace_context: None,
         }
+    }
+
+    /// Sets the W3C `traceparent` the attempts are traced under.
+    ///
+    /// ```
+    /// use activity_core::{protocol::ScheduleActivityRequest, ActivityOptions};
+    ///
+    /// let request = ScheduleActivityRequest::new("resize", vec![], ActivityOptions::default())
+    ///     .with_trace_context("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    /// assert!(request.trace_context.is_some());
+    /// ```
+    pub fn with_trace_context(mut self, traceparent: impl Into<String>) -> Self {
+        self.trace_context = Some(traceparent.into());
+        self
     }
 
     /// Sets the activity id.
@@ -226,6 +246,10 @@ pub struct ActivityTask {
     pub input: Vec<Payload>,
     /// The details of the last heartbeat recorded by an earlier attempt.
     pub last_heartbeat_details: Option<Payload>,
+    /// The W3C `traceparent` stored with the execution (docs/semantics.md §5):
+    /// the worker traces the attempt as its child. `None` when not traced.
+    #[serde(default)]
+    pub trace_context: Option<String>,
 }
 
 impl ActivityTask {
@@ -241,7 +265,14 @@ impl ActivityTask {
             info,
             input,
             last_heartbeat_details,
+            trace_context: None,
         }
+    }
+
+    /// Sets the trace context the attempt is traced under.
+    pub fn with_trace_context(mut self, traceparent: Option<String>) -> Self {
+        self.trace_context = traceparent;
+        self
     }
 }
 

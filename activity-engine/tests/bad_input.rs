@@ -610,3 +610,68 @@ async fn history_limits_and_retention_that_cannot_work_are_refused_at_open() {
         assert!(!err.is_retryable());
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_trace_context_that_is_not_a_traceparent_is_refused_and_a_valid_one_reaches_every_attempt(
+) {
+    let env = Env::new().await;
+    let valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let request = |trace: &str| {
+        ScheduleActivityRequest::new("greet", vec![json("Ada")], stc(10).task_queue(QUEUE))
+            .with_trace_context(trace)
+    };
+    for bad in [
+        "",
+        "traceparent",
+        "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+    ] {
+        let err = env
+            .protocol
+            .schedule_activity(request(bad))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, ProtocolError::InvalidArgument { field, .. } if field == "trace_context"),
+            "{bad}: {err:?}"
+        );
+        assert!(err.to_string().contains("W3C traceparent"), "{err}");
+        let start = activity_core::workflow::StartWorkflowRequest::new("w", "flow", QUEUE, vec![])
+            .with_trace_context(bad);
+        let err = env.protocol.start_workflow(start).await.unwrap_err();
+        assert!(err.to_string().contains("trace_context"), "{err}");
+    }
+    let nothing = env
+        .protocol
+        .list_activity_executions(activity_core::protocol::ListExecutionsRequest::new())
+        .await
+        .unwrap();
+    assert!(nothing.is_empty(), "nothing was stored: {nothing:?}");
+
+    // A valid one is stored with the execution and handed out with each attempt.
+    let retried = stc(10)
+        .task_queue(QUEUE)
+        .retry(RetryOptions::new().initial_interval(secs(1)));
+    env.protocol
+        .schedule_activity(
+            ScheduleActivityRequest::new("greet", vec![json("Ada")], retried)
+                .with_trace_context(valid),
+        )
+        .await
+        .unwrap();
+    let first = env.poll(secs(1)).await.expect("attempt 1");
+    assert_eq!(first.trace_context.as_deref(), Some(valid));
+    env.protocol
+        .fail_activity(
+            TaskTarget::Token(first.task_token),
+            ApplicationFailure::new("Busy", "try again"),
+            None,
+        )
+        .await
+        .unwrap();
+    let second = env.poll(secs(5)).await.expect("attempt 2");
+    assert_eq!(second.info.attempt, 2);
+    assert_eq!(second.trace_context.as_deref(), Some(valid));
+}

@@ -186,6 +186,8 @@ fn read_v3(path: &Path) -> Contents {
             result: opt_blob(&r[20]).map(|b| v3_payload(&b)),
             closed_at: opt_int(&r[21]),
             workflow_seq: opt_int(&r[22]).map(|s| s as u32),
+            // Schema 6 adds it, empty for what was there.
+            trace_context: None,
         });
     }
     for r in all("SELECT execution_key, kind, attempt, due_at FROM timers ORDER BY due_at, execution_key, kind") {
@@ -241,6 +243,7 @@ fn read_v3(path: &Path) -> Contents {
             // Schema 5 counts the size of the histories already there.
             history_size: 0,
             history_warned: false,
+            trace_context: None,
         });
     }
     for run in &mut c.runs {
@@ -503,7 +506,7 @@ async fn a_schema_3_database_is_upgraded_in_place_and_every_record_reads_back() 
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(version, b"5");
+    assert_eq!(version, b"6");
     // Every model value is model bytes now, none is JSON text.
     for (table, column) in [
         ("executions", "options"),

@@ -247,3 +247,42 @@ async fn restart_after_close_the_engine_answers_unavailable() {
     env.schedule("a", stc(60)).await.unwrap();
     env.engine.close().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn restart_keeps_the_trace_context_of_runs_and_executions() {
+    let db = Db::new();
+    let env = db.open().await;
+    let run_context = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let activity_context = "00-4bf92f3577b34da6a3ce929d0e0e4736-b7ad6b7169203331-01";
+    env.protocol
+        .schedule_activity(
+            activity_core::protocol::ScheduleActivityRequest::new(
+                "greet",
+                vec![json("Ada")],
+                stc(10).task_queue(QUEUE),
+            )
+            .with_trace_context(activity_context),
+        )
+        .await
+        .unwrap();
+    env.protocol
+        .start_workflow(
+            activity_core::workflow::StartWorkflowRequest::new("w", "flow", "flows", vec![])
+                .with_trace_context(run_context),
+        )
+        .await
+        .unwrap();
+    let env = db.reopen(env).await;
+    // Docs/semantics.md §5.1: an attempt after the restart continues the trace.
+    let task = env.poll_now().await.expect("the attempt");
+    assert_eq!(task.trace_context.as_deref(), Some(activity_context));
+    let workflow_task = env
+        .protocol
+        .poll_workflow_task(
+            activity_core::workflow::PollWorkflowTaskRequest::new("flows", "w").with_wait(secs(0)),
+        )
+        .await
+        .unwrap()
+        .expect("the run's first task");
+    assert_eq!(workflow_task.trace_context.as_deref(), Some(run_context));
+}

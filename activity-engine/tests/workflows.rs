@@ -106,6 +106,7 @@ fn schedule(seq: u32, id: &str, options: ActivityOptions) -> Command {
         activity_type: "greet".into(),
         input: vec![json(id)],
         options,
+        trace_context: None,
     }
 }
 

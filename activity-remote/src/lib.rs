@@ -114,4 +114,4 @@ pub use client::{ConnectError, RemoteConfig, RemoteProtocol};
 pub use server::ServerLimits;
 pub use service::{ActivityServer, ActivityService, BearerAuth, ServeError};
 pub use status::is_transport_failure;
-pub use tls::{ClientTls, ServerTls, TlsError};
+pub use tls::{serve_routes_tls, ClientTls, ServerTls, TlsError};

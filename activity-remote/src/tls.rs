@@ -175,3 +175,58 @@ impl ClientTls {
         Ok(config)
     }
 }
+
+/// Serves `routes` (e.g. the web dashboard, `activity_dashboard::Dashboard::router`)
+/// over TLS on `listener`, HTTP/1.1 and HTTP/2, until `shutdown` resolves: what
+/// `activity-server serve --http ADDR` uses when the server has a certificate,
+/// so the dashboard on its own port is as private as on the gRPC one. A
+/// connection whose handshake takes over 10 s is dropped.
+///
+/// ```no_run
+/// # async fn demo(routes: tonic::service::Routes, tls: activity_remote::ServerTls) -> std::io::Result<()> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8443").await?;
+/// activity_remote::serve_routes_tls(routes, &tls, listener, std::future::pending()).await
+/// # }
+/// ```
+pub async fn serve_routes_tls(
+    routes: impl Into<tonic::service::Routes>,
+    tls: &ServerTls,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tower_service::Service as _;
+
+    let routes = routes.into();
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    tracing::warn!(%err, "cannot accept a connection");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let (acceptor, routes) = (acceptor.clone(), routes.clone());
+        tokio::spawn(async move {
+            let handshake = acceptor.accept(stream);
+            let Ok(Ok(stream)) =
+                tokio::time::timeout(std::time::Duration::from_secs(10), handshake).await
+            else {
+                return;
+            };
+            let service = hyper::service::service_fn(move |request: http::Request<_>| {
+                let mut routes = routes.clone();
+                async move { routes.call(request.map(tonic::body::Body::new)).await }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}

@@ -422,13 +422,13 @@ macro_rules! split {
 }
 
 split! {
-    ScheduleActivityRequest => ScheduleActivityRequest { activity_id, activity_type, input };
+    ScheduleActivityRequest => ScheduleActivityRequest { activity_id, activity_type, input, trace_context };
     ScheduleActivityResponse => ScheduleActivityResponse { execution };
     PollActivityTaskRequest => PollActivityTaskRequest { task_queue, identity, wait };
-    ActivityTask => ActivityTask { task_token, input, last_heartbeat_details };
-    StartWorkflowRequest => StartWorkflowRequest { workflow_id, workflow_type, task_queue, input };
+    ActivityTask => ActivityTask { task_token, input, last_heartbeat_details, trace_context };
+    StartWorkflowRequest => StartWorkflowRequest { workflow_id, workflow_type, task_queue, input, trace_context };
     PollWorkflowTaskRequest => PollWorkflowTaskRequest { task_queue, identity, wait };
-    WorkflowTask => WorkflowTask { task_token, workflow_id, run_id, workflow_type, history };
+    WorkflowTask => WorkflowTask { task_token, workflow_id, run_id, workflow_type, history, trace_context };
 }
 
 /// Model types carried as model bytes (a `bytes` field, or `repeated bytes`).

@@ -230,6 +230,7 @@ async fn a_history_larger_than_one_answer_is_read_in_pages() {
             activity_type: "big".into(),
             input: vec![],
             options: ActivityOptions::new().start_to_close(secs(10)),
+            trace_context: None,
         };
         local
             .complete_workflow_task(task.task_token, vec![command])

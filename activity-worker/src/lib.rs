@@ -63,6 +63,7 @@ mod heartbeat;
 mod options;
 mod rate;
 mod shutdown;
+mod trace;
 mod worker;
 mod workflow;
 

@@ -33,6 +33,7 @@ use crate::{
     options::WorkerOptions,
     rate::RateLimiter,
     shutdown::{shutdown_signal, ShutdownHandle},
+    trace,
     workflow::WorkflowExecutor,
 };
 
@@ -565,12 +566,18 @@ async fn workflow_poll_loop(shared: Arc<Shared>, queue: String) {
                     run_id = %task.run_id,
                     task_queue = %queue,
                 );
+                let traced = trace::Span::workflow_task(&task, &queue);
                 tokio::spawn(
                     async move {
                         let token = task.task_token.clone();
-                        let ran = shared.workflows.run_task(task, &*shared.protocol).await;
+                        let ran = traced
+                            .around(shared.workflows.run_task(task, &*shared.protocol))
+                            .await;
+                        let failed = ran.as_ref().err().map(ToString::to_string);
                         let answer = match ran {
                             Ok(commands) => {
+                                // Its activities are traced under this task.
+                                let commands = traced.stamp(commands);
                                 with_retries(|| {
                                     shared
                                         .protocol
@@ -588,9 +595,11 @@ async fn workflow_poll_loop(shared: Arc<Shared>, queue: String) {
                                 .await
                             }
                         };
+                        let refused = answer.as_ref().err().map(ToString::to_string);
                         if let Err(err) = answer {
                             tracing::warn!(%err, "workflow task answer not accepted");
                         }
+                        traced.end(failed.or(refused));
                         drop(permit);
                     }
                     .instrument(span),
@@ -701,10 +710,11 @@ fn start_attempt(shared: Arc<Shared>, task: ActivityTask, permit: OwnedSemaphore
         task_queue = %info.task_queue,
         workflow_id = info.workflow_id.as_deref().unwrap_or(""),
     );
+    let traced = trace::Span::attempt(&task);
     let activity = shared
         .registry
         .invoke(&info.activity_type, ctx, &task.input);
-    let body = tokio::spawn(activity.instrument(span.clone()));
+    let body = tokio::spawn(traced.around(activity).instrument(span.clone()));
     if let Some(running) = lock(&shared.running).get_mut(&id) {
         running.abort = Some(body.abort_handle());
     }
@@ -774,7 +784,15 @@ fn start_attempt(shared: Arc<Shared>, task: ActivityTask, permit: OwnedSemaphore
             "outcome" => label,
         )
         .record(began.elapsed().as_secs_f64());
+        traced.outcome(label);
+        let error = match &outcome {
+            Err(ActivityError::Application(failure)) => {
+                Some(format!("{}: {}", failure.error_type, failure.message))
+            }
+            _ => None,
+        };
         report(&shared, &task, outcome, &pending).await;
+        traced.end(error);
         lock(&shared.running).remove(&id);
         slots_used.decrement(1);
         drop(permit);

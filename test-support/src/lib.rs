@@ -18,6 +18,7 @@
 //! while they wait; but once the engine answers one, the clock is held (from the
 //! service's side) until the caller has received the answer.
 
+pub mod otlp;
 pub mod wire;
 
 use std::{

@@ -156,11 +156,35 @@ impl Client {
         let mut schedule =
             ScheduleActivityRequest::new(A::NAME, request.input.to_payloads()?, options);
         schedule.activity_id = request.activity_id;
-        let response = self
-            .protocol
-            .schedule_activity(schedule)
-            .await
-            .map_err(call_error)?;
+        #[cfg(feature = "otel")]
+        let span = {
+            use opentelemetry::KeyValue;
+            let mut attributes = vec![KeyValue::new("activity.type", A::NAME)];
+            if let Some(id) = &schedule.activity_id {
+                attributes.push(KeyValue::new("activity.id", id.clone()));
+            }
+            let span = crate::otel::start(
+                format!("StartActivity:{}", A::NAME),
+                opentelemetry::trace::SpanKind::Client,
+                &opentelemetry::Context::current(),
+                attributes,
+            );
+            schedule.trace_context = crate::otel::traceparent(&span);
+            span
+        };
+        let response = self.protocol.schedule_activity(schedule).await;
+        #[cfg(feature = "otel")]
+        {
+            use opentelemetry::trace::TraceContextExt;
+            if let Ok(response) = &response {
+                span.span().set_attribute(opentelemetry::KeyValue::new(
+                    "activity.id",
+                    response.execution.activity_id.clone(),
+                ));
+            }
+            crate::otel::end(&span, response.as_ref().err().map(ToString::to_string));
+        }
+        let response = response.map_err(call_error)?;
         Ok(self.handle(response.execution))
     }
 

@@ -138,6 +138,10 @@ impl<'c, W: WorkflowDefinition> IntoFuture for WorkflowStart<'c, Client, W> {
         let input = self.input;
         let signal = self.signal;
         Box::pin(async move {
+            // The caller's context, current while it polls the start
+            // (docs/semantics.md §5.1).
+            #[cfg(feature = "otel")]
+            let parent = opentelemetry::Context::current();
             let task_queue = match task_queue {
                 Some(queue) => queue,
                 None => {
@@ -151,20 +155,50 @@ impl<'c, W: WorkflowDefinition> IntoFuture for WorkflowStart<'c, Client, W> {
             let workflow_id =
                 workflow_id.unwrap_or_else(|| format!("{}-{}", W::NAME, unique_suffix()));
             let input = input.to_payloads()?;
-            let request = StartWorkflowRequest::new(workflow_id, W::NAME, task_queue, input);
+            #[allow(unused_mut)]
+            let mut request = StartWorkflowRequest::new(workflow_id, W::NAME, task_queue, input);
+            #[cfg(feature = "otel")]
+            let span = {
+                use opentelemetry::KeyValue;
+                let span = crate::otel::start(
+                    format!("StartWorkflow:{}", W::NAME),
+                    opentelemetry::trace::SpanKind::Client,
+                    &parent,
+                    vec![
+                        KeyValue::new("workflow.type", W::NAME),
+                        KeyValue::new("workflow.id", request.workflow_id.clone()),
+                        KeyValue::new("task_queue", request.task_queue.clone()),
+                    ],
+                );
+                request.trace_context = crate::otel::traceparent(&span);
+                span
+            };
             let run = match signal {
-                None => protocol.start_workflow(request).await?,
+                None => protocol.start_workflow(request).await,
                 Some((name, payload)) => {
+                    let payload = payload?;
                     protocol
                         .signal_with_start_workflow(
                             request,
                             name.to_owned(),
-                            payload?,
+                            payload,
                             client_identity(),
                         )
-                        .await?
+                        .await
                 }
             };
+            #[cfg(feature = "otel")]
+            {
+                use opentelemetry::trace::TraceContextExt;
+                if let Ok(run) = &run {
+                    span.span().set_attribute(opentelemetry::KeyValue::new(
+                        "workflow.run_id",
+                        run.run_id.clone().unwrap_or_default(),
+                    ));
+                }
+                crate::otel::end(&span, run.as_ref().err().map(ToString::to_string));
+            }
+            let run = run?;
             Ok(WorkflowHandle {
                 protocol,
                 workflow: run,

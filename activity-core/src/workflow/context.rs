@@ -888,6 +888,7 @@ impl ActivityCaller for WorkflowContext {
             activity_type: A::NAME.to_owned(),
             input,
             options,
+            trace_context: None,
         });
         state.activities.insert(seq, Slot::default());
         state

@@ -344,6 +344,11 @@ pub enum Command {
         /// The options (definition defaults merged with call-site options); the
         /// task queue defaults to the run's.
         options: ActivityOptions,
+        /// The W3C `traceparent` of the workflow task that scheduled it, stored
+        /// with the execution: its attempts are traced as children of that
+        /// task (docs/semantics.md §5). Not part of the history: replay ignores it.
+        #[serde(default)]
+        trace_context: Option<String>,
     },
     /// Request cancellation of an activity (recorded as `ActivityCancelRequested`).
     RequestCancelActivity {
@@ -670,6 +675,12 @@ pub struct StartWorkflowRequest {
     pub task_queue: String,
     /// The serialized arguments.
     pub input: Vec<Payload>,
+    /// The W3C `traceparent` of the caller's span, stored with the run: its
+    /// workflow tasks are traced as children of it (docs/semantics.md §5).
+    /// `None`: the run is not traced. Set by the client when it is built with
+    /// the `otel` feature; see [`with_trace_context`](Self::with_trace_context).
+    #[serde(default)]
+    pub trace_context: Option<String>,
 }
 
 impl StartWorkflowRequest {
@@ -685,7 +696,22 @@ impl StartWorkflowRequest {
             workflow_type: workflow_type.into(),
             task_queue: task_queue.into(),
             input,
+            trace_context: None,
         }
+    }
+
+    /// Sets the W3C `traceparent` the run's workflow tasks are traced under.
+    ///
+    /// ```
+    /// use activity_core::workflow::StartWorkflowRequest;
+    ///
+    /// let request = StartWorkflowRequest::new("order-1", "ship", "orders", vec![])
+    ///     .with_trace_context("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    /// assert!(request.trace_context.is_some());
+    /// ```
+    pub fn with_trace_context(mut self, traceparent: impl Into<String>) -> Self {
+        self.trace_context = Some(traceparent.into());
+        self
     }
 }
 
@@ -704,6 +730,10 @@ pub struct WorkflowTask {
     pub workflow_type: String,
     /// The history, ending with this task's `WorkflowTaskStarted`.
     pub history: Vec<HistoryEvent>,
+    /// The W3C `traceparent` stored with the run (docs/semantics.md §5): the
+    /// worker traces the task as its child. `None` when the run is not traced.
+    #[serde(default)]
+    pub trace_context: Option<String>,
 }
 
 impl WorkflowTask {
@@ -721,7 +751,14 @@ impl WorkflowTask {
             run_id,
             workflow_type,
             history,
+            trace_context: None,
         }
+    }
+
+    /// Sets the trace context the task is traced under.
+    pub fn with_trace_context(mut self, traceparent: Option<String>) -> Self {
+        self.trace_context = traceparent;
+        self
     }
 }
 

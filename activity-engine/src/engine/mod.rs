@@ -513,6 +513,7 @@ impl Engine {
         if let Some(id) = &request.activity_id {
             check_name("activity_id", id)?;
         }
+        check_trace_context("trace_context", request.trace_context.as_deref())?;
         let options = request.options.validate(None)?;
         check_name("task_queue", &options.task_queue)?;
         let size = request.input.iter().map(Payload::len).sum();
@@ -528,13 +529,14 @@ impl Engine {
             None => random_id()?,
         };
         let now = self.now_ms();
-        let record = rules::new_record(
+        let mut record = rules::new_record(
             activity_id,
             request.activity_type,
             request.input,
             options,
             now,
         );
+        record.trace_context = request.trace_context;
         let validators = self.inner.validators.clone();
         let (checked, record) = if size >= types::CHECK_OUTSIDE_BYTES {
             // A large input is validated outside the store's writer.
@@ -798,6 +800,35 @@ fn check_name(field: &str, value: &str) -> Result<(), ProtocolError> {
         ));
     }
     Ok(())
+}
+
+/// A trace context must be a W3C `traceparent` of version 00
+/// (docs/semantics.md §5.1): `00-` 32 hex digits (the trace id) `-` 16 (the
+/// parent span id) `-` 2 (the flags), lowercase.
+pub(crate) fn check_trace_context(field: &str, value: Option<&str>) -> Result<(), ProtocolError> {
+    let Some(value) = value else { return Ok(()) };
+    let parts: Vec<&str> = value.split('-').collect();
+    let hex = |part: &str, len: usize| {
+        part.len() == len && part.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
+    let valid = parts.len() == 4
+        && parts[0] == "00"
+        && hex(parts[1], 32)
+        && hex(parts[2], 16)
+        && hex(parts[3], 2)
+        && parts[1].bytes().any(|b| b != b'0')
+        && parts[2].bytes().any(|b| b != b'0');
+    if valid {
+        return Ok(());
+    }
+    let shown: String = value.chars().take(80).collect();
+    Err(ProtocolError::invalid_argument(
+        field,
+        format!(
+            "`{shown}` is not a W3C traceparent: give `00-<trace id: 32 lowercase hex \
+             digits>-<parent span id: 16>-<flags: 2>` (ids not all zero), or none"
+        ),
+    ))
 }
 
 fn check_identity(identity: &str) -> Result<(), ProtocolError> {

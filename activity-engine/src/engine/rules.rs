@@ -373,12 +373,10 @@ fn start_attempt(
     info.deadline = Some(from_millis(deadline));
     info.heartbeat_timeout = exec.options.heartbeat_timeout;
     info.task_token = token.clone();
-    Ok(ActivityTask::new(
-        token,
-        info,
-        exec.input,
-        exec.heartbeat_details,
-    ))
+    Ok(
+        ActivityTask::new(token, info, exec.input, exec.heartbeat_details)
+            .with_trace_context(exec.trace_context),
+    )
 }
 
 fn describe_ref(exec: &ExecutionRecord) -> String {
@@ -1064,5 +1062,6 @@ pub(crate) fn new_record(
         retry_state: None,
         result: None,
         closed_at: None,
+        trace_context: None,
     }
 }

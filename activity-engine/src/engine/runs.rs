@@ -16,8 +16,8 @@ use activity_core::{
 };
 
 use super::{
-    check_identity, check_name, closed, details_size, json_size, notifiers::Topic, random_id,
-    rules::Poller, workflows, Engine,
+    check_identity, check_name, check_trace_context, closed, details_size, json_size,
+    notifiers::Topic, random_id, rules::Poller, workflows, Engine,
 };
 
 /// The workflow side of the engine (docs/semantics.md §3); rules in module `workflows`.
@@ -35,12 +35,14 @@ impl Engine {
         for (n, argument) in request.input.iter().enumerate() {
             Self::check_json(&format!("input[{n}]"), argument)?;
         }
+        check_trace_context("trace_context", request.trace_context.as_deref())?;
         Ok(workflows::NewRun {
             workflow_id: request.workflow_id,
             run_id: random_id()?,
             workflow_type: request.workflow_type,
             task_queue: request.task_queue,
             input: request.input,
+            trace_context: request.trace_context,
         })
     }
 
@@ -165,11 +167,18 @@ impl Engine {
                     seq,
                     activity_type,
                     input,
+                    trace_context,
                     ..
-                } => self.check_payload(
-                    || format!("the input of activity `{activity_type}` (seq {seq})"),
-                    input.iter().map(Payload::len).sum(),
-                )?,
+                } => {
+                    check_trace_context(
+                        &format!("commands[{i}].trace_context"),
+                        trace_context.as_deref(),
+                    )?;
+                    self.check_payload(
+                        || format!("the input of activity `{activity_type}` (seq {seq})"),
+                        input.iter().map(Payload::len).sum(),
+                    )?
+                }
                 Command::RecordLocalActivity {
                     seq,
                     activity_type,

@@ -80,6 +80,8 @@ pub(crate) struct NewRun {
     pub(crate) workflow_type: String,
     pub(crate) task_queue: String,
     pub(crate) input: Vec<Payload>,
+    /// The W3C `traceparent` stored with the run (docs/semantics.md §5.1).
+    pub(crate) trace_context: Option<String>,
 }
 
 fn append(
@@ -332,6 +334,7 @@ pub(crate) fn start(
         task_failures: 0,
         history_size: 0,
         history_warned: false,
+        trace_context: new.trace_context,
     };
     run.key = tx.insert_run(&run)?;
     let started = EventKind::WorkflowStarted {
@@ -452,13 +455,16 @@ pub(crate) fn claim(
     };
     sticky.set(&run.run_id, identity, run.history_length);
     let token = signer.sign_workflow_task(run.key, run.task_seq);
-    Ok(Some(WorkflowTask::new(
-        token,
-        run.workflow_id,
-        run.run_id,
-        run.workflow_type,
-        history,
-    )))
+    Ok(Some(
+        WorkflowTask::new(
+            token,
+            run.workflow_id,
+            run.run_id,
+            run.workflow_type,
+            history,
+        )
+        .with_trace_context(run.trace_context),
+    ))
 }
 
 /// The run whose current, started workflow task `token` designates.
@@ -638,6 +644,7 @@ pub(crate) fn complete_task(
                 activity_type,
                 input,
                 options,
+                trace_context,
             } => schedule_activity(
                 tx,
                 fx,
@@ -648,6 +655,7 @@ pub(crate) fn complete_task(
                     activity_type,
                     input,
                     options,
+                    trace_context,
                 },
                 now,
             )?,
@@ -714,6 +722,8 @@ pub(crate) fn complete_task(
                     workflow_type: run.workflow_type.clone(),
                     task_queue: run.task_queue.clone(),
                     input,
+                    // The next run continues the trace of this one.
+                    trace_context: run.trace_context.clone(),
                 });
             }
             other => {
@@ -755,6 +765,7 @@ struct ActivityCommand {
     activity_type: String,
     input: Vec<Payload>,
     options: ActivityOptions,
+    trace_context: Option<String>,
 }
 
 /// Schedules an activity of the run; a command the engine cannot carry out
@@ -773,6 +784,7 @@ fn schedule_activity(
         activity_type,
         input,
         options,
+        trace_context,
     } = command;
     if tx.execution_by_seq(&run.run_id, seq)?.is_some() {
         return Err(ProtocolError::invalid_argument(
@@ -825,6 +837,8 @@ fn schedule_activity(
     record.workflow_id = Some(run.workflow_id.clone());
     record.workflow_run_id = Some(run.run_id.clone());
     record.workflow_seq = Some(seq);
+    // The workflow task that scheduled it, else the run (docs/semantics.md §5.1).
+    record.trace_context = trace_context.or_else(|| run.trace_context.clone());
     rules::schedule(tx, fx, record)?;
     Ok(())
 }

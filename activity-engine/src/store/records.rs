@@ -82,6 +82,8 @@ pub struct ExecutionRecord {
     pub result: Option<Payload>,
     /// When it became final.
     pub closed_at: Option<i64>,
+    /// The W3C `traceparent` its attempts are traced under (never changes).
+    pub trace_context: Option<String>,
 }
 
 /// A task queue's stored settings.
@@ -239,6 +241,8 @@ pub struct RunRecord {
     pub task_identity: Option<String>,
     /// Consecutive failed workflow tasks (backoff of the next one).
     pub task_failures: u32,
+    /// The W3C `traceparent` its workflow tasks are traced under (never changes).
+    pub trace_context: Option<String>,
 }
 
 /// Which events of a history one read returns: those after event `after`, in

@@ -238,8 +238,8 @@ prop_compose! {
 }
 
 prop_compose! {
-    fn activity_task()(token in token(), info in info(), input in payloads(), details in option::of(payload())) -> ActivityTask {
-        ActivityTask::new(token, info, input, details)
+    fn activity_task()(token in token(), info in info(), input in payloads(), details in option::of(payload()), trace in option::of(text())) -> ActivityTask {
+        ActivityTask::new(token, info, input, details).with_trace_context(trace)
     }
 }
 
@@ -424,15 +424,26 @@ fn history() -> impl Strategy<Value = Vec<HistoryEvent>> {
 
 fn command() -> impl Strategy<Value = Command> {
     prop_oneof![
-        (any::<u32>(), text(), text(), payloads(), options()).prop_map(
-            |(seq, activity_id, activity_type, input, options)| Command::ScheduleActivity {
-                seq,
-                activity_id,
-                activity_type,
-                input,
-                options,
-            }
-        ),
+        (
+            any::<u32>(),
+            text(),
+            text(),
+            payloads(),
+            options(),
+            option::of(text())
+        )
+            .prop_map(
+                |(seq, activity_id, activity_type, input, options, trace_context)| {
+                    Command::ScheduleActivity {
+                        seq,
+                        activity_id,
+                        activity_type,
+                        input,
+                        options,
+                        trace_context,
+                    }
+                }
+            ),
         any::<u32>().prop_map(|seq| Command::RequestCancelActivity { seq }),
         (any::<u32>(), duration())
             .prop_map(|(seq, duration)| Command::StartTimer { seq, duration }),
@@ -584,11 +595,19 @@ fn protocol_error() -> impl Strategy<Value = ProtocolError> {
 fn request() -> impl Strategy<Value = ProtocolRequest> {
     use ProtocolRequest as R;
     prop_oneof![
-        (text(), payloads(), options(), option::of(text())).prop_map(|(t, input, options, id)| {
-            let mut request = ScheduleActivityRequest::new(t, input, options);
-            request.activity_id = id;
-            R::ScheduleActivity { request }
-        }),
+        (
+            text(),
+            payloads(),
+            options(),
+            option::of(text()),
+            option::of(text())
+        )
+            .prop_map(|(t, input, options, id, trace)| {
+                let mut request = ScheduleActivityRequest::new(t, input, options);
+                request.activity_id = id;
+                request.trace_context = trace;
+                R::ScheduleActivity { request }
+            }),
         (
             text(),
             text(),
@@ -645,8 +664,10 @@ fn request() -> impl Strategy<Value = ProtocolRequest> {
                 request.task_queue = queue;
                 R::ListActivityExecutions { request }
             }),
-        (vec(text(), 3), payloads()).prop_map(|(names, input)| R::StartWorkflow {
-            request: StartWorkflowRequest::new(&names[0], &names[1], &names[2], input),
+        (vec(text(), 3), payloads(), option::of(text())).prop_map(|(names, input, trace)| {
+            let mut request = StartWorkflowRequest::new(&names[0], &names[1], &names[2], input);
+            request.trace_context = trace;
+            R::StartWorkflow { request }
         }),
         (text(), text(), duration()).prop_map(|(queue, identity, wait)| R::PollWorkflowTask {
             request: PollWorkflowTaskRequest::new(queue, identity).with_wait(wait),
@@ -748,8 +769,8 @@ fn response() -> impl Strategy<Value = ProtocolResponse> {
         vec(queue(), 0..3).prop_map(R::ListTaskQueues),
         vec(execution_description(), 0..3).prop_map(R::ListActivityExecutions),
         workflow_ref().prop_map(R::StartWorkflow),
-        option::of((token(), vec(text(), 3), history())).prop_map(|task| {
-            R::PollWorkflowTask(task.map(|(token, names, history)| {
+        option::of((token(), vec(text(), 3), history(), option::of(text()))).prop_map(|task| {
+            R::PollWorkflowTask(task.map(|(token, names, history, trace)| {
                 WorkflowTask::new(
                     token,
                     names[0].clone(),
@@ -757,6 +778,7 @@ fn response() -> impl Strategy<Value = ProtocolResponse> {
                     names[2].clone(),
                     history,
                 )
+                .with_trace_context(trace)
             }))
         }),
         Just(R::CompleteWorkflowTask(())),

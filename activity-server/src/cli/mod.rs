@@ -9,6 +9,8 @@ use serde_json::{json, Map, Value};
 use tracing_subscriber::EnvFilter;
 
 mod client;
+#[cfg(feature = "otel")]
+mod otel;
 mod serve;
 mod view;
 
@@ -75,7 +77,8 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
     pub(crate) listen: SocketAddr,
     /// Serve the web dashboard (and `/metrics`) on this address instead of on
-    /// the gRPC port (`--listen`), e.g. `127.0.0.1:8233`.
+    /// the gRPC port (`--listen`), e.g. `127.0.0.1:8233`; over TLS, with the
+    /// same certificate, when `--tls-cert`/`--tls-key` are given.
     #[arg(long, value_name = "ADDR")]
     pub(crate) http: Option<SocketAddr>,
     /// Require `authorization: Bearer <T>` on every call (and the token to log
@@ -659,24 +662,52 @@ impl CliError {
 /// report a non-zero code, e.g. the result of a failed workflow).
 /// Logs to stderr; `RUST_LOG` filters (default: `info` for `serve`, `warn`
 /// for the client commands, whose answers go to stdout).
-fn init_logging(default: &str) {
+/// With the `otel` feature, `serve` also exports spans over OTLP when
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` is set (module `otel`).
+fn init_logging(default: &str, serve: bool) -> Telemetry {
+    use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt, Layer};
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    // A second initialisation (never in the binary) is harmless: keep the first.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let logs = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+        .with_ansi(std::io::stderr().is_terminal());
+    let registry = tracing_subscriber::registry().with(logs.with_filter(filter));
+    // A second initialisation (never in the binary) is harmless: keep the first.
+    #[cfg(feature = "otel")]
+    if serve {
+        let (export, telemetry) = otel::install();
+        let _ = registry.with(export).try_init();
+        return telemetry;
+    }
+    let _ = serve;
+    let _ = registry.try_init();
+    Telemetry::none()
+}
+
+/// What `init_logging` installed beyond the log lines.
+#[cfg(feature = "otel")]
+use otel::Telemetry;
+
+/// Nothing: built without the `otel` feature.
+#[cfg(not(feature = "otel"))]
+struct Telemetry;
+
+#[cfg(not(feature = "otel"))]
+impl Telemetry {
+    fn none() -> Self {
+        Telemetry
+    }
+
+    async fn shutdown(self) {}
 }
 
 pub(crate) async fn run(cli: Cli) -> Result<ExitCode, CliError> {
-    init_logging(match cli.command {
-        Command::Serve(_) => "info",
-        _ => "warn",
-    });
+    let serving = matches!(cli.command, Command::Serve(_));
+    let telemetry = init_logging(if serving { "info" } else { "warn" }, serving);
     match cli.command {
         Command::Serve(args) => {
-            serve::run(args).await?;
+            let served = serve::run(args).await;
+            telemetry.shutdown().await;
+            served?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Workflow {

@@ -150,6 +150,8 @@ async fn serve(
     if let Some(tls) = &tls {
         service = service.with_tls(tls.clone());
     }
+    // Over TLS (on either port) the session cookie is sent over TLS only.
+    dashboard = dashboard.with_secure_cookies(tls.is_some());
     // Check the limits and the token before listening.
     drop(service.clone().into_server()?);
     let separate_dashboard = match args.http {
@@ -201,16 +203,32 @@ async fn serve(
     };
     if let Some((dashboard, listener)) = separate_dashboard {
         let mut stopped = stop.subscribe();
+        let dashboard_tls = tls.clone();
         tokio::spawn(async move {
             let shutdown = async move {
                 let _ = stopped.wait_for(|stop| *stop).await;
             };
-            if let Err(err) = dashboard.serve(listener, shutdown).await {
+            let served = match &dashboard_tls {
+                Some(tls) => match dashboard.router() {
+                    Ok(router) => {
+                        activity_remote::serve_routes_tls(router, tls, listener, shutdown)
+                            .await
+                            .map_err(|err| err.to_string())
+                    }
+                    Err(err) => Err(err.to_string()),
+                },
+                None => dashboard
+                    .serve(listener, shutdown)
+                    .await
+                    .map_err(|err| err.to_string()),
+            };
+            if let Err(err) = served {
                 tracing::error!(%err, "the dashboard stopped");
             }
         });
     }
-    tracing::info!(url = %format!("http://{dashboard_addr}/"), "dashboard");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(url = %format!("{scheme}://{dashboard_addr}/"), "dashboard");
     // The one line on stdout: scripts (and the process tests) wait for it.
     {
         let mut stdout = std::io::stdout().lock();

@@ -4,8 +4,8 @@
 //! PostgreSQL's types: `BIGINT` keys (identity columns), `BYTEA` model bytes,
 //! `BOOLEAN` flags, `DOUBLE PRECISION` rates. PostgreSQL databases start at
 //! version 4 (the first one this backend has); later steps are added to
-//! the migration list and to SQLite's list alike (version 5's SQL is
-//! SQLite's, which PostgreSQL runs as it is).
+//! the migration list and to SQLite's list alike (the SQL of versions 5
+//! and 6 is SQLite's, which PostgreSQL runs as it is).
 //!
 //! Nodes that start together on a new schema serialize on an advisory lock
 //! held by the migrating transaction: the first creates the tables, the others
@@ -23,6 +23,11 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
         5,
         "history sizes, and the indexes of the retention",
         crate::store::sqlite::schema::V5,
+    ),
+    (
+        6,
+        "the trace context of runs and executions",
+        crate::store::sqlite::schema::V6,
     ),
 ];
 

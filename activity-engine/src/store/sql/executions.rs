@@ -22,7 +22,7 @@ macro_rules! execution_columns {
         "key, scope, activity_id, workflow_id, workflow_run_id, activity_type, task_queue, \
          input, options, state, attempt, scheduled_at, attempt_scheduled_at, started_at, \
          worker_identity, heartbeat_details, last_heartbeat_at, cancel_requested, \
-         last_failure, retry_state, result, closed_at, workflow_seq"
+         last_failure, retry_state, result, closed_at, workflow_seq, trace_context"
     };
 }
 
@@ -54,6 +54,7 @@ fn read(row: Vec<Value>) -> Result<ExecutionRecord, StoreError> {
         result: r.opt_model("result")?,
         closed_at: r.opt_int("closed_at")?,
         workflow_seq: r.opt_count("workflow_seq")?,
+        trace_context: r.opt_text("trace_context")?,
     })
 }
 
@@ -79,9 +80,9 @@ const INSERT: Query = Query::new(
     "INSERT INTO executions (state, attempt, attempt_scheduled_at, started_at,
         worker_identity, heartbeat_details, last_heartbeat_at, cancel_requested, last_failure,
         retry_state, result, closed_at, scope, activity_id, workflow_id, workflow_run_id,
-        activity_type, task_queue, input, options, scheduled_at, workflow_seq)
+        activity_type, task_queue, input, options, scheduled_at, workflow_seq, trace_context)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-        $19, $20, $21, $22)
+        $19, $20, $21, $22, $23)
      RETURNING key",
 );
 
@@ -98,6 +99,7 @@ pub(crate) fn insert(conn: &mut dyn Conn, r: &ExecutionRecord) -> Result<i64, St
         model(&r.options)?,
         r.scheduled_at.into(),
         r.workflow_seq.into(),
+        r.trace_context.as_ref().into(),
     ]);
     super::insert(conn, &INSERT, &params, "an execution")
 }
@@ -111,7 +113,7 @@ const UPDATE: Query = Query::new(
 );
 
 pub(crate) fn update(conn: &mut dyn Conn, r: &ExecutionRecord) -> Result<(), StoreError> {
-    // Ids, type, queue, input and options never change after insert.
+    // Ids, type, queue, input, options and trace context never change after insert.
     let mut params = vec![Param::from(r.key)];
     params.extend(changing(r)?);
     let changed = conn.execute(&UPDATE, &params)?;

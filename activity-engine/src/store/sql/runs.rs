@@ -25,7 +25,7 @@ macro_rules! run_columns {
         "key, workflow_id, run_id, workflow_type, task_queue, input, started_at, state, \
          outcome, cancel_requested, closed_at, history_length, task_state, task_seq, \
          task_scheduled_at, task_started_at, task_identity, task_failures, history_size, \
-         history_warned"
+         history_warned, trace_context"
     };
 }
 
@@ -54,6 +54,7 @@ fn read(row: Vec<Value>) -> Result<RunRecord, StoreError> {
         task_failures: r.count("task_failures")?,
         history_size: r.count("history_size")?,
         history_warned: r.flag("history_warned")?,
+        trace_context: r.opt_text("trace_context")?,
     })
 }
 
@@ -80,9 +81,9 @@ const INSERT: Query = Query::new(
     "INSERT INTO workflow_runs (state, outcome, cancel_requested, closed_at, history_length,
         task_state, task_seq, task_scheduled_at, task_started_at, task_identity, task_failures,
         history_size, history_warned, workflow_id, run_id, workflow_type, task_queue, input,
-        started_at)
+        started_at, trace_context)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-        $19)
+        $19, $20)
      RETURNING key",
 );
 
@@ -95,6 +96,7 @@ pub(crate) fn insert(conn: &mut dyn Conn, r: &RunRecord) -> Result<i64, StoreErr
         r.task_queue.as_str().into(),
         payloads(&r.input)?,
         r.started_at.into(),
+        r.trace_context.as_ref().into(),
     ]);
     super::insert(conn, &INSERT, &params, "a workflow run")
 }

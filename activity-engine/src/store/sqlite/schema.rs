@@ -7,7 +7,7 @@
 //! database at the earlier version that the next open finishes. A version
 //! newer than the last step is refused (it was written by a newer engine).
 //!
-//! # Version 5
+//! # Version 6
 //!
 //! - `meta(key, value)`: engine metadata: schema version, task-token key.
 //! - `executions`: one row per activity execution: ids (`scope`, `activity_id`,
@@ -15,7 +15,9 @@
 //!   for a workflow's; `workflow_id`/`workflow_run_id`/`workflow_seq` are
 //!   `NULL` for standalone activities), type, queue, input, validated options,
 //!   state, attempt, times, worker, heartbeat details, cancel flag, last
-//!   failure, retry state, result. A partial index on `(task_queue,
+//!   failure, retry state, result, and the W3C `traceparent` its attempts
+//!   are traced under (`trace_context`, `NULL` when not traced; version 6).
+//!   A partial index on `(task_queue,
 //!   attempt_scheduled_at, key) WHERE state = 'SCHEDULED'` is the dispatch
 //!   order (FIFO by dispatchable time); `(scope, workflow_seq)` finds a
 //!   workflow command's activity.
@@ -28,7 +30,8 @@
 //!   (unique), type, queue, input, state, outcome, cancel flag, times, history
 //!   length and size in bytes, whether it got its history size warning, and
 //!   its workflow task (state, number, scheduled/started time,
-//!   worker, consecutive failures). A partial unique index allows one RUNNING
+//!   worker, consecutive failures), and the W3C `traceparent` its workflow
+//!   tasks are traced under (`trace_context`, version 6). A partial unique index allows one RUNNING
 //!   run per workflow id; a partial index on `(task_queue, task_scheduled_at,
 //!   key) WHERE task_state = 'SCHEDULED'` is the workflow task dispatch order;
 //!   `(started_at DESC, key DESC)` lists runs newest first; `(closed_at, key)`
@@ -88,6 +91,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 5,
         what: "history sizes, and the indexes of the retention",
         apply: |conn| batch(conn, V5),
+    },
+    Migration {
+        version: 6,
+        what: "the trace context of runs and executions",
+        apply: |conn| batch(conn, V6),
     },
 ];
 
@@ -443,6 +451,14 @@ CREATE INDEX workflow_runs_closed ON workflow_runs (closed_at, key)
     WHERE closed_at IS NOT NULL;
 CREATE INDEX executions_closed ON executions (closed_at, key)
     WHERE scope = '' AND closed_at IS NOT NULL;
+";
+
+/// Version 6: the W3C `traceparent` stored with each run and each execution
+/// (docs/semantics.md §5.1); `NULL` for what is not traced (every row before).
+/// One self-contained step, run as it is by both stores.
+pub(crate) const V6: &str = "
+ALTER TABLE workflow_runs ADD COLUMN trace_context TEXT;
+ALTER TABLE executions ADD COLUMN trace_context TEXT;
 ";
 
 /// Version 4: every model value as model bytes (see [`V4`]). The SQL function
