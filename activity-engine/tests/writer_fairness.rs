@@ -116,6 +116,7 @@ async fn small_calls_during_one_huge_request() {
             activity_type: "t".into(),
             input: vec![input.clone()],
             options: ActivityOptions::new().start_to_close(Duration::from_secs(600)),
+            trace_context: None,
         })
         .collect();
     let probe_task = probe(engine.clone());
