@@ -119,6 +119,9 @@ pub fn workflow_outcome(outcome: &WorkflowOutcome) -> Value {
         WorkflowOutcome::ContinuedAsNew { new_run_id } => {
             json!({ "status": "CONTINUED_AS_NEW", "new_run_id": new_run_id })
         }
+        WorkflowOutcome::TimedOut { timeout } => {
+            json!({ "status": "TIMED_OUT", "timeout": timeout.to_string() })
+        }
     }
 }
 
@@ -193,11 +196,25 @@ pub fn event(e: &HistoryEvent) -> Value {
             workflow_type,
             task_queue,
             input,
-        } => json!({
-            "workflow_type": workflow_type,
-            "task_queue": task_queue,
-            "input": input.iter().map(payload).collect::<Vec<_>>(),
-        }),
+            timeouts,
+        } => {
+            let mut started = json!({
+                "workflow_type": workflow_type,
+                "task_queue": task_queue,
+                "input": input.iter().map(payload).collect::<Vec<_>>(),
+            });
+            if let Some(run) = timeouts.run {
+                started["run_timeout_ms"] = json!(millis(run));
+            }
+            if let Some(execution) = timeouts.execution {
+                started["execution_timeout_ms"] = json!(millis(execution));
+            }
+            if let Some(deadline) = timeouts.execution_deadline {
+                started["execution_deadline"] = time(deadline);
+            }
+            started
+        }
+        EventKind::WorkflowTimedOut { timeout } => json!({ "timeout": timeout.to_string() }),
         EventKind::WorkflowTaskStarted { identity }
         | EventKind::WorkflowTaskCompleted { identity } => json!({ "identity": identity }),
         EventKind::WorkflowTaskFailed { message } => json!({ "message": message }),

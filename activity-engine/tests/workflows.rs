@@ -17,7 +17,7 @@ use activity_core::{
     workflow::{
         Command, EventKind, HistoryEvent, ListWorkflowsRequest, LocalActivityOutcome,
         PollWorkflowTaskRequest, StartWorkflowRequest, WorkflowFailure, WorkflowOutcome,
-        WorkflowRef, WorkflowState, WorkflowTask,
+        WorkflowRef, WorkflowState, WorkflowTask, WorkflowTimeout,
     },
     ActivityFailure,
 };
@@ -172,6 +172,7 @@ async fn a_started_workflow_gets_a_task_whose_history_ends_with_its_start() {
             workflow_type: "order".into(),
             task_queue: QUEUE.into(),
             input: vec![json("order-1")],
+            timeouts: Default::default(),
         }
     );
     assert_eq!(
@@ -2265,7 +2266,7 @@ async fn continue_as_new_closes_the_run_and_starts_the_next_with_a_fresh_history
     );
     assert!(matches!(
         &new_history[0].kind,
-        EventKind::WorkflowStarted { workflow_type, task_queue, input }
+        EventKind::WorkflowStarted { workflow_type, task_queue, input, .. }
             if workflow_type == "order" && task_queue == QUEUE && input == &vec![json("next")]
     ));
     // The old run's task token is refused; its timer fires into nothing.
@@ -2356,4 +2357,273 @@ async fn a_query_is_handed_out_only_after_the_runs_first_task_completed() {
         .await
         .unwrap();
     assert_eq!(asked.await.unwrap().unwrap(), json("ready"));
+}
+
+// ---------------------------------------------------------------- start options
+
+/// Completing `task` of a run that closed `state` meanwhile is refused.
+async fn assert_late_answer_refused(env: &Env, task: &WorkflowTask, state: WorkflowState) {
+    let err = env
+        .protocol
+        .complete_workflow_task(
+            task.task_token.clone(),
+            vec![Command::CompleteWorkflow { result: json(1) }],
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ProtocolError::AlreadyClosed { reason: ClosedReason::WorkflowClosed(s), .. } if *s == state),
+        "{err:?}"
+    );
+}
+
+fn timed(id: &str, run: Option<u64>, execution: Option<u64>) -> StartWorkflowRequest {
+    let mut request = start_request(id);
+    request.run_timeout = run.map(secs);
+    request.execution_timeout = execution.map(secs);
+    request
+}
+
+/// docs/semantics.md §3: a run that reaches its run timeout is closed
+/// TIMED_OUT by the engine's timer, through the common close: its activities
+/// are told the workflow closed, its timers dropped, a task in a worker's
+/// hands refused.
+#[tokio::test(start_paused = true)]
+async fn a_run_that_reaches_its_run_timeout_is_closed_timed_out_with_what_it_left_running() {
+    let env = Env::new().await;
+    let t0 = env.now();
+    let run = env
+        .protocol
+        .start_workflow(timed("slow", Some(60), None))
+        .await
+        .unwrap();
+    let task = next_wf(&env, "w").await;
+    complete_wf(
+        &env,
+        &task,
+        vec![
+            schedule(1, "queued", stc(600)),
+            Command::StartTimer {
+                seq: 1,
+                duration: secs(3600),
+            },
+        ],
+    )
+    .await;
+    let outcome = env
+        .protocol
+        .wait_workflow_outcome(run.clone(), secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(
+        env.secs_since(t0),
+        60.0,
+        "closed when its run timeout ended"
+    );
+    let timed_out = WorkflowOutcome::TimedOut {
+        timeout: WorkflowTimeout::Run,
+    };
+    assert_eq!(outcome, Some(timed_out.clone()));
+    let h = history(&env, &run).await;
+    assert_eq!(
+        h.last().map(|e| &e.kind),
+        Some(&EventKind::WorkflowTimedOut {
+            timeout: WorkflowTimeout::Run
+        })
+    );
+    assert_ids_without_gaps(&h);
+    let d = env.protocol.describe_workflow(run.clone()).await.unwrap();
+    assert_eq!(
+        (d.state, d.outcome),
+        (WorkflowState::TimedOut, Some(timed_out))
+    );
+    assert_eq!(
+        env.describe_execution_state(&run, "queued").await,
+        ExecutionState::Canceled
+    );
+    assert!(env.poll_now().await.is_none());
+    tokio::time::sleep(secs(7200)).await;
+    assert_eq!(history(&env, &run).await, h, "the timer was dropped");
+    assert!(poll_wf(&env, "w", secs(0)).await.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_in_a_workers_hands_when_the_run_times_out_is_refused() {
+    let env = Env::new().await;
+    let run = env
+        .protocol
+        .start_workflow(timed("busy", Some(5), None))
+        .await
+        .unwrap();
+    let task = next_wf(&env, "w").await;
+    tokio::time::sleep(secs(6)).await;
+    assert_late_answer_refused(&env, &task, WorkflowState::TimedOut).await;
+    let h = history(&env, &run).await;
+    assert_eq!(
+        names(&h),
+        [
+            "WorkflowStarted",
+            "WorkflowTaskScheduled",
+            "WorkflowTaskStarted",
+            "WorkflowTimedOut"
+        ]
+    );
+}
+
+/// docs/semantics.md §3: the execution timeout runs across continue-as-new:
+/// each run gets the run timeout anew, the chain's deadline is carried.
+#[tokio::test(start_paused = true)]
+async fn the_execution_timeout_is_carried_across_continue_as_new() {
+    let env = Env::new().await;
+    let t0 = env.now();
+    let first = env
+        .protocol
+        .start_workflow(timed("chain-t", Some(60), Some(100)))
+        .await
+        .unwrap();
+    let task = next_wf(&env, "w").await;
+    complete_wf(
+        &env,
+        &task,
+        vec![Command::StartTimer {
+            seq: 1,
+            duration: secs(50),
+        }],
+    )
+    .await;
+    let task = next_wf(&env, "w").await;
+    assert_eq!(env.secs_since(t0), 50.0);
+    complete_wf(
+        &env,
+        &task,
+        vec![Command::ContinueAsNew {
+            input: vec![json("next")],
+        }],
+    )
+    .await;
+    let d = env.protocol.describe_workflow(first).await.unwrap();
+    let Some(WorkflowOutcome::ContinuedAsNew { new_run_id }) = d.outcome else {
+        panic!("{d:?}")
+    };
+    let second = WorkflowRef::run("chain-t", &new_run_id);
+    let started = history(&env, &second).await.remove(0).kind;
+    let EventKind::WorkflowStarted { timeouts, .. } = started else {
+        panic!("{started:?}")
+    };
+    assert_eq!(
+        (
+            timeouts.run,
+            timeouts.execution,
+            timeouts.execution_deadline
+        ),
+        (Some(secs(60)), Some(secs(100)), Some(t0 + secs(100)))
+    );
+    // Its run timeout would end at 110 s; the chain's deadline, at 100 s.
+    let outcome = env
+        .protocol
+        .wait_workflow_outcome(WorkflowRef::latest("chain-t"), secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(env.secs_since(t0), 100.0);
+    assert_eq!(
+        outcome,
+        Some(WorkflowOutcome::TimedOut {
+            timeout: WorkflowTimeout::Execution
+        })
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn invalid_timeouts_are_refused_naming_the_field() {
+    let env = Env::new().await;
+    for (request, field, says) in [
+        (timed("t", Some(0), None), "run_timeout", "more than zero"),
+        (
+            timed("t", None, Some(0)),
+            "execution_timeout",
+            "more than zero",
+        ),
+        (
+            timed("t", Some(60), Some(30)),
+            "execution_timeout",
+            "less than run_timeout",
+        ),
+    ] {
+        let err = env.protocol.start_workflow(request).await.unwrap_err();
+        assert!(
+            matches!(&err, ProtocolError::InvalidArgument { field: f, message }
+                if f == field && message.contains(says)),
+            "{err:?}"
+        );
+    }
+    assert!(env
+        .protocol
+        .list_workflows(ListWorkflowsRequest::new())
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// docs/semantics.md §3: the id-reuse policy says whether a closed id may
+/// start again; a running run always refuses.
+#[tokio::test(start_paused = true)]
+async fn the_id_reuse_policy_decides_whether_a_closed_id_starts_again() {
+    use activity_core::workflow::WorkflowIdReusePolicy as Policy;
+    let env = Env::new().await;
+    let with = |id: &str, policy| start_request(id).with_id_reuse_policy(policy);
+    let refused = |err: &ProtocolError, policy: &str| {
+        assert!(
+            matches!(err, ProtocolError::AlreadyExists { what }
+                if what.contains(policy) && what.contains("closed")),
+            "{err:?}"
+        );
+    };
+    // Completed: only AllowDuplicate starts again.
+    let done = started_with(
+        &env,
+        "done",
+        vec![Command::CompleteWorkflow { result: json(1) }],
+    )
+    .await;
+    for policy in [Policy::RejectDuplicate, Policy::AllowDuplicateFailedOnly] {
+        let err = env
+            .protocol
+            .start_workflow(with("done", policy))
+            .await
+            .unwrap_err();
+        refused(&err, policy.as_str());
+    }
+    let again = env
+        .protocol
+        .start_workflow(with("done", Policy::AllowDuplicate))
+        .await
+        .unwrap();
+    assert_ne!(again.run_id, done.run_id);
+    // A running run refuses whatever the policy.
+    let err = env
+        .protocol
+        .start_workflow(with("done", Policy::AllowDuplicate))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ProtocolError::AlreadyExists { what } if what.contains("is running")),
+        "{err:?}"
+    );
+    // Terminated (not successful): AllowDuplicateFailedOnly starts again,
+    // RejectDuplicate does not.
+    let broken = start(&env, "broken").await;
+    env.protocol
+        .terminate_workflow(broken, "stop".into(), "test".into())
+        .await
+        .unwrap();
+    let err = env
+        .protocol
+        .start_workflow(with("broken", Policy::RejectDuplicate))
+        .await
+        .unwrap_err();
+    refused(&err, "RejectDuplicate");
+    env.protocol
+        .start_workflow(with("broken", Policy::AllowDuplicateFailedOnly))
+        .await
+        .unwrap();
 }

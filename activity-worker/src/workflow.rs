@@ -308,6 +308,7 @@ impl WorkflowExecutor {
             workflow_type,
             task_queue,
             input,
+            ..
         } = &first.kind
         else {
             return Err(TaskError::Invalid(format!(

@@ -11,7 +11,7 @@ use activity_core::{
     protocol::ProtocolError,
     workflow::{
         Command, LocalActivityOutcome, PollWorkflowTaskRequest, StartWorkflowRequest,
-        WorkflowFailure, WorkflowOutcome, WorkflowRef, WorkflowTask,
+        WorkflowFailure, WorkflowOutcome, WorkflowRef, WorkflowTask, WorkflowTimeouts,
     },
 };
 
@@ -19,6 +19,35 @@ use super::{
     check_identity, check_name, closed, details_size, json_size, notifiers::Topic, random_id,
     rules::Poller, workflows, Engine,
 };
+
+/// A start's timeouts, checked (docs/semantics.md §3): each more than zero,
+/// and the execution timeout not less than the run timeout. The execution
+/// deadline is set when the run starts.
+fn check_timeouts(
+    run: Option<Duration>,
+    execution: Option<Duration>,
+) -> Result<WorkflowTimeouts, ProtocolError> {
+    for (field, timeout) in [("run_timeout", run), ("execution_timeout", execution)] {
+        if timeout == Some(Duration::ZERO) {
+            return Err(ProtocolError::invalid_argument(
+                field,
+                "must be more than zero (e.g. 60s); leave it unset for no limit",
+            ));
+        }
+    }
+    if let (Some(run), Some(execution)) = (run, execution) {
+        if execution < run {
+            return Err(ProtocolError::invalid_argument(
+                "execution_timeout",
+                format!(
+                    "is {execution:?}, less than run_timeout {run:?}: a run cannot outlast \
+                     its workflow; raise execution_timeout or lower run_timeout"
+                ),
+            ));
+        }
+    }
+    Ok(WorkflowTimeouts::new(run, execution, None))
+}
 
 /// The workflow side of the engine (docs/semantics.md §3); rules in module `workflows`.
 impl Engine {
@@ -35,12 +64,15 @@ impl Engine {
         for (n, argument) in request.input.iter().enumerate() {
             Self::check_json(&format!("input[{n}]"), argument)?;
         }
+        let timeouts = check_timeouts(request.run_timeout, request.execution_timeout)?;
         Ok(workflows::NewRun {
             workflow_id: request.workflow_id,
             run_id: random_id()?,
             workflow_type: request.workflow_type,
             task_queue: request.task_queue,
             input: request.input,
+            timeouts,
+            id_reuse_policy: request.id_reuse_policy,
         })
     }
 

@@ -35,7 +35,7 @@
 use std::{collections::HashMap, sync::Mutex, time::Duration};
 
 use activity_core::{
-    clock::from_millis,
+    clock::{from_millis, to_millis},
     context::TaskToken,
     failure::{ActivityFailure, ApplicationFailure, Failure, RetryState},
     options::ActivityOptions,
@@ -43,8 +43,8 @@ use activity_core::{
     protocol::{ClosedReason, ExecutionOutcome, ProtocolError},
     workflow::{
         Command, EventKind, HistoryEvent, ListWorkflowsRequest, WorkflowDescription,
-        WorkflowOutcome, WorkflowRef, WorkflowState, WorkflowSummary, WorkflowTask,
-        MAX_LIST_WORKFLOWS_LIMIT,
+        WorkflowIdReusePolicy, WorkflowOutcome, WorkflowRef, WorkflowState, WorkflowSummary,
+        WorkflowTask, WorkflowTimeout, WorkflowTimeouts, MAX_LIST_WORKFLOWS_LIMIT,
     },
 };
 
@@ -80,6 +80,10 @@ pub(crate) struct NewRun {
     pub(crate) workflow_type: String,
     pub(crate) task_queue: String,
     pub(crate) input: Vec<Payload>,
+    /// The run's timeouts; the execution deadline is set when the chain's
+    /// first run starts and carried on.
+    pub(crate) timeouts: WorkflowTimeouts,
+    pub(crate) id_reuse_policy: WorkflowIdReusePolicy,
 }
 
 fn append(
@@ -294,7 +298,9 @@ pub(crate) fn activity_closed(
     deliver(tx, fx, run_id, now, kind)
 }
 
-/// Starts a run: `WorkflowStarted`, then its first task.
+/// Starts a run: `WorkflowStarted`, then its first task. Refused while a run
+/// of the workflow id is running, and when the id-reuse policy refuses the
+/// state its last run closed in (docs/semantics.md §3).
 pub(crate) fn start(
     tx: &mut dyn Tx,
     fx: &mut Effects,
@@ -310,6 +316,21 @@ pub(crate) fn start(
                 ),
             });
         }
+        if !new.id_reuse_policy.allows(latest.state) {
+            return Err(ProtocolError::AlreadyExists {
+                what: format!(
+                    "workflow `{}` (its last run `{}` closed {}, and the id-reuse policy {} \
+                     refuses a new run: use another workflow id, or the policy AllowDuplicate)",
+                    latest.workflow_id, latest.run_id, latest.state, new.id_reuse_policy
+                ),
+            });
+        }
+    }
+    let mut timeouts = new.timeouts;
+    if timeouts.execution_deadline.is_none() {
+        timeouts.execution_deadline = timeouts
+            .execution
+            .map(|execution| from_millis(now.saturating_add(ms(execution))));
     }
     let mut run = RunRecord {
         key: 0,
@@ -338,12 +359,74 @@ pub(crate) fn start(
         workflow_type: run.workflow_type.clone(),
         task_queue: run.task_queue.clone(),
         input: run.input.clone(),
+        timeouts,
     };
     append(tx, &mut run, now, started)?;
+    set_run_timeouts(tx, fx, &run, &timeouts, now)?;
     schedule_task(tx, fx, &mut run, now)?;
     tx.update_run(&run)?;
     fx.count_run(&run, WorkflowEvent::Started);
     Ok(WorkflowRef::run(run.workflow_id, run.run_id))
+}
+
+/// Sets the durable timers of a new run's timeouts: its run timeout from
+/// `now`, and its chain's execution deadline. The engine's timer machinery
+/// fires them once ([`fire_timer`]); closing the run drops them.
+fn set_run_timeouts(
+    tx: &mut dyn Tx,
+    fx: &mut Effects,
+    run: &RunRecord,
+    timeouts: &WorkflowTimeouts,
+    now: i64,
+) -> Result<(), ProtocolError> {
+    let run_due = timeouts.run.map(|run| now.saturating_add(ms(run)));
+    let execution_due = timeouts.execution_deadline.map(to_millis);
+    for (kind, due) in [
+        (WorkflowTimerKind::RunTimeout, run_due),
+        (WorkflowTimerKind::ExecutionTimeout, execution_due),
+    ] {
+        if let Some(due_at) = due {
+            tx.set_workflow_timer(&WorkflowTimerRecord {
+                run_key: run.key,
+                kind,
+                seq: 0,
+                due_at,
+            })?;
+            fx.timer_set(due_at);
+        }
+    }
+    Ok(())
+}
+
+/// The timeouts the run was started with (its `WorkflowStarted`).
+fn run_timeouts(tx: &mut dyn Tx, run: &RunRecord) -> Result<WorkflowTimeouts, ProtocolError> {
+    let first = tx.history_page(
+        run.key,
+        crate::store::HistoryPage {
+            after: 0,
+            max_events: 1,
+            max_bytes: u64::MAX,
+        },
+    )?;
+    Ok(match first.into_iter().next().map(|e| e.kind) {
+        Some(EventKind::WorkflowStarted { timeouts, .. }) => timeouts,
+        _ => WorkflowTimeouts::default(),
+    })
+}
+
+/// Closes a running run that reached `timeout`: `WorkflowTimedOut`, then the
+/// common close (its activities told the workflow closed, its timers
+/// dropped); a started task's answer will be refused.
+fn time_out(
+    tx: &mut dyn Tx,
+    fx: &mut Effects,
+    run: &mut RunRecord,
+    timeout: WorkflowTimeout,
+    now: i64,
+) -> Result<(), ProtocolError> {
+    tracing::debug!(workflow_id = %run.workflow_id, run_id = %run.run_id, %timeout, "workflow run timed out");
+    append(tx, run, now, EventKind::WorkflowTimedOut { timeout })?;
+    close_run(tx, fx, run, WorkflowOutcome::TimedOut { timeout }, now)
 }
 
 /// Claims the oldest scheduled workflow task of the queue for `identity`: appends
@@ -714,6 +797,10 @@ pub(crate) fn complete_task(
                     workflow_type: run.workflow_type.clone(),
                     task_queue: run.task_queue.clone(),
                     input,
+                    // The run timeout anew, the chain's execution deadline
+                    // carried on.
+                    timeouts: run_timeouts(tx, &run)?,
+                    id_reuse_policy: WorkflowIdReusePolicy::AllowDuplicate,
                 });
             }
             other => {
@@ -945,6 +1032,15 @@ pub(crate) fn fire_timer(
         {
             schedule_task(tx, fx, &mut run, now)?;
             true
+        }
+        // `close_run` writes the run.
+        WorkflowTimerKind::RunTimeout => {
+            time_out(tx, fx, &mut run, WorkflowTimeout::Run, now)?;
+            false
+        }
+        WorkflowTimerKind::ExecutionTimeout => {
+            time_out(tx, fx, &mut run, WorkflowTimeout::Execution, now)?;
+            false
         }
         _ => false,
     };

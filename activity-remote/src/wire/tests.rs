@@ -25,8 +25,8 @@ use activity_core::{
     workflow::history::{
         Command, EventKind, HistoryEvent, ListWorkflowsRequest, LocalActivityOutcome,
         PollWorkflowTaskRequest, QueryAnswer, QueryTask, StartWorkflowRequest, WorkflowDescription,
-        WorkflowFailure, WorkflowOutcome, WorkflowRef, WorkflowState, WorkflowSummary,
-        WorkflowTask,
+        WorkflowFailure, WorkflowIdReusePolicy, WorkflowOutcome, WorkflowRef, WorkflowState,
+        WorkflowSummary, WorkflowTask, WorkflowTimeout, WorkflowTimeouts,
     },
 };
 use proptest::{collection::vec, option, prelude::*, strategy::ValueTree, test_runner::TestRunner};
@@ -337,18 +337,52 @@ fn workflow_outcome() -> impl Strategy<Value = WorkflowOutcome> {
         Just(WorkflowOutcome::Canceled),
         text().prop_map(|reason| WorkflowOutcome::Terminated { reason }),
         text().prop_map(|new_run_id| WorkflowOutcome::ContinuedAsNew { new_run_id }),
+        workflow_timeout().prop_map(|timeout| WorkflowOutcome::TimedOut { timeout }),
     ]
+}
+
+fn workflow_timeout() -> impl Strategy<Value = WorkflowTimeout> {
+    prop_oneof![Just(WorkflowTimeout::Run), Just(WorkflowTimeout::Execution)]
+}
+
+fn workflow_timeouts() -> impl Strategy<Value = WorkflowTimeouts> {
+    (
+        option::of(duration()),
+        option::of(duration()),
+        option::of(time()),
+    )
+        .prop_map(|(run, execution, deadline)| WorkflowTimeouts::new(run, execution, deadline))
+}
+
+fn start_request(
+    names: &[String],
+    input: Vec<Payload>,
+) -> impl Strategy<Value = StartWorkflowRequest> {
+    let request = StartWorkflowRequest::new(&names[0], &names[1], &names[2], input);
+    (
+        option::of(duration()),
+        option::of(duration()),
+        proptest::sample::select(WorkflowIdReusePolicy::ALL),
+    )
+        .prop_map(move |(run, execution, policy)| {
+            let mut request = request.clone().with_id_reuse_policy(policy);
+            request.run_timeout = run;
+            request.execution_timeout = execution;
+            request
+        })
 }
 
 fn event_kind() -> impl Strategy<Value = EventKind> {
     prop_oneof![
-        (text(), text(), payloads()).prop_map(|(workflow_type, task_queue, input)| {
-            EventKind::WorkflowStarted {
+        (text(), text(), payloads(), workflow_timeouts()).prop_map(
+            |(workflow_type, task_queue, input, timeouts)| EventKind::WorkflowStarted {
                 workflow_type,
                 task_queue,
                 input,
+                timeouts,
             }
-        }),
+        ),
+        workflow_timeout().prop_map(|timeout| EventKind::WorkflowTimedOut { timeout }),
         Just(EventKind::WorkflowTaskScheduled),
         text().prop_map(|identity| EventKind::WorkflowTaskStarted { identity }),
         text().prop_map(|identity| EventKind::WorkflowTaskCompleted { identity }),
@@ -645,9 +679,9 @@ fn request() -> impl Strategy<Value = ProtocolRequest> {
                 request.task_queue = queue;
                 R::ListActivityExecutions { request }
             }),
-        (vec(text(), 3), payloads()).prop_map(|(names, input)| R::StartWorkflow {
-            request: StartWorkflowRequest::new(&names[0], &names[1], &names[2], input),
-        }),
+        (vec(text(), 3), payloads())
+            .prop_flat_map(|(names, input)| start_request(&names, input))
+            .prop_map(|request| R::StartWorkflow { request }),
         (text(), text(), duration()).prop_map(|(queue, identity, wait)| R::PollWorkflowTask {
             request: PollWorkflowTaskRequest::new(queue, identity).with_wait(wait),
         }),
