@@ -113,9 +113,12 @@ pub fn workflow_outcome(outcome: &WorkflowOutcome) -> Value {
         }
         WorkflowOutcome::Failed(f) => json!({ "status": "FAILED", "failure": workflow_failure(f) }),
         WorkflowOutcome::Canceled => json!({ "status": "CANCELED" }),
-        WorkflowOutcome::Terminated { reason } => {
-            json!({ "status": "TERMINATED", "reason": reason })
-        }
+        WorkflowOutcome::Terminated { reason, new_run_id } => match new_run_id {
+            Some(new_run_id) => {
+                json!({ "status": "TERMINATED", "reason": reason, "new_run_id": new_run_id })
+            }
+            None => json!({ "status": "TERMINATED", "reason": reason }),
+        },
         WorkflowOutcome::ContinuedAsNew { new_run_id } => {
             json!({ "status": "CONTINUED_AS_NEW", "new_run_id": new_run_id })
         }

@@ -1170,7 +1170,7 @@ async fn terminating_a_run_closes_it_at_once_with_who_and_why_and_no_code_runs()
     let reason = || "bad deploy".to_owned();
     assert_eq!(
         waiter.await.unwrap().unwrap(),
-        Some(WorkflowOutcome::Terminated { reason: reason() })
+        Some(WorkflowOutcome::terminated(reason()))
     );
     let h = history(&env, &run).await;
     assert_eq!(
@@ -1183,10 +1183,7 @@ async fn terminating_a_run_closes_it_at_once_with_who_and_why_and_no_code_runs()
     assert_ids_without_gaps(&h);
     let d = env.protocol.describe_workflow(run.clone()).await.unwrap();
     assert_eq!(d.state, WorkflowState::Terminated);
-    assert_eq!(
-        d.outcome,
-        Some(WorkflowOutcome::Terminated { reason: reason() })
-    );
+    assert_eq!(d.outcome, Some(WorkflowOutcome::terminated(reason())));
     assert!(d.close_time.is_some());
     // No workflow code runs any more: the started task's answer is refused.
     let err = env
@@ -1792,7 +1789,7 @@ async fn one_activity_per_task(env: &Env, id: &str, size: usize, max: u32) -> u3
 
 fn terminated_reason(d: &activity_core::workflow::WorkflowDescription) -> String {
     match &d.outcome {
-        Some(WorkflowOutcome::Terminated { reason }) => reason.clone(),
+        Some(WorkflowOutcome::Terminated { reason, .. }) => reason.clone(),
         other => panic!("not terminated: {other:?}"),
     }
 }

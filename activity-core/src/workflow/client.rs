@@ -341,9 +341,9 @@ impl<W: WorkflowDefinition> WorkflowHandle<W> {
     }
 
     /// Waits for the run's typed result, through engine restarts (up to a minute
-    /// of consecutive unavailability). A run that continued as new is followed
-    /// to the run that took over, and so on to the final result
-    /// (docs/semantics.md §3.1).
+    /// of consecutive unavailability). A run that continued as new, or was
+    /// reset, is followed to the run that took over, and so on to the final
+    /// result (docs/semantics.md §3.1).
     pub async fn result(&self) -> Result<W::Output, WorkflowCallError> {
         let mut workflow = self.workflow.clone();
         loop {
@@ -352,11 +352,12 @@ impl<W: WorkflowDefinition> WorkflowHandle<W> {
                     .wait_workflow_outcome(workflow.clone(), Duration::from_secs(60))
             })
             .await?;
+            if let Some(next) = outcome.as_ref().and_then(WorkflowOutcome::next_run) {
+                workflow = WorkflowRef::run(workflow.workflow_id, next);
+                continue;
+            }
             match outcome {
-                None => continue,
-                Some(WorkflowOutcome::ContinuedAsNew { new_run_id }) => {
-                    workflow = WorkflowRef::run(workflow.workflow_id, new_run_id);
-                }
+                None | Some(WorkflowOutcome::ContinuedAsNew { .. }) => continue,
                 Some(WorkflowOutcome::Completed(payload)) => {
                     return Ok(payload.decode_as(&format!("result of workflow `{}`", W::NAME))?)
                 }
@@ -364,7 +365,7 @@ impl<W: WorkflowDefinition> WorkflowHandle<W> {
                     return Err(WorkflowCallError::Failed(failure))
                 }
                 Some(WorkflowOutcome::Canceled) => return Err(WorkflowCallError::Canceled),
-                Some(WorkflowOutcome::Terminated { reason }) => {
+                Some(WorkflowOutcome::Terminated { reason, .. }) => {
                     return Err(WorkflowCallError::Terminated { reason })
                 }
                 Some(WorkflowOutcome::TimedOut { timeout }) => {
@@ -393,6 +394,44 @@ impl<W: WorkflowDefinition> WorkflowHandle<W> {
         self.protocol
             .terminate_workflow(self.workflow.clone(), reason.into(), client_identity())
             .await
+    }
+
+    /// Resets the run to event `to_event`, a `WorkflowTaskCompleted` of its
+    /// history (docs/semantics.md §3.1): a new run of the workflow id starts
+    /// with the history up to the task that event answered, that task failed
+    /// with the reset (this process, `reason`, the source run) and the
+    /// signals received after it; the current code redoes the task and
+    /// continues. The run, if running, is terminated naming the reset. Answers
+    /// a handle to the new run; this handle's [`result`](Self::result)
+    /// follows to it too. The usual use: after a bad deploy made the run's
+    /// tasks fail with nondeterminism, reset it to the last task the fixed code
+    /// agrees with.
+    ///
+    /// ```no_run
+    /// # use activity_core::{workflow, Client, WorkflowContext, WorkflowError};
+    /// # #[workflow]
+    /// # async fn checkout(ctx: WorkflowContext) -> Result<(), WorkflowError> { Ok(()) }
+    /// # async fn example(handle: activity_core::WorkflowHandle<checkout>) -> Result<(), activity_core::WorkflowCallError> {
+    /// let reset = handle.reset(9, "deploy 41 broke determinism").await?;
+    /// reset.result().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn reset(
+        &self,
+        to_event: u64,
+        reason: impl Into<String>,
+    ) -> Result<WorkflowHandle<W>, ProtocolError> {
+        let run = self
+            .protocol
+            .reset_workflow(
+                self.workflow.clone(),
+                to_event,
+                reason.into(),
+                client_identity(),
+            )
+            .await?;
+        Ok(WorkflowHandle::new(self.protocol.clone(), run))
     }
 
     /// Sends `signal` with `payload` to the run (docs/semantics.md §3.1): it is

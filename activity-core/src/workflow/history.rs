@@ -654,6 +654,11 @@ pub enum WorkflowOutcome {
     Terminated {
         /// Why, as given by who terminated it.
         reason: String,
+        /// The run that took over when the termination was a reset
+        /// (docs/semantics.md §3.1): handles follow it to the workflow's
+        /// outcome.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        new_run_id: Option<String>,
     },
     /// Continued as new: the run `new_run_id` of the same workflow id took
     /// over (its outcome is the workflow's).
@@ -669,6 +674,27 @@ pub enum WorkflowOutcome {
 }
 
 impl WorkflowOutcome {
+    /// Terminated for `reason` (not by a reset).
+    pub fn terminated(reason: impl Into<String>) -> Self {
+        WorkflowOutcome::Terminated {
+            reason: reason.into(),
+            new_run_id: None,
+        }
+    }
+
+    /// The run that took over from a run with this outcome (continued as new,
+    /// or reset), whose outcome is the workflow's.
+    pub fn next_run(&self) -> Option<&str> {
+        match self {
+            WorkflowOutcome::ContinuedAsNew { new_run_id } => Some(new_run_id),
+            WorkflowOutcome::Terminated {
+                new_run_id: Some(new_run_id),
+                ..
+            } => Some(new_run_id),
+            _ => None,
+        }
+    }
+
     /// The state a run with this outcome is in.
     pub fn state(&self) -> WorkflowState {
         match self {

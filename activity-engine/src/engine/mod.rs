@@ -1123,6 +1123,16 @@ impl ActivityProtocol for Engine {
                 self.terminate_run(workflow, reason, identity),
                 Rs::TerminateWorkflow,
             ),
+            Rq::ResetWorkflow {
+                workflow,
+                to_event,
+                reason,
+                identity,
+            } => answer(
+                span!("reset_workflow", workflow = %workflow, to_event, identity = %identity),
+                self.reset_run(workflow, to_event, reason, identity),
+                Rs::ResetWorkflow,
+            ),
             Rq::SignalWorkflow {
                 workflow,
                 signal_name,

@@ -94,6 +94,29 @@ impl Engine {
         })
     }
 
+    pub(super) async fn reset_run(
+        &self,
+        workflow: WorkflowRef,
+        to_event: u64,
+        reason: String,
+        identity: String,
+    ) -> Result<WorkflowRef, ProtocolError> {
+        check_identity(&identity)?;
+        self.check_payload(|| "the reset reason".into(), reason.len())?;
+        let reset = workflows::ResetIn {
+            to_event,
+            reason,
+            identity,
+            new_run_id: random_id()?,
+        };
+        let now = self.now_ms();
+        let run = self
+            .run(move |tx, fx| workflows::reset(tx, fx, &workflow, reset.clone(), now))
+            .await?;
+        tracing::debug!(workflow_id = %run.workflow_id, run_id = run.run_id.as_deref().unwrap_or(""), "workflow reset");
+        Ok(run)
+    }
+
     pub(super) async fn signal_run(
         &self,
         workflow: WorkflowRef,
@@ -338,8 +361,9 @@ impl Engine {
                 })
                 .await;
             match found {
-                Ok(Some(WorkflowOutcome::ContinuedAsNew { new_run_id })) if follow => {
-                    next = Some(new_run_id);
+                // Continued as new, or reset: the run that took over.
+                Ok(Some(outcome)) if follow && outcome.next_run().is_some() => {
+                    next = outcome.next_run().map(str::to_owned);
                     continue;
                 }
                 Ok(Some(outcome)) => break Ok(Some(outcome)),

@@ -162,7 +162,7 @@ fn check_history(
             identity,
         };
         append(tx, run, now, event)?;
-        close_run(tx, fx, run, WorkflowOutcome::Terminated { reason }, now)?;
+        close_run(tx, fx, run, WorkflowOutcome::terminated(reason), now)?;
         return Ok(true);
     }
     if !run.history_warned
@@ -1116,14 +1116,220 @@ pub(crate) fn terminate(
         },
     )?;
     tracing::debug!(workflow_id = %run.workflow_id, run_id = %run.run_id, %reason, "workflow run terminated");
-    close_run(
-        tx,
-        fx,
-        &mut run,
-        WorkflowOutcome::Terminated { reason },
-        now,
-    )?;
+    close_run(tx, fx, &mut run, WorkflowOutcome::terminated(reason), now)?;
     Ok(WorkflowState::Terminated)
+}
+
+/// A reset's arguments, checked (docs/semantics.md §3.1).
+#[derive(Clone)]
+pub(crate) struct ResetIn {
+    pub(crate) to_event: u64,
+    pub(crate) reason: String,
+    pub(crate) identity: String,
+    pub(crate) new_run_id: String,
+}
+
+/// Resets a run (docs/semantics.md §3.1): checks that `to_event` is one of
+/// its `WorkflowTaskCompleted` events; terminates the run if it is running
+/// (naming the reset and the new run); starts a new run of the workflow id
+/// whose history is the run's events before that task's answer (ending with
+/// its `WorkflowTaskStarted`), then `WorkflowTaskFailed` recording the reset,
+/// the signals received after that point, and a new workflow task. The
+/// activities and timers open at that point are scheduled again for the new
+/// run; those of later tasks are not carried over. Answers the new run.
+pub(crate) fn reset(
+    tx: &mut dyn Tx,
+    fx: &mut Effects,
+    workflow: &WorkflowRef,
+    reset: ResetIn,
+    now: i64,
+) -> Result<WorkflowRef, ProtocolError> {
+    let mut old = find_run(tx, workflow)?;
+    let history = tx.history(old.key)?;
+    let completed: Vec<u64> = history
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::WorkflowTaskCompleted { .. }))
+        .map(|e| e.event_id)
+        .collect();
+    let at = reset.to_event;
+    if !completed.contains(&at) || at < 2 {
+        let found = match history.get((at as usize).wrapping_sub(1)) {
+            Some(event) => format!("event {at} is {}", event.kind.name()),
+            None => format!("the run has no event {at} (it has {})", history.len()),
+        };
+        let choices = if completed.is_empty() {
+            "it has none yet: no workflow task of it completed".to_owned()
+        } else {
+            let list: Vec<String> = completed.iter().map(u64::to_string).collect();
+            format!("one of [{}]", list.join(", "))
+        };
+        return Err(ProtocolError::invalid_argument(
+            "to_event",
+            format!(
+                "{found}: a reset goes to a WorkflowTaskCompleted event of workflow `{}` run `{}`, {choices}",
+                old.workflow_id, old.run_id
+            ),
+        ));
+    }
+    if let Some(latest) = tx.latest_run(&old.workflow_id)? {
+        if latest.state == WorkflowState::Running && latest.key != old.key {
+            return Err(ProtocolError::AlreadyExists {
+                what: format!(
+                    "workflow `{}` (run `{}` is running: reset that run, or terminate it first)",
+                    latest.workflow_id, latest.run_id
+                ),
+            });
+        }
+    }
+    let ResetIn {
+        reason,
+        identity,
+        new_run_id,
+        ..
+    } = reset;
+    // Signals the run received after the reset point: in its history, and
+    // buffered while a task of it ran (dropped by its close).
+    let cut = (at - 1) as usize;
+    let mut signals: Vec<(i64, EventKind)> = history[cut..]
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::WorkflowSignaled { .. }))
+        .map(|e| (to_millis(e.time), e.kind.clone()))
+        .collect();
+    if !old.state.is_final() {
+        let buffered = tx.take_buffered(old.key)?;
+        signals.extend(
+            buffered
+                .into_iter()
+                .filter(|(_, kind)| matches!(kind, EventKind::WorkflowSignaled { .. })),
+        );
+        let why =
+            format!("reset to event {at} by {identity}: {reason}; run `{new_run_id}` took over");
+        append(
+            tx,
+            &mut old,
+            now,
+            EventKind::WorkflowTerminated {
+                reason: why.clone(),
+                identity: identity.clone(),
+            },
+        )?;
+        let outcome = WorkflowOutcome::Terminated {
+            reason: why,
+            new_run_id: Some(new_run_id.clone()),
+        };
+        close_run(tx, fx, &mut old, outcome, now)?;
+    }
+    let timeouts = match history.first().map(|e| &e.kind) {
+        Some(EventKind::WorkflowStarted { timeouts, .. }) => *timeouts,
+        _ => WorkflowTimeouts::default(),
+    };
+    let mut run = RunRecord {
+        key: 0,
+        workflow_id: old.workflow_id.clone(),
+        run_id: new_run_id,
+        workflow_type: old.workflow_type.clone(),
+        task_queue: old.task_queue.clone(),
+        input: old.input.clone(),
+        state: WorkflowState::Running,
+        outcome: None,
+        cancel_requested: false,
+        started_at: now,
+        closed_at: None,
+        history_length: 0,
+        task_state: WorkflowTaskState::Idle,
+        task_seq: 0,
+        task_scheduled_at: now,
+        task_started_at: None,
+        task_identity: None,
+        task_failures: 0,
+        history_size: 0,
+        history_warned: false,
+    };
+    run.key = tx.insert_run(&run)?;
+    let copied = &history[..cut];
+    for event in copied {
+        if matches!(event.kind, EventKind::WorkflowTaskScheduled) {
+            run.task_seq = run.task_seq.saturating_add(1);
+        }
+        if matches!(event.kind, EventKind::WorkflowCancelRequested) {
+            run.cancel_requested = true;
+        }
+        append(tx, &mut run, to_millis(event.time), event.kind.clone())?;
+    }
+    let message = format!(
+        "reset to event {at} of run `{}` by {identity}: {reason}",
+        old.run_id
+    );
+    append(tx, &mut run, now, EventKind::WorkflowTaskFailed { message })?;
+    for (time, kind) in signals {
+        append(tx, &mut run, time, kind)?;
+    }
+    reopen(tx, fx, &old, &run, copied, now)?;
+    set_run_timeouts(tx, fx, &run, &timeouts, now)?;
+    schedule_task(tx, fx, &mut run, now)?;
+    tx.update_run(&run)?;
+    fx.count_run(&run, WorkflowEvent::Started);
+    tracing::debug!(workflow_id = %run.workflow_id, run_id = %old.run_id, new_run_id = %run.run_id, to_event = at, "workflow run reset");
+    Ok(WorkflowRef::run(run.workflow_id, run.run_id))
+}
+
+/// Schedules again, for the reset run `run`, the activities and timers that
+/// were open at the end of `copied` (the old run's history up to the reset
+/// point): an activity with the options of its execution in `old`, a timer
+/// due when it was due (at once if that has passed).
+fn reopen(
+    tx: &mut dyn Tx,
+    fx: &mut Effects,
+    old: &RunRecord,
+    run: &RunRecord,
+    copied: &[HistoryEvent],
+    now: i64,
+) -> Result<(), ProtocolError> {
+    let mut activities = Vec::new();
+    let mut timers = Vec::new();
+    for event in copied {
+        match &event.kind {
+            EventKind::ActivityScheduled { seq, .. } => activities.push(*seq),
+            EventKind::ActivityCompleted { seq, .. } | EventKind::ActivityFailed { seq, .. } => {
+                activities.retain(|s| s != seq)
+            }
+            EventKind::TimerStarted { seq, duration } => {
+                timers.push((*seq, to_millis(event.time).saturating_add(ms(*duration))))
+            }
+            EventKind::TimerFired { seq } | EventKind::TimerCanceled { seq } => {
+                timers.retain(|(s, _)| s != seq)
+            }
+            _ => {}
+        }
+    }
+    for seq in activities {
+        let Some(exec) = tx.execution_by_seq(&old.run_id, seq)? else {
+            continue;
+        };
+        let mut record = rules::new_record(
+            exec.activity_id,
+            exec.activity_type,
+            exec.input,
+            exec.options,
+            now,
+        );
+        record.scope = run.run_id.clone();
+        record.workflow_id = Some(run.workflow_id.clone());
+        record.workflow_run_id = Some(run.run_id.clone());
+        record.workflow_seq = Some(seq);
+        rules::schedule(tx, fx, record)?;
+    }
+    for (seq, due_at) in timers {
+        let due_at = due_at.max(now);
+        tx.set_workflow_timer(&WorkflowTimerRecord {
+            run_key: run.key,
+            kind: WorkflowTimerKind::Timer,
+            seq,
+            due_at,
+        })?;
+        fx.timer_set(due_at);
+    }
+    Ok(())
 }
 
 /// A signal to deliver: its name, payload and sender.

@@ -335,7 +335,8 @@ fn workflow_outcome() -> impl Strategy<Value = WorkflowOutcome> {
         payload().prop_map(WorkflowOutcome::Completed),
         workflow_failure().prop_map(WorkflowOutcome::Failed),
         Just(WorkflowOutcome::Canceled),
-        text().prop_map(|reason| WorkflowOutcome::Terminated { reason }),
+        (text(), option::of(text()))
+            .prop_map(|(reason, new_run_id)| WorkflowOutcome::Terminated { reason, new_run_id }),
         text().prop_map(|new_run_id| WorkflowOutcome::ContinuedAsNew { new_run_id }),
         workflow_timeout().prop_map(|timeout| WorkflowOutcome::TimedOut { timeout }),
     ]
@@ -696,6 +697,14 @@ fn request() -> impl Strategy<Value = ProtocolRequest> {
                 identity,
             }
         }),
+        (workflow_ref(), any::<u64>(), text(), text()).prop_map(
+            |(workflow, to_event, reason, identity)| R::ResetWorkflow {
+                workflow,
+                to_event,
+                reason,
+                identity,
+            }
+        ),
         (workflow_ref(), text(), payload(), text()).prop_map(
             |(workflow, signal_name, input, identity)| R::SignalWorkflow {
                 workflow,
@@ -797,6 +806,7 @@ fn response() -> impl Strategy<Value = ProtocolResponse> {
         Just(R::FailWorkflowTask(())),
         workflow_state().prop_map(R::RequestCancelWorkflow),
         workflow_state().prop_map(R::TerminateWorkflow),
+        workflow_ref().prop_map(R::ResetWorkflow),
         workflow_ref().prop_map(R::SignalWorkflow),
         workflow_ref().prop_map(R::SignalWithStartWorkflow),
         payload().prop_map(R::QueryWorkflow),

@@ -213,7 +213,7 @@ pub(crate) async fn workflow(
                     (format!("FAILED: {failure}"), ExitCode::FAILURE)
                 }
                 WorkflowOutcome::Canceled => ("CANCELED".to_owned(), ExitCode::FAILURE),
-                WorkflowOutcome::Terminated { reason } => {
+                WorkflowOutcome::Terminated { reason, .. } => {
                     (format!("TERMINATED: {reason}"), ExitCode::FAILURE)
                 }
                 WorkflowOutcome::ContinuedAsNew { new_run_id } => (
