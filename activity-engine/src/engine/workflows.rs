@@ -332,13 +332,45 @@ pub(crate) fn start(
             .execution
             .map(|execution| from_millis(now.saturating_add(ms(execution))));
     }
-    let mut run = RunRecord {
+    let mut run = new_run_record(
+        new.workflow_id,
+        new.run_id,
+        new.workflow_type,
+        new.task_queue,
+        new.input,
+        now,
+    );
+    run.key = tx.insert_run(&run)?;
+    let started = EventKind::WorkflowStarted {
+        workflow_type: run.workflow_type.clone(),
+        task_queue: run.task_queue.clone(),
+        input: run.input.clone(),
+        timeouts,
+    };
+    append(tx, &mut run, now, started)?;
+    set_run_timeouts(tx, fx, &run, &timeouts, now)?;
+    schedule_task(tx, fx, &mut run, now)?;
+    tx.update_run(&run)?;
+    fx.count_run(&run, WorkflowEvent::Started);
+    Ok(WorkflowRef::run(run.workflow_id, run.run_id))
+}
+
+/// A new running run starting at `now`, before its first event.
+fn new_run_record(
+    workflow_id: String,
+    run_id: String,
+    workflow_type: String,
+    task_queue: String,
+    input: Vec<Payload>,
+    now: i64,
+) -> RunRecord {
+    RunRecord {
         key: 0,
-        workflow_id: new.workflow_id,
-        run_id: new.run_id,
-        workflow_type: new.workflow_type,
-        task_queue: new.task_queue,
-        input: new.input,
+        workflow_id,
+        run_id,
+        workflow_type,
+        task_queue,
+        input,
         state: WorkflowState::Running,
         outcome: None,
         cancel_requested: false,
@@ -353,20 +385,7 @@ pub(crate) fn start(
         task_failures: 0,
         history_size: 0,
         history_warned: false,
-    };
-    run.key = tx.insert_run(&run)?;
-    let started = EventKind::WorkflowStarted {
-        workflow_type: run.workflow_type.clone(),
-        task_queue: run.task_queue.clone(),
-        input: run.input.clone(),
-        timeouts,
-    };
-    append(tx, &mut run, now, started)?;
-    set_run_timeouts(tx, fx, &run, &timeouts, now)?;
-    schedule_task(tx, fx, &mut run, now)?;
-    tx.update_run(&run)?;
-    fx.count_run(&run, WorkflowEvent::Started);
-    Ok(WorkflowRef::run(run.workflow_id, run.run_id))
+    }
 }
 
 /// Sets the durable timers of a new run's timeouts: its run timeout from
@@ -1223,28 +1242,14 @@ pub(crate) fn reset(
         Some(EventKind::WorkflowStarted { timeouts, .. }) => *timeouts,
         _ => WorkflowTimeouts::default(),
     };
-    let mut run = RunRecord {
-        key: 0,
-        workflow_id: old.workflow_id.clone(),
-        run_id: new_run_id,
-        workflow_type: old.workflow_type.clone(),
-        task_queue: old.task_queue.clone(),
-        input: old.input.clone(),
-        state: WorkflowState::Running,
-        outcome: None,
-        cancel_requested: false,
-        started_at: now,
-        closed_at: None,
-        history_length: 0,
-        task_state: WorkflowTaskState::Idle,
-        task_seq: 0,
-        task_scheduled_at: now,
-        task_started_at: None,
-        task_identity: None,
-        task_failures: 0,
-        history_size: 0,
-        history_warned: false,
-    };
+    let mut run = new_run_record(
+        old.workflow_id.clone(),
+        new_run_id,
+        old.workflow_type.clone(),
+        old.task_queue.clone(),
+        old.input.clone(),
+        now,
+    );
     run.key = tx.insert_run(&run)?;
     let copied = &history[..cut];
     for event in copied {

@@ -249,6 +249,25 @@ pub(crate) async fn workflow(
             });
             print(connection, &value, &format!("{workflow} terminated"))?;
         }
+        WorkflowCommand::Reset {
+            target,
+            to_event,
+            reason,
+        } => {
+            let workflow = workflow_ref(target);
+            let run = protocol
+                .reset_workflow(workflow.clone(), to_event, reason, cli_identity())
+                .await?;
+            let run_id = run.run_id.unwrap_or_default();
+            let value = json!({
+                "workflow_id": run.workflow_id,
+                "run_id": run_id,
+                "reset_from": workflow.run_id,
+                "to_event": to_event,
+            });
+            let human = format!("{workflow} reset to event {to_event}: run `{run_id}` took over");
+            print(connection, &value, &human)?;
+        }
         WorkflowCommand::Signal {
             target,
             name,

@@ -296,6 +296,21 @@ pub(crate) enum WorkflowCommand {
         #[arg(long, value_name = "TEXT")]
         reason: String,
     },
+    /// Resets a run to one of its WorkflowTaskCompleted events: a new run of
+    /// the id starts with the history up to the task that event answered, and
+    /// the current code redoes that task and continues; the run, if running,
+    /// is terminated naming the reset. Its history records who (this user and
+    /// host) and why.
+    Reset {
+        #[command(flatten)]
+        target: WorkflowTarget,
+        /// The id of a WorkflowTaskCompleted event of the run (see `workflow history`).
+        #[arg(long, value_name = "N")]
+        to_event: u64,
+        /// Why, e.g. 'deploy 41 broke determinism'.
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+    },
     /// Sends a signal to a running run: recorded in its history and delivered
     /// to its code in arrival order.
     Signal {
