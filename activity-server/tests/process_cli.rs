@@ -1143,7 +1143,7 @@ async fn workflow_start_options_reset_and_a_followed_result_from_the_cli() {
         .await;
     assert!(followed.status.success(), "{followed:#?}");
     assert!(
-        followed.stdout.contains("followed 2 ContinuedAsNew")
+        followed.stdout.contains("followed 2 run(s) that took over")
             && followed.stdout.contains(&first_run)
             && followed.stdout.contains("liftoff"),
         "{followed:#?}"

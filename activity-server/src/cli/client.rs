@@ -194,11 +194,12 @@ pub(crate) async fn workflow(
             let mut value = view::workflow_outcome(&outcome);
             let mut note = String::new();
             if let Some(last) = followed.last() {
-                // The run asked for continued as new: its chain is followed
-                // to the final outcome, as without `--run-id`.
+                // The run asked for continued as new or was reset: the runs
+                // that took over are followed to the final outcome, as
+                // without `--run-id`.
                 value["followed_runs"] = json!(followed);
                 note = format!(
-                    "(followed {} ContinuedAsNew from run `{}` to run `{last}`)\n",
+                    "(followed {} run(s) that took over, from run `{}` to run `{last}`)\n",
                     followed.len(),
                     workflow.run_id.as_deref().unwrap_or_default()
                 );
@@ -406,7 +407,8 @@ fn kind_of(value: &Value) -> &'static str {
 }
 
 /// Long-polls for the run's outcome, until `limit` if given. A specific run
-/// that continued as new is followed to the run that took over, and so on to
+/// that continued as new (or was reset) is followed to the run that took
+/// over, and so on to
 /// the final outcome (as the latest run of an id is, docs/semantics.md §3.1);
 /// answers the outcome and the run ids followed.
 async fn wait_outcome(
@@ -425,9 +427,11 @@ async fn wait_outcome(
             .wait_workflow_outcome(workflow.clone(), wait)
             .await?
         {
-            Some(WorkflowOutcome::ContinuedAsNew { new_run_id }) if workflow.run_id.is_some() => {
-                followed.push(new_run_id.clone());
-                workflow = WorkflowRef::run(workflow.workflow_id, new_run_id);
+            // Continued as new, or reset: the run that took over.
+            Some(outcome) if workflow.run_id.is_some() && outcome.next_run().is_some() => {
+                let next = outcome.next_run().unwrap_or_default().to_owned();
+                followed.push(next.clone());
+                workflow = WorkflowRef::run(workflow.workflow_id, next);
                 continue;
             }
             Some(outcome) => return Ok((outcome, followed)),

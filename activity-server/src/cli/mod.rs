@@ -276,7 +276,8 @@ pub(crate) enum WorkflowCommand {
     },
     /// Describes a run: state, times, outcome.
     Describe(WorkflowTarget),
-    /// Waits for a run's outcome and prints it; exits 1 if it failed or was canceled.
+    /// Waits for a run's outcome and prints it, following the runs that took
+    /// over from it (continue-as-new, reset); exits 1 if it did not complete.
     Result {
         #[command(flatten)]
         target: WorkflowTarget,
