@@ -2624,3 +2624,186 @@ async fn the_id_reuse_policy_decides_whether_a_closed_id_starts_again() {
         .await
         .unwrap();
 }
+
+// ---------------------------------------------------------------- reset
+
+async fn signal(env: &Env, id: &str, name: &str) {
+    env.protocol
+        .signal_workflow(
+            WorkflowRef::latest(id),
+            name.into(),
+            json(name),
+            "test".into(),
+        )
+        .await
+        .expect("signal recorded");
+}
+
+fn signal_names(history: &[HistoryEvent]) -> Vec<&str> {
+    history
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::WorkflowSignaled { signal_name, .. } => Some(signal_name.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// docs/semantics.md §3.1: a reset terminates the running run, copies its
+/// history up to the chosen task, records the reset as that task's failure,
+/// re-applies the signals received after it (buffered ones too), schedules
+/// again what was open there and nothing the old run did later.
+#[tokio::test(start_paused = true)]
+async fn a_reset_copies_the_history_to_the_task_reapplies_later_signals_and_reopens_what_was_open()
+{
+    let env = Env::new().await;
+    let t0 = env.now();
+    let old = started_with(
+        &env,
+        "rs",
+        vec![
+            schedule(1, "a1", stc(600)),
+            Command::StartTimer {
+                seq: 1,
+                duration: secs(100),
+            },
+        ],
+    )
+    .await;
+    signal(&env, "rs", "early").await;
+    let second = next_wf(&env, "w").await;
+    complete_wf(&env, &second, vec![schedule(2, "a2", stc(600))]).await;
+    let reset_to = history(&env, &old).await.len() as u64 - 1;
+    signal(&env, "rs", "late").await;
+    let in_flight = next_wf(&env, "w").await;
+    signal(&env, "rs", "buffered").await;
+    let old_history = history(&env, &old).await;
+    assert_eq!(
+        old_history[reset_to as usize - 1].kind.name(),
+        "WorkflowTaskCompleted"
+    );
+
+    let new = env
+        .protocol
+        .reset_workflow(
+            WorkflowRef::latest("rs"),
+            reset_to,
+            "redo the second task".into(),
+            "ops@host".into(),
+        )
+        .await
+        .unwrap();
+    assert_ne!(new.run_id, old.run_id);
+    // The old run: terminated naming the reset and the new run.
+    let d = env.protocol.describe_workflow(old.clone()).await.unwrap();
+    let Some(WorkflowOutcome::Terminated { reason, new_run_id }) = d.outcome else {
+        panic!("{d:?}")
+    };
+    assert_eq!(new_run_id, new.run_id);
+    assert!(
+        reason.contains(&format!(
+            "reset to event {reset_to} by ops@host: redo the second task"
+        )),
+        "{reason}"
+    );
+    assert_late_answer_refused(&env, &in_flight, WorkflowState::Terminated).await;
+    // The new run: the copy, the reset, the later signals in order, a task.
+    let h = history(&env, &new).await;
+    let cut = reset_to as usize - 1;
+    assert_eq!(
+        h[..cut].iter().map(|e| &e.kind).collect::<Vec<_>>(),
+        old_history[..cut]
+            .iter()
+            .map(|e| &e.kind)
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        names(&h[cut..]),
+        [
+            "WorkflowTaskFailed",
+            "WorkflowSignaled",
+            "WorkflowSignaled",
+            "WorkflowTaskScheduled"
+        ]
+    );
+    assert_eq!(signal_names(&h), ["early", "late", "buffered"]);
+    assert_ids_without_gaps(&h);
+    // What was open at the reset point is scheduled again; a2, scheduled
+    // later by the old run, is not.
+    assert_eq!(
+        env.describe_execution_state(&new, "a1").await,
+        ExecutionState::Scheduled
+    );
+    assert_eq!(
+        env.describe_execution_state(&old, "a1").await,
+        ExecutionState::Canceled
+    );
+    let a2 = env
+        .protocol
+        .describe_execution(activity_ref(&new, "a2"))
+        .await
+        .unwrap_err();
+    assert!(matches!(a2, ProtocolError::NotFound { .. }), "{a2:?}");
+    // The handle of the old run follows to the new one.
+    let task = next_wf(&env, "w").await;
+    assert_eq!(Some(&task.run_id), new.run_id.as_ref());
+    complete_wf(&env, &task, vec![]).await;
+    let task = next_wf(&env, "w").await;
+    assert_eq!(env.secs_since(t0), 100.0, "the timer fires when it was due");
+    assert_eq!(
+        task.history.last().map(|e| e.kind.name()),
+        Some("WorkflowTaskStarted")
+    );
+    assert!(task
+        .history
+        .iter()
+        .any(|e| e.kind == EventKind::TimerFired { seq: 1 }));
+    complete_wf(
+        &env,
+        &task,
+        vec![Command::CompleteWorkflow {
+            result: json("reset done"),
+        }],
+    )
+    .await;
+    assert_eq!(
+        env.protocol
+            .wait_workflow_outcome(WorkflowRef::latest("rs"), secs(1))
+            .await
+            .unwrap(),
+        Some(WorkflowOutcome::Completed(json("reset done")))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reset_to_an_event_that_is_not_a_completed_task_is_refused_listing_the_choices() {
+    let env = Env::new().await;
+    let run = start(&env, "rz").await;
+    let err = env
+        .protocol
+        .reset_workflow(run.clone(), 2, "x".into(), "ops".into())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ProtocolError::InvalidArgument { field, message }
+            if field == "to_event" && message.contains("event 2 is WorkflowTaskScheduled")
+                && message.contains("no workflow task of it completed")),
+        "{err:?}"
+    );
+    let task = next_wf(&env, "w").await;
+    complete_wf(&env, &task, vec![schedule(1, "a1", stc(60))]).await;
+    for (to, says) in [(5, "event 5 is ActivityScheduled"), (99, "has no event 99")] {
+        let err = env
+            .protocol
+            .reset_workflow(run.clone(), to, "x".into(), "ops".into())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, ProtocolError::InvalidArgument { field, message }
+                if field == "to_event" && message.contains(says) && message.contains("one of [4]")),
+            "{err:?}"
+        );
+    }
+    let d = env.protocol.describe_workflow(run).await.unwrap();
+    assert_eq!(d.state, WorkflowState::Running, "nothing changed");
+}
