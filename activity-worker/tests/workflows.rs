@@ -1354,3 +1354,61 @@ async fn a_reset_after_a_nondeterministic_deploy_lets_the_new_code_finish_the_ru
     );
     stop(v2).await;
 }
+
+/// docs/semantics.md §3: the typed start sets the run and execution
+/// timeouts and the id-reuse policy; a run that times out fails its
+/// `result()` with `TimedOut`, and its id is then reused as the policy says.
+#[tokio::test(start_paused = true)]
+async fn the_typed_start_sets_timeouts_and_the_id_reuse_policy() {
+    use activity_core::workflow::{WorkflowIdReusePolicy, WorkflowTimeout};
+    let s = setup().await;
+    let worker = s.spawn("w");
+    let t0 = Instant::now();
+    let handle = nap::start(&s.client, 5)
+        .workflow_id("nap-timed")
+        .run_timeout(Duration::from_secs(3600))
+        .execution_timeout(Duration::from_secs(7200))
+        .await
+        .unwrap();
+    let err = handle.result().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            WorkflowCallError::TimedOut {
+                timeout: WorkflowTimeout::Run
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(err.to_string(), "workflow timed out: run timeout");
+    assert_eq!(t0.elapsed().as_secs(), 3600);
+    let refused = nap::start(&s.client, 1)
+        .workflow_id("nap-timed")
+        .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, WorkflowCallError::Protocol(ProtocolError::AlreadyExists { what })
+            if what.contains("TIMED_OUT") && what.contains("RejectDuplicate")),
+        "{refused}"
+    );
+    // A timed-out run did not complete successfully: FailedOnly reuses the id.
+    let again = nap::start(&s.client, 1)
+        .workflow_id("nap-timed")
+        .id_reuse_policy(WorkflowIdReusePolicy::AllowDuplicateFailedOnly)
+        .await
+        .unwrap();
+    assert_eq!(again.result().await.unwrap(), 3600);
+    // An execution timeout shorter than the run timeout is refused, naming it.
+    let invalid = nap::start(&s.client, 1)
+        .run_timeout(Duration::from_secs(60))
+        .execution_timeout(Duration::from_secs(30))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&invalid, WorkflowCallError::Protocol(ProtocolError::InvalidArgument { field, .. })
+            if field == "execution_timeout"),
+        "{invalid}"
+    );
+    stop(worker).await;
+}
