@@ -163,7 +163,7 @@ fn local_outcome(outcome: &LocalActivityOutcome) -> Value {
 
 /// A workflow run's description.
 pub fn workflow_description(d: &WorkflowDescription) -> Value {
-    json!({
+    let mut value = json!({
         "workflow_id": d.workflow_id,
         "run_id": d.run_id,
         "workflow_type": d.workflow_type,
@@ -176,7 +176,15 @@ pub fn workflow_description(d: &WorkflowDescription) -> Value {
         "outcome": d.outcome.as_ref().map_or(Value::Null, workflow_outcome),
         "task_failures": d.task_failures,
         "last_task_failure": d.last_task_failure,
-    })
+    });
+    // Only runs started with timeouts have deadlines.
+    if let Some(deadline) = d.run_deadline {
+        value["run_deadline"] = time(deadline);
+    }
+    if let Some(deadline) = d.execution_deadline {
+        value["execution_deadline"] = time(deadline);
+    }
+    value
 }
 
 /// One run of a workflow list.

@@ -2516,6 +2516,11 @@ async fn the_execution_timeout_is_carried_across_continue_as_new() {
         (Some(secs(60)), Some(secs(100)), Some(t0 + secs(100)))
     );
     // Its run timeout would end at 110 s; the chain's deadline, at 100 s.
+    let d = env.protocol.describe_workflow(second).await.unwrap();
+    assert_eq!(
+        (d.run_deadline, d.execution_deadline),
+        (Some(t0 + secs(110)), Some(t0 + secs(100)))
+    );
     let outcome = env
         .protocol
         .wait_workflow_outcome(WorkflowRef::latest("chain-t"), secs(3600))

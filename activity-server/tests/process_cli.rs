@@ -1097,6 +1097,13 @@ async fn workflow_start_options_reset_and_a_followed_result_from_the_cli() {
         "TIMED_OUT: run timeout",
         "{result:#?}"
     );
+    let described = s
+        .cli(&["workflow", "describe", "--id", "dozy", "--json"])
+        .await
+        .json();
+    assert_eq!(described["state"], "TIMED_OUT");
+    assert_eq!(described["outcome"]["timeout"], "run timeout");
+    assert!(described["run_deadline"].is_string(), "{described}");
     // The id-reuse policy refuses a new run of a closed id.
     let refused = s
         .cli(&start(

@@ -946,6 +946,14 @@ pub struct WorkflowDescription {
     /// The message of the latest of those failures, e.g. "workflow type `x`
     /// is not registered on this worker; registered types: [a, b]".
     pub last_task_failure: Option<String>,
+    /// When the run's run timeout ends (its start plus the run timeout), if
+    /// it has one (docs/semantics.md §3).
+    #[serde(default)]
+    pub run_deadline: Option<SystemTime>,
+    /// When its workflow's execution timeout ends, the same for every run of
+    /// a continue-as-new chain, if it has one.
+    #[serde(default)]
+    pub execution_deadline: Option<SystemTime>,
 }
 
 impl WorkflowDescription {
@@ -972,6 +980,8 @@ impl WorkflowDescription {
             outcome: None,
             task_failures: 0,
             last_task_failure: None,
+            run_deadline: None,
+            execution_deadline: None,
         }
     }
 }

@@ -959,6 +959,7 @@ impl Engine {
             let run = workflows::find_run(tx, &workflow)?;
             let mut description = workflows::describe(&run);
             description.last_task_failure = workflows::last_task_failure(tx, &run)?;
+            workflows::describe_deadlines(tx, &run, &mut description)?;
             Ok(description)
         })
         .await

@@ -418,7 +418,10 @@ fn set_run_timeouts(
 }
 
 /// The timeouts the run was started with (its `WorkflowStarted`).
-fn run_timeouts(tx: &mut dyn Tx, run: &RunRecord) -> Result<WorkflowTimeouts, ProtocolError> {
+pub(crate) fn run_timeouts(
+    tx: &mut dyn Tx,
+    run: &RunRecord,
+) -> Result<WorkflowTimeouts, ProtocolError> {
     let first = tx.history_page(
         run.key,
         crate::store::HistoryPage {
@@ -1416,6 +1419,20 @@ pub(crate) fn describe(run: &RunRecord) -> WorkflowDescription {
     d.outcome = run.outcome.clone();
     d.task_failures = run.task_failures;
     d
+}
+
+/// Sets the deadlines of the run's timeouts in its description.
+pub(crate) fn describe_deadlines(
+    tx: &mut dyn Tx,
+    run: &RunRecord,
+    description: &mut WorkflowDescription,
+) -> Result<(), ProtocolError> {
+    let timeouts = run_timeouts(tx, run)?;
+    description.run_deadline = timeouts
+        .run
+        .map(|timeout| from_millis(run.started_at.saturating_add(ms(timeout))));
+    description.execution_deadline = timeouts.execution_deadline;
+    Ok(())
 }
 
 /// The message of the run's latest `WorkflowTaskFailed`, when its latest tasks

@@ -502,6 +502,7 @@ fn workflow_state() -> impl Strategy<Value = WorkflowState> {
         Just(WorkflowState::Canceled),
         Just(WorkflowState::Terminated),
         Just(WorkflowState::ContinuedAsNew),
+        Just(WorkflowState::TimedOut),
     ]
 }
 
@@ -516,6 +517,7 @@ prop_compose! {
         outcome in option::of(workflow_outcome()),
         task_failures in any::<u32>(),
         last_task_failure in option::of(text()),
+        deadlines in (option::of(time()), option::of(time())),
     ) -> WorkflowDescription {
         let mut d = WorkflowDescription::new(&names[0], &names[1], &names[2], &names[3], state, start);
         d.close_time = close;
@@ -524,6 +526,7 @@ prop_compose! {
         d.outcome = outcome;
         d.task_failures = task_failures;
         d.last_task_failure = last_task_failure;
+        (d.run_deadline, d.execution_deadline) = deadlines;
         d
     }
 }
