@@ -208,6 +208,7 @@ pub fn event(e: &HistoryEvent) -> Value {
             task_queue,
             input,
             timeouts,
+            original_run_id,
         } => {
             let mut started = json!({
                 "workflow_type": workflow_type,
@@ -222,6 +223,9 @@ pub fn event(e: &HistoryEvent) -> Value {
             }
             if let Some(deadline) = timeouts.execution_deadline {
                 started["execution_deadline"] = time(deadline);
+            }
+            if let Some(original) = original_run_id {
+                started["original_run_id"] = json!(original);
             }
             started
         }

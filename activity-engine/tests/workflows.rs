@@ -173,6 +173,7 @@ async fn a_started_workflow_gets_a_task_whose_history_ends_with_its_start() {
             task_queue: QUEUE.into(),
             input: vec![json("order-1")],
             timeouts: Default::default(),
+            original_run_id: None,
         }
     );
     assert_eq!(
@@ -2716,11 +2717,18 @@ async fn a_reset_copies_the_history_to_the_task_reapplies_later_signals_and_reop
     let h = history(&env, &new).await;
     let cut = reset_to as usize - 1;
     assert_eq!(
-        h[..cut].iter().map(|e| &e.kind).collect::<Vec<_>>(),
-        old_history[..cut]
+        h[1..cut].iter().map(|e| &e.kind).collect::<Vec<_>>(),
+        old_history[1..cut]
             .iter()
             .map(|e| &e.kind)
             .collect::<Vec<_>>()
+    );
+    // Its start names the run whose id seeds the copied history's random values.
+    assert!(
+        matches!(&h[0].kind, EventKind::WorkflowStarted { original_run_id, .. }
+            if original_run_id == &old.run_id),
+        "{:?}",
+        h[0]
     );
     assert_eq!(
         names(&h[cut..]),

@@ -1246,7 +1246,8 @@ static REDEPLOYED_VERSION: AtomicU32 = AtomicU32::new(1);
 /// sleeps and runs another step there instead.
 #[workflow]
 async fn redeployed(ctx: WorkflowContext) -> Result<String, WorkflowError> {
-    step::call(&ctx, "first step".into())
+    let lucky = ctx.random_u64() % 1000;
+    step::call(&ctx, format!("first step {lucky}"))
         .task_queue(ACTS)
         .await?;
     if REDEPLOYED_VERSION.load(Ordering::SeqCst) == 1 {
@@ -1255,9 +1256,10 @@ async fn redeployed(ctx: WorkflowContext) -> Result<String, WorkflowError> {
             .await?);
     }
     ctx.sleep(Duration::from_secs(1)).await;
-    Ok(step::call(&ctx, "v2 second".into())
+    let second = step::call(&ctx, "v2 second".into())
         .task_queue(ACTS)
-        .await?)
+        .await?;
+    Ok(format!("{second} after {lucky}"))
 }
 
 /// docs/semantics.md §3.1: after a deploy whose code fails a run's tasks with
@@ -1275,6 +1277,16 @@ async fn a_reset_after_a_nondeterministic_deploy_lets_the_new_code_finish_the_ru
         .unwrap();
     s.wait_for_run("v1 second", 1).await;
     stop(v1).await;
+    let first_step = s
+        .probe
+        .runs
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|r| r.starts_with("first step "))
+        .cloned()
+        .expect("the first step ran");
+    let lucky = first_step.trim_start_matches("first step ").to_owned();
     // The deploy: version 2 departs from the history at the second task.
     REDEPLOYED_VERSION.store(2, Ordering::SeqCst);
     let v2 = s.spawn("v2");
@@ -1306,9 +1318,10 @@ async fn a_reset_after_a_nondeterministic_deploy_lets_the_new_code_finish_the_ru
         .await
         .expect("the reset run completes")
         .unwrap();
-    assert_eq!(result, "v2 second done");
+    // The replayed code drew the random value the history was written with.
+    assert_eq!(result, format!("v2 second done after {lucky}"));
     assert_eq!(
-        s.probe.count("first step"),
+        s.probe.count(&first_step),
         1,
         "resolved before the reset point"
     );
@@ -1330,11 +1343,11 @@ async fn a_reset_after_a_nondeterministic_deploy_lets_the_new_code_finish_the_ru
     let new_history = reset.history().await.unwrap();
     let cut = (completed[1] - 1) as usize;
     assert_eq!(
-        new_history[..cut]
+        new_history[1..cut]
             .iter()
             .map(|e| &e.kind)
             .collect::<Vec<_>>(),
-        history[..cut].iter().map(|e| &e.kind).collect::<Vec<_>>()
+        history[1..cut].iter().map(|e| &e.kind).collect::<Vec<_>>()
     );
     let EventKind::WorkflowTaskFailed { message } = &new_history[cut].kind else {
         panic!("{:#?}", new_history[cut])

@@ -95,6 +95,11 @@ pub enum EventKind {
         /// carries them on.
         #[serde(default)]
         timeouts: WorkflowTimeouts,
+        /// Set in the copy a reset makes: the run the history was first
+        /// written by, whose id seeds the random values (docs/semantics.md
+        /// §3.1).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        original_run_id: Option<String>,
     },
     /// A workflow task was scheduled (new events wait for the code).
     WorkflowTaskScheduled,

@@ -346,6 +346,7 @@ pub(crate) fn start(
         task_queue: run.task_queue.clone(),
         input: run.input.clone(),
         timeouts,
+        original_run_id: None,
     };
     append(tx, &mut run, now, started)?;
     set_run_timeouts(tx, fx, &run, &timeouts, now)?;
@@ -1255,14 +1256,25 @@ pub(crate) fn reset(
     );
     run.key = tx.insert_run(&run)?;
     let copied = &history[..cut];
-    for event in copied {
+    for (n, event) in copied.iter().enumerate() {
+        let mut kind = event.kind.clone();
+        if let (
+            0,
+            EventKind::WorkflowStarted {
+                original_run_id, ..
+            },
+        ) = (n, &mut kind)
+        {
+            // The random values of the copied history came from this seed.
+            original_run_id.get_or_insert_with(|| old.run_id.clone());
+        }
         if matches!(event.kind, EventKind::WorkflowTaskScheduled) {
             run.task_seq = run.task_seq.saturating_add(1);
         }
         if matches!(event.kind, EventKind::WorkflowCancelRequested) {
             run.cancel_requested = true;
         }
-        append(tx, &mut run, to_millis(event.time), event.kind.clone())?;
+        append(tx, &mut run, to_millis(event.time), kind)?;
     }
     let message = format!(
         "reset to event {at} of run `{}` by {identity}: {reason}",

@@ -375,14 +375,24 @@ fn start_request(
 
 fn event_kind() -> impl Strategy<Value = EventKind> {
     prop_oneof![
-        (text(), text(), payloads(), workflow_timeouts()).prop_map(
-            |(workflow_type, task_queue, input, timeouts)| EventKind::WorkflowStarted {
-                workflow_type,
-                task_queue,
-                input,
-                timeouts,
-            }
-        ),
+        (
+            text(),
+            text(),
+            payloads(),
+            workflow_timeouts(),
+            option::of(text())
+        )
+            .prop_map(
+                |(workflow_type, task_queue, input, timeouts, original_run_id)| {
+                    EventKind::WorkflowStarted {
+                        workflow_type,
+                        task_queue,
+                        input,
+                        timeouts,
+                        original_run_id,
+                    }
+                }
+            ),
         workflow_timeout().prop_map(|timeout| EventKind::WorkflowTimedOut { timeout }),
         Just(EventKind::WorkflowTaskScheduled),
         text().prop_map(|identity| EventKind::WorkflowTaskStarted { identity }),
