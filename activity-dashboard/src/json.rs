@@ -113,11 +113,17 @@ pub fn workflow_outcome(outcome: &WorkflowOutcome) -> Value {
         }
         WorkflowOutcome::Failed(f) => json!({ "status": "FAILED", "failure": workflow_failure(f) }),
         WorkflowOutcome::Canceled => json!({ "status": "CANCELED" }),
-        WorkflowOutcome::Terminated { reason } => {
-            json!({ "status": "TERMINATED", "reason": reason })
-        }
+        WorkflowOutcome::Terminated { reason, new_run_id } => match new_run_id {
+            Some(new_run_id) => {
+                json!({ "status": "TERMINATED", "reason": reason, "new_run_id": new_run_id })
+            }
+            None => json!({ "status": "TERMINATED", "reason": reason }),
+        },
         WorkflowOutcome::ContinuedAsNew { new_run_id } => {
             json!({ "status": "CONTINUED_AS_NEW", "new_run_id": new_run_id })
+        }
+        WorkflowOutcome::TimedOut { timeout } => {
+            json!({ "status": "TIMED_OUT", "timeout": timeout.to_string() })
         }
     }
 }
@@ -157,7 +163,7 @@ fn local_outcome(outcome: &LocalActivityOutcome) -> Value {
 
 /// A workflow run's description.
 pub fn workflow_description(d: &WorkflowDescription) -> Value {
-    json!({
+    let mut value = json!({
         "workflow_id": d.workflow_id,
         "run_id": d.run_id,
         "workflow_type": d.workflow_type,
@@ -170,7 +176,15 @@ pub fn workflow_description(d: &WorkflowDescription) -> Value {
         "outcome": d.outcome.as_ref().map_or(Value::Null, workflow_outcome),
         "task_failures": d.task_failures,
         "last_task_failure": d.last_task_failure,
-    })
+    });
+    // Only runs started with timeouts have deadlines.
+    if let Some(deadline) = d.run_deadline {
+        value["run_deadline"] = time(deadline);
+    }
+    if let Some(deadline) = d.execution_deadline {
+        value["execution_deadline"] = time(deadline);
+    }
+    value
 }
 
 /// One run of a workflow list.
@@ -193,11 +207,29 @@ pub fn event(e: &HistoryEvent) -> Value {
             workflow_type,
             task_queue,
             input,
-        } => json!({
-            "workflow_type": workflow_type,
-            "task_queue": task_queue,
-            "input": input.iter().map(payload).collect::<Vec<_>>(),
-        }),
+            timeouts,
+            original_run_id,
+        } => {
+            let mut started = json!({
+                "workflow_type": workflow_type,
+                "task_queue": task_queue,
+                "input": input.iter().map(payload).collect::<Vec<_>>(),
+            });
+            if let Some(run) = timeouts.run {
+                started["run_timeout_ms"] = json!(millis(run));
+            }
+            if let Some(execution) = timeouts.execution {
+                started["execution_timeout_ms"] = json!(millis(execution));
+            }
+            if let Some(deadline) = timeouts.execution_deadline {
+                started["execution_deadline"] = time(deadline);
+            }
+            if let Some(original) = original_run_id {
+                started["original_run_id"] = json!(original);
+            }
+            started
+        }
+        EventKind::WorkflowTimedOut { timeout } => json!({ "timeout": timeout.to_string() }),
         EventKind::WorkflowTaskStarted { identity }
         | EventKind::WorkflowTaskCompleted { identity } => json!({ "identity": identity }),
         EventKind::WorkflowTaskFailed { message } => json!({ "message": message }),

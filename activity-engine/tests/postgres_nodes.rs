@@ -437,3 +437,51 @@ async fn the_url_names_the_schema_of_the_tables() {
         "{message}"
     );
 }
+
+/// docs/semantics.md §3: a run timeout is a durable timer that either node
+/// may fire; each run is closed TIMED_OUT once, with one `WorkflowTimedOut`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_time_out_each_run_once() {
+    use activity_core::workflow::{StartWorkflowRequest, WorkflowOutcome, WorkflowTimeout};
+    let Some((a, b)) = two_nodes().await else {
+        return;
+    };
+    let nodes: [Arc<dyn ActivityProtocol>; 2] = [a.protocol(), b.protocol()];
+    let mut runs = Vec::new();
+    for n in 0..20 {
+        let mut request =
+            StartWorkflowRequest::new(format!("timed-{n}"), "nobody_serves", "timed", vec![]);
+        request.run_timeout = Some(Duration::from_millis(500));
+        runs.push(nodes[n % 2].start_workflow(request).await.expect("starts"));
+    }
+    for (n, run) in runs.iter().enumerate() {
+        let outcome = nodes[(n + 1) % 2]
+            .wait_workflow_outcome(run.clone(), Duration::from_secs(30))
+            .await
+            .expect("waits");
+        assert_eq!(
+            outcome,
+            Some(WorkflowOutcome::TimedOut {
+                timeout: WorkflowTimeout::Run
+            }),
+            "{run}"
+        );
+    }
+    // Both nodes have had time to fire the timers again: nothing more happens.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for run in &runs {
+        let history = nodes[0]
+            .workflow_history(run.clone())
+            .await
+            .expect("history");
+        let timed_out = history
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::WorkflowTimedOut { .. }))
+            .count();
+        assert_eq!(timed_out, 1, "{run}: {history:#?}");
+        assert!(matches!(
+            history.last().map(|e| &e.kind),
+            Some(EventKind::WorkflowTimedOut { .. })
+        ));
+    }
+}

@@ -17,7 +17,7 @@ use activity_core::{
     workflow::{
         Command, EventKind, HistoryEvent, ListWorkflowsRequest, LocalActivityOutcome,
         PollWorkflowTaskRequest, StartWorkflowRequest, WorkflowFailure, WorkflowOutcome,
-        WorkflowRef, WorkflowState, WorkflowTask,
+        WorkflowRef, WorkflowState, WorkflowTask, WorkflowTimeout,
     },
     ActivityFailure,
 };
@@ -173,6 +173,8 @@ async fn a_started_workflow_gets_a_task_whose_history_ends_with_its_start() {
             workflow_type: "order".into(),
             task_queue: QUEUE.into(),
             input: vec![json("order-1")],
+            timeouts: Default::default(),
+            original_run_id: None,
         }
     );
     assert_eq!(
@@ -1170,7 +1172,7 @@ async fn terminating_a_run_closes_it_at_once_with_who_and_why_and_no_code_runs()
     let reason = || "bad deploy".to_owned();
     assert_eq!(
         waiter.await.unwrap().unwrap(),
-        Some(WorkflowOutcome::Terminated { reason: reason() })
+        Some(WorkflowOutcome::terminated(reason()))
     );
     let h = history(&env, &run).await;
     assert_eq!(
@@ -1183,10 +1185,7 @@ async fn terminating_a_run_closes_it_at_once_with_who_and_why_and_no_code_runs()
     assert_ids_without_gaps(&h);
     let d = env.protocol.describe_workflow(run.clone()).await.unwrap();
     assert_eq!(d.state, WorkflowState::Terminated);
-    assert_eq!(
-        d.outcome,
-        Some(WorkflowOutcome::Terminated { reason: reason() })
-    );
+    assert_eq!(d.outcome, Some(WorkflowOutcome::terminated(reason())));
     assert!(d.close_time.is_some());
     // No workflow code runs any more: the started task's answer is refused.
     let err = env
@@ -1792,7 +1791,7 @@ async fn one_activity_per_task(env: &Env, id: &str, size: usize, max: u32) -> u3
 
 fn terminated_reason(d: &activity_core::workflow::WorkflowDescription) -> String {
     match &d.outcome {
-        Some(WorkflowOutcome::Terminated { reason }) => reason.clone(),
+        Some(WorkflowOutcome::Terminated { reason, .. }) => reason.clone(),
         other => panic!("not terminated: {other:?}"),
     }
 }
@@ -2266,7 +2265,7 @@ async fn continue_as_new_closes_the_run_and_starts_the_next_with_a_fresh_history
     );
     assert!(matches!(
         &new_history[0].kind,
-        EventKind::WorkflowStarted { workflow_type, task_queue, input }
+        EventKind::WorkflowStarted { workflow_type, task_queue, input, .. }
             if workflow_type == "order" && task_queue == QUEUE && input == &vec![json("next")]
     ));
     // The old run's task token is refused; its timer fires into nothing.
@@ -2357,4 +2356,468 @@ async fn a_query_is_handed_out_only_after_the_runs_first_task_completed() {
         .await
         .unwrap();
     assert_eq!(asked.await.unwrap().unwrap(), json("ready"));
+}
+
+// ---------------------------------------------------------------- start options
+
+/// Completing `task` of a run that closed `state` meanwhile is refused.
+async fn assert_late_answer_refused(env: &Env, task: &WorkflowTask, state: WorkflowState) {
+    let err = env
+        .protocol
+        .complete_workflow_task(
+            task.task_token.clone(),
+            vec![Command::CompleteWorkflow { result: json(1) }],
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ProtocolError::AlreadyClosed { reason: ClosedReason::WorkflowClosed(s), .. } if *s == state),
+        "{err:?}"
+    );
+}
+
+fn timed(id: &str, run: Option<u64>, execution: Option<u64>) -> StartWorkflowRequest {
+    let mut request = start_request(id);
+    request.run_timeout = run.map(secs);
+    request.execution_timeout = execution.map(secs);
+    request
+}
+
+/// docs/semantics.md §3: a run that reaches its run timeout is closed
+/// TIMED_OUT by the engine's timer, through the common close: its activities
+/// are told the workflow closed, its timers dropped, a task in a worker's
+/// hands refused.
+#[tokio::test(start_paused = true)]
+async fn a_run_that_reaches_its_run_timeout_is_closed_timed_out_with_what_it_left_running() {
+    let env = Env::new().await;
+    let t0 = env.now();
+    let run = env
+        .protocol
+        .start_workflow(timed("slow", Some(60), None))
+        .await
+        .unwrap();
+    let task = next_wf(&env, "w").await;
+    complete_wf(
+        &env,
+        &task,
+        vec![
+            schedule(1, "queued", stc(600)),
+            Command::StartTimer {
+                seq: 1,
+                duration: secs(3600),
+            },
+        ],
+    )
+    .await;
+    let outcome = env
+        .protocol
+        .wait_workflow_outcome(run.clone(), secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(
+        env.secs_since(t0),
+        60.0,
+        "closed when its run timeout ended"
+    );
+    let timed_out = WorkflowOutcome::TimedOut {
+        timeout: WorkflowTimeout::Run,
+    };
+    assert_eq!(outcome, Some(timed_out.clone()));
+    let h = history(&env, &run).await;
+    assert_eq!(
+        h.last().map(|e| &e.kind),
+        Some(&EventKind::WorkflowTimedOut {
+            timeout: WorkflowTimeout::Run
+        })
+    );
+    assert_ids_without_gaps(&h);
+    let d = env.protocol.describe_workflow(run.clone()).await.unwrap();
+    assert_eq!(
+        (d.state, d.outcome),
+        (WorkflowState::TimedOut, Some(timed_out))
+    );
+    assert_eq!(
+        env.describe_execution_state(&run, "queued").await,
+        ExecutionState::Canceled
+    );
+    assert!(env.poll_now().await.is_none());
+    tokio::time::sleep(secs(7200)).await;
+    assert_eq!(history(&env, &run).await, h, "the timer was dropped");
+    assert!(poll_wf(&env, "w", secs(0)).await.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_in_a_workers_hands_when_the_run_times_out_is_refused() {
+    let env = Env::new().await;
+    let run = env
+        .protocol
+        .start_workflow(timed("busy", Some(5), None))
+        .await
+        .unwrap();
+    let task = next_wf(&env, "w").await;
+    tokio::time::sleep(secs(6)).await;
+    assert_late_answer_refused(&env, &task, WorkflowState::TimedOut).await;
+    let h = history(&env, &run).await;
+    assert_eq!(
+        names(&h),
+        [
+            "WorkflowStarted",
+            "WorkflowTaskScheduled",
+            "WorkflowTaskStarted",
+            "WorkflowTimedOut"
+        ]
+    );
+}
+
+/// docs/semantics.md §3: the execution timeout runs across continue-as-new:
+/// each run gets the run timeout anew, the chain's deadline is carried.
+#[tokio::test(start_paused = true)]
+async fn the_execution_timeout_is_carried_across_continue_as_new() {
+    let env = Env::new().await;
+    let t0 = env.now();
+    let first = env
+        .protocol
+        .start_workflow(timed("chain-t", Some(60), Some(100)))
+        .await
+        .unwrap();
+    let task = next_wf(&env, "w").await;
+    complete_wf(
+        &env,
+        &task,
+        vec![Command::StartTimer {
+            seq: 1,
+            duration: secs(50),
+        }],
+    )
+    .await;
+    let task = next_wf(&env, "w").await;
+    assert_eq!(env.secs_since(t0), 50.0);
+    complete_wf(
+        &env,
+        &task,
+        vec![Command::ContinueAsNew {
+            input: vec![json("next")],
+        }],
+    )
+    .await;
+    let d = env.protocol.describe_workflow(first).await.unwrap();
+    let Some(WorkflowOutcome::ContinuedAsNew { new_run_id }) = d.outcome else {
+        panic!("{d:?}")
+    };
+    let second = WorkflowRef::run("chain-t", &new_run_id);
+    let started = history(&env, &second).await.remove(0).kind;
+    let EventKind::WorkflowStarted { timeouts, .. } = started else {
+        panic!("{started:?}")
+    };
+    assert_eq!(
+        (
+            timeouts.run,
+            timeouts.execution,
+            timeouts.execution_deadline
+        ),
+        (Some(secs(60)), Some(secs(100)), Some(t0 + secs(100)))
+    );
+    // Its run timeout would end at 110 s; the chain's deadline, at 100 s.
+    let d = env.protocol.describe_workflow(second).await.unwrap();
+    assert_eq!(
+        (d.run_deadline, d.execution_deadline),
+        (Some(t0 + secs(110)), Some(t0 + secs(100)))
+    );
+    let outcome = env
+        .protocol
+        .wait_workflow_outcome(WorkflowRef::latest("chain-t"), secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(env.secs_since(t0), 100.0);
+    assert_eq!(
+        outcome,
+        Some(WorkflowOutcome::TimedOut {
+            timeout: WorkflowTimeout::Execution
+        })
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn invalid_timeouts_are_refused_naming_the_field() {
+    let env = Env::new().await;
+    for (request, field, says) in [
+        (timed("t", Some(0), None), "run_timeout", "more than zero"),
+        (
+            timed("t", None, Some(0)),
+            "execution_timeout",
+            "more than zero",
+        ),
+        (
+            timed("t", Some(60), Some(30)),
+            "execution_timeout",
+            "less than run_timeout",
+        ),
+    ] {
+        let err = env.protocol.start_workflow(request).await.unwrap_err();
+        assert!(
+            matches!(&err, ProtocolError::InvalidArgument { field: f, message }
+                if f == field && message.contains(says)),
+            "{err:?}"
+        );
+    }
+    assert!(env
+        .protocol
+        .list_workflows(ListWorkflowsRequest::new())
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// docs/semantics.md §3: the id-reuse policy says whether a closed id may
+/// start again; a running run always refuses.
+#[tokio::test(start_paused = true)]
+async fn the_id_reuse_policy_decides_whether_a_closed_id_starts_again() {
+    use activity_core::workflow::WorkflowIdReusePolicy as Policy;
+    let env = Env::new().await;
+    let with = |id: &str, policy| start_request(id).with_id_reuse_policy(policy);
+    let refused = |err: &ProtocolError, policy: &str| {
+        assert!(
+            matches!(err, ProtocolError::AlreadyExists { what }
+                if what.contains(policy) && what.contains("closed")),
+            "{err:?}"
+        );
+    };
+    // Completed: only AllowDuplicate starts again.
+    let done = started_with(
+        &env,
+        "done",
+        vec![Command::CompleteWorkflow { result: json(1) }],
+    )
+    .await;
+    for policy in [Policy::RejectDuplicate, Policy::AllowDuplicateFailedOnly] {
+        let err = env
+            .protocol
+            .start_workflow(with("done", policy))
+            .await
+            .unwrap_err();
+        refused(&err, policy.as_str());
+    }
+    let again = env
+        .protocol
+        .start_workflow(with("done", Policy::AllowDuplicate))
+        .await
+        .unwrap();
+    assert_ne!(again.run_id, done.run_id);
+    // A running run refuses whatever the policy.
+    let err = env
+        .protocol
+        .start_workflow(with("done", Policy::AllowDuplicate))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ProtocolError::AlreadyExists { what } if what.contains("is running")),
+        "{err:?}"
+    );
+    // Terminated (not successful): AllowDuplicateFailedOnly starts again,
+    // RejectDuplicate does not.
+    let broken = start(&env, "broken").await;
+    env.protocol
+        .terminate_workflow(broken, "stop".into(), "test".into())
+        .await
+        .unwrap();
+    let err = env
+        .protocol
+        .start_workflow(with("broken", Policy::RejectDuplicate))
+        .await
+        .unwrap_err();
+    refused(&err, "RejectDuplicate");
+    env.protocol
+        .start_workflow(with("broken", Policy::AllowDuplicateFailedOnly))
+        .await
+        .unwrap();
+}
+
+// ---------------------------------------------------------------- reset
+
+async fn signal(env: &Env, id: &str, name: &str) {
+    env.protocol
+        .signal_workflow(
+            WorkflowRef::latest(id),
+            name.into(),
+            json(name),
+            "test".into(),
+        )
+        .await
+        .expect("signal recorded");
+}
+
+fn signal_names(history: &[HistoryEvent]) -> Vec<&str> {
+    history
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::WorkflowSignaled { signal_name, .. } => Some(signal_name.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// docs/semantics.md §3.1: a reset terminates the running run, copies its
+/// history up to the chosen task, records the reset as that task's failure,
+/// re-applies the signals received after it (buffered ones too), schedules
+/// again what was open there and nothing the old run did later.
+#[tokio::test(start_paused = true)]
+async fn a_reset_copies_the_history_to_the_task_reapplies_later_signals_and_reopens_what_was_open()
+{
+    let env = Env::new().await;
+    let t0 = env.now();
+    let old = started_with(
+        &env,
+        "rs",
+        vec![
+            schedule(1, "a1", stc(600)),
+            Command::StartTimer {
+                seq: 1,
+                duration: secs(100),
+            },
+        ],
+    )
+    .await;
+    signal(&env, "rs", "early").await;
+    let second = next_wf(&env, "w").await;
+    complete_wf(&env, &second, vec![schedule(2, "a2", stc(600))]).await;
+    let reset_to = history(&env, &old).await.len() as u64 - 1;
+    signal(&env, "rs", "late").await;
+    let in_flight = next_wf(&env, "w").await;
+    signal(&env, "rs", "buffered").await;
+    let old_history = history(&env, &old).await;
+    assert_eq!(
+        old_history[reset_to as usize - 1].kind.name(),
+        "WorkflowTaskCompleted"
+    );
+
+    let new = env
+        .protocol
+        .reset_workflow(
+            WorkflowRef::latest("rs"),
+            reset_to,
+            "redo the second task".into(),
+            "ops@host".into(),
+        )
+        .await
+        .unwrap();
+    assert_ne!(new.run_id, old.run_id);
+    // The old run: terminated naming the reset and the new run.
+    let d = env.protocol.describe_workflow(old.clone()).await.unwrap();
+    let Some(WorkflowOutcome::Terminated { reason, new_run_id }) = d.outcome else {
+        panic!("{d:?}")
+    };
+    assert_eq!(new_run_id, new.run_id);
+    assert!(
+        reason.contains(&format!(
+            "reset to event {reset_to} by ops@host: redo the second task"
+        )),
+        "{reason}"
+    );
+    assert_late_answer_refused(&env, &in_flight, WorkflowState::Terminated).await;
+    // The new run: the copy, the reset, the later signals in order, a task.
+    let h = history(&env, &new).await;
+    let cut = reset_to as usize - 1;
+    assert_eq!(
+        h[1..cut].iter().map(|e| &e.kind).collect::<Vec<_>>(),
+        old_history[1..cut]
+            .iter()
+            .map(|e| &e.kind)
+            .collect::<Vec<_>>()
+    );
+    // Its start names the run whose id seeds the copied history's random values.
+    assert!(
+        matches!(&h[0].kind, EventKind::WorkflowStarted { original_run_id, .. }
+            if original_run_id == &old.run_id),
+        "{:?}",
+        h[0]
+    );
+    assert_eq!(
+        names(&h[cut..]),
+        [
+            "WorkflowTaskFailed",
+            "WorkflowSignaled",
+            "WorkflowSignaled",
+            "WorkflowTaskScheduled"
+        ]
+    );
+    assert_eq!(signal_names(&h), ["early", "late", "buffered"]);
+    assert_ids_without_gaps(&h);
+    // What was open at the reset point is scheduled again; a2, scheduled
+    // later by the old run, is not.
+    assert_eq!(
+        env.describe_execution_state(&new, "a1").await,
+        ExecutionState::Scheduled
+    );
+    assert_eq!(
+        env.describe_execution_state(&old, "a1").await,
+        ExecutionState::Canceled
+    );
+    let a2 = env
+        .protocol
+        .describe_execution(activity_ref(&new, "a2"))
+        .await
+        .unwrap_err();
+    assert!(matches!(a2, ProtocolError::NotFound { .. }), "{a2:?}");
+    // The handle of the old run follows to the new one.
+    let task = next_wf(&env, "w").await;
+    assert_eq!(Some(&task.run_id), new.run_id.as_ref());
+    complete_wf(&env, &task, vec![]).await;
+    let task = next_wf(&env, "w").await;
+    assert_eq!(env.secs_since(t0), 100.0, "the timer fires when it was due");
+    assert_eq!(
+        task.history.last().map(|e| e.kind.name()),
+        Some("WorkflowTaskStarted")
+    );
+    assert!(task
+        .history
+        .iter()
+        .any(|e| e.kind == EventKind::TimerFired { seq: 1 }));
+    complete_wf(
+        &env,
+        &task,
+        vec![Command::CompleteWorkflow {
+            result: json("reset done"),
+        }],
+    )
+    .await;
+    assert_eq!(
+        env.protocol
+            .wait_workflow_outcome(WorkflowRef::latest("rs"), secs(1))
+            .await
+            .unwrap(),
+        Some(WorkflowOutcome::Completed(json("reset done")))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reset_to_an_event_that_is_not_a_completed_task_is_refused_listing_the_choices() {
+    let env = Env::new().await;
+    let run = start(&env, "rz").await;
+    let err = env
+        .protocol
+        .reset_workflow(run.clone(), 2, "x".into(), "ops".into())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ProtocolError::InvalidArgument { field, message }
+            if field == "to_event" && message.contains("event 2 is WorkflowTaskScheduled")
+                && message.contains("no workflow task of it completed")),
+        "{err:?}"
+    );
+    let task = next_wf(&env, "w").await;
+    complete_wf(&env, &task, vec![schedule(1, "a1", stc(60))]).await;
+    for (to, says) in [(5, "event 5 is ActivityScheduled"), (99, "has no event 99")] {
+        let err = env
+            .protocol
+            .reset_workflow(run.clone(), to, "x".into(), "ops".into())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, ProtocolError::InvalidArgument { field, message }
+                if field == "to_event" && message.contains(says) && message.contains("one of [4]")),
+            "{err:?}"
+        );
+    }
+    let d = env.protocol.describe_workflow(run).await.unwrap();
+    assert_eq!(d.state, WorkflowState::Running, "nothing changed");
 }

@@ -221,6 +221,8 @@ rpcs! {
         request_cancel_workflow(RequestCancelWorkflowRequest) -> RequestCancelWorkflowResponse { state };
     TerminateWorkflow { workflow, reason, identity } =>
         terminate_workflow(TerminateWorkflowRequest) -> TerminateWorkflowResponse { state };
+    ResetWorkflow { workflow, to_event, reason, identity } =>
+        reset_workflow(ResetWorkflowRequest) -> ResetWorkflowResponse { workflow };
     SignalWorkflow { workflow, signal_name, input, identity } =>
         signal_workflow(SignalWorkflowRequest) -> SignalWorkflowResponse { workflow };
     SignalWithStartWorkflow { request, signal_name, input, identity } =>

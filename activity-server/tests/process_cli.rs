@@ -65,6 +65,22 @@ async fn greet_all(
     Ok(format!("{}{punctuation}", parts.join(", ")))
 }
 
+/// Continues as new `n` times, then lands.
+#[workflow]
+async fn countdown(ctx: WorkflowContext, n: u32) -> Result<String, WorkflowError> {
+    if n > 0 {
+        return countdown::continue_as_new(&ctx, n - 1).await;
+    }
+    Ok("liftoff".to_owned())
+}
+
+/// Sleeps an hour.
+#[workflow]
+async fn dozes(ctx: WorkflowContext) -> Result<(), WorkflowError> {
+    ctx.sleep(Duration::from_secs(3600)).await;
+    Ok(())
+}
+
 struct Setup {
     server: ServerProcess,
     worker: (ShutdownHandle, JoinHandle<WorkerReport>),
@@ -1049,5 +1065,160 @@ async fn types_list_shows_the_registered_types_and_cli_completions_are_validated
         .expect("the call task")
         .expect("the activity completes");
     assert_eq!(result, "ok");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflow_start_options_reset_and_a_followed_result_from_the_cli() {
+    let s = setup(&[], None).await;
+    let start = |id: &'static str, kind: &'static str, extra: &[&'static str]| {
+        let mut args = vec![
+            "workflow",
+            "start",
+            "--type",
+            kind,
+            "--id",
+            id,
+            "--task-queue",
+            QUEUE,
+        ];
+        args.extend(extra);
+        args
+    };
+    // A run timeout closes the run TIMED_OUT.
+    let started = s
+        .cli(&start("dozy", "dozes", &["--run-timeout", "1s"]))
+        .await;
+    assert!(started.status.success(), "{started:#?}");
+    let result = s
+        .cli(&["workflow", "result", "--id", "dozy", "--wait", "30s"])
+        .await;
+    assert!(!result.status.success(), "{result:#?}");
+    assert_eq!(
+        result.stdout.trim(),
+        "TIMED_OUT: run timeout",
+        "{result:#?}"
+    );
+    let described = s
+        .cli(&["workflow", "describe", "--id", "dozy", "--json"])
+        .await
+        .json();
+    assert_eq!(described["state"], "TIMED_OUT");
+    assert_eq!(described["outcome"]["timeout"], "run timeout");
+    assert!(described["run_deadline"].is_string(), "{described}");
+    // The id-reuse policy refuses a new run of a closed id.
+    let refused = s
+        .cli(&start(
+            "dozy",
+            "dozes",
+            &["--id-reuse-policy", "reject-duplicate"],
+        ))
+        .await;
+    let stderr = refused.error();
+    assert!(
+        stderr.contains("RejectDuplicate") && stderr.contains("TIMED_OUT"),
+        "{stderr}"
+    );
+    // Invalid timeouts are refused naming the field.
+    let zero = s
+        .cli(&start("zero", "dozes", &["--run-timeout", "0s"]))
+        .await;
+    assert!(zero.error().contains("run_timeout"), "{zero:#?}");
+    let short = s
+        .cli(&start(
+            "short",
+            "dozes",
+            &["--run-timeout", "1h", "--execution-timeout", "1m"],
+        ))
+        .await;
+    assert!(short.error().contains("execution_timeout"), "{short:#?}");
+
+    // `result --run-id` of a run that continued as new follows the chain.
+    let first = s
+        .cli(
+            &[
+                &start("count", "countdown", &["--input", "[2]"])[..],
+                &["--json"],
+            ]
+            .concat(),
+        )
+        .await
+        .json();
+    let first_run = first["run_id"].as_str().expect("a run id").to_owned();
+    let followed = s
+        .cli(&[
+            "workflow", "result", "--id", "count", "--run-id", &first_run, "--wait", "30s",
+        ])
+        .await;
+    assert!(followed.status.success(), "{followed:#?}");
+    assert!(
+        followed.stdout.contains("followed 2 run(s) that took over")
+            && followed.stdout.contains(&first_run)
+            && followed.stdout.contains("liftoff"),
+        "{followed:#?}"
+    );
+
+    // Reset: a wrong event is refused naming the choices; a right one starts
+    // a new run that the current code finishes.
+    let greet = start("greet-r", "greet_all", &["--input", r#"[["Ada"], "!"]"#]);
+    assert!(s.cli(&greet).await.status.success());
+    let done = s
+        .cli(&["workflow", "result", "--id", "greet-r", "--wait", "30s"])
+        .await;
+    assert!(done.status.success(), "{done:#?}");
+    let history = s
+        .cli(&["workflow", "history", "--id", "greet-r", "--json"])
+        .await
+        .json();
+    let completed: Vec<u64> = history
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["event"] == "WorkflowTaskCompleted")
+        .filter_map(|e| e["event_id"].as_u64())
+        .collect();
+    let wrong = s
+        .cli(&[
+            "workflow",
+            "reset",
+            "--id",
+            "greet-r",
+            "--to-event",
+            "1",
+            "--reason",
+            "test",
+        ])
+        .await;
+    let stderr = wrong.error();
+    assert!(
+        stderr.contains("to_event") && stderr.contains(&format!("one of [{}", completed[0])),
+        "{stderr}"
+    );
+    let to = completed[0].to_string();
+    let reset = s
+        .cli(&[
+            "workflow",
+            "reset",
+            "--id",
+            "greet-r",
+            "--to-event",
+            &to,
+            "--reason",
+            "redo",
+            "--json",
+        ])
+        .await
+        .json();
+    assert_ne!(reset["run_id"], Value::Null);
+    let again = s
+        .cli(&["workflow", "result", "--id", "greet-r", "--wait", "30s"])
+        .await;
+    assert!(again.status.success(), "{again:#?}");
+    assert_eq!(again.stdout.trim(), r#""Hello Ada!""#);
+    let described = s
+        .cli(&["workflow", "describe", "--id", "greet-r", "--json"])
+        .await
+        .json();
+    assert_eq!(described["run_id"], reset["run_id"]);
     s.stop().await;
 }

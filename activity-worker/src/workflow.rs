@@ -308,6 +308,8 @@ impl WorkflowExecutor {
             workflow_type,
             task_queue,
             input,
+            original_run_id,
+            ..
         } = &first.kind
         else {
             return Err(TaskError::Invalid(format!(
@@ -329,7 +331,8 @@ impl WorkflowExecutor {
                 task.run_id.clone(),
                 workflow_type.clone(),
                 task_queue.clone(),
-            ),
+            )
+            .with_original_run_id(original_run_id.clone()),
             first.time,
         );
         let future = registration.start(driver.context(), input);

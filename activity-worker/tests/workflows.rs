@@ -1238,3 +1238,190 @@ async fn s3_1_waits_on_the_latest_run_racing_continue_as_new_all_reach_the_final
     }
     stop(worker).await;
 }
+
+/// Which code version `redeployed` runs (its own switch: tests run at once).
+static REDEPLOYED_VERSION: AtomicU32 = AtomicU32::new(1);
+
+/// Version 1 waits on a gated activity after its first step; version 2
+/// sleeps and runs another step there instead.
+#[workflow]
+async fn redeployed(ctx: WorkflowContext) -> Result<String, WorkflowError> {
+    let lucky = ctx.random_u64() % 1000;
+    step::call(&ctx, format!("first step {lucky}"))
+        .task_queue(ACTS)
+        .await?;
+    if REDEPLOYED_VERSION.load(Ordering::SeqCst) == 1 {
+        return Ok(gated::call(&ctx, "v1 second".into())
+            .task_queue(ACTS)
+            .await?);
+    }
+    ctx.sleep(Duration::from_secs(1)).await;
+    let second = step::call(&ctx, "v2 second".into())
+        .task_queue(ACTS)
+        .await?;
+    Ok(format!("{second} after {lucky}"))
+}
+
+/// docs/semantics.md §3.1: after a deploy whose code fails a run's tasks with
+/// nondeterminism, a reset to the task where the new code departs from the
+/// history lets the new code redo that task and finish; the old run is
+/// terminated naming the reset, and its handle follows to the new run.
+#[tokio::test(start_paused = true)]
+async fn a_reset_after_a_nondeterministic_deploy_lets_the_new_code_finish_the_run() {
+    let s = setup().await;
+    REDEPLOYED_VERSION.store(1, Ordering::SeqCst);
+    let v1 = s.spawn("v1");
+    let handle = redeployed::start(&s.client)
+        .workflow_id("redeployed-1")
+        .await
+        .unwrap();
+    s.wait_for_run("v1 second", 1).await;
+    stop(v1).await;
+    let first_step = s
+        .probe
+        .runs
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|r| r.starts_with("first step "))
+        .cloned()
+        .expect("the first step ran");
+    let lucky = first_step.trim_start_matches("first step ").to_owned();
+    // The deploy: version 2 departs from the history at the second task.
+    REDEPLOYED_VERSION.store(2, Ordering::SeqCst);
+    let v2 = s.spawn("v2");
+    s.probe.gate.notify_one();
+    let failure = first_task_failure(&handle).await;
+    assert!(failure.contains("nondeterminism"), "{failure}");
+    let history = handle.history().await.unwrap();
+    let completed: Vec<u64> = history
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::WorkflowTaskCompleted { .. }))
+        .map(|e| e.event_id)
+        .collect();
+    assert_eq!(completed.len(), 2, "{history:#?}");
+    // An event that is not a WorkflowTaskCompleted is refused, naming the choices.
+    let err = handle.reset(1, "wrong event").await.unwrap_err();
+    let choices = format!("one of [{}, {}]", completed[0], completed[1]);
+    assert!(
+        matches!(&err, ProtocolError::InvalidArgument { field, message }
+            if field == "to_event" && message.contains("WorkflowStarted") && message.contains(&choices)),
+        "{err:?}"
+    );
+    let reset = handle
+        .reset(completed[1], "deploy 2 changed the second step")
+        .await
+        .unwrap();
+    assert_ne!(reset.workflow().run_id, handle.workflow().run_id);
+    // The old handle follows to the new run, which the new code finishes.
+    let result = tokio::time::timeout(Duration::from_secs(600), handle.result())
+        .await
+        .expect("the reset run completes")
+        .unwrap();
+    // The replayed code drew the random value the history was written with.
+    assert_eq!(result, format!("v2 second done after {lucky}"));
+    assert_eq!(
+        s.probe.count(&first_step),
+        1,
+        "resolved before the reset point"
+    );
+    let old = handle.describe().await.unwrap();
+    assert_eq!(old.state, WorkflowState::Terminated);
+    let Some(activity_core::workflow::WorkflowOutcome::Terminated { reason, new_run_id }) =
+        old.outcome
+    else {
+        panic!("{old:?}")
+    };
+    assert_eq!(new_run_id, reset.workflow().run_id);
+    assert!(
+        reason.contains(&format!("reset to event {}", completed[1]))
+            && reason.contains("deploy 2 changed the second step"),
+        "{reason}"
+    );
+    // The new run: the old history before that task's answer, the reset
+    // recorded as the task's failure, then the new code's commands.
+    let new_history = reset.history().await.unwrap();
+    let cut = (completed[1] - 1) as usize;
+    assert_eq!(
+        new_history[1..cut]
+            .iter()
+            .map(|e| &e.kind)
+            .collect::<Vec<_>>(),
+        history[1..cut].iter().map(|e| &e.kind).collect::<Vec<_>>()
+    );
+    let EventKind::WorkflowTaskFailed { message } = &new_history[cut].kind else {
+        panic!("{:#?}", new_history[cut])
+    };
+    assert!(
+        message.contains("reset to event")
+            && message.contains(handle.workflow().run_id.as_deref().unwrap())
+            && message.contains("deploy 2 changed the second step"),
+        "{message}"
+    );
+    assert!(new_history
+        .iter()
+        .any(|e| matches!(e.kind, EventKind::TimerStarted { .. })));
+    assert_eq!(
+        reset.describe().await.unwrap().state,
+        WorkflowState::Completed
+    );
+    stop(v2).await;
+}
+
+/// docs/semantics.md §3: the typed start sets the run and execution
+/// timeouts and the id-reuse policy; a run that times out fails its
+/// `result()` with `TimedOut`, and its id is then reused as the policy says.
+#[tokio::test(start_paused = true)]
+async fn the_typed_start_sets_timeouts_and_the_id_reuse_policy() {
+    use activity_core::workflow::{WorkflowIdReusePolicy, WorkflowTimeout};
+    let s = setup().await;
+    let worker = s.spawn("w");
+    let t0 = Instant::now();
+    let handle = nap::start(&s.client, 5)
+        .workflow_id("nap-timed")
+        .run_timeout(Duration::from_secs(3600))
+        .execution_timeout(Duration::from_secs(7200))
+        .await
+        .unwrap();
+    let err = handle.result().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            WorkflowCallError::TimedOut {
+                timeout: WorkflowTimeout::Run
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(err.to_string(), "workflow timed out: run timeout");
+    assert_eq!(t0.elapsed().as_secs(), 3600);
+    let refused = nap::start(&s.client, 1)
+        .workflow_id("nap-timed")
+        .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, WorkflowCallError::Protocol(ProtocolError::AlreadyExists { what })
+            if what.contains("TIMED_OUT") && what.contains("RejectDuplicate")),
+        "{refused}"
+    );
+    // A timed-out run did not complete successfully: FailedOnly reuses the id.
+    let again = nap::start(&s.client, 1)
+        .workflow_id("nap-timed")
+        .id_reuse_policy(WorkflowIdReusePolicy::AllowDuplicateFailedOnly)
+        .await
+        .unwrap();
+    assert_eq!(again.result().await.unwrap(), 3600);
+    // An execution timeout shorter than the run timeout is refused, naming it.
+    let invalid = nap::start(&s.client, 1)
+        .run_timeout(Duration::from_secs(60))
+        .execution_timeout(Duration::from_secs(30))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&invalid, WorkflowCallError::Protocol(ProtocolError::InvalidArgument { field, .. })
+            if field == "execution_timeout"),
+        "{invalid}"
+    );
+    stop(worker).await;
+}

@@ -285,6 +285,17 @@ operations! {
     /// call is refused with `AlreadyClosed` (`WorkflowClosed` with its state).
     TerminateWorkflow => terminate_workflow(workflow: WorkflowRef, reason: String, identity: String) -> WorkflowState, Short;
 
+    /// Resets a run (docs/semantics.md §3.1): a new run of the same workflow
+    /// id starts whose history is the run's up to the workflow task that event
+    /// `to_event` (a `WorkflowTaskCompleted`) answered, that task failed with
+    /// the reset (who, why, the source run), the signals received after it
+    /// again, and a new workflow task: the current code redoes that task and
+    /// continues. The run, if running, is terminated naming the reset and the
+    /// new run. Answers the new run; an event that is not a
+    /// `WorkflowTaskCompleted` is refused with `InvalidArgument` listing the
+    /// valid ones.
+    ResetWorkflow => reset_workflow(workflow: WorkflowRef, to_event: u64, reason: String, identity: String) -> WorkflowRef, Short;
+
     /// Sends a signal to a running run (docs/semantics.md §3.1): `WorkflowSignaled`
     /// with the name, the payload and the sender's identity is appended to its
     /// history (buffered while a workflow task runs) and a workflow task

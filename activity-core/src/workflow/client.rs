@@ -12,8 +12,8 @@ use crate::{
 use super::{
     context::{Query, Signal},
     history::{
-        HistoryEvent, StartWorkflowRequest, WorkflowDescription, WorkflowFailure, WorkflowOutcome,
-        WorkflowRef, WorkflowState,
+        HistoryEvent, StartWorkflowRequest, WorkflowDescription, WorkflowFailure,
+        WorkflowIdReusePolicy, WorkflowOutcome, WorkflowRef, WorkflowState, WorkflowTimeout,
     },
     WorkflowDefinition,
 };
@@ -33,6 +33,12 @@ pub enum WorkflowCallError {
     Terminated {
         /// Why, as given by who terminated it.
         reason: String,
+    },
+    /// The run reached its run timeout or its execution timeout.
+    #[error("workflow timed out: {timeout}")]
+    TimedOut {
+        /// Which timeout.
+        timeout: WorkflowTimeout,
     },
     /// The engine refused the call (e.g. a running workflow has this id).
     #[error(transparent)]
@@ -69,6 +75,9 @@ pub struct WorkflowStart<'c, C: ?Sized, W: WorkflowDefinition> {
     workflow_id: Option<String>,
     task_queue: Option<String>,
     signal: Option<(&'static str, Result<Payload, PayloadError>)>,
+    run_timeout: Option<Duration>,
+    execution_timeout: Option<Duration>,
+    id_reuse_policy: WorkflowIdReusePolicy,
 }
 
 impl<'c, C: ?Sized, W: WorkflowDefinition> WorkflowStart<'c, C, W> {
@@ -80,7 +89,56 @@ impl<'c, C: ?Sized, W: WorkflowDefinition> WorkflowStart<'c, C, W> {
             workflow_id: None,
             task_queue: None,
             signal: None,
+            run_timeout: None,
+            execution_timeout: None,
+            id_reuse_policy: WorkflowIdReusePolicy::AllowDuplicate,
         }
+    }
+
+    /// Sets the run timeout (docs/semantics.md §3): the run is closed
+    /// TIMED_OUT (`WorkflowTimedOut` naming the run timeout) when it has run
+    /// this long; each run of a continue-as-new chain gets it anew. More than
+    /// zero, else the start is refused with `InvalidArgument`.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use activity_core::{workflow, Client, WorkflowContext, WorkflowError};
+    /// # use activity_core::workflow::WorkflowIdReusePolicy;
+    /// #[workflow]
+    /// async fn nightly(ctx: WorkflowContext) -> Result<(), WorkflowError> {
+    ///     ctx.sleep(Duration::from_secs(60)).await;
+    ///     Ok(())
+    /// }
+    /// # async fn example(client: Client) -> Result<(), activity_core::WorkflowCallError> {
+    /// let handle = nightly::start(&client)
+    ///     .workflow_id("nightly-2026-12-04")
+    ///     .run_timeout(Duration::from_secs(600))
+    ///     .execution_timeout(Duration::from_secs(3600))
+    ///     .id_reuse_policy(WorkflowIdReusePolicy::AllowDuplicateFailedOnly)
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn run_timeout(mut self, timeout: Duration) -> Self {
+        self.run_timeout = Some(timeout);
+        self
+    }
+
+    /// Sets the execution timeout (docs/semantics.md §3): the workflow's
+    /// current run is closed TIMED_OUT when this long has passed since the
+    /// first run of its continue-as-new chain started. More than zero and not
+    /// less than the run timeout, else the start is refused.
+    pub fn execution_timeout(mut self, timeout: Duration) -> Self {
+        self.execution_timeout = Some(timeout);
+        self
+    }
+
+    /// Sets whether the start may reuse a workflow id whose last run closed
+    /// (default [`WorkflowIdReusePolicy::AllowDuplicate`]); a refused start
+    /// fails with `AlreadyExists` naming the last run and the policy.
+    pub fn id_reuse_policy(mut self, policy: WorkflowIdReusePolicy) -> Self {
+        self.id_reuse_policy = policy;
+        self
     }
 
     /// Signal-with-start (docs/semantics.md §3.1): awaiting the start sends
@@ -137,6 +195,11 @@ impl<'c, W: WorkflowDefinition> IntoFuture for WorkflowStart<'c, Client, W> {
         let workflow_id = self.workflow_id;
         let input = self.input;
         let signal = self.signal;
+        let (run_timeout, execution_timeout, id_reuse_policy) = (
+            self.run_timeout,
+            self.execution_timeout,
+            self.id_reuse_policy,
+        );
         Box::pin(async move {
             // The caller's context, current while it polls the start
             // (docs/semantics.md §5.1).
@@ -155,8 +218,10 @@ impl<'c, W: WorkflowDefinition> IntoFuture for WorkflowStart<'c, Client, W> {
             let workflow_id =
                 workflow_id.unwrap_or_else(|| format!("{}-{}", W::NAME, unique_suffix()));
             let input = input.to_payloads()?;
-            #[allow(unused_mut)]
-            let mut request = StartWorkflowRequest::new(workflow_id, W::NAME, task_queue, input);
+            let mut request = StartWorkflowRequest::new(workflow_id, W::NAME, task_queue, input)
+                .with_id_reuse_policy(id_reuse_policy);
+            request.run_timeout = run_timeout;
+            request.execution_timeout = execution_timeout;
             #[cfg(feature = "otel")]
             let span = {
                 use opentelemetry::KeyValue;
@@ -309,9 +374,9 @@ impl<W: WorkflowDefinition> WorkflowHandle<W> {
     }
 
     /// Waits for the run's typed result, through engine restarts (up to a minute
-    /// of consecutive unavailability). A run that continued as new is followed
-    /// to the run that took over, and so on to the final result
-    /// (docs/semantics.md §3.1).
+    /// of consecutive unavailability). A run that continued as new, or was
+    /// reset, is followed to the run that took over, and so on to the final
+    /// result (docs/semantics.md §3.1).
     pub async fn result(&self) -> Result<W::Output, WorkflowCallError> {
         let mut workflow = self.workflow.clone();
         loop {
@@ -320,11 +385,12 @@ impl<W: WorkflowDefinition> WorkflowHandle<W> {
                     .wait_workflow_outcome(workflow.clone(), Duration::from_secs(60))
             })
             .await?;
+            if let Some(next) = outcome.as_ref().and_then(WorkflowOutcome::next_run) {
+                workflow = WorkflowRef::run(workflow.workflow_id, next);
+                continue;
+            }
             match outcome {
-                None => continue,
-                Some(WorkflowOutcome::ContinuedAsNew { new_run_id }) => {
-                    workflow = WorkflowRef::run(workflow.workflow_id, new_run_id);
-                }
+                None | Some(WorkflowOutcome::ContinuedAsNew { .. }) => continue,
                 Some(WorkflowOutcome::Completed(payload)) => {
                     return Ok(payload.decode_as(&format!("result of workflow `{}`", W::NAME))?)
                 }
@@ -332,8 +398,11 @@ impl<W: WorkflowDefinition> WorkflowHandle<W> {
                     return Err(WorkflowCallError::Failed(failure))
                 }
                 Some(WorkflowOutcome::Canceled) => return Err(WorkflowCallError::Canceled),
-                Some(WorkflowOutcome::Terminated { reason }) => {
+                Some(WorkflowOutcome::Terminated { reason, .. }) => {
                     return Err(WorkflowCallError::Terminated { reason })
+                }
+                Some(WorkflowOutcome::TimedOut { timeout }) => {
+                    return Err(WorkflowCallError::TimedOut { timeout })
                 }
             }
         }
@@ -358,6 +427,44 @@ impl<W: WorkflowDefinition> WorkflowHandle<W> {
         self.protocol
             .terminate_workflow(self.workflow.clone(), reason.into(), client_identity())
             .await
+    }
+
+    /// Resets the run to event `to_event`, a `WorkflowTaskCompleted` of its
+    /// history (docs/semantics.md §3.1): a new run of the workflow id starts
+    /// with the history up to the task that event answered, that task failed
+    /// with the reset (this process, `reason`, the source run) and the
+    /// signals received after it; the current code redoes the task and
+    /// continues. The run, if running, is terminated naming the reset. Answers
+    /// a handle to the new run; this handle's [`result`](Self::result)
+    /// follows to it too. The usual use: after a bad deploy made the run's
+    /// tasks fail with nondeterminism, reset it to the last task the fixed code
+    /// agrees with.
+    ///
+    /// ```no_run
+    /// # use activity_core::{workflow, Client, WorkflowContext, WorkflowError};
+    /// # #[workflow]
+    /// # async fn checkout(ctx: WorkflowContext) -> Result<(), WorkflowError> { Ok(()) }
+    /// # async fn example(handle: activity_core::WorkflowHandle<checkout>) -> Result<(), activity_core::WorkflowCallError> {
+    /// let reset = handle.reset(9, "deploy 41 broke determinism").await?;
+    /// reset.result().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn reset(
+        &self,
+        to_event: u64,
+        reason: impl Into<String>,
+    ) -> Result<WorkflowHandle<W>, ProtocolError> {
+        let run = self
+            .protocol
+            .reset_workflow(
+                self.workflow.clone(),
+                to_event,
+                reason.into(),
+                client_identity(),
+            )
+            .await?;
+        Ok(WorkflowHandle::new(self.protocol.clone(), run))
     }
 
     /// Sends `signal` with `payload` to the run (docs/semantics.md §3.1): it is

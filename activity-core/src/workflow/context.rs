@@ -97,6 +97,10 @@ pub struct WorkflowInfo {
     pub workflow_type: String,
     /// The run's task queue.
     pub task_queue: String,
+    /// The run this one was reset from (the first of successive resets), if
+    /// it was: its id seeds the random values, so that the copied history
+    /// replays with the values it was written with (docs/semantics.md §3.1).
+    pub original_run_id: Option<String>,
 }
 
 impl WorkflowInfo {
@@ -112,7 +116,14 @@ impl WorkflowInfo {
             run_id: run_id.into(),
             workflow_type: workflow_type.into(),
             task_queue: task_queue.into(),
+            original_run_id: None,
         }
+    }
+
+    /// The info of a run reset from run `original_run_id`.
+    pub fn with_original_run_id(mut self, original_run_id: Option<String>) -> Self {
+        self.original_run_id = original_run_id;
+        self
     }
 }
 
@@ -1044,7 +1055,9 @@ impl fmt::Debug for RunDriver {
 impl RunDriver {
     /// A new run's context and its driver, with `now` as the current time.
     pub fn new(info: WorkflowInfo, now: SystemTime) -> Self {
-        let rng = Rng(seed(&info.run_id));
+        let rng = Rng(seed(
+            info.original_run_id.as_deref().unwrap_or(&info.run_id),
+        ));
         Self {
             ctx: WorkflowContext {
                 state: Arc::new(Mutex::new(RunState {

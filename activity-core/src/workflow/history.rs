@@ -91,6 +91,15 @@ pub enum EventKind {
         task_queue: String,
         /// The serialized arguments.
         input: Vec<Payload>,
+        /// The run's timeouts (docs/semantics.md §3): a continued or reset run
+        /// carries them on.
+        #[serde(default)]
+        timeouts: WorkflowTimeouts,
+        /// Set in the copy a reset makes: the run the history was first
+        /// written by, whose id seeds the random values (docs/semantics.md
+        /// §3.1).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        original_run_id: Option<String>,
     },
     /// A workflow task was scheduled (new events wait for the code).
     WorkflowTaskScheduled,
@@ -213,6 +222,13 @@ pub enum EventKind {
         /// The engine's limit of bytes in a history.
         max_bytes: u64,
     },
+    /// The run reached its run timeout or its workflow's execution timeout
+    /// (docs/semantics.md §3): closed TIMED_OUT at once, no workflow code ran
+    /// for it.
+    WorkflowTimedOut {
+        /// Which timeout.
+        timeout: WorkflowTimeout,
+    },
     /// A signal was received (docs/semantics.md §3.1); the code sees it in
     /// arrival order, the same on replay.
     WorkflowSignaled {
@@ -286,6 +302,7 @@ impl EventKind {
             EventKind::WorkflowCanceled => "WorkflowCanceled",
             EventKind::WorkflowContinuedAsNew { .. } => "WorkflowContinuedAsNew",
             EventKind::WorkflowTerminated { .. } => "WorkflowTerminated",
+            EventKind::WorkflowTimedOut { .. } => "WorkflowTimedOut",
             EventKind::HistorySizeWarning { .. } => "HistorySizeWarning",
             EventKind::WorkflowSignaled { .. } => "WorkflowSignaled",
             EventKind::ExternalWorkflowSignaled { .. } => "ExternalWorkflowSignaled",
@@ -559,6 +576,7 @@ pub fn describe_event(kind: &EventKind) -> String {
         EventKind::WorkflowSignaled { signal_name, .. } => {
             format!("{}(`{signal_name}`)", kind.name())
         }
+        EventKind::WorkflowTimedOut { timeout } => format!("{}({timeout})", kind.name()),
         other => other.name().to_owned(),
     }
 }
@@ -578,6 +596,8 @@ pub enum WorkflowState {
     Terminated,
     /// Final: continued as new (a new run of the same workflow id took over).
     ContinuedAsNew,
+    /// Final: it reached its run timeout or its execution timeout.
+    TimedOut,
 }
 
 impl WorkflowState {
@@ -589,6 +609,7 @@ impl WorkflowState {
         WorkflowState::Canceled,
         WorkflowState::Terminated,
         WorkflowState::ContinuedAsNew,
+        WorkflowState::TimedOut,
     ];
 
     /// Whether the state is final.
@@ -605,6 +626,7 @@ impl WorkflowState {
             WorkflowState::Canceled => "CANCELED",
             WorkflowState::Terminated => "TERMINATED",
             WorkflowState::ContinuedAsNew => "CONTINUED_AS_NEW",
+            WorkflowState::TimedOut => "TIMED_OUT",
         }
     }
 
@@ -617,6 +639,7 @@ impl WorkflowState {
             "CANCELED" => WorkflowState::Canceled,
             "TERMINATED" => WorkflowState::Terminated,
             "CONTINUED_AS_NEW" => WorkflowState::ContinuedAsNew,
+            "TIMED_OUT" => WorkflowState::TimedOut,
             _ => return None,
         })
     }
@@ -641,6 +664,11 @@ pub enum WorkflowOutcome {
     Terminated {
         /// Why, as given by who terminated it.
         reason: String,
+        /// The run that took over when the termination was a reset
+        /// (docs/semantics.md §3.1): handles follow it to the workflow's
+        /// outcome.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        new_run_id: Option<String>,
     },
     /// Continued as new: the run `new_run_id` of the same workflow id took
     /// over (its outcome is the workflow's).
@@ -648,9 +676,35 @@ pub enum WorkflowOutcome {
         /// The run id of the new run.
         new_run_id: String,
     },
+    /// Timed out: it reached this timeout (docs/semantics.md §3).
+    TimedOut {
+        /// Which timeout.
+        timeout: WorkflowTimeout,
+    },
 }
 
 impl WorkflowOutcome {
+    /// Terminated for `reason` (not by a reset).
+    pub fn terminated(reason: impl Into<String>) -> Self {
+        WorkflowOutcome::Terminated {
+            reason: reason.into(),
+            new_run_id: None,
+        }
+    }
+
+    /// The run that took over from a run with this outcome (continued as new,
+    /// or reset), whose outcome is the workflow's.
+    pub fn next_run(&self) -> Option<&str> {
+        match self {
+            WorkflowOutcome::ContinuedAsNew { new_run_id } => Some(new_run_id),
+            WorkflowOutcome::Terminated {
+                new_run_id: Some(new_run_id),
+                ..
+            } => Some(new_run_id),
+            _ => None,
+        }
+    }
+
     /// The state a run with this outcome is in.
     pub fn state(&self) -> WorkflowState {
         match self {
@@ -659,6 +713,7 @@ impl WorkflowOutcome {
             WorkflowOutcome::Canceled => WorkflowState::Canceled,
             WorkflowOutcome::Terminated { .. } => WorkflowState::Terminated,
             WorkflowOutcome::ContinuedAsNew { .. } => WorkflowState::ContinuedAsNew,
+            WorkflowOutcome::TimedOut { .. } => WorkflowState::TimedOut,
         }
     }
 }
@@ -681,10 +736,20 @@ pub struct StartWorkflowRequest {
     /// the `otel` feature; see [`with_trace_context`](Self::with_trace_context).
     #[serde(default)]
     pub trace_context: Option<String>,
+    /// How long the run may take (`None`: no limit); more than zero.
+    #[serde(default)]
+    pub run_timeout: Option<Duration>,
+    /// How long the workflow may take across continue-as-new (`None`: no
+    /// limit); more than zero, and not less than `run_timeout`.
+    #[serde(default)]
+    pub execution_timeout: Option<Duration>,
+    /// Whether a workflow id whose last run closed may start again.
+    #[serde(default)]
+    pub id_reuse_policy: WorkflowIdReusePolicy,
 }
 
 impl StartWorkflowRequest {
-    /// Builds a request.
+    /// Builds a request (no timeouts, [`WorkflowIdReusePolicy::AllowDuplicate`]).
     pub fn new(
         workflow_id: impl Into<String>,
         workflow_type: impl Into<String>,
@@ -697,7 +762,42 @@ impl StartWorkflowRequest {
             task_queue: task_queue.into(),
             input,
             trace_context: None,
+            run_timeout: None,
+            execution_timeout: None,
+            id_reuse_policy: WorkflowIdReusePolicy::AllowDuplicate,
         }
+    }
+
+    /// Sets the run timeout: the run is closed TIMED_OUT when it has run this
+    /// long (docs/semantics.md §3).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use activity_core::workflow::{StartWorkflowRequest, WorkflowIdReusePolicy};
+    ///
+    /// let request = StartWorkflowRequest::new("order-7", "checkout", "main", vec![])
+    ///     .with_run_timeout(Duration::from_secs(60))
+    ///     .with_execution_timeout(Duration::from_secs(3600))
+    ///     .with_id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate);
+    /// assert_eq!(request.run_timeout, Some(Duration::from_secs(60)));
+    /// ```
+    pub fn with_run_timeout(mut self, timeout: Duration) -> Self {
+        self.run_timeout = Some(timeout);
+        self
+    }
+
+    /// Sets the execution timeout: the workflow's run is closed TIMED_OUT when
+    /// this long has passed since the first run of its continue-as-new chain
+    /// started (docs/semantics.md §3).
+    pub fn with_execution_timeout(mut self, timeout: Duration) -> Self {
+        self.execution_timeout = Some(timeout);
+        self
+    }
+
+    /// Sets whether the workflow id may be reused once its last run closed.
+    pub fn with_id_reuse_policy(mut self, policy: WorkflowIdReusePolicy) -> Self {
+        self.id_reuse_policy = policy;
+        self
     }
 
     /// Sets the W3C `traceparent` the run's workflow tasks are traced under.
@@ -712,6 +812,101 @@ impl StartWorkflowRequest {
     pub fn with_trace_context(mut self, traceparent: impl Into<String>) -> Self {
         self.trace_context = Some(traceparent.into());
         self
+    }
+}
+
+/// Whether a start may reuse a workflow id whose last run is closed
+/// (docs/semantics.md §3). A running run with the same id always refuses the
+/// start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum WorkflowIdReusePolicy {
+    /// Any closed run may be followed by a new one (the default).
+    #[default]
+    AllowDuplicate,
+    /// Only when the last run did not complete successfully (it failed, was
+    /// canceled, terminated or timed out).
+    AllowDuplicateFailedOnly,
+    /// Never: a workflow id is used once.
+    RejectDuplicate,
+}
+
+impl WorkflowIdReusePolicy {
+    /// Every policy.
+    pub const ALL: &'static [WorkflowIdReusePolicy] = &[
+        WorkflowIdReusePolicy::AllowDuplicate,
+        WorkflowIdReusePolicy::AllowDuplicateFailedOnly,
+        WorkflowIdReusePolicy::RejectDuplicate,
+    ];
+
+    /// The stable name, e.g. `"AllowDuplicateFailedOnly"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkflowIdReusePolicy::AllowDuplicate => "AllowDuplicate",
+            WorkflowIdReusePolicy::AllowDuplicateFailedOnly => "AllowDuplicateFailedOnly",
+            WorkflowIdReusePolicy::RejectDuplicate => "RejectDuplicate",
+        }
+    }
+
+    /// Whether a new run may follow a last run that closed in `last`.
+    pub fn allows(self, last: WorkflowState) -> bool {
+        match self {
+            WorkflowIdReusePolicy::AllowDuplicate => true,
+            WorkflowIdReusePolicy::AllowDuplicateFailedOnly => last != WorkflowState::Completed,
+            WorkflowIdReusePolicy::RejectDuplicate => false,
+        }
+    }
+}
+
+impl fmt::Display for WorkflowIdReusePolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which timeout closed a run (docs/semantics.md §3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum WorkflowTimeout {
+    /// The run timeout: one run took too long.
+    Run,
+    /// The execution timeout: the workflow, across continue-as-new, took too
+    /// long.
+    Execution,
+}
+
+impl fmt::Display for WorkflowTimeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            WorkflowTimeout::Run => "run timeout",
+            WorkflowTimeout::Execution => "execution timeout",
+        })
+    }
+}
+
+/// The timeouts a run was started with, as its `WorkflowStarted` records them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct WorkflowTimeouts {
+    /// The run timeout (each run of the chain gets it anew).
+    pub run: Option<Duration>,
+    /// The execution timeout.
+    pub execution: Option<Duration>,
+    /// When the execution timeout ends: the first run's start plus the
+    /// execution timeout, the same for every run of the chain.
+    pub execution_deadline: Option<SystemTime>,
+}
+
+impl WorkflowTimeouts {
+    /// Timeouts with the given run and execution timeouts and deadline.
+    pub fn new(
+        run: Option<Duration>,
+        execution: Option<Duration>,
+        execution_deadline: Option<SystemTime>,
+    ) -> Self {
+        Self {
+            run,
+            execution,
+            execution_deadline,
+        }
     }
 }
 
@@ -793,6 +988,14 @@ pub struct WorkflowDescription {
     /// The message of the latest of those failures, e.g. "workflow type `x`
     /// is not registered on this worker; registered types: [a, b]".
     pub last_task_failure: Option<String>,
+    /// When the run's run timeout ends (its start plus the run timeout), if
+    /// it has one (docs/semantics.md §3).
+    #[serde(default)]
+    pub run_deadline: Option<SystemTime>,
+    /// When its workflow's execution timeout ends, the same for every run of
+    /// a continue-as-new chain, if it has one.
+    #[serde(default)]
+    pub execution_deadline: Option<SystemTime>,
 }
 
 impl WorkflowDescription {
@@ -819,6 +1022,8 @@ impl WorkflowDescription {
             outcome: None,
             task_failures: 0,
             last_task_failure: None,
+            run_deadline: None,
+            execution_deadline: None,
         }
     }
 }

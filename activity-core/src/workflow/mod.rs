@@ -43,8 +43,9 @@ pub use futures_util::future::Either;
 pub use history::{
     Command, EventKind, HistoryEvent, ListWorkflowsRequest, LocalActivityOutcome,
     PollWorkflowTaskRequest, QueryAnswer, QueryTask, StartWorkflowRequest, WorkflowDescription,
-    WorkflowFailure, WorkflowOutcome, WorkflowRef, WorkflowState, WorkflowSummary, WorkflowTask,
-    DEFAULT_LIST_WORKFLOWS_LIMIT, MAX_HISTORY_PAGE_EVENTS, MAX_LIST_WORKFLOWS_LIMIT,
+    WorkflowFailure, WorkflowIdReusePolicy, WorkflowOutcome, WorkflowRef, WorkflowState,
+    WorkflowSummary, WorkflowTask, WorkflowTimeout, WorkflowTimeouts, DEFAULT_LIST_WORKFLOWS_LIMIT,
+    MAX_HISTORY_PAGE_EVENTS, MAX_LIST_WORKFLOWS_LIMIT,
 };
 pub use registry::{registered_workflows, WorkflowRegistration};
 

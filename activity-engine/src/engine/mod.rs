@@ -1028,6 +1028,7 @@ impl Engine {
             let run = workflows::find_run(tx, &workflow)?;
             let mut description = workflows::describe(&run);
             description.last_task_failure = workflows::last_task_failure(tx, &run)?;
+            workflows::describe_deadlines(tx, &run, &mut description)?;
             Ok(description)
         })
         .await
@@ -1191,6 +1192,16 @@ impl ActivityProtocol for Engine {
                 span!("terminate_workflow", workflow = %workflow, identity = %identity),
                 self.terminate_run(workflow, reason, identity),
                 Rs::TerminateWorkflow,
+            ),
+            Rq::ResetWorkflow {
+                workflow,
+                to_event,
+                reason,
+                identity,
+            } => answer(
+                span!("reset_workflow", workflow = %workflow, to_event, identity = %identity),
+                self.reset_run(workflow, to_event, reason, identity),
+                Rs::ResetWorkflow,
             ),
             Rq::SignalWorkflow {
                 workflow,

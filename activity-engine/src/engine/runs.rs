@@ -11,7 +11,7 @@ use activity_core::{
     protocol::ProtocolError,
     workflow::{
         Command, LocalActivityOutcome, PollWorkflowTaskRequest, StartWorkflowRequest,
-        WorkflowFailure, WorkflowOutcome, WorkflowRef, WorkflowTask,
+        WorkflowFailure, WorkflowOutcome, WorkflowRef, WorkflowTask, WorkflowTimeouts,
     },
 };
 
@@ -19,6 +19,35 @@ use super::{
     check_identity, check_name, check_trace_context, closed, details_size, json_size,
     notifiers::Topic, random_id, rules::Poller, workflows, Engine,
 };
+
+/// A start's timeouts, checked (docs/semantics.md §3): each more than zero,
+/// and the execution timeout not less than the run timeout. The execution
+/// deadline is set when the run starts.
+fn check_timeouts(
+    run: Option<Duration>,
+    execution: Option<Duration>,
+) -> Result<WorkflowTimeouts, ProtocolError> {
+    for (field, timeout) in [("run_timeout", run), ("execution_timeout", execution)] {
+        if timeout == Some(Duration::ZERO) {
+            return Err(ProtocolError::invalid_argument(
+                field,
+                "must be more than zero (e.g. 60s); leave it unset for no limit",
+            ));
+        }
+    }
+    if let (Some(run), Some(execution)) = (run, execution) {
+        if execution < run {
+            return Err(ProtocolError::invalid_argument(
+                "execution_timeout",
+                format!(
+                    "is {execution:?}, less than run_timeout {run:?}: a run cannot outlast \
+                     its workflow; raise execution_timeout or lower run_timeout"
+                ),
+            ));
+        }
+    }
+    Ok(WorkflowTimeouts::new(run, execution, None))
+}
 
 /// The workflow side of the engine (docs/semantics.md §3); rules in module `workflows`.
 impl Engine {
@@ -36,6 +65,7 @@ impl Engine {
             Self::check_json(&format!("input[{n}]"), argument)?;
         }
         check_trace_context("trace_context", request.trace_context.as_deref())?;
+        let timeouts = check_timeouts(request.run_timeout, request.execution_timeout)?;
         Ok(workflows::NewRun {
             workflow_id: request.workflow_id,
             run_id: random_id()?,
@@ -43,6 +73,8 @@ impl Engine {
             task_queue: request.task_queue,
             input: request.input,
             trace_context: request.trace_context,
+            timeouts,
+            id_reuse_policy: request.id_reuse_policy,
         })
     }
 
@@ -62,6 +94,29 @@ impl Engine {
             input,
             identity,
         })
+    }
+
+    pub(super) async fn reset_run(
+        &self,
+        workflow: WorkflowRef,
+        to_event: u64,
+        reason: String,
+        identity: String,
+    ) -> Result<WorkflowRef, ProtocolError> {
+        check_identity(&identity)?;
+        self.check_payload(|| "the reset reason".into(), reason.len())?;
+        let reset = workflows::ResetIn {
+            to_event,
+            reason,
+            identity,
+            new_run_id: random_id()?,
+        };
+        let now = self.now_ms();
+        let run = self
+            .run(move |tx, fx| workflows::reset(tx, fx, &workflow, reset.clone(), now))
+            .await?;
+        tracing::debug!(workflow_id = %run.workflow_id, run_id = run.run_id.as_deref().unwrap_or(""), "workflow reset");
+        Ok(run)
     }
 
     pub(super) async fn signal_run(
@@ -315,8 +370,9 @@ impl Engine {
                 })
                 .await;
             match found {
-                Ok(Some(WorkflowOutcome::ContinuedAsNew { new_run_id })) if follow => {
-                    next = Some(new_run_id);
+                // Continued as new, or reset: the run that took over.
+                Ok(Some(outcome)) if follow && outcome.next_run().is_some() => {
+                    next = outcome.next_run().map(str::to_owned);
                     continue;
                 }
                 Ok(Some(outcome)) => break Ok(Some(outcome)),

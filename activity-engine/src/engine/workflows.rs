@@ -35,7 +35,7 @@
 use std::{collections::HashMap, sync::Mutex, time::Duration};
 
 use activity_core::{
-    clock::from_millis,
+    clock::{from_millis, to_millis},
     context::TaskToken,
     failure::{ActivityFailure, ApplicationFailure, Failure, RetryState},
     options::ActivityOptions,
@@ -43,8 +43,8 @@ use activity_core::{
     protocol::{ClosedReason, ExecutionOutcome, ProtocolError},
     workflow::{
         Command, EventKind, HistoryEvent, ListWorkflowsRequest, WorkflowDescription,
-        WorkflowOutcome, WorkflowRef, WorkflowState, WorkflowSummary, WorkflowTask,
-        MAX_LIST_WORKFLOWS_LIMIT,
+        WorkflowIdReusePolicy, WorkflowOutcome, WorkflowRef, WorkflowState, WorkflowSummary,
+        WorkflowTask, WorkflowTimeout, WorkflowTimeouts, MAX_LIST_WORKFLOWS_LIMIT,
     },
 };
 
@@ -82,6 +82,10 @@ pub(crate) struct NewRun {
     pub(crate) input: Vec<Payload>,
     /// The W3C `traceparent` stored with the run (docs/semantics.md §5.1).
     pub(crate) trace_context: Option<String>,
+    /// The run's timeouts; the execution deadline is set when the chain's
+    /// first run starts and carried on.
+    pub(crate) timeouts: WorkflowTimeouts,
+    pub(crate) id_reuse_policy: WorkflowIdReusePolicy,
 }
 
 fn append(
@@ -160,7 +164,7 @@ fn check_history(
             identity,
         };
         append(tx, run, now, event)?;
-        close_run(tx, fx, run, WorkflowOutcome::Terminated { reason }, now)?;
+        close_run(tx, fx, run, WorkflowOutcome::terminated(reason), now)?;
         return Ok(true);
     }
     if !run.history_warned
@@ -296,7 +300,9 @@ pub(crate) fn activity_closed(
     deliver(tx, fx, run_id, now, kind)
 }
 
-/// Starts a run: `WorkflowStarted`, then its first task.
+/// Starts a run: `WorkflowStarted`, then its first task. Refused while a run
+/// of the workflow id is running, and when the id-reuse policy refuses the
+/// state its last run closed in (docs/semantics.md §3).
 pub(crate) fn start(
     tx: &mut dyn Tx,
     fx: &mut Effects,
@@ -312,14 +318,63 @@ pub(crate) fn start(
                 ),
             });
         }
+        if !new.id_reuse_policy.allows(latest.state) {
+            return Err(ProtocolError::AlreadyExists {
+                what: format!(
+                    "workflow `{}` (its last run `{}` closed {}, and the id-reuse policy {} \
+                     refuses a new run: use another workflow id, or the policy AllowDuplicate)",
+                    latest.workflow_id, latest.run_id, latest.state, new.id_reuse_policy
+                ),
+            });
+        }
     }
-    let mut run = RunRecord {
+    let mut timeouts = new.timeouts;
+    if timeouts.execution_deadline.is_none() {
+        timeouts.execution_deadline = timeouts
+            .execution
+            .map(|execution| from_millis(now.saturating_add(ms(execution))));
+    }
+    let mut run = new_run_record(
+        new.workflow_id,
+        new.run_id,
+        new.workflow_type,
+        new.task_queue,
+        new.input,
+        now,
+    );
+    run.trace_context = new.trace_context;
+    run.key = tx.insert_run(&run)?;
+    let started = EventKind::WorkflowStarted {
+        workflow_type: run.workflow_type.clone(),
+        task_queue: run.task_queue.clone(),
+        input: run.input.clone(),
+        timeouts,
+        original_run_id: None,
+    };
+    append(tx, &mut run, now, started)?;
+    set_run_timeouts(tx, fx, &run, &timeouts, now)?;
+    schedule_task(tx, fx, &mut run, now)?;
+    tx.update_run(&run)?;
+    fx.count_run(&run, WorkflowEvent::Started);
+    Ok(WorkflowRef::run(run.workflow_id, run.run_id))
+}
+
+/// A new running run starting at `now`, before its first event.
+fn new_run_record(
+    workflow_id: String,
+    run_id: String,
+    workflow_type: String,
+    task_queue: String,
+    input: Vec<Payload>,
+    now: i64,
+) -> RunRecord {
+    RunRecord {
         key: 0,
-        workflow_id: new.workflow_id,
-        run_id: new.run_id,
-        workflow_type: new.workflow_type,
-        task_queue: new.task_queue,
-        input: new.input,
+        workflow_id,
+        run_id,
+        workflow_type,
+        task_queue,
+        input,
         state: WorkflowState::Running,
         outcome: None,
         cancel_requested: false,
@@ -334,19 +389,71 @@ pub(crate) fn start(
         task_failures: 0,
         history_size: 0,
         history_warned: false,
-        trace_context: new.trace_context,
-    };
-    run.key = tx.insert_run(&run)?;
-    let started = EventKind::WorkflowStarted {
-        workflow_type: run.workflow_type.clone(),
-        task_queue: run.task_queue.clone(),
-        input: run.input.clone(),
-    };
-    append(tx, &mut run, now, started)?;
-    schedule_task(tx, fx, &mut run, now)?;
-    tx.update_run(&run)?;
-    fx.count_run(&run, WorkflowEvent::Started);
-    Ok(WorkflowRef::run(run.workflow_id, run.run_id))
+        trace_context: None,
+    }
+}
+
+/// Sets the durable timers of a new run's timeouts: its run timeout from
+/// `now`, and its chain's execution deadline. The engine's timer machinery
+/// fires them once ([`fire_timer`]); closing the run drops them.
+fn set_run_timeouts(
+    tx: &mut dyn Tx,
+    fx: &mut Effects,
+    run: &RunRecord,
+    timeouts: &WorkflowTimeouts,
+    now: i64,
+) -> Result<(), ProtocolError> {
+    let run_due = timeouts.run.map(|run| now.saturating_add(ms(run)));
+    let execution_due = timeouts.execution_deadline.map(to_millis);
+    for (kind, due) in [
+        (WorkflowTimerKind::RunTimeout, run_due),
+        (WorkflowTimerKind::ExecutionTimeout, execution_due),
+    ] {
+        if let Some(due_at) = due {
+            tx.set_workflow_timer(&WorkflowTimerRecord {
+                run_key: run.key,
+                kind,
+                seq: 0,
+                due_at,
+            })?;
+            fx.timer_set(due_at);
+        }
+    }
+    Ok(())
+}
+
+/// The timeouts the run was started with (its `WorkflowStarted`).
+pub(crate) fn run_timeouts(
+    tx: &mut dyn Tx,
+    run: &RunRecord,
+) -> Result<WorkflowTimeouts, ProtocolError> {
+    let first = tx.history_page(
+        run.key,
+        crate::store::HistoryPage {
+            after: 0,
+            max_events: 1,
+            max_bytes: u64::MAX,
+        },
+    )?;
+    Ok(match first.into_iter().next().map(|e| e.kind) {
+        Some(EventKind::WorkflowStarted { timeouts, .. }) => timeouts,
+        _ => WorkflowTimeouts::default(),
+    })
+}
+
+/// Closes a running run that reached `timeout`: `WorkflowTimedOut`, then the
+/// common close (its activities told the workflow closed, its timers
+/// dropped); a started task's answer will be refused.
+fn time_out(
+    tx: &mut dyn Tx,
+    fx: &mut Effects,
+    run: &mut RunRecord,
+    timeout: WorkflowTimeout,
+    now: i64,
+) -> Result<(), ProtocolError> {
+    tracing::debug!(workflow_id = %run.workflow_id, run_id = %run.run_id, %timeout, "workflow run timed out");
+    append(tx, run, now, EventKind::WorkflowTimedOut { timeout })?;
+    close_run(tx, fx, run, WorkflowOutcome::TimedOut { timeout }, now)
 }
 
 /// Claims the oldest scheduled workflow task of the queue for `identity`: appends
@@ -724,6 +831,10 @@ pub(crate) fn complete_task(
                     input,
                     // The next run continues the trace of this one.
                     trace_context: run.trace_context.clone(),
+                    // The run timeout anew, the chain's execution deadline
+                    // carried on.
+                    timeouts: run_timeouts(tx, &run)?,
+                    id_reuse_policy: WorkflowIdReusePolicy::AllowDuplicate,
                 });
             }
             other => {
@@ -960,6 +1071,15 @@ pub(crate) fn fire_timer(
             schedule_task(tx, fx, &mut run, now)?;
             true
         }
+        // `close_run` writes the run.
+        WorkflowTimerKind::RunTimeout => {
+            time_out(tx, fx, &mut run, WorkflowTimeout::Run, now)?;
+            false
+        }
+        WorkflowTimerKind::ExecutionTimeout => {
+            time_out(tx, fx, &mut run, WorkflowTimeout::Execution, now)?;
+            false
+        }
         _ => false,
     };
     if changed {
@@ -1034,14 +1154,219 @@ pub(crate) fn terminate(
         },
     )?;
     tracing::debug!(workflow_id = %run.workflow_id, run_id = %run.run_id, %reason, "workflow run terminated");
-    close_run(
-        tx,
-        fx,
-        &mut run,
-        WorkflowOutcome::Terminated { reason },
-        now,
-    )?;
+    close_run(tx, fx, &mut run, WorkflowOutcome::terminated(reason), now)?;
     Ok(WorkflowState::Terminated)
+}
+
+/// A reset's arguments, checked (docs/semantics.md §3.1).
+#[derive(Clone)]
+pub(crate) struct ResetIn {
+    pub(crate) to_event: u64,
+    pub(crate) reason: String,
+    pub(crate) identity: String,
+    pub(crate) new_run_id: String,
+}
+
+/// Resets a run (docs/semantics.md §3.1): checks that `to_event` is one of
+/// its `WorkflowTaskCompleted` events; terminates the run if it is running
+/// (naming the reset and the new run); starts a new run of the workflow id
+/// whose history is the run's events before that task's answer (ending with
+/// its `WorkflowTaskStarted`), then `WorkflowTaskFailed` recording the reset,
+/// the signals received after that point, and a new workflow task. The
+/// activities and timers open at that point are scheduled again for the new
+/// run; those of later tasks are not carried over. Answers the new run.
+pub(crate) fn reset(
+    tx: &mut dyn Tx,
+    fx: &mut Effects,
+    workflow: &WorkflowRef,
+    reset: ResetIn,
+    now: i64,
+) -> Result<WorkflowRef, ProtocolError> {
+    let mut old = find_run(tx, workflow)?;
+    let history = tx.history(old.key)?;
+    let completed: Vec<u64> = history
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::WorkflowTaskCompleted { .. }))
+        .map(|e| e.event_id)
+        .collect();
+    let at = reset.to_event;
+    if !completed.contains(&at) || at < 2 {
+        let found = match history.get((at as usize).wrapping_sub(1)) {
+            Some(event) => format!("event {at} is {}", event.kind.name()),
+            None => format!("the run has no event {at} (it has {})", history.len()),
+        };
+        let choices = if completed.is_empty() {
+            "it has none yet: no workflow task of it completed".to_owned()
+        } else {
+            let list: Vec<String> = completed.iter().map(u64::to_string).collect();
+            format!("one of [{}]", list.join(", "))
+        };
+        return Err(ProtocolError::invalid_argument(
+            "to_event",
+            format!(
+                "{found}: a reset goes to a WorkflowTaskCompleted event of workflow `{}` run `{}`, {choices}",
+                old.workflow_id, old.run_id
+            ),
+        ));
+    }
+    if let Some(latest) = tx.latest_run(&old.workflow_id)? {
+        if latest.state == WorkflowState::Running && latest.key != old.key {
+            return Err(ProtocolError::AlreadyExists {
+                what: format!(
+                    "workflow `{}` (run `{}` is running: reset that run, or terminate it first)",
+                    latest.workflow_id, latest.run_id
+                ),
+            });
+        }
+    }
+    let ResetIn {
+        reason,
+        identity,
+        new_run_id,
+        ..
+    } = reset;
+    // Signals the run received after the reset point: in its history, and
+    // buffered while a task of it ran (dropped by its close).
+    let cut = (at - 1) as usize;
+    let mut signals: Vec<(i64, EventKind)> = history[cut..]
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::WorkflowSignaled { .. }))
+        .map(|e| (to_millis(e.time), e.kind.clone()))
+        .collect();
+    if !old.state.is_final() {
+        let buffered = tx.take_buffered(old.key)?;
+        signals.extend(
+            buffered
+                .into_iter()
+                .filter(|(_, kind)| matches!(kind, EventKind::WorkflowSignaled { .. })),
+        );
+        let why =
+            format!("reset to event {at} by {identity}: {reason}; run `{new_run_id}` took over");
+        append(
+            tx,
+            &mut old,
+            now,
+            EventKind::WorkflowTerminated {
+                reason: why.clone(),
+                identity: identity.clone(),
+            },
+        )?;
+        let outcome = WorkflowOutcome::Terminated {
+            reason: why,
+            new_run_id: Some(new_run_id.clone()),
+        };
+        close_run(tx, fx, &mut old, outcome, now)?;
+    }
+    let timeouts = match history.first().map(|e| &e.kind) {
+        Some(EventKind::WorkflowStarted { timeouts, .. }) => *timeouts,
+        _ => WorkflowTimeouts::default(),
+    };
+    let mut run = new_run_record(
+        old.workflow_id.clone(),
+        new_run_id,
+        old.workflow_type.clone(),
+        old.task_queue.clone(),
+        old.input.clone(),
+        now,
+    );
+    // The new run continues the old one's trace.
+    run.trace_context = old.trace_context.clone();
+    run.key = tx.insert_run(&run)?;
+    let copied = &history[..cut];
+    for (n, event) in copied.iter().enumerate() {
+        let mut kind = event.kind.clone();
+        if let (
+            0,
+            EventKind::WorkflowStarted {
+                original_run_id, ..
+            },
+        ) = (n, &mut kind)
+        {
+            // The random values of the copied history came from this seed.
+            original_run_id.get_or_insert_with(|| old.run_id.clone());
+        }
+        if matches!(event.kind, EventKind::WorkflowTaskScheduled) {
+            run.task_seq = run.task_seq.saturating_add(1);
+        }
+        if matches!(event.kind, EventKind::WorkflowCancelRequested) {
+            run.cancel_requested = true;
+        }
+        append(tx, &mut run, to_millis(event.time), kind)?;
+    }
+    let message = format!(
+        "reset to event {at} of run `{}` by {identity}: {reason}",
+        old.run_id
+    );
+    append(tx, &mut run, now, EventKind::WorkflowTaskFailed { message })?;
+    for (time, kind) in signals {
+        append(tx, &mut run, time, kind)?;
+    }
+    reopen(tx, fx, &old, &run, copied, now)?;
+    set_run_timeouts(tx, fx, &run, &timeouts, now)?;
+    schedule_task(tx, fx, &mut run, now)?;
+    tx.update_run(&run)?;
+    fx.count_run(&run, WorkflowEvent::Started);
+    tracing::debug!(workflow_id = %run.workflow_id, run_id = %old.run_id, new_run_id = %run.run_id, to_event = at, "workflow run reset");
+    Ok(WorkflowRef::run(run.workflow_id, run.run_id))
+}
+
+/// Schedules again, for the reset run `run`, the activities and timers that
+/// were open at the end of `copied` (the old run's history up to the reset
+/// point): an activity with the options of its execution in `old`, a timer
+/// due when it was due (at once if that has passed).
+fn reopen(
+    tx: &mut dyn Tx,
+    fx: &mut Effects,
+    old: &RunRecord,
+    run: &RunRecord,
+    copied: &[HistoryEvent],
+    now: i64,
+) -> Result<(), ProtocolError> {
+    let mut activities = Vec::new();
+    let mut timers = Vec::new();
+    for event in copied {
+        match &event.kind {
+            EventKind::ActivityScheduled { seq, .. } => activities.push(*seq),
+            EventKind::ActivityCompleted { seq, .. } | EventKind::ActivityFailed { seq, .. } => {
+                activities.retain(|s| s != seq)
+            }
+            EventKind::TimerStarted { seq, duration } => {
+                timers.push((*seq, to_millis(event.time).saturating_add(ms(*duration))))
+            }
+            EventKind::TimerFired { seq } | EventKind::TimerCanceled { seq } => {
+                timers.retain(|(s, _)| s != seq)
+            }
+            _ => {}
+        }
+    }
+    for seq in activities {
+        let Some(exec) = tx.execution_by_seq(&old.run_id, seq)? else {
+            continue;
+        };
+        let mut record = rules::new_record(
+            exec.activity_id,
+            exec.activity_type,
+            exec.input,
+            exec.options,
+            now,
+        );
+        record.scope = run.run_id.clone();
+        record.workflow_id = Some(run.workflow_id.clone());
+        record.workflow_run_id = Some(run.run_id.clone());
+        record.workflow_seq = Some(seq);
+        rules::schedule(tx, fx, record)?;
+    }
+    for (seq, due_at) in timers {
+        let due_at = due_at.max(now);
+        tx.set_workflow_timer(&WorkflowTimerRecord {
+            run_key: run.key,
+            kind: WorkflowTimerKind::Timer,
+            seq,
+            due_at,
+        })?;
+        fx.timer_set(due_at);
+    }
+    Ok(())
 }
 
 /// A signal to deliver: its name, payload and sender.
@@ -1123,6 +1448,20 @@ pub(crate) fn describe(run: &RunRecord) -> WorkflowDescription {
     d.outcome = run.outcome.clone();
     d.task_failures = run.task_failures;
     d
+}
+
+/// Sets the deadlines of the run's timeouts in its description.
+pub(crate) fn describe_deadlines(
+    tx: &mut dyn Tx,
+    run: &RunRecord,
+    description: &mut WorkflowDescription,
+) -> Result<(), ProtocolError> {
+    let timeouts = run_timeouts(tx, run)?;
+    description.run_deadline = timeouts
+        .run
+        .map(|timeout| from_millis(run.started_at.saturating_add(ms(timeout))));
+    description.execution_deadline = timeouts.execution_deadline;
+    Ok(())
 }
 
 /// The message of the run's latest `WorkflowTaskFailed`, when its latest tasks

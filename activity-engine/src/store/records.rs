@@ -267,14 +267,21 @@ pub enum WorkflowTimerKind {
     TaskTimeout,
     /// The end of a failed task's backoff (`seq` = task number).
     TaskBackoff,
+    /// The end of the run's run timeout (`seq` 0).
+    RunTimeout,
+    /// The end of the workflow's execution timeout, carried from run to run
+    /// of a continue-as-new chain (`seq` 0).
+    ExecutionTimeout,
 }
 
 impl WorkflowTimerKind {
     /// Every kind.
-    pub const ALL: [WorkflowTimerKind; 3] = [
+    pub const ALL: [WorkflowTimerKind; 5] = [
         WorkflowTimerKind::Timer,
         WorkflowTimerKind::TaskTimeout,
         WorkflowTimerKind::TaskBackoff,
+        WorkflowTimerKind::RunTimeout,
+        WorkflowTimerKind::ExecutionTimeout,
     ];
 
     /// The stored name.
@@ -283,6 +290,8 @@ impl WorkflowTimerKind {
             WorkflowTimerKind::Timer => "timer",
             WorkflowTimerKind::TaskTimeout => "task_timeout",
             WorkflowTimerKind::TaskBackoff => "task_backoff",
+            WorkflowTimerKind::RunTimeout => "run_timeout",
+            WorkflowTimerKind::ExecutionTimeout => "execution_timeout",
         }
     }
 

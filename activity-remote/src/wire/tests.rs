@@ -25,8 +25,8 @@ use activity_core::{
     workflow::history::{
         Command, EventKind, HistoryEvent, ListWorkflowsRequest, LocalActivityOutcome,
         PollWorkflowTaskRequest, QueryAnswer, QueryTask, StartWorkflowRequest, WorkflowDescription,
-        WorkflowFailure, WorkflowOutcome, WorkflowRef, WorkflowState, WorkflowSummary,
-        WorkflowTask,
+        WorkflowFailure, WorkflowIdReusePolicy, WorkflowOutcome, WorkflowRef, WorkflowState,
+        WorkflowSummary, WorkflowTask, WorkflowTimeout, WorkflowTimeouts,
     },
 };
 use proptest::{collection::vec, option, prelude::*, strategy::ValueTree, test_runner::TestRunner};
@@ -335,20 +335,65 @@ fn workflow_outcome() -> impl Strategy<Value = WorkflowOutcome> {
         payload().prop_map(WorkflowOutcome::Completed),
         workflow_failure().prop_map(WorkflowOutcome::Failed),
         Just(WorkflowOutcome::Canceled),
-        text().prop_map(|reason| WorkflowOutcome::Terminated { reason }),
+        (text(), option::of(text()))
+            .prop_map(|(reason, new_run_id)| WorkflowOutcome::Terminated { reason, new_run_id }),
         text().prop_map(|new_run_id| WorkflowOutcome::ContinuedAsNew { new_run_id }),
+        workflow_timeout().prop_map(|timeout| WorkflowOutcome::TimedOut { timeout }),
     ]
+}
+
+fn workflow_timeout() -> impl Strategy<Value = WorkflowTimeout> {
+    prop_oneof![Just(WorkflowTimeout::Run), Just(WorkflowTimeout::Execution)]
+}
+
+fn workflow_timeouts() -> impl Strategy<Value = WorkflowTimeouts> {
+    (
+        option::of(duration()),
+        option::of(duration()),
+        option::of(time()),
+    )
+        .prop_map(|(run, execution, deadline)| WorkflowTimeouts::new(run, execution, deadline))
+}
+
+fn start_request(
+    names: &[String],
+    input: Vec<Payload>,
+) -> impl Strategy<Value = StartWorkflowRequest> {
+    let request = StartWorkflowRequest::new(&names[0], &names[1], &names[2], input);
+    (
+        option::of(duration()),
+        option::of(duration()),
+        proptest::sample::select(WorkflowIdReusePolicy::ALL),
+    )
+        .prop_map(move |(run, execution, policy)| {
+            let mut request = request.clone().with_id_reuse_policy(policy);
+            request.run_timeout = run;
+            request.execution_timeout = execution;
+            request
+        })
 }
 
 fn event_kind() -> impl Strategy<Value = EventKind> {
     prop_oneof![
-        (text(), text(), payloads()).prop_map(|(workflow_type, task_queue, input)| {
-            EventKind::WorkflowStarted {
-                workflow_type,
-                task_queue,
-                input,
-            }
-        }),
+        (
+            text(),
+            text(),
+            payloads(),
+            workflow_timeouts(),
+            option::of(text())
+        )
+            .prop_map(
+                |(workflow_type, task_queue, input, timeouts, original_run_id)| {
+                    EventKind::WorkflowStarted {
+                        workflow_type,
+                        task_queue,
+                        input,
+                        timeouts,
+                        original_run_id,
+                    }
+                }
+            ),
+        workflow_timeout().prop_map(|timeout| EventKind::WorkflowTimedOut { timeout }),
         Just(EventKind::WorkflowTaskScheduled),
         text().prop_map(|identity| EventKind::WorkflowTaskStarted { identity }),
         text().prop_map(|identity| EventKind::WorkflowTaskCompleted { identity }),
@@ -478,6 +523,7 @@ fn workflow_state() -> impl Strategy<Value = WorkflowState> {
         Just(WorkflowState::Canceled),
         Just(WorkflowState::Terminated),
         Just(WorkflowState::ContinuedAsNew),
+        Just(WorkflowState::TimedOut),
     ]
 }
 
@@ -492,6 +538,7 @@ prop_compose! {
         outcome in option::of(workflow_outcome()),
         task_failures in any::<u32>(),
         last_task_failure in option::of(text()),
+        deadlines in (option::of(time()), option::of(time())),
     ) -> WorkflowDescription {
         let mut d = WorkflowDescription::new(&names[0], &names[1], &names[2], &names[3], state, start);
         d.close_time = close;
@@ -500,6 +547,7 @@ prop_compose! {
         d.outcome = outcome;
         d.task_failures = task_failures;
         d.last_task_failure = last_task_failure;
+        (d.run_deadline, d.execution_deadline) = deadlines;
         d
     }
 }
@@ -664,11 +712,14 @@ fn request() -> impl Strategy<Value = ProtocolRequest> {
                 request.task_queue = queue;
                 R::ListActivityExecutions { request }
             }),
-        (vec(text(), 3), payloads(), option::of(text())).prop_map(|(names, input, trace)| {
-            let mut request = StartWorkflowRequest::new(&names[0], &names[1], &names[2], input);
-            request.trace_context = trace;
-            R::StartWorkflow { request }
-        }),
+        (vec(text(), 3), payloads(), option::of(text()))
+            .prop_flat_map(|(names, input, trace)| {
+                start_request(&names, input).prop_map(move |mut request| {
+                    request.trace_context = trace.clone();
+                    request
+                })
+            })
+            .prop_map(|request| R::StartWorkflow { request }),
         (text(), text(), duration()).prop_map(|(queue, identity, wait)| R::PollWorkflowTask {
             request: PollWorkflowTaskRequest::new(queue, identity).with_wait(wait),
         }),
@@ -683,6 +734,14 @@ fn request() -> impl Strategy<Value = ProtocolRequest> {
                 identity,
             }
         }),
+        (workflow_ref(), any::<u64>(), text(), text()).prop_map(
+            |(workflow, to_event, reason, identity)| R::ResetWorkflow {
+                workflow,
+                to_event,
+                reason,
+                identity,
+            }
+        ),
         (workflow_ref(), text(), payload(), text()).prop_map(
             |(workflow, signal_name, input, identity)| R::SignalWorkflow {
                 workflow,
@@ -785,6 +844,7 @@ fn response() -> impl Strategy<Value = ProtocolResponse> {
         Just(R::FailWorkflowTask(())),
         workflow_state().prop_map(R::RequestCancelWorkflow),
         workflow_state().prop_map(R::TerminateWorkflow),
+        workflow_ref().prop_map(R::ResetWorkflow),
         workflow_ref().prop_map(R::SignalWorkflow),
         workflow_ref().prop_map(R::SignalWithStartWorkflow),
         payload().prop_map(R::QueryWorkflow),

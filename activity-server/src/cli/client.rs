@@ -156,13 +156,19 @@ pub(crate) async fn workflow(
             id,
             task_queue,
             input,
+            run_timeout,
+            execution_timeout,
+            id_reuse_policy,
         } => {
-            let request = StartWorkflowRequest::new(
+            let mut request = StartWorkflowRequest::new(
                 id,
                 workflow_type.clone(),
                 task_queue.clone(),
                 start_input(&input)?,
-            );
+            )
+            .with_id_reuse_policy(id_reuse_policy.into());
+            request.run_timeout = run_timeout;
+            request.execution_timeout = execution_timeout;
             let run = protocol.start_workflow(request).await?;
             let run_id = run.run_id.clone().unwrap_or_default();
             let value = json!({
@@ -184,8 +190,20 @@ pub(crate) async fn workflow(
         }
         WorkflowCommand::Result { target, wait } => {
             let workflow = workflow_ref(target);
-            let outcome = wait_outcome(&*protocol, &workflow, wait).await?;
-            let value = view::workflow_outcome(&outcome);
+            let (outcome, followed) = wait_outcome(&*protocol, &workflow, wait).await?;
+            let mut value = view::workflow_outcome(&outcome);
+            let mut note = String::new();
+            if let Some(last) = followed.last() {
+                // The run asked for continued as new or was reset: the runs
+                // that took over are followed to the final outcome, as
+                // without `--run-id`.
+                value["followed_runs"] = json!(followed);
+                note = format!(
+                    "(followed {} run(s) that took over, from run `{}` to run `{last}`)\n",
+                    followed.len(),
+                    workflow.run_id.as_deref().unwrap_or_default()
+                );
+            }
             let (human, code) = match &outcome {
                 WorkflowOutcome::Completed(result) => (
                     serde_json::to_string_pretty(&view::payload(result))
@@ -196,15 +214,18 @@ pub(crate) async fn workflow(
                     (format!("FAILED: {failure}"), ExitCode::FAILURE)
                 }
                 WorkflowOutcome::Canceled => ("CANCELED".to_owned(), ExitCode::FAILURE),
-                WorkflowOutcome::Terminated { reason } => {
+                WorkflowOutcome::Terminated { reason, .. } => {
                     (format!("TERMINATED: {reason}"), ExitCode::FAILURE)
                 }
                 WorkflowOutcome::ContinuedAsNew { new_run_id } => (
                     format!("CONTINUED_AS_NEW: run `{new_run_id}` took over"),
                     ExitCode::FAILURE,
                 ),
+                WorkflowOutcome::TimedOut { timeout } => {
+                    (format!("TIMED_OUT: {timeout}"), ExitCode::FAILURE)
+                }
             };
-            print(connection, &value, &human)?;
+            print(connection, &value, &format!("{note}{human}"))?;
             return Ok(code);
         }
         WorkflowCommand::Cancel(target) => {
@@ -228,6 +249,25 @@ pub(crate) async fn workflow(
                 "state": state.as_str(),
             });
             print(connection, &value, &format!("{workflow} terminated"))?;
+        }
+        WorkflowCommand::Reset {
+            target,
+            to_event,
+            reason,
+        } => {
+            let workflow = workflow_ref(target);
+            let run = protocol
+                .reset_workflow(workflow.clone(), to_event, reason, cli_identity())
+                .await?;
+            let run_id = run.run_id.unwrap_or_default();
+            let value = json!({
+                "workflow_id": run.workflow_id,
+                "run_id": run_id,
+                "reset_from": workflow.run_id,
+                "to_event": to_event,
+            });
+            let human = format!("{workflow} reset to event {to_event}: run `{run_id}` took over");
+            print(connection, &value, &human)?;
         }
         WorkflowCommand::Signal {
             target,
@@ -366,22 +406,36 @@ fn kind_of(value: &Value) -> &'static str {
     }
 }
 
-/// Long-polls for the run's outcome, until `limit` if given.
+/// Long-polls for the run's outcome, until `limit` if given. A specific run
+/// that continued as new (or was reset) is followed to the run that took
+/// over, and so on to
+/// the final outcome (as the latest run of an id is, docs/semantics.md §3.1);
+/// answers the outcome and the run ids followed.
 async fn wait_outcome(
     protocol: &dyn ActivityProtocol,
     workflow: &WorkflowRef,
     limit: Option<Duration>,
-) -> Result<WorkflowOutcome, CliError> {
+) -> Result<(WorkflowOutcome, Vec<String>), CliError> {
     let deadline = limit.map(|limit| Instant::now() + limit);
+    let mut workflow = workflow.clone();
+    let mut followed = Vec::new();
     loop {
         let wait = deadline.map_or(LONG_POLL, |d| {
             d.saturating_duration_since(Instant::now()).min(LONG_POLL)
         });
-        if let Some(outcome) = protocol
+        match protocol
             .wait_workflow_outcome(workflow.clone(), wait)
             .await?
         {
-            return Ok(outcome);
+            // Continued as new, or reset: the run that took over.
+            Some(outcome) if workflow.run_id.is_some() && outcome.next_run().is_some() => {
+                let next = outcome.next_run().unwrap_or_default().to_owned();
+                followed.push(next.clone());
+                workflow = WorkflowRef::run(workflow.workflow_id, next);
+                continue;
+            }
+            Some(outcome) => return Ok((outcome, followed)),
+            None => {}
         }
         if let (Some(deadline), Some(limit)) = (deadline, limit) {
             if Instant::now() >= deadline {

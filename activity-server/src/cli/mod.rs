@@ -240,7 +240,7 @@ pub(crate) struct WorkflowTarget {
     #[arg(long, value_name = "ID")]
     pub(crate) id: String,
     /// A specific run (default: the latest run of the id).
-    #[arg(long, value_name = "RUN_ID")]
+    #[arg(long, visible_alias = "run", value_name = "RUN_ID")]
     pub(crate) run_id: Option<String>,
 }
 
@@ -260,10 +260,27 @@ pub(crate) enum WorkflowCommand {
         /// The arguments: a JSON array, one element per argument, e.g. '["ada", 3]'.
         #[arg(long, value_name = "JSON", default_value = "[]")]
         input: String,
+        /// Close the run TIMED_OUT when it has run this long, e.g. `10m`
+        /// (each run of a continue-as-new chain gets it anew).
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        run_timeout: Option<Duration>,
+        /// Close the workflow's run TIMED_OUT when this long has passed since
+        /// its first run started, across continue-as-new, e.g. `1h`.
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        execution_timeout: Option<Duration>,
+        /// Whether the id may be reused once its last run closed.
+        #[arg(
+            long,
+            value_enum,
+            value_name = "POLICY",
+            default_value = "allow-duplicate"
+        )]
+        id_reuse_policy: IdReusePolicy,
     },
     /// Describes a run: state, times, outcome.
     Describe(WorkflowTarget),
-    /// Waits for a run's outcome and prints it; exits 1 if it failed or was canceled.
+    /// Waits for a run's outcome and prints it, following the runs that took
+    /// over from it (continue-as-new, reset); exits 1 if it did not complete.
     Result {
         #[command(flatten)]
         target: WorkflowTarget,
@@ -280,6 +297,21 @@ pub(crate) enum WorkflowCommand {
         #[command(flatten)]
         target: WorkflowTarget,
         /// Why, e.g. 'its workflow type is not deployed anywhere'.
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+    },
+    /// Resets a run to one of its WorkflowTaskCompleted events: a new run of
+    /// the id starts with the history up to the task that event answered, and
+    /// the current code redoes that task and continues; the run, if running,
+    /// is terminated naming the reset. Its history records who (this user and
+    /// host) and why.
+    Reset {
+        #[command(flatten)]
+        target: WorkflowTarget,
+        /// The id of a WorkflowTaskCompleted event of the run (see `workflow history`).
+        #[arg(long, value_name = "N")]
+        to_event: u64,
+        /// Why, e.g. 'deploy 41 broke determinism'.
         #[arg(long, value_name = "TEXT")]
         reason: String,
     },
@@ -323,6 +355,27 @@ pub(crate) enum WorkflowCommand {
     },
 }
 
+/// `workflow start --id-reuse-policy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum IdReusePolicy {
+    /// A new run may follow any closed run.
+    AllowDuplicate,
+    /// Only if the last run did not complete successfully.
+    AllowDuplicateFailedOnly,
+    /// Never: the id is used once.
+    RejectDuplicate,
+}
+
+impl From<IdReusePolicy> for activity_core::workflow::WorkflowIdReusePolicy {
+    fn from(policy: IdReusePolicy) -> Self {
+        match policy {
+            IdReusePolicy::AllowDuplicate => Self::AllowDuplicate,
+            IdReusePolicy::AllowDuplicateFailedOnly => Self::AllowDuplicateFailedOnly,
+            IdReusePolicy::RejectDuplicate => Self::RejectDuplicate,
+        }
+    }
+}
+
 /// `workflow list --state`: the states a run can be in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub(crate) enum StateFilter {
@@ -338,6 +391,8 @@ pub(crate) enum StateFilter {
     Terminated,
     /// Continued as new (a new run of the same id took over).
     ContinuedAsNew,
+    /// Timed out (its run or execution timeout).
+    TimedOut,
 }
 
 impl From<StateFilter> for WorkflowState {
@@ -349,6 +404,7 @@ impl From<StateFilter> for WorkflowState {
             StateFilter::Canceled => WorkflowState::Canceled,
             StateFilter::Terminated => WorkflowState::Terminated,
             StateFilter::ContinuedAsNew => WorkflowState::ContinuedAsNew,
+            StateFilter::TimedOut => WorkflowState::TimedOut,
         }
     }
 }
