@@ -193,10 +193,16 @@ pub fn event(e: &HistoryEvent) -> Value {
             workflow_type,
             task_queue,
             input,
+            parent,
         } => json!({
             "workflow_type": workflow_type,
             "task_queue": task_queue,
             "input": input.iter().map(payload).collect::<Vec<_>>(),
+            "parent": parent.as_ref().map(|p| json!({
+                "workflow_id": p.workflow_id,
+                "run_id": p.run_id,
+                "seq": p.seq,
+            })),
         }),
         EventKind::WorkflowTaskStarted { identity }
         | EventKind::WorkflowTaskCompleted { identity } => json!({ "identity": identity }),
@@ -256,6 +262,38 @@ pub fn event(e: &HistoryEvent) -> Value {
             "input": payload(input),
             "identity": identity,
         }),
+        EventKind::StartChildWorkflowInitiated {
+            seq,
+            workflow_id,
+            workflow_type,
+            parent_close_policy,
+        } => json!({
+            "seq": seq,
+            "workflow_id": workflow_id,
+            "workflow_type": workflow_type,
+            "parent_close_policy": parent_close_policy.as_str(),
+        }),
+        EventKind::ChildWorkflowStarted {
+            seq,
+            workflow_id,
+            run_id,
+        } => json!({ "seq": seq, "workflow_id": workflow_id, "run_id": run_id }),
+        EventKind::StartChildWorkflowFailed {
+            seq,
+            workflow_id,
+            message,
+        } => json!({ "seq": seq, "workflow_id": workflow_id, "message": message }),
+        EventKind::ChildWorkflowCompleted { seq, result } => {
+            json!({ "seq": seq, "result": payload(result) })
+        }
+        EventKind::ChildWorkflowFailed { seq, failure } => {
+            json!({ "seq": seq, "failure": workflow_failure(failure) })
+        }
+        EventKind::ChildWorkflowTerminated { seq, reason } => {
+            json!({ "seq": seq, "reason": reason })
+        }
+        EventKind::ChildWorkflowCanceled { seq }
+        | EventKind::ChildWorkflowCancelRequested { seq } => json!({ "seq": seq }),
         _ => json!({}),
     };
     let mut object = Map::new();

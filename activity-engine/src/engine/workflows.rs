@@ -42,9 +42,9 @@ use activity_core::{
     payload::Payload,
     protocol::{ClosedReason, ExecutionOutcome, ProtocolError},
     workflow::{
-        Command, EventKind, HistoryEvent, ListWorkflowsRequest, WorkflowDescription,
-        WorkflowOutcome, WorkflowRef, WorkflowState, WorkflowSummary, WorkflowTask,
-        MAX_LIST_WORKFLOWS_LIMIT,
+        Command, EventKind, HistoryEvent, ListWorkflowsRequest, ParentClosePolicy, ParentRun,
+        WorkflowDescription, WorkflowOutcome, WorkflowRef, WorkflowState, WorkflowSummary,
+        WorkflowTask, MAX_LIST_WORKFLOWS_LIMIT,
     },
 };
 
@@ -56,8 +56,8 @@ use super::{
 use crate::{
     engine::config::EngineConfig,
     store::{
-        ExecutionRecord, RunRecord, StoreError, Tx, WorkflowTaskState, WorkflowTimerKind,
-        WorkflowTimerRecord,
+        ChildLink, ExecutionRecord, RunRecord, StoreError, Tx, WorkflowTaskState,
+        WorkflowTimerKind, WorkflowTimerRecord,
     },
     token::TokenSigner,
 };
@@ -80,6 +80,9 @@ pub(crate) struct NewRun {
     pub(crate) workflow_type: String,
     pub(crate) task_queue: String,
     pub(crate) input: Vec<Payload>,
+    /// The parent, when a workflow starts the run as its child (or a child
+    /// continues as new), with the parent-close policy.
+    pub(crate) parent: Option<(ParentRun, ParentClosePolicy)>,
 }
 
 fn append(
@@ -334,10 +337,22 @@ pub(crate) fn start(
         history_warned: false,
     };
     run.key = tx.insert_run(&run)?;
+    if let Some((parent, policy)) = &new.parent {
+        tx.insert_child_link(&ChildLink {
+            run_key: run.key,
+            workflow_id: run.workflow_id.clone(),
+            run_id: run.run_id.clone(),
+            parent_workflow_id: parent.workflow_id.clone(),
+            parent_run_id: parent.run_id.clone(),
+            parent_seq: parent.seq,
+            policy: *policy,
+        })?;
+    }
     let started = EventKind::WorkflowStarted {
         workflow_type: run.workflow_type.clone(),
         task_queue: run.task_queue.clone(),
         input: run.input.clone(),
+        parent: new.parent.map(|(parent, _)| parent),
     };
     append(tx, &mut run, now, started)?;
     schedule_task(tx, fx, &mut run, now)?;
@@ -581,6 +596,7 @@ fn check_commands(commands: &[Command]) -> Result<(), ProtocolError> {
 /// commands out in the same transaction. A last `ContinueAsNew` closes the run
 /// and starts run `next_run_id` of the same workflow id (docs/semantics.md
 /// §3.1).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn complete_task(
     tx: &mut dyn Tx,
     fx: &mut Effects,
@@ -588,6 +604,7 @@ pub(crate) fn complete_task(
     token: &TaskToken,
     commands: Vec<Command>,
     next_run_id: Option<String>,
+    child_run_ids: &[String],
     now: i64,
 ) -> Result<(), ProtocolError> {
     let mut run = started_task(tx, signer, token)?;
@@ -614,6 +631,7 @@ pub(crate) fn complete_task(
     let mut canceled_timers = Vec::new();
     let mut close = None;
     let mut next = None;
+    let mut child_run_ids = child_run_ids.iter();
     for command in commands {
         let event = match (&command, &next_run_id) {
             (Command::ContinueAsNew { input }, Some(new_run_id)) => {
@@ -698,6 +716,46 @@ pub(crate) fn complete_task(
                     &EventKind::ExternalSignalResolved { seq, error },
                 )?;
             }
+            Command::StartChildWorkflow {
+                seq,
+                workflow_id,
+                workflow_type,
+                task_queue,
+                input,
+                parent_close_policy,
+            } => {
+                let new = NewRun {
+                    workflow_id: workflow_id.clone(),
+                    run_id: child_run_ids.next().cloned().unwrap_or_default(),
+                    workflow_type,
+                    task_queue,
+                    input,
+                    parent: Some((
+                        ParentRun::new(&run.workflow_id, &run.run_id, seq),
+                        parent_close_policy,
+                    )),
+                };
+                let event = match start_child(tx, fx, &run, new, now) {
+                    Ok(run_id) => EventKind::ChildWorkflowStarted {
+                        seq,
+                        workflow_id,
+                        run_id,
+                    },
+                    Err(err) => EventKind::StartChildWorkflowFailed {
+                        seq,
+                        workflow_id,
+                        message: err.to_string(),
+                    },
+                };
+                // Buffered: the run's task is still started (see above).
+                tx.buffer_event(run.key, now, &event)?;
+            }
+            Command::RequestCancelChildWorkflow { seq } => {
+                for child in tx.open_children(&run.run_id, Some(seq))? {
+                    let target = WorkflowRef::run(child.workflow_id, child.run_id);
+                    request_cancel(tx, fx, &target, now)?;
+                }
+            }
             Command::CompleteWorkflow { result } => {
                 close = Some(WorkflowOutcome::Completed(result))
             }
@@ -708,12 +766,22 @@ pub(crate) fn complete_task(
                 close = Some(WorkflowOutcome::ContinuedAsNew {
                     new_run_id: new_run_id.clone(),
                 });
+                // A child's next run keeps its parent (docs/semantics.md §3.1).
+                let parent = tx.child_link(run.key)?.map(|link| {
+                    let parent = ParentRun::new(
+                        link.parent_workflow_id,
+                        link.parent_run_id,
+                        link.parent_seq,
+                    );
+                    (parent, link.policy)
+                });
                 next = Some(NewRun {
                     workflow_id: run.workflow_id.clone(),
                     run_id: new_run_id,
                     workflow_type: run.workflow_type.clone(),
                     task_queue: run.task_queue.clone(),
                     input,
+                    parent,
                 });
             }
             other => {
@@ -746,6 +814,73 @@ pub(crate) fn complete_task(
         schedule_task(tx, fx, &mut run, now)?;
     }
     tx.update_run(&run)?;
+    Ok(())
+}
+
+/// Starts the child run of a `StartChildWorkflow` command of `parent`
+/// (docs/semantics.md §3.1): checked as a client's start is, refused when a
+/// run with its workflow id is running. Answers the child's run id.
+fn start_child(
+    tx: &mut dyn Tx,
+    fx: &mut Effects,
+    parent: &RunRecord,
+    new: NewRun,
+    now: i64,
+) -> Result<String, ProtocolError> {
+    check_name("workflow_id", &new.workflow_id)?;
+    check_name("workflow_type", &new.workflow_type)?;
+    check_name("task_queue", &new.task_queue)?;
+    if new.run_id.is_empty() {
+        return Err(ProtocolError::Internal {
+            message: "no run id was drawn for a child workflow".into(),
+        });
+    }
+    let started = start(tx, fx, new, now)?;
+    tracing::debug!(workflow_id = %parent.workflow_id, run_id = %parent.run_id, child_id = %started.workflow_id, child_run_id = ?started.run_id, "child workflow started");
+    Ok(started.run_id.unwrap_or_default())
+}
+
+/// The event that tells a parent how its child closed; `None` for a child
+/// that continued as new (its chain goes on).
+fn child_closed_event(seq: u32, outcome: &WorkflowOutcome) -> Option<EventKind> {
+    Some(match outcome.clone() {
+        WorkflowOutcome::Completed(result) => EventKind::ChildWorkflowCompleted { seq, result },
+        WorkflowOutcome::Failed(failure) => EventKind::ChildWorkflowFailed { seq, failure },
+        WorkflowOutcome::Canceled => EventKind::ChildWorkflowCanceled { seq },
+        WorkflowOutcome::Terminated { reason } => {
+            EventKind::ChildWorkflowTerminated { seq, reason }
+        }
+        WorkflowOutcome::ContinuedAsNew { .. } => return None,
+    })
+}
+
+/// The parent-close policy of each open child of a run that closed
+/// (docs/semantics.md §3.1), in the transaction that closed it: Terminate
+/// terminates the child, RequestCancel requests its cancellation, Abandon
+/// leaves it running.
+fn close_children(
+    tx: &mut dyn Tx,
+    fx: &mut Effects,
+    run: &RunRecord,
+    now: i64,
+) -> Result<(), ProtocolError> {
+    for child in tx.open_children(&run.run_id, None)? {
+        let target = WorkflowRef::run(child.workflow_id, child.run_id);
+        match child.policy {
+            ParentClosePolicy::Terminate => {
+                let reason = format!(
+                    "its parent workflow `{}` run `{}` closed ({}); parent-close policy Terminate",
+                    run.workflow_id, run.run_id, run.state
+                );
+                let identity = format!("workflow `{}` run `{}`", run.workflow_id, run.run_id);
+                terminate(tx, fx, &target, reason, identity, now)?;
+            }
+            ParentClosePolicy::RequestCancel => {
+                request_cancel(tx, fx, &target, now)?;
+            }
+            ParentClosePolicy::Abandon => {}
+        }
+    }
     Ok(())
 }
 
@@ -854,6 +989,19 @@ fn close_run(
     for exec in tx.open_executions(&run.run_id)? {
         rules::close_for_closed_run(tx, fx, exec, run.state, now)?;
     }
+    // A child tells its parent how it ended (the parent is written apart:
+    // buffered while its task runs); the run's own children meet their
+    // parent-close policy.
+    if let Some(link) = tx.child_link(run.key)? {
+        if let Some(event) = run
+            .outcome
+            .as_ref()
+            .and_then(|outcome| child_closed_event(link.parent_seq, outcome))
+        {
+            deliver(tx, fx, &link.parent_run_id, now, event)?;
+        }
+    }
+    close_children(tx, fx, run, now)?;
     tracing::debug!(workflow_id = %run.workflow_id, run_id = %run.run_id, state = %run.state, "workflow run closed");
     fx.runs_closed.push(run.run_id.clone());
     Ok(())

@@ -24,6 +24,11 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
         "history sizes, and the indexes of the retention",
         crate::store::sqlite::schema::V5,
     ),
+    (
+        6,
+        "the links of child workflow runs to their parents",
+        crate::store::sqlite::schema::V6,
+    ),
 ];
 
 /// The schema version this engine writes.

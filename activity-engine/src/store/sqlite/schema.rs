@@ -7,7 +7,7 @@
 //! database at the earlier version that the next open finishes. A version
 //! newer than the last step is refused (it was written by a newer engine).
 //!
-//! # Version 5
+//! # Version 6
 //!
 //! - `meta(key, value)`: engine metadata: schema version, task-token key.
 //! - `executions`: one row per activity execution: ids (`scope`, `activity_id`,
@@ -39,6 +39,10 @@
 //! - `workflow_buffered_events(position, run_key, time, kind)`: events that
 //!   arrived while the run's workflow task was started.
 //! - `workflow_timers(run_key, kind, seq, due_at)`: durable timers of runs.
+//! - `workflow_children(run_key, parent_workflow_id, parent_run_id,
+//!   parent_seq, parent_close_policy)`: the parent of each child run (and of
+//!   each later run of its continue-as-new chain), indexed by parent run id
+//!   and command.
 //! - `registered_types(kind, name, task_queue, arguments, input_schema,
 //!   output_schema, identity, registered_at)`: the types workers registered;
 //!   schemas as JSON text (they are JSON Schema documents).
@@ -88,6 +92,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 5,
         what: "history sizes, and the indexes of the retention",
         apply: |conn| batch(conn, V5),
+    },
+    Migration {
+        version: 6,
+        what: "the links of child workflow runs to their parents",
+        apply: |conn| batch(conn, V6),
     },
 ];
 
@@ -443,6 +452,22 @@ CREATE INDEX workflow_runs_closed ON workflow_runs (closed_at, key)
     WHERE closed_at IS NOT NULL;
 CREATE INDEX executions_closed ON executions (closed_at, key)
     WHERE scope = '' AND closed_at IS NOT NULL;
+";
+
+/// Version 6: `workflow_children(run_key, parent_workflow_id, parent_run_id,
+/// parent_seq, parent_close_policy)`, one row per run a workflow started as
+/// its child (and per later run of its continue-as-new chain), indexed by the
+/// parent's run id and command (docs/semantics.md §3.1). One self-contained
+/// step: the same SQL on both stores.
+pub(crate) const V6: &str = "
+CREATE TABLE workflow_children (
+    run_key BIGINT PRIMARY KEY,
+    parent_workflow_id TEXT NOT NULL,
+    parent_run_id TEXT NOT NULL,
+    parent_seq BIGINT NOT NULL,
+    parent_close_policy TEXT NOT NULL
+);
+CREATE INDEX workflow_children_parent ON workflow_children (parent_run_id, parent_seq);
 ";
 
 /// Version 4: every model value as model bytes (see [`V4`]). The SQL function
