@@ -4,7 +4,14 @@
 //! typed results and failures, cancels them, and closes with each
 //! parent-close policy.
 
-use std::{future::IntoFuture, sync::Arc, time::Duration};
+use std::{
+    future::IntoFuture,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use activity_core::{
     workflow,
@@ -124,6 +131,20 @@ async fn launcher(ctx: WorkflowContext) -> Result<String, WorkflowError> {
     countdown::child(&ctx, 3).await
 }
 
+/// Which child id `fickle` uses: a deploy that changes it makes the replay
+/// of a run started before it nondeterministic.
+static FICKLE_CHANGED: AtomicBool = AtomicBool::new(false);
+
+#[workflow]
+async fn fickle(ctx: WorkflowContext) -> Result<String, WorkflowError> {
+    let id = if FICKLE_CHANGED.load(Ordering::SeqCst) {
+        "fickle-b"
+    } else {
+        "fickle-a"
+    };
+    waiter::child(&ctx).workflow_id(id).await
+}
+
 struct Setup {
     engine: TestEngine,
     client: Client,
@@ -144,10 +165,16 @@ impl Setup {
     }
 
     fn spawn(&self, name: &str) -> Running {
+        self.spawn_with(name, 1000)
+    }
+
+    /// A worker caching at most `cache` runs (0: every task replays).
+    fn spawn_with(&self, name: &str, cache: usize) -> Running {
         let worker = Worker::builder(self.protocol())
             .task_queue(QUEUE)
             .identity(name)
             .poll_wait(Duration::from_secs(60))
+            .workflow_cache_size(cache)
             .build()
             .expect("worker builds");
         let handle = worker.shutdown_handle();
@@ -465,5 +492,50 @@ async fn a_child_that_continues_as_new_reports_its_last_run() {
         .await
         .unwrap();
     assert_eq!(runs.len(), 4, "{runs:?}");
+    stop(worker).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_child_of_another_id_on_replay_is_nondeterminism_named_in_the_task_failure() {
+    let s = setup().await;
+    FICKLE_CHANGED.store(false, Ordering::SeqCst);
+    let worker = s.spawn_with("replays", 0);
+    let handle = fickle::start(&s.client)
+        .workflow_id("fickle")
+        .await
+        .unwrap();
+    s.wait_state("fickle-a", WorkflowState::Running).await;
+    while count(&s.history("fickle").await, "ChildWorkflowStarted") == 0 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A deploy changes the child's id; the parent's next task replays.
+    FICKLE_CHANGED.store(true, Ordering::SeqCst);
+    s.waiter("fickle-a")
+        .signal(waiter::finish, ())
+        .await
+        .unwrap();
+    let failure = loop {
+        let d = handle.describe().await.unwrap();
+        if let Some(failure) = d.last_task_failure {
+            break failure;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(failure.contains("nondeterminism"), "{failure}");
+    assert!(
+        failure.contains("StartChildWorkflowInitiated(seq 1, `waiter` id `fickle-a`)"),
+        "names the recorded event: {failure}"
+    );
+    assert!(
+        failure.contains("StartChildWorkflow(seq 1, `waiter` id `fickle-b`)"),
+        "names the command found: {failure}"
+    );
+    assert_eq!(
+        handle.describe().await.unwrap().state,
+        WorkflowState::Running
+    );
+    // The fix is deployed: the retried task replays and the parent completes.
+    FICKLE_CHANGED.store(false, Ordering::SeqCst);
+    assert_eq!(handle.result().await.unwrap(), "finished");
     stop(worker).await;
 }
