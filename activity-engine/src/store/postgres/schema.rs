@@ -4,7 +4,7 @@
 //! PostgreSQL's types: `BIGINT` keys (identity columns), `BYTEA` model bytes,
 //! `BOOLEAN` flags, `DOUBLE PRECISION` rates. PostgreSQL databases start at
 //! version 4 (the first one this backend has); later steps are added to
-//! the migration list and to SQLite's list alike (version 5's SQL is
+//! the migration list and to SQLite's list alike (the SQL of versions 5 and 6 is
 //! SQLite's, which PostgreSQL runs as it is).
 //!
 //! Nodes that start together on a new schema serialize on an advisory lock
