@@ -308,7 +308,7 @@ impl WorkflowExecutor {
             workflow_type,
             task_queue,
             input,
-            ..
+            parent,
         } = &first.kind
         else {
             return Err(TaskError::Invalid(format!(
@@ -330,7 +330,8 @@ impl WorkflowExecutor {
                 task.run_id.clone(),
                 workflow_type.clone(),
                 task_queue.clone(),
-            ),
+            )
+            .with_parent(parent.clone()),
             first.time,
         );
         let future = registration.start(driver.context(), input);

@@ -121,7 +121,9 @@ async fn reuses_an_id(ctx: WorkflowContext, child_id: String) -> Result<String, 
 #[workflow]
 async fn countdown(ctx: WorkflowContext, n: u32) -> Result<String, WorkflowError> {
     if n == 0 {
-        return Ok("liftoff".to_owned());
+        // The last run of the chain still knows its parent.
+        let parent = ctx.info().parent.map(|p| p.workflow_id);
+        return Ok(format!("liftoff, child of {parent:?}"));
     }
     countdown::continue_as_new(&ctx, n - 1).await
 }
@@ -483,7 +485,10 @@ async fn a_child_that_continues_as_new_reports_its_last_run() {
         .workflow_id("launcher")
         .await
         .unwrap();
-    assert_eq!(handle.result().await.unwrap(), "liftoff");
+    assert_eq!(
+        handle.result().await.unwrap(),
+        "liftoff, child of Some(\"launcher\")"
+    );
     let history = handle.history().await.unwrap();
     assert_eq!(count(&history, "ChildWorkflowCompleted"), 1);
     let runs = s

@@ -30,6 +30,7 @@ use crate::{
 
 use super::history::{
     ChildWorkflowCause, ChildWorkflowFailure, Command, LocalActivityOutcome, ParentClosePolicy,
+    ParentRun,
 };
 use crate::payload::ActivityArgument;
 
@@ -99,6 +100,9 @@ pub struct WorkflowInfo {
     pub workflow_type: String,
     /// The run's task queue.
     pub task_queue: String,
+    /// The parent run, when a workflow started this one as its child
+    /// (docs/semantics.md §3.1).
+    pub parent: Option<ParentRun>,
 }
 
 impl WorkflowInfo {
@@ -114,7 +118,14 @@ impl WorkflowInfo {
             run_id: run_id.into(),
             workflow_type: workflow_type.into(),
             task_queue: task_queue.into(),
+            parent: None,
         }
+    }
+
+    /// Sets the parent run.
+    pub fn with_parent(mut self, parent: Option<ParentRun>) -> Self {
+        self.parent = parent;
+        self
     }
 }
 
