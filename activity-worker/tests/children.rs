@@ -117,6 +117,15 @@ async fn reuses_an_id(ctx: WorkflowContext, child_id: String) -> Result<String, 
     }
 }
 
+/// Starts `charge` on task queue `queue` and answers the error it got, if any.
+#[workflow]
+async fn misrouted(ctx: WorkflowContext, queue: String) -> Result<String, WorkflowError> {
+    match charge::child(&ctx, 5).task_queue(queue).await {
+        Ok(result) => Ok(format!("started: {result}")),
+        Err(err) => Ok(format!("refused: {err}")),
+    }
+}
+
 /// Continues as new until `n` is zero.
 #[workflow]
 async fn countdown(ctx: WorkflowContext, n: u32) -> Result<String, WorkflowError> {
@@ -542,5 +551,73 @@ async fn a_child_of_another_id_on_replay_is_nondeterminism_named_in_the_task_fai
     // The fix is deployed: the retried task replays and the parent completes.
     FICKLE_CHANGED.store(false, Ordering::SeqCst);
     assert_eq!(handle.result().await.unwrap(), "finished");
+    stop(worker).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_child_on_an_empty_task_queue_is_refused_naming_the_field() {
+    let s = setup().await;
+    let worker = s.spawn("w1");
+    let handle = misrouted::start(&s.client, "  ".to_owned())
+        .workflow_id("misrouted")
+        .await
+        .unwrap();
+    let answer = handle.result().await.unwrap();
+    assert!(answer.starts_with("refused: "), "{answer}");
+    assert!(answer.contains("task_queue"), "{answer}");
+    assert!(answer.contains("must not be empty"), "{answer}");
+    let runs = s
+        .protocol()
+        .list_workflows(ListWorkflowsRequest::new().with_workflow_type("charge"))
+        .await
+        .unwrap();
+    assert!(runs.is_empty(), "nothing was started: {runs:?}");
+    stop(worker).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_child_terminated_from_outside_tells_its_parent_in_the_same_transaction() {
+    let s = setup().await;
+    let worker = s.spawn("w1");
+    let parent = guardian::start(&s.client, "doomed".to_owned(), "ABANDON".to_owned())
+        .workflow_id("bereaved")
+        .await
+        .unwrap();
+    // The parent's task after ChildWorkflowStarted completed: it waits, idle.
+    loop {
+        let history = parent.history().await.unwrap();
+        let started = history
+            .iter()
+            .position(|e| e.kind.name() == "ChildWorkflowStarted");
+        let last = history.last().unwrap();
+        if started.is_some_and(|at| at + 1 < history.len())
+            && (last.kind.name() == "WorkflowTaskCompleted" || last.kind.is_command())
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    s.waiter("doomed")
+        .terminate("no longer needed")
+        .await
+        .unwrap();
+    // No waiting: the parent's history already has it.
+    let history = parent.history().await.unwrap();
+    assert!(
+        history.iter().any(|e| matches!(
+            &e.kind,
+            EventKind::ChildWorkflowTerminated { seq: 1, reason } if reason == "no longer needed"
+        )),
+        "{history:#?}"
+    );
+    let err = parent.result().await.unwrap_err();
+    let WorkflowCallError::Failed(WorkflowFailure::Child(child)) = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(child.workflow_id, "doomed");
+    assert!(
+        matches!(&child.cause, ChildWorkflowCause::Terminated { reason } if reason == "no longer needed"),
+        "{child:?}"
+    );
     stop(worker).await;
 }
