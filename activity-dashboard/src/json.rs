@@ -209,6 +209,7 @@ pub fn event(e: &HistoryEvent) -> Value {
             input,
             timeouts,
             original_run_id,
+            parent,
         } => {
             let mut started = json!({
                 "workflow_type": workflow_type,
@@ -223,6 +224,13 @@ pub fn event(e: &HistoryEvent) -> Value {
             }
             if let Some(deadline) = timeouts.execution_deadline {
                 started["execution_deadline"] = time(deadline);
+            }
+            if let Some(p) = parent {
+                started["parent"] = json!({
+                    "workflow_id": p.workflow_id,
+                    "run_id": p.run_id,
+                    "seq": p.seq,
+                });
             }
             if let Some(original) = original_run_id {
                 started["original_run_id"] = json!(original);
@@ -288,6 +296,41 @@ pub fn event(e: &HistoryEvent) -> Value {
             "input": payload(input),
             "identity": identity,
         }),
+        EventKind::StartChildWorkflowInitiated {
+            seq,
+            workflow_id,
+            workflow_type,
+            parent_close_policy,
+        } => json!({
+            "seq": seq,
+            "workflow_id": workflow_id,
+            "workflow_type": workflow_type,
+            "parent_close_policy": parent_close_policy.as_str(),
+        }),
+        EventKind::ChildWorkflowStarted {
+            seq,
+            workflow_id,
+            run_id,
+        } => json!({ "seq": seq, "workflow_id": workflow_id, "run_id": run_id }),
+        EventKind::StartChildWorkflowFailed {
+            seq,
+            workflow_id,
+            message,
+        } => json!({ "seq": seq, "workflow_id": workflow_id, "message": message }),
+        EventKind::ChildWorkflowCompleted { seq, result } => {
+            json!({ "seq": seq, "result": payload(result) })
+        }
+        EventKind::ChildWorkflowFailed { seq, failure } => {
+            json!({ "seq": seq, "failure": workflow_failure(failure) })
+        }
+        EventKind::ChildWorkflowTerminated { seq, reason } => {
+            json!({ "seq": seq, "reason": reason })
+        }
+        EventKind::ChildWorkflowTimedOut { seq, timeout } => {
+            json!({ "seq": seq, "timeout": timeout.to_string() })
+        }
+        EventKind::ChildWorkflowCanceled { seq }
+        | EventKind::ChildWorkflowCancelRequested { seq } => json!({ "seq": seq }),
         _ => json!({}),
     };
     let mut object = Map::new();

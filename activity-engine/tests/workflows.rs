@@ -175,6 +175,7 @@ async fn a_started_workflow_gets_a_task_whose_history_ends_with_its_start() {
             input: vec![json("order-1")],
             timeouts: Default::default(),
             original_run_id: None,
+            parent: None,
         }
     );
     assert_eq!(
@@ -2265,7 +2266,7 @@ async fn continue_as_new_closes_the_run_and_starts_the_next_with_a_fresh_history
     );
     assert!(matches!(
         &new_history[0].kind,
-        EventKind::WorkflowStarted { workflow_type, task_queue, input, .. }
+        EventKind::WorkflowStarted { workflow_type, task_queue, input, parent: None, .. }
             if workflow_type == "order" && task_queue == QUEUE && input == &vec![json("next")]
     ));
     // The old run's task token is refused; its timer fires into nothing.

@@ -68,6 +68,14 @@ fn generate(func: &FnItem, args: &WorkflowArgs, sig: &Signature) -> TokenStream 
     let input_type = quote_spanned!(params_span=> (#(#arg_types,)*));
     let start_ident = syn::Ident::new("start", ident.span());
     let continue_ident = syn::Ident::new("continue_as_new", ident.span());
+    let child_ident = syn::Ident::new("child", ident.span());
+    let child_doc = format!(
+        "A child workflow `{name}` of the workflow whose context is `ctx` (docs/semantics.md §3.1): \
+         `{ident}::child(&ctx, {args}).await` starts it and waits for its typed result; \
+         `{ident}::child(&ctx, {args}).start().await` answers a handle. Set `.workflow_id(…)`, \
+         `.task_queue(…)` and `.parent_close_policy(…)` first.",
+        args = arg_name_strs.join(", ")
+    );
     let doc = format!(
         "Workflow `{name}`: the definition and typed start stub of [`{ident}`](fn@{ident}).\n\n\
          Start it with `{ident}::start(&client, {})`.",
@@ -141,6 +149,14 @@ fn generate(func: &FnItem, args: &WorkflowArgs, sig: &Signature) -> TokenStream 
                 #(#arg_names: #arg_types),*
             ) -> #krate::workflow::ContinueAsNew<__T> {
                 __ctx.continue_with(#p::ActivityInput::to_payloads(&(#(#arg_names,)*)))
+            }
+
+            #[doc = #child_doc]
+            pub fn #child_ident(
+                __ctx: &#krate::WorkflowContext,
+                #(#arg_names: #arg_types),*
+            ) -> #krate::workflow::ChildWorkflow<#ident> {
+                #krate::workflow::ChildWorkflow::new(__ctx, (#(#arg_names,)*))
             }
 
             #[doc = #start_doc]

@@ -42,9 +42,9 @@ use activity_core::{
     context::TaskToken,
     failure::error_types,
     workflow::{
-        history::describe_event, registered_workflows, Command, EventKind, HistoryEvent,
-        LocalActivityOutcome, LocalActivityRequest, QueryAnswer, QueryTask, RunDriver,
-        WorkflowInfo, WorkflowRef, WorkflowRegistration, WorkflowTask,
+        history::describe_event, registered_workflows, ChildWorkflowCause, Command, EventKind,
+        HistoryEvent, LocalActivityOutcome, LocalActivityRequest, QueryAnswer, QueryTask,
+        RunDriver, WorkflowInfo, WorkflowRef, WorkflowRegistration, WorkflowTask,
     },
     ActivityContext, ActivityError, ActivityFailure, ActivityProtocol, ApplicationFailure, Failure,
     Payload, Registry, RetryState, TimeoutFailure, TimeoutKind, WorkflowError,
@@ -309,6 +309,7 @@ impl WorkflowExecutor {
             task_queue,
             input,
             original_run_id,
+            parent,
             ..
         } = &first.kind
         else {
@@ -332,7 +333,8 @@ impl WorkflowExecutor {
                 workflow_type.clone(),
                 task_queue.clone(),
             )
-            .with_original_run_id(original_run_id.clone()),
+            .with_original_run_id(original_run_id.clone())
+            .with_parent(parent.clone()),
             first.time,
         );
         let future = registration.start(driver.context(), input);
@@ -377,6 +379,34 @@ impl WorkflowExecutor {
                 } => instance.driver.signal(signal_name, input.clone()),
                 EventKind::ExternalSignalResolved { seq, error } => {
                     instance.driver.resolve_external_signal(*seq, error.clone());
+                }
+                EventKind::ChildWorkflowStarted { seq, run_id, .. } => {
+                    instance.driver.child_started(*seq, run_id);
+                }
+                EventKind::StartChildWorkflowFailed { seq, message, .. } => {
+                    instance.driver.child_start_failed(*seq, message);
+                }
+                EventKind::ChildWorkflowCompleted { seq, result } => {
+                    instance.driver.child_closed(*seq, Ok(result.clone()));
+                }
+                EventKind::ChildWorkflowFailed { seq, failure } => {
+                    let cause = ChildWorkflowCause::Failed(Box::new(failure.clone()));
+                    instance.driver.child_closed(*seq, Err(cause));
+                }
+                EventKind::ChildWorkflowCanceled { seq } => {
+                    instance
+                        .driver
+                        .child_closed(*seq, Err(ChildWorkflowCause::Canceled));
+                }
+                EventKind::ChildWorkflowTerminated { seq, reason } => {
+                    let cause = ChildWorkflowCause::Terminated {
+                        reason: reason.clone(),
+                    };
+                    instance.driver.child_closed(*seq, Err(cause));
+                }
+                EventKind::ChildWorkflowTimedOut { seq, timeout } => {
+                    let cause = ChildWorkflowCause::TimedOut { timeout: *timeout };
+                    instance.driver.child_closed(*seq, Err(cause));
                 }
                 EventKind::WorkflowTaskStarted { .. } => {
                     instance.driver.set_now(event.time);

@@ -100,6 +100,10 @@ pub enum EventKind {
         /// §3.1).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         original_run_id: Option<String>,
+        /// The parent run, when a workflow started this run as its child
+        /// (docs/semantics.md §3.1); `None` for a run started by a client.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parent: Option<ParentRun>,
     },
     /// A workflow task was scheduled (new events wait for the code).
     WorkflowTaskScheduled,
@@ -259,6 +263,136 @@ pub enum EventKind {
         /// Why it was refused.
         error: Option<String>,
     },
+    /// Command event: the code started a child workflow (docs/semantics.md
+    /// §3.1); `ChildWorkflowStarted` or `StartChildWorkflowFailed` follows.
+    StartChildWorkflowInitiated {
+        /// Sequence number of the command.
+        seq: u32,
+        /// The child's workflow id.
+        workflow_id: String,
+        /// The child's workflow type.
+        workflow_type: String,
+        /// What happens to the child when this run closes.
+        parent_close_policy: ParentClosePolicy,
+    },
+    /// The child run started (its `WorkflowStarted` names this run).
+    ChildWorkflowStarted {
+        /// Which command.
+        seq: u32,
+        /// The child's workflow id.
+        workflow_id: String,
+        /// The child's run id.
+        run_id: String,
+    },
+    /// The child could not be started (e.g. a run with its workflow id is
+    /// running); nothing was started.
+    StartChildWorkflowFailed {
+        /// Which command.
+        seq: u32,
+        /// The child's workflow id.
+        workflow_id: String,
+        /// Why.
+        message: String,
+    },
+    /// The child (the last run of its continue-as-new chain) completed.
+    ChildWorkflowCompleted {
+        /// Which command.
+        seq: u32,
+        /// Its result.
+        result: Payload,
+    },
+    /// The child failed.
+    ChildWorkflowFailed {
+        /// Which command.
+        seq: u32,
+        /// Its failure.
+        failure: WorkflowFailure,
+    },
+    /// The child acknowledged its cancellation.
+    ChildWorkflowCanceled {
+        /// Which command.
+        seq: u32,
+    },
+    /// The child was terminated.
+    ChildWorkflowTerminated {
+        /// Which command.
+        seq: u32,
+        /// Why, as given by who terminated it.
+        reason: String,
+    },
+    /// The child reached its run or execution timeout (docs/semantics.md §3).
+    ChildWorkflowTimedOut {
+        /// Which command.
+        seq: u32,
+        /// Which timeout.
+        timeout: WorkflowTimeout,
+    },
+    /// Command event: the code asked for the cancellation of its child; the
+    /// child's run is cancel-requested (it records `WorkflowCancelRequested`).
+    ChildWorkflowCancelRequested {
+        /// Which command.
+        seq: u32,
+    },
+}
+
+/// The parent of a child run, as its `WorkflowStarted` names it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ParentRun {
+    /// The parent's workflow id.
+    pub workflow_id: String,
+    /// The parent's run id.
+    pub run_id: String,
+    /// The sequence number of the parent's `StartChildWorkflow` command.
+    pub seq: u32,
+}
+
+impl ParentRun {
+    /// Builds a parent reference.
+    pub fn new(workflow_id: impl Into<String>, run_id: impl Into<String>, seq: u32) -> Self {
+        Self {
+            workflow_id: workflow_id.into(),
+            run_id: run_id.into(),
+            seq,
+        }
+    }
+}
+
+/// What happens to a child run that is still open when its parent run closes
+/// (completed, failed, canceled, terminated or continued as new;
+/// docs/semantics.md §3.1). Applied in the transaction that closes the parent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ParentClosePolicy {
+    /// The child is terminated (the default, as in Temporal).
+    #[default]
+    Terminate,
+    /// The child's cancellation is requested; its code decides how to end.
+    RequestCancel,
+    /// The child is left running.
+    Abandon,
+}
+
+impl ParentClosePolicy {
+    /// Every policy.
+    pub const ALL: &'static [ParentClosePolicy] = &[
+        ParentClosePolicy::Terminate,
+        ParentClosePolicy::RequestCancel,
+        ParentClosePolicy::Abandon,
+    ];
+
+    /// The stable name, as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParentClosePolicy::Terminate => "TERMINATE",
+            ParentClosePolicy::RequestCancel => "REQUEST_CANCEL",
+            ParentClosePolicy::Abandon => "ABANDON",
+        }
+    }
+
+    /// Parses [`ParentClosePolicy::as_str`].
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|p| p.as_str() == text)
+    }
 }
 
 impl EventKind {
@@ -276,6 +410,8 @@ impl EventKind {
                 | EventKind::WorkflowCanceled
                 | EventKind::WorkflowContinuedAsNew { .. }
                 | EventKind::ExternalWorkflowSignaled { .. }
+                | EventKind::StartChildWorkflowInitiated { .. }
+                | EventKind::ChildWorkflowCancelRequested { .. }
         )
     }
 
@@ -307,6 +443,15 @@ impl EventKind {
             EventKind::WorkflowSignaled { .. } => "WorkflowSignaled",
             EventKind::ExternalWorkflowSignaled { .. } => "ExternalWorkflowSignaled",
             EventKind::ExternalSignalResolved { .. } => "ExternalSignalResolved",
+            EventKind::StartChildWorkflowInitiated { .. } => "StartChildWorkflowInitiated",
+            EventKind::ChildWorkflowStarted { .. } => "ChildWorkflowStarted",
+            EventKind::StartChildWorkflowFailed { .. } => "StartChildWorkflowFailed",
+            EventKind::ChildWorkflowCompleted { .. } => "ChildWorkflowCompleted",
+            EventKind::ChildWorkflowFailed { .. } => "ChildWorkflowFailed",
+            EventKind::ChildWorkflowCanceled { .. } => "ChildWorkflowCanceled",
+            EventKind::ChildWorkflowTerminated { .. } => "ChildWorkflowTerminated",
+            EventKind::ChildWorkflowTimedOut { .. } => "ChildWorkflowTimedOut",
+            EventKind::ChildWorkflowCancelRequested { .. } => "ChildWorkflowCancelRequested",
         }
     }
 }
@@ -342,6 +487,73 @@ pub enum WorkflowFailure {
     /// An activity failed and the workflow returned that failure.
     #[error(transparent)]
     Activity(ActivityFailure),
+    /// A child workflow did not complete and the workflow returned that
+    /// failure.
+    #[error(transparent)]
+    Child(ChildWorkflowFailure),
+}
+
+/// A child workflow did not produce its result (docs/semantics.md §3.1): which
+/// child, and why.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[error("child workflow `{workflow_type}` (id `{workflow_id}`) {cause}")]
+#[non_exhaustive]
+pub struct ChildWorkflowFailure {
+    /// The child's workflow type.
+    pub workflow_type: String,
+    /// The child's workflow id.
+    pub workflow_id: String,
+    /// The child's run id (empty when it never started).
+    pub run_id: String,
+    /// Why.
+    pub cause: ChildWorkflowCause,
+}
+
+impl ChildWorkflowFailure {
+    /// Builds a child failure.
+    pub fn new(
+        workflow_type: impl Into<String>,
+        workflow_id: impl Into<String>,
+        run_id: impl Into<String>,
+        cause: ChildWorkflowCause,
+    ) -> Self {
+        Self {
+            workflow_type: workflow_type.into(),
+            workflow_id: workflow_id.into(),
+            run_id: run_id.into(),
+            cause,
+        }
+    }
+}
+
+/// Why a child workflow did not produce its result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChildWorkflowCause {
+    /// It could not be started (e.g. a run with its workflow id is running).
+    #[error("was not started: {message}")]
+    StartFailed {
+        /// Why, as the engine said.
+        message: String,
+    },
+    /// It failed.
+    #[error("failed: {0}")]
+    Failed(Box<WorkflowFailure>),
+    /// It acknowledged its cancellation.
+    #[error("was canceled")]
+    Canceled,
+    /// It was terminated.
+    #[error("was terminated: {reason}")]
+    Terminated {
+        /// Why, as given by who terminated it.
+        reason: String,
+    },
+    /// It reached its run or execution timeout.
+    #[error("timed out ({timeout})")]
+    TimedOut {
+        /// Which timeout.
+        timeout: WorkflowTimeout,
+    },
 }
 
 /// A command of a workflow task, in the order the code produced it.
@@ -424,6 +636,29 @@ pub enum Command {
         /// Its payload.
         input: Payload,
     },
+    /// Start a child workflow (recorded as `StartChildWorkflowInitiated`;
+    /// resolved by `ChildWorkflowStarted` or `StartChildWorkflowFailed`, then
+    /// by the child's close event; docs/semantics.md §3.1).
+    StartChildWorkflow {
+        /// Sequence number.
+        seq: u32,
+        /// The child's workflow id.
+        workflow_id: String,
+        /// The child's workflow type.
+        workflow_type: String,
+        /// The child's task queue.
+        task_queue: String,
+        /// The serialized arguments.
+        input: Vec<Payload>,
+        /// What happens to the child when this run closes.
+        parent_close_policy: ParentClosePolicy,
+    },
+    /// Request cancellation of a child workflow (recorded as
+    /// `ChildWorkflowCancelRequested`).
+    RequestCancelChildWorkflow {
+        /// Which child.
+        seq: u32,
+    },
 }
 
 impl Command {
@@ -470,6 +705,21 @@ impl Command {
                 workflow_id,
                 signal_name,
             },
+            Command::StartChildWorkflow {
+                seq,
+                workflow_id,
+                workflow_type,
+                parent_close_policy,
+                ..
+            } => EventKind::StartChildWorkflowInitiated {
+                seq,
+                workflow_id,
+                workflow_type,
+                parent_close_policy,
+            },
+            Command::RequestCancelChildWorkflow { seq } => {
+                EventKind::ChildWorkflowCancelRequested { seq }
+            }
         }
     }
 
@@ -513,6 +763,24 @@ impl Command {
                     ..
                 },
             ) => seq == s && signal_name == n,
+            (
+                Command::StartChildWorkflow {
+                    seq,
+                    workflow_id,
+                    workflow_type,
+                    ..
+                },
+                EventKind::StartChildWorkflowInitiated {
+                    seq: s,
+                    workflow_id: i,
+                    workflow_type: t,
+                    ..
+                },
+            ) => seq == s && workflow_id == i && workflow_type == t,
+            (
+                Command::RequestCancelChildWorkflow { seq },
+                EventKind::ChildWorkflowCancelRequested { seq: s },
+            ) => seq == s,
             (Command::CompleteWorkflow { .. }, EventKind::WorkflowCompleted { .. })
             | (Command::FailWorkflow { .. }, EventKind::WorkflowFailed { .. })
             | (Command::CancelWorkflow, EventKind::WorkflowCanceled)
@@ -543,6 +811,15 @@ impl Command {
                 signal_name,
                 ..
             } => format!("SignalExternalWorkflow(seq {seq}, `{signal_name}` to `{workflow_id}`)"),
+            Command::StartChildWorkflow {
+                seq,
+                workflow_id,
+                workflow_type,
+                ..
+            } => format!("StartChildWorkflow(seq {seq}, `{workflow_type}` id `{workflow_id}`)"),
+            Command::RequestCancelChildWorkflow { seq } => {
+                format!("RequestCancelChildWorkflow(seq {seq})")
+            }
         }
     }
 }
@@ -577,6 +854,25 @@ pub fn describe_event(kind: &EventKind) -> String {
             format!("{}(`{signal_name}`)", kind.name())
         }
         EventKind::WorkflowTimedOut { timeout } => format!("{}({timeout})", kind.name()),
+        EventKind::StartChildWorkflowInitiated {
+            seq,
+            workflow_id,
+            workflow_type,
+            ..
+        } => format!(
+            "{}(seq {seq}, `{workflow_type}` id `{workflow_id}`)",
+            kind.name()
+        ),
+        EventKind::ChildWorkflowStarted { seq, .. }
+        | EventKind::StartChildWorkflowFailed { seq, .. }
+        | EventKind::ChildWorkflowCompleted { seq, .. }
+        | EventKind::ChildWorkflowFailed { seq, .. }
+        | EventKind::ChildWorkflowCanceled { seq }
+        | EventKind::ChildWorkflowTerminated { seq, .. }
+        | EventKind::ChildWorkflowTimedOut { seq, .. }
+        | EventKind::ChildWorkflowCancelRequested { seq } => {
+            format!("{}(seq {seq})", kind.name())
+        }
         other => other.name().to_owned(),
     }
 }

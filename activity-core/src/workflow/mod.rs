@@ -35,13 +35,15 @@ pub use client::{
     DEFAULT_QUERY_WAIT,
 };
 pub use context::{
-    Cancelled, ContinueAsNew, LocalActivities, LocalActivity, LocalActivityRequest, NextSignal,
-    Query, RunDriver, Signal, SignalReceiver, SignalSent, Timer, WorkflowActivity, WorkflowContext,
+    Cancelled, ChildResult, ChildStart, ChildWorkflow, ChildWorkflowHandle, ChildWorkflowOptions,
+    ContinueAsNew, LocalActivities, LocalActivity, LocalActivityRequest, NextSignal, Query,
+    RunDriver, Signal, SignalReceiver, SignalSent, Timer, WorkflowActivity, WorkflowContext,
     WorkflowInfo, WorkflowLogger,
 };
 pub use futures_util::future::Either;
 pub use history::{
-    Command, EventKind, HistoryEvent, ListWorkflowsRequest, LocalActivityOutcome,
+    ChildWorkflowCause, ChildWorkflowFailure, Command, EventKind, HistoryEvent,
+    ListWorkflowsRequest, LocalActivityOutcome, ParentClosePolicy, ParentRun,
     PollWorkflowTaskRequest, QueryAnswer, QueryTask, StartWorkflowRequest, WorkflowDescription,
     WorkflowFailure, WorkflowIdReusePolicy, WorkflowOutcome, WorkflowRef, WorkflowState,
     WorkflowSummary, WorkflowTask, WorkflowTimeout, WorkflowTimeouts, DEFAULT_LIST_WORKFLOWS_LIMIT,
@@ -90,6 +92,9 @@ pub enum WorkflowError {
     /// The workflow acknowledges its cancellation.
     #[error("workflow canceled")]
     Canceled,
+    /// A child workflow did not produce its result (docs/semantics.md §3.1).
+    #[error(transparent)]
+    Child(ChildWorkflowFailure),
 }
 
 impl WorkflowError {
@@ -104,6 +109,7 @@ impl WorkflowError {
         match self {
             WorkflowError::Canceled => true,
             WorkflowError::Activity(failure) => matches!(failure.cause, Failure::Canceled(_)),
+            WorkflowError::Child(child) => matches!(child.cause, ChildWorkflowCause::Canceled),
             WorkflowError::Application(_) => false,
         }
     }
@@ -113,6 +119,7 @@ impl WorkflowError {
         match self {
             WorkflowError::Activity(failure) => WorkflowFailure::Activity(failure),
             WorkflowError::Application(failure) => WorkflowFailure::Application(failure),
+            WorkflowError::Child(failure) => WorkflowFailure::Child(failure),
             WorkflowError::Canceled => WorkflowFailure::Application(ApplicationFailure::new(
                 "Canceled",
                 "workflow canceled",

@@ -75,6 +75,7 @@ impl Engine {
             trace_context: request.trace_context,
             timeouts,
             id_reuse_policy: request.id_reuse_policy,
+            parent: None,
         })
     }
 
@@ -253,6 +254,15 @@ impl Engine {
                     || "the input of the run continued as new".into(),
                     input.iter().map(Payload::len).sum(),
                 )?,
+                Command::StartChildWorkflow {
+                    seq,
+                    workflow_type,
+                    input,
+                    ..
+                } => self.check_payload(
+                    || format!("the input of child workflow `{workflow_type}` (seq {seq})"),
+                    input.iter().map(Payload::len).sum(),
+                )?,
                 Command::SignalExternalWorkflow {
                     seq,
                     signal_name,
@@ -277,7 +287,9 @@ impl Engine {
     /// the field names the command by its place in the answer.
     fn check_command_json(i: usize, command: &Command) -> Result<(), ProtocolError> {
         match command {
-            Command::ScheduleActivity { input, .. } | Command::ContinueAsNew { input } => {
+            Command::ScheduleActivity { input, .. }
+            | Command::ContinueAsNew { input }
+            | Command::StartChildWorkflow { input, .. } => {
                 for (n, argument) in input.iter().enumerate() {
                     Self::check_json(&format!("commands[{i}].input[{n}]"), argument)?;
                 }
@@ -310,9 +322,24 @@ impl Engine {
             Some(Command::ContinueAsNew { .. }) => Some(random_id()?),
             _ => None,
         };
+        // The run ids of the child runs its commands start.
+        let child_run_ids = commands
+            .iter()
+            .filter(|c| matches!(c, Command::StartChildWorkflow { .. }))
+            .map(|_| random_id())
+            .collect::<Result<Vec<_>, _>>()?;
         self.run(move |tx, fx| {
             let next = next_run_id.clone();
-            workflows::complete_task(tx, fx, &signer, &token, commands.clone(), next, now)
+            workflows::complete_task(
+                tx,
+                fx,
+                &signer,
+                &token,
+                commands.clone(),
+                next,
+                &child_run_ids,
+                now,
+            )
         })
         .await
     }

@@ -42,9 +42,9 @@ use activity_core::{
     payload::Payload,
     protocol::{ClosedReason, ExecutionOutcome, ProtocolError},
     workflow::{
-        Command, EventKind, HistoryEvent, ListWorkflowsRequest, WorkflowDescription,
-        WorkflowIdReusePolicy, WorkflowOutcome, WorkflowRef, WorkflowState, WorkflowSummary,
-        WorkflowTask, WorkflowTimeout, WorkflowTimeouts, MAX_LIST_WORKFLOWS_LIMIT,
+        Command, EventKind, HistoryEvent, ListWorkflowsRequest, ParentClosePolicy, ParentRun,
+        WorkflowDescription, WorkflowIdReusePolicy, WorkflowOutcome, WorkflowRef, WorkflowState,
+        WorkflowSummary, WorkflowTask, WorkflowTimeout, WorkflowTimeouts, MAX_LIST_WORKFLOWS_LIMIT,
     },
 };
 
@@ -56,8 +56,8 @@ use super::{
 use crate::{
     engine::config::EngineConfig,
     store::{
-        ExecutionRecord, RunRecord, StoreError, Tx, WorkflowTaskState, WorkflowTimerKind,
-        WorkflowTimerRecord,
+        ChildLink, ExecutionRecord, RunRecord, StoreError, Tx, WorkflowTaskState,
+        WorkflowTimerKind, WorkflowTimerRecord,
     },
     token::TokenSigner,
 };
@@ -86,6 +86,9 @@ pub(crate) struct NewRun {
     /// first run starts and carried on.
     pub(crate) timeouts: WorkflowTimeouts,
     pub(crate) id_reuse_policy: WorkflowIdReusePolicy,
+    /// The parent, when a workflow starts the run as its child (or a child
+    /// continues as new), with the parent-close policy.
+    pub(crate) parent: Option<(ParentRun, ParentClosePolicy)>,
 }
 
 fn append(
@@ -344,12 +347,24 @@ pub(crate) fn start(
     );
     run.trace_context = new.trace_context;
     run.key = tx.insert_run(&run)?;
+    if let Some((parent, policy)) = &new.parent {
+        tx.insert_child_link(&ChildLink {
+            run_key: run.key,
+            workflow_id: run.workflow_id.clone(),
+            run_id: run.run_id.clone(),
+            parent_workflow_id: parent.workflow_id.clone(),
+            parent_run_id: parent.run_id.clone(),
+            parent_seq: parent.seq,
+            policy: *policy,
+        })?;
+    }
     let started = EventKind::WorkflowStarted {
         workflow_type: run.workflow_type.clone(),
         task_queue: run.task_queue.clone(),
         input: run.input.clone(),
         timeouts,
         original_run_id: None,
+        parent: new.parent.map(|(parent, _)| parent),
     };
     append(tx, &mut run, now, started)?;
     set_run_timeouts(tx, fx, &run, &timeouts, now)?;
@@ -694,6 +709,7 @@ fn check_commands(commands: &[Command]) -> Result<(), ProtocolError> {
 /// commands out in the same transaction. A last `ContinueAsNew` closes the run
 /// and starts run `next_run_id` of the same workflow id (docs/semantics.md
 /// §3.1).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn complete_task(
     tx: &mut dyn Tx,
     fx: &mut Effects,
@@ -701,6 +717,7 @@ pub(crate) fn complete_task(
     token: &TaskToken,
     commands: Vec<Command>,
     next_run_id: Option<String>,
+    child_run_ids: &[String],
     now: i64,
 ) -> Result<(), ProtocolError> {
     let mut run = started_task(tx, signer, token)?;
@@ -727,6 +744,7 @@ pub(crate) fn complete_task(
     let mut canceled_timers = Vec::new();
     let mut close = None;
     let mut next = None;
+    let mut child_run_ids = child_run_ids.iter();
     for command in commands {
         let event = match (&command, &next_run_id) {
             (Command::ContinueAsNew { input }, Some(new_run_id)) => {
@@ -813,6 +831,51 @@ pub(crate) fn complete_task(
                     &EventKind::ExternalSignalResolved { seq, error },
                 )?;
             }
+            Command::StartChildWorkflow {
+                seq,
+                workflow_id,
+                workflow_type,
+                task_queue,
+                input,
+                parent_close_policy,
+            } => {
+                let new = NewRun {
+                    workflow_id: workflow_id.clone(),
+                    run_id: child_run_ids.next().cloned().unwrap_or_default(),
+                    workflow_type,
+                    task_queue,
+                    input,
+                    // A child continues its parent's trace; it has no
+                    // timeouts of its own yet.
+                    trace_context: run.trace_context.clone(),
+                    timeouts: WorkflowTimeouts::default(),
+                    id_reuse_policy: WorkflowIdReusePolicy::AllowDuplicate,
+                    parent: Some((
+                        ParentRun::new(&run.workflow_id, &run.run_id, seq),
+                        parent_close_policy,
+                    )),
+                };
+                let event = match start_child(tx, fx, &run, new, now) {
+                    Ok(run_id) => EventKind::ChildWorkflowStarted {
+                        seq,
+                        workflow_id,
+                        run_id,
+                    },
+                    Err(err) => EventKind::StartChildWorkflowFailed {
+                        seq,
+                        workflow_id,
+                        message: err.to_string(),
+                    },
+                };
+                // Buffered: the run's task is still started (see above).
+                tx.buffer_event(run.key, now, &event)?;
+            }
+            Command::RequestCancelChildWorkflow { seq } => {
+                for child in tx.open_children(&run.run_id, Some(seq))? {
+                    let target = WorkflowRef::run(child.workflow_id, child.run_id);
+                    request_cancel(tx, fx, &target, now)?;
+                }
+            }
             Command::CompleteWorkflow { result } => {
                 close = Some(WorkflowOutcome::Completed(result))
             }
@@ -822,6 +885,15 @@ pub(crate) fn complete_task(
                 let new_run_id = next_run_id.clone().unwrap_or_default();
                 close = Some(WorkflowOutcome::ContinuedAsNew {
                     new_run_id: new_run_id.clone(),
+                });
+                // A child's next run keeps its parent (docs/semantics.md §3.1).
+                let parent = tx.child_link(run.key)?.map(|link| {
+                    let parent = ParentRun::new(
+                        link.parent_workflow_id,
+                        link.parent_run_id,
+                        link.parent_seq,
+                    );
+                    (parent, link.policy)
                 });
                 next = Some(NewRun {
                     workflow_id: run.workflow_id.clone(),
@@ -835,6 +907,7 @@ pub(crate) fn complete_task(
                     // carried on.
                     timeouts: run_timeouts(tx, &run)?,
                     id_reuse_policy: WorkflowIdReusePolicy::AllowDuplicate,
+                    parent,
                 });
             }
             other => {
@@ -867,6 +940,76 @@ pub(crate) fn complete_task(
         schedule_task(tx, fx, &mut run, now)?;
     }
     tx.update_run(&run)?;
+    Ok(())
+}
+
+/// Starts the child run of a `StartChildWorkflow` command of `parent`
+/// (docs/semantics.md §3.1): checked as a client's start is, refused when a
+/// run with its workflow id is running. Answers the child's run id.
+fn start_child(
+    tx: &mut dyn Tx,
+    fx: &mut Effects,
+    parent: &RunRecord,
+    new: NewRun,
+    now: i64,
+) -> Result<String, ProtocolError> {
+    check_name("workflow_id", &new.workflow_id)?;
+    check_name("workflow_type", &new.workflow_type)?;
+    check_name("task_queue", &new.task_queue)?;
+    if new.run_id.is_empty() {
+        return Err(ProtocolError::Internal {
+            message: "no run id was drawn for a child workflow".into(),
+        });
+    }
+    let started = start(tx, fx, new, now)?;
+    tracing::debug!(workflow_id = %parent.workflow_id, run_id = %parent.run_id, child_id = %started.workflow_id, child_run_id = ?started.run_id, "child workflow started");
+    Ok(started.run_id.unwrap_or_default())
+}
+
+/// The event that tells a parent how its child closed; `None` for a child
+/// that continued as new (its chain goes on).
+fn child_closed_event(seq: u32, outcome: &WorkflowOutcome) -> Option<EventKind> {
+    Some(match outcome.clone() {
+        WorkflowOutcome::Completed(result) => EventKind::ChildWorkflowCompleted { seq, result },
+        WorkflowOutcome::Failed(failure) => EventKind::ChildWorkflowFailed { seq, failure },
+        WorkflowOutcome::Canceled => EventKind::ChildWorkflowCanceled { seq },
+        // A child reset is terminated naming the run that took over; the
+        // parent is told it was terminated (the new run is not its child).
+        WorkflowOutcome::Terminated { reason, .. } => {
+            EventKind::ChildWorkflowTerminated { seq, reason }
+        }
+        WorkflowOutcome::TimedOut { timeout } => EventKind::ChildWorkflowTimedOut { seq, timeout },
+        WorkflowOutcome::ContinuedAsNew { .. } => return None,
+    })
+}
+
+/// The parent-close policy of each open child of a run that closed
+/// (docs/semantics.md §3.1), in the transaction that closed it: Terminate
+/// terminates the child, RequestCancel requests its cancellation, Abandon
+/// leaves it running.
+fn close_children(
+    tx: &mut dyn Tx,
+    fx: &mut Effects,
+    run: &RunRecord,
+    now: i64,
+) -> Result<(), ProtocolError> {
+    for child in tx.open_children(&run.run_id, None)? {
+        let target = WorkflowRef::run(child.workflow_id, child.run_id);
+        match child.policy {
+            ParentClosePolicy::Terminate => {
+                let reason = format!(
+                    "its parent workflow `{}` run `{}` closed ({}); parent-close policy Terminate",
+                    run.workflow_id, run.run_id, run.state
+                );
+                let identity = format!("workflow `{}` run `{}`", run.workflow_id, run.run_id);
+                terminate(tx, fx, &target, reason, identity, now)?;
+            }
+            ParentClosePolicy::RequestCancel => {
+                request_cancel(tx, fx, &target, now)?;
+            }
+            ParentClosePolicy::Abandon => {}
+        }
+    }
     Ok(())
 }
 
@@ -979,6 +1122,19 @@ fn close_run(
     for exec in tx.open_executions(&run.run_id)? {
         rules::close_for_closed_run(tx, fx, exec, run.state, now)?;
     }
+    // A child tells its parent how it ended (the parent is written apart:
+    // buffered while its task runs); the run's own children meet their
+    // parent-close policy.
+    if let Some(link) = tx.child_link(run.key)? {
+        if let Some(event) = run
+            .outcome
+            .as_ref()
+            .and_then(|outcome| child_closed_event(link.parent_seq, outcome))
+        {
+            deliver(tx, fx, &link.parent_run_id, now, event)?;
+        }
+    }
+    close_children(tx, fx, run, now)?;
     tracing::debug!(workflow_id = %run.workflow_id, run_id = %run.run_id, state = %run.state, "workflow run closed");
     fx.runs_closed.push(run.run_id.clone());
     Ok(())

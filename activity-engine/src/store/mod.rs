@@ -51,8 +51,8 @@ mod sql;
 pub mod sqlite;
 
 pub use records::{
-    ExecutionRecord, HistoryPage, QueueRecord, RunRecord, TimerKind, TimerRecord, TypeRecord,
-    WorkflowTaskState, WorkflowTimerKind, WorkflowTimerRecord,
+    ChildLink, ExecutionRecord, HistoryPage, QueueRecord, RunRecord, TimerKind, TimerRecord,
+    TypeRecord, WorkflowTaskState, WorkflowTimerKind, WorkflowTimerRecord,
 };
 
 /// A store operation failed. Says whether a retry makes sense.
@@ -334,6 +334,19 @@ pub trait Tx {
         request: &ListWorkflowsRequest,
         limit: u32,
     ) -> Result<Vec<RunRecord>, StoreError>;
+
+    /// Records that run `link.run_key` is a child of `link.parent_run_id`
+    /// (its workflow and run id fields are ignored).
+    fn insert_child_link(&mut self, link: &ChildLink) -> Result<(), StoreError>;
+    /// The parent link of run `run_key`, if a workflow started it as a child.
+    fn child_link(&mut self, run_key: i64) -> Result<Option<ChildLink>, StoreError>;
+    /// The RUNNING children of run `parent_run_id` (only that of command
+    /// `seq`, when given), by command and key.
+    fn open_children(
+        &mut self,
+        parent_run_id: &str,
+        seq: Option<u32>,
+    ) -> Result<Vec<ChildLink>, StoreError>;
 
     /// Appends an event to a run's history; `event.event_id` must be the next id.
     /// Returns the size of the stored event in bytes (what

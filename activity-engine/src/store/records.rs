@@ -198,6 +198,27 @@ impl WorkflowTaskState {
     }
 }
 
+/// The link of a child run to its parent (docs/semantics.md §3.1): kept for
+/// each run a workflow started as its child, and for each later run of its
+/// continue-as-new chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChildLink {
+    /// The child run's key.
+    pub run_key: i64,
+    /// The child's workflow id (read with the run).
+    pub workflow_id: String,
+    /// The child's run id (read with the run).
+    pub run_id: String,
+    /// The parent's workflow id.
+    pub parent_workflow_id: String,
+    /// The parent's run id.
+    pub parent_run_id: String,
+    /// The sequence number of the parent's `StartChildWorkflow` command.
+    pub parent_seq: u32,
+    /// What happens to the child when the parent closes first.
+    pub policy: activity_core::workflow::ParentClosePolicy,
+}
+
 /// One workflow run as stored (its history is kept apart, append-only).
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunRecord {

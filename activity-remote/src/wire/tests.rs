@@ -23,7 +23,8 @@ use activity_core::{
         TaskQueueDescription, TaskTarget, TypeKind, WorkerRegistration,
     },
     workflow::history::{
-        Command, EventKind, HistoryEvent, ListWorkflowsRequest, LocalActivityOutcome,
+        ChildWorkflowCause, ChildWorkflowFailure, Command, EventKind, HistoryEvent,
+        ListWorkflowsRequest, LocalActivityOutcome, ParentClosePolicy, ParentRun,
         PollWorkflowTaskRequest, QueryAnswer, QueryTask, StartWorkflowRequest, WorkflowDescription,
         WorkflowFailure, WorkflowIdReusePolicy, WorkflowOutcome, WorkflowRef, WorkflowState,
         WorkflowSummary, WorkflowTask, WorkflowTimeout, WorkflowTimeouts,
@@ -327,6 +328,9 @@ fn workflow_failure() -> impl Strategy<Value = WorkflowFailure> {
     prop_oneof![
         application().prop_map(WorkflowFailure::Application),
         activity_failure().prop_map(WorkflowFailure::Activity),
+        (text(), text(), text(), child_cause()).prop_map(|(t, id, run, cause)| {
+            WorkflowFailure::Child(ChildWorkflowFailure::new(t, id, run, cause))
+        }),
     ]
 }
 
@@ -380,16 +384,18 @@ fn event_kind() -> impl Strategy<Value = EventKind> {
             text(),
             payloads(),
             workflow_timeouts(),
-            option::of(text())
+            option::of(text()),
+            option::of((text(), text(), any::<u32>()))
         )
             .prop_map(
-                |(workflow_type, task_queue, input, timeouts, original_run_id)| {
+                |(workflow_type, task_queue, input, timeouts, original_run_id, parent)| {
                     EventKind::WorkflowStarted {
                         workflow_type,
                         task_queue,
                         input,
                         timeouts,
                         original_run_id,
+                        parent: parent.map(|(id, run, seq)| ParentRun::new(id, run, seq)),
                     }
                 }
             ),
@@ -456,6 +462,55 @@ fn event_kind() -> impl Strategy<Value = EventKind> {
         }),
         (any::<u32>(), option::of(text()))
             .prop_map(|(seq, error)| EventKind::ExternalSignalResolved { seq, error }),
+        (any::<u32>(), text(), text(), parent_close_policy()).prop_map(
+            |(seq, workflow_id, workflow_type, parent_close_policy)| {
+                EventKind::StartChildWorkflowInitiated {
+                    seq,
+                    workflow_id,
+                    workflow_type,
+                    parent_close_policy,
+                }
+            }
+        ),
+        (any::<u32>(), text(), text()).prop_map(|(seq, workflow_id, run_id)| {
+            EventKind::ChildWorkflowStarted {
+                seq,
+                workflow_id,
+                run_id,
+            }
+        }),
+        (any::<u32>(), text(), text()).prop_map(|(seq, workflow_id, message)| {
+            EventKind::StartChildWorkflowFailed {
+                seq,
+                workflow_id,
+                message,
+            }
+        }),
+        (any::<u32>(), payload())
+            .prop_map(|(seq, result)| EventKind::ChildWorkflowCompleted { seq, result }),
+        (any::<u32>(), workflow_failure())
+            .prop_map(|(seq, failure)| EventKind::ChildWorkflowFailed { seq, failure }),
+        any::<u32>().prop_map(|seq| EventKind::ChildWorkflowCanceled { seq }),
+        (any::<u32>(), text())
+            .prop_map(|(seq, reason)| EventKind::ChildWorkflowTerminated { seq, reason }),
+        (any::<u32>(), workflow_timeout())
+            .prop_map(|(seq, timeout)| EventKind::ChildWorkflowTimedOut { seq, timeout }),
+        any::<u32>().prop_map(|seq| EventKind::ChildWorkflowCancelRequested { seq }),
+    ]
+}
+
+fn parent_close_policy() -> impl Strategy<Value = ParentClosePolicy> {
+    prop::sample::select(ParentClosePolicy::ALL)
+}
+
+fn child_cause() -> impl Strategy<Value = ChildWorkflowCause> {
+    prop_oneof![
+        text().prop_map(|message| ChildWorkflowCause::StartFailed { message }),
+        application()
+            .prop_map(|a| ChildWorkflowCause::Failed(Box::new(WorkflowFailure::Application(a)))),
+        Just(ChildWorkflowCause::Canceled),
+        text().prop_map(|reason| ChildWorkflowCause::Terminated { reason }),
+        workflow_timeout().prop_map(|timeout| ChildWorkflowCause::TimedOut { timeout }),
     ]
 }
 
@@ -512,6 +567,27 @@ fn command() -> impl Strategy<Value = Command> {
                 input,
             }
         ),
+        (
+            any::<u32>(),
+            text(),
+            text(),
+            text(),
+            payloads(),
+            parent_close_policy()
+        )
+            .prop_map(
+                |(seq, workflow_id, workflow_type, task_queue, input, parent_close_policy)| {
+                    Command::StartChildWorkflow {
+                        seq,
+                        workflow_id,
+                        workflow_type,
+                        task_queue,
+                        input,
+                        parent_close_policy,
+                    }
+                }
+            ),
+        any::<u32>().prop_map(|seq| Command::RequestCancelChildWorkflow { seq }),
     ]
 }
 

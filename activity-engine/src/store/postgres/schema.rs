@@ -5,7 +5,7 @@
 //! `BOOLEAN` flags, `DOUBLE PRECISION` rates. PostgreSQL databases start at
 //! version 4 (the first one this backend has); later steps are added to
 //! the migration list and to SQLite's list alike (the SQL of versions 5
-//! and 6 is SQLite's, which PostgreSQL runs as it is).
+//! to 7 is SQLite's, which PostgreSQL runs as it is).
 //!
 //! Nodes that start together on a new schema serialize on an advisory lock
 //! held by the migrating transaction: the first creates the tables, the others
@@ -28,6 +28,11 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
         6,
         "the trace context of runs and executions",
         crate::store::sqlite::schema::V6,
+    ),
+    (
+        7,
+        "the links of child workflow runs to their parents",
+        crate::store::sqlite::schema::V7,
     ),
 ];
 

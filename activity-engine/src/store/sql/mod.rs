@@ -19,6 +19,7 @@
 //! - States and kinds that queries filter on are their stable names (text).
 //! - Times are milliseconds since the Unix epoch; counters are integers.
 
+pub(crate) mod children;
 pub(crate) mod executions;
 pub(crate) mod queues;
 pub(crate) mod retention;
@@ -36,8 +37,8 @@ use activity_core::{
 use serde::{de::DeserializeOwned, Serialize};
 
 use super::{
-    ExecutionRecord, HistoryPage, QueueRecord, RunRecord, StoreError, TimerKind, TimerRecord, Tx,
-    TypeRecord, Wakeup, WorkflowTimerKind, WorkflowTimerRecord,
+    ChildLink, ExecutionRecord, HistoryPage, QueueRecord, RunRecord, StoreError, TimerKind,
+    TimerRecord, Tx, TypeRecord, Wakeup, WorkflowTimerKind, WorkflowTimerRecord,
 };
 
 /// How a `SELECT` locks the rows it reads, for backends with row locks
@@ -588,6 +589,22 @@ impl Tx for SqlTx<'_> {
         limit: u32,
     ) -> Result<Vec<RunRecord>, StoreError> {
         runs::list(self.conn, request, limit)
+    }
+
+    fn insert_child_link(&mut self, link: &ChildLink) -> Result<(), StoreError> {
+        children::insert(self.conn, link)
+    }
+
+    fn child_link(&mut self, run_key: i64) -> Result<Option<ChildLink>, StoreError> {
+        children::of_run(self.conn, run_key)
+    }
+
+    fn open_children(
+        &mut self,
+        parent_run_id: &str,
+        seq: Option<u32>,
+    ) -> Result<Vec<ChildLink>, StoreError> {
+        children::open(self.conn, parent_run_id, seq)
     }
 
     fn append_event(&mut self, run_key: i64, event: &HistoryEvent) -> Result<u64, StoreError> {

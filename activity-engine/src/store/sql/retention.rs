@@ -16,7 +16,8 @@ const EXPIRED_RUNS: Query = Query::locking(
     Lock::SkipLocked,
 );
 /// What goes with a run, by its key.
-const BY_RUN_KEY: [Query; 3] = [
+const BY_RUN_KEY: [Query; 4] = [
+    Query::new("DELETE FROM workflow_children WHERE run_key = $1"),
     Query::new("DELETE FROM workflow_history WHERE run_key = $1"),
     Query::new("DELETE FROM workflow_buffered_events WHERE run_key = $1"),
     Query::new("DELETE FROM workflow_timers WHERE run_key = $1"),

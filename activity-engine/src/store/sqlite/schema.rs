@@ -42,6 +42,10 @@
 //! - `workflow_buffered_events(position, run_key, time, kind)`: events that
 //!   arrived while the run's workflow task was started.
 //! - `workflow_timers(run_key, kind, seq, due_at)`: durable timers of runs.
+//! - `workflow_children(run_key, parent_workflow_id, parent_run_id,
+//!   parent_seq, parent_close_policy)`: the parent of each child run (and of
+//!   each later run of its continue-as-new chain), indexed by parent run id
+//!   and command.
 //! - `registered_types(kind, name, task_queue, arguments, input_schema,
 //!   output_schema, identity, registered_at)`: the types workers registered;
 //!   schemas as JSON text (they are JSON Schema documents).
@@ -96,6 +100,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 6,
         what: "the trace context of runs and executions",
         apply: |conn| batch(conn, V6),
+    },
+    Migration {
+        version: 7,
+        what: "the links of child workflow runs to their parents",
+        apply: |conn| batch(conn, V7),
     },
 ];
 
@@ -461,6 +470,22 @@ ALTER TABLE workflow_runs ADD COLUMN trace_context TEXT;
 ALTER TABLE executions ADD COLUMN trace_context TEXT;
 ";
 
+/// Version 7: `workflow_children(run_key, parent_workflow_id, parent_run_id,
+/// parent_seq, parent_close_policy)`, one row per run a workflow started as
+/// its child (and per later run of its continue-as-new chain), indexed by the
+/// parent's run id and command (docs/semantics.md §3.1). One self-contained
+/// step: the same SQL on both stores.
+pub(crate) const V7: &str = "
+CREATE TABLE workflow_children (
+    run_key BIGINT PRIMARY KEY,
+    parent_workflow_id TEXT NOT NULL,
+    parent_run_id TEXT NOT NULL,
+    parent_seq BIGINT NOT NULL,
+    parent_close_policy TEXT NOT NULL
+);
+CREATE INDEX workflow_children_parent ON workflow_children (parent_run_id, parent_seq);
+";
+
 /// Version 4: every model value as model bytes (see [`V4`]). The SQL function
 /// `v4(what, value)` reads a version 3 value (JSON text, or a payload blob)
 /// and writes its model bytes; `NULL` stays `NULL`.
@@ -696,9 +721,12 @@ mod tests {
         let (_dir, path, conn) = old_database(V1, "9");
         drop(conn);
         let err = SqliteStore::open(&path).unwrap_err().to_string();
+        let newer = format!(
+            "schema version 9, newer than this engine's {}",
+            current_version()
+        );
         assert!(
-            err.contains("schema version 9, newer than this engine's 5")
-                && err.contains("open it with that version"),
+            err.contains(&newer) && err.contains("open it with that version"),
             "{err}"
         );
     }
