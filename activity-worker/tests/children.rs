@@ -156,6 +156,29 @@ async fn fickle(ctx: WorkflowContext) -> Result<String, WorkflowError> {
     waiter::child(&ctx).workflow_id(id).await
 }
 
+/// Starts a `waiter` child (which never finishes by itself) with a run
+/// timeout of `run_secs` (and an execution timeout of `execution_secs`), and
+/// answers how it ended.
+#[workflow]
+async fn impatient(
+    ctx: WorkflowContext,
+    run_secs: u64,
+    execution_secs: u64,
+) -> Result<String, WorkflowError> {
+    let call = waiter::child(&ctx)
+        .workflow_id("impatient-child")
+        .run_timeout(Duration::from_secs(run_secs))
+        .execution_timeout(Duration::from_secs(execution_secs));
+    match call.await {
+        Err(WorkflowError::Child(ChildWorkflowFailure {
+            cause: ChildWorkflowCause::TimedOut { timeout },
+            ..
+        })) => Ok(format!("child timed out: {timeout}")),
+        Err(err) => Ok(format!("refused: {err}")),
+        Ok(other) => Ok(format!("unexpected: {other}")),
+    }
+}
+
 struct Setup {
     engine: TestEngine,
     client: Client,
@@ -619,5 +642,34 @@ async fn a_child_terminated_from_outside_tells_its_parent_in_the_same_transactio
         matches!(&child.cause, ChildWorkflowCause::Terminated { reason } if reason == "no longer needed"),
         "{child:?}"
     );
+    stop(worker).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_child_past_its_run_timeout_reaches_its_parent_as_timed_out() {
+    let s = setup().await;
+    let worker = s.spawn("w1");
+    let handle = impatient::start(&s.client, 60, 3600)
+        .workflow_id("impatient")
+        .await
+        .unwrap();
+    assert_eq!(
+        handle.result().await.unwrap(),
+        "child timed out: run timeout"
+    );
+    let child = s.history("impatient-child").await;
+    assert_eq!(names(&child).last(), Some(&"WorkflowTimedOut"));
+    let parent = s.history("impatient").await;
+    assert_eq!(count(&parent, "ChildWorkflowTimedOut"), 1, "{parent:#?}");
+    assert_no_task_failed(&parent);
+
+    // Impossible timeouts: the child is not started, the parent is told why.
+    let handle = impatient::start(&s.client, 60, 10)
+        .workflow_id("impatient-2")
+        .await
+        .unwrap();
+    let answer = handle.result().await.unwrap();
+    assert!(answer.starts_with("refused: "), "{answer}");
+    assert!(answer.contains("execution_timeout"), "{answer}");
     stop(worker).await;
 }

@@ -716,6 +716,8 @@ impl WorkflowContext {
             task_queue,
             input,
             parent_close_policy: options.parent_close_policy,
+            run_timeout: options.run_timeout,
+            execution_timeout: options.execution_timeout,
         });
         state.child_starts.insert(seq, Slot::default());
         state.child_results.insert(seq, Slot::default());
@@ -1612,6 +1614,11 @@ pub struct ChildWorkflowOptions {
     /// What happens to the child when the parent closes first; default
     /// [`ParentClosePolicy::Terminate`].
     pub parent_close_policy: ParentClosePolicy,
+    /// The child's run timeout (docs/semantics.md §3); default: none.
+    pub run_timeout: Option<Duration>,
+    /// The child's execution timeout, across its continue-as-new; default:
+    /// none.
+    pub execution_timeout: Option<Duration>,
 }
 
 impl ChildWorkflowOptions {
@@ -1635,6 +1642,20 @@ impl ChildWorkflowOptions {
     /// Sets the parent-close policy.
     pub fn parent_close_policy(mut self, policy: ParentClosePolicy) -> Self {
         self.parent_close_policy = policy;
+        self
+    }
+
+    /// Sets the child's run timeout: the child's run is closed TIMED_OUT
+    /// when it has run this long, and the parent gets
+    /// [`ChildWorkflowCause::TimedOut`].
+    pub fn run_timeout(mut self, timeout: Duration) -> Self {
+        self.run_timeout = Some(timeout);
+        self
+    }
+
+    /// Sets the child's execution timeout (across its continue-as-new).
+    pub fn execution_timeout(mut self, timeout: Duration) -> Self {
+        self.execution_timeout = Some(timeout);
         self
     }
 }
@@ -1707,6 +1728,20 @@ impl<W: WorkflowDefinition> ChildWorkflow<W> {
     /// [`ParentClosePolicy::Terminate`]).
     pub fn parent_close_policy(mut self, policy: ParentClosePolicy) -> Self {
         self.options = self.options.parent_close_policy(policy);
+        self
+    }
+
+    /// Sets the child's run timeout (default: none): past it the child is
+    /// closed TIMED_OUT and the parent gets [`ChildWorkflowCause::TimedOut`].
+    pub fn run_timeout(mut self, timeout: Duration) -> Self {
+        self.options = self.options.run_timeout(timeout);
+        self
+    }
+
+    /// Sets the child's execution timeout, across its continue-as-new
+    /// (default: none).
+    pub fn execution_timeout(mut self, timeout: Duration) -> Self {
+        self.options = self.options.execution_timeout(timeout);
         self
     }
 

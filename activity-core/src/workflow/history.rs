@@ -652,6 +652,13 @@ pub enum Command {
         input: Vec<Payload>,
         /// What happens to the child when this run closes.
         parent_close_policy: ParentClosePolicy,
+        /// The child's run timeout (docs/semantics.md §3); `None`: no limit.
+        #[serde(default)]
+        run_timeout: Option<Duration>,
+        /// The child's execution timeout, across its continue-as-new;
+        /// `None`: no limit.
+        #[serde(default)]
+        execution_timeout: Option<Duration>,
     },
     /// Request cancellation of a child workflow (recorded as
     /// `ChildWorkflowCancelRequested`).

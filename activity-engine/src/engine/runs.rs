@@ -23,7 +23,7 @@ use super::{
 /// A start's timeouts, checked (docs/semantics.md §3): each more than zero,
 /// and the execution timeout not less than the run timeout. The execution
 /// deadline is set when the run starts.
-fn check_timeouts(
+pub(crate) fn check_timeouts(
     run: Option<Duration>,
     execution: Option<Duration>,
 ) -> Result<WorkflowTimeouts, ProtocolError> {

@@ -838,24 +838,26 @@ pub(crate) fn complete_task(
                 task_queue,
                 input,
                 parent_close_policy,
+                run_timeout,
+                execution_timeout,
             } => {
+                let timeouts = super::runs::check_timeouts(run_timeout, execution_timeout);
                 let new = NewRun {
                     workflow_id: workflow_id.clone(),
                     run_id: child_run_ids.next().cloned().unwrap_or_default(),
                     workflow_type,
                     task_queue,
                     input,
-                    // A child continues its parent's trace; it has no
-                    // timeouts of its own yet.
+                    // A child continues its parent's trace.
                     trace_context: run.trace_context.clone(),
-                    timeouts: WorkflowTimeouts::default(),
+                    timeouts: timeouts.clone().unwrap_or_default(),
                     id_reuse_policy: WorkflowIdReusePolicy::AllowDuplicate,
                     parent: Some((
                         ParentRun::new(&run.workflow_id, &run.run_id, seq),
                         parent_close_policy,
                     )),
                 };
-                let event = match start_child(tx, fx, &run, new, now) {
+                let event = match timeouts.and_then(|_| start_child(tx, fx, &run, new, now)) {
                     Ok(run_id) => EventKind::ChildWorkflowStarted {
                         seq,
                         workflow_id,

@@ -573,10 +573,21 @@ fn command() -> impl Strategy<Value = Command> {
             text(),
             text(),
             payloads(),
-            parent_close_policy()
+            parent_close_policy(),
+            option::of(any::<u32>()),
+            option::of(any::<u32>())
         )
             .prop_map(
-                |(seq, workflow_id, workflow_type, task_queue, input, parent_close_policy)| {
+                |(
+                    seq,
+                    workflow_id,
+                    workflow_type,
+                    task_queue,
+                    input,
+                    parent_close_policy,
+                    run,
+                    execution,
+                )| {
                     Command::StartChildWorkflow {
                         seq,
                         workflow_id,
@@ -584,6 +595,8 @@ fn command() -> impl Strategy<Value = Command> {
                         task_queue,
                         input,
                         parent_close_policy,
+                        run_timeout: run.map(|ms| Duration::from_millis(ms.into())),
+                        execution_timeout: execution.map(|ms| Duration::from_millis(ms.into())),
                     }
                 }
             ),
