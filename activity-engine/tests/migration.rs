@@ -506,7 +506,7 @@ async fn a_schema_3_database_is_upgraded_in_place_and_every_record_reads_back() 
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(version, b"6");
+    assert_eq!(version, b"7");
     // Every model value is model bytes now, none is JSON text.
     for (table, column) in [
         ("executions", "options"),
