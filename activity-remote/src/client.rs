@@ -228,7 +228,22 @@ pub(crate) type GrpcClient = ActivityProtocolClient<InterceptedService<Channel, 
 /// One endpoint and its connection.
 struct Node {
     endpoint: String,
+    /// Every call but a caller's waits.
     client: GrpcClient,
+    /// A connection of its own for a caller's waits (results, queries): a
+    /// client holding as many waits as the server allows streams on one
+    /// connection would otherwise hold up the polls and reports of a worker
+    /// sharing this protocol, and so the very results it waits for.
+    waits: GrpcClient,
+}
+
+/// Whether `operation` is a caller waiting for an outcome (which may hold its
+/// stream for the whole wait), as opposed to a worker's poll or a short call.
+fn is_caller_wait(operation: Operation) -> bool {
+    matches!(
+        operation,
+        Operation::WaitOutcome | Operation::WaitWorkflowOutcome | Operation::QueryWorkflow
+    )
 }
 
 /// The [`ActivityProtocol`] of a remote activity server, over gRPC.
@@ -317,11 +332,12 @@ impl RemoteProtocol {
             .into_iter()
             .enumerate()
             .map(|(i, endpoint)| {
-                if i == current {
+                let calls = if i == current {
                     channel.clone()
                 } else {
                     endpoint.connect_lazy()
-                }
+                };
+                (calls, endpoint.connect_lazy())
             })
             .collect();
         let protocol = Self::with_channels(channels, auth, &config);
@@ -334,7 +350,10 @@ impl RemoteProtocol {
     pub fn connect_lazy(config: impl Into<RemoteConfig>) -> Result<Self, ConnectError> {
         let config = config.into();
         let (endpoints, auth) = Self::prepare(&config)?;
-        let channels = endpoints.iter().map(Endpoint::connect_lazy).collect();
+        let channels = endpoints
+            .iter()
+            .map(|e| (e.connect_lazy(), e.connect_lazy()))
+            .collect();
         Ok(Self::with_channels(channels, auth, &config))
     }
 
@@ -400,15 +419,25 @@ impl RemoteProtocol {
         Ok((endpoints, ClientAuth { header }))
     }
 
-    fn with_channels(channels: Vec<Channel>, auth: ClientAuth, config: &RemoteConfig) -> Self {
+    /// The nodes of `channels`: per endpoint, the connection of its calls and
+    /// the one of a caller's waits.
+    fn with_channels(
+        channels: Vec<(Channel, Channel)>,
+        auth: ClientAuth,
+        config: &RemoteConfig,
+    ) -> Self {
+        let client = |channel| {
+            ActivityProtocolClient::with_interceptor(channel, auth.clone())
+                .max_decoding_message_size(config.max_response_size)
+                .max_encoding_message_size(usize::MAX)
+        };
         let nodes = channels
             .into_iter()
             .zip(&config.endpoints)
-            .map(|(channel, url)| Node {
+            .map(|((calls, waits), url)| Node {
                 endpoint: url.clone(),
-                client: ActivityProtocolClient::with_interceptor(channel, auth.clone())
-                    .max_decoding_message_size(config.max_response_size)
-                    .max_encoding_message_size(usize::MAX),
+                client: client(calls),
+                waits: client(waits),
             })
             .collect();
         Self {
@@ -497,7 +526,14 @@ impl RemoteProtocol {
         let grace = Duration::from_secs(1);
         match tokio::time::timeout(
             bound.saturating_add(grace),
-            call(node.client.clone(), request),
+            call(
+                if is_caller_wait(operation) {
+                    node.waits.clone()
+                } else {
+                    node.client.clone()
+                },
+                request,
+            ),
         )
         .await
         {

@@ -260,3 +260,53 @@ async fn a_request_string_that_is_not_utf8_is_invalid_argument_naming_the_field(
         .expect("served");
     served.stop().await;
 }
+
+/// A caller holding as many result waits as the server allows streams on a
+/// connection does not hold up the worker sharing its protocol (and so the
+/// very results it waits for): waits travel on a connection of their own.
+#[tokio::test]
+async fn result_waits_filling_a_connection_do_not_hold_up_the_worker_sharing_it() {
+    let served = served_with(ServerLimits::default().with_max_concurrent_streams(4)).await;
+    let remote = served.remote().await;
+    let ids: Vec<String> = (0..12).map(|i| format!("wait-{i}")).collect();
+    for id in &ids {
+        schedule(&*remote, id, options()).await.expect("scheduled");
+    }
+    // The waits' connection is open and knows the server's stream limit
+    // (before its settings arrive, a burst past the limit is refused).
+    let first = remote
+        .wait_outcome(ExecutionRef::standalone(&ids[0]), Duration::ZERO)
+        .await
+        .expect("answered");
+    assert_eq!(first, None);
+    let waits: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let (remote, id) = (remote.clone(), id.clone());
+            tokio::spawn(async move {
+                remote
+                    .wait_outcome(ExecutionRef::standalone(&id), secs(10))
+                    .await
+            })
+        })
+        .collect();
+    // Let every wait reach the server before the worker starts.
+    tokio::time::sleep(millis(300)).await;
+    for _ in &ids {
+        let task = next_task(&*remote).await;
+        remote
+            .complete_activity(task.task_token.into(), json("done"))
+            .await
+            .expect("completed");
+    }
+    for wait in waits {
+        let outcome = wait.await.expect("wait task").expect("wait answered");
+        assert!(
+            matches!(
+                outcome,
+                Some(activity_core::protocol::ExecutionOutcome::Completed(_))
+            ),
+            "every wait sees its result within its wait: {outcome:?}"
+        );
+    }
+}
