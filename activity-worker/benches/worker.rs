@@ -85,12 +85,13 @@ impl Run {
         (run, task)
     }
 
-    /// The next task after the first was answered: activity `seq` completed.
-    fn completion(&mut self, n: u32, seq: u32) -> WorkflowTask {
+    /// The next task after one was answered: activity `seq` completed (after the
+    /// first task, its `n` schedule events come first).
+    fn completion(&mut self, scheduled: u32, seq: u32) -> WorkflowTask {
         let mut kinds = vec![EventKind::WorkflowTaskCompleted {
             identity: IDENTITY.into(),
         }];
-        kinds.extend((1..=n).map(|seq| EventKind::ActivityScheduled {
+        kinds.extend((1..=scheduled).map(|seq| EventKind::ActivityScheduled {
             seq,
             activity_id: seq.to_string(),
             activity_type: "noop".into(),
@@ -141,21 +142,56 @@ fn first_activation_scheduling(bencher: divan::Bencher<'_, '_>, n: u32) {
         });
 }
 
-/// One completion delivered to a cached run with `n` activities pending: the
-/// executor applies it and polls the code, which stays blocked on the other n − 1.
+/// A cached run with `n` activities scheduled and one completed
+/// (`second_task`: the task after the first, which carries the `n` schedule
+/// events too).
+fn pending_run(
+    runtime: &tokio::runtime::Runtime,
+    protocol: &dyn ActivityProtocol,
+    n: u32,
+    second_task: bool,
+) -> (Run, WorkflowTask) {
+    let (mut run, first) = Run::first(n);
+    let commands = runtime
+        .block_on(run.executor.run_task(first, protocol))
+        .unwrap();
+    assert_eq!(commands.len(), n as usize);
+    let second = run.completion(n, 1);
+    if second_task {
+        return (run, second);
+    }
+    let commands = runtime
+        .block_on(run.executor.run_task(second, protocol))
+        .unwrap();
+    assert!(commands.is_empty(), "still waiting: {commands:?}");
+    let third = run.completion(0, 2);
+    (run, third)
+}
+
+/// The task after the first, with its `n` schedule events and one completion:
+/// the executor applies them and polls the code, blocked on the other n − 1.
+#[divan::bench(args = [10, 1000])]
+fn second_task_with_pending_activities(bencher: divan::Bencher<'_, '_>, n: u32) {
+    let (runtime, protocol) = runtime();
+    bencher
+        .with_inputs(|| pending_run(&runtime, protocol.as_ref(), n, true))
+        .bench_local_values(|(run, task)| {
+            let commands = runtime
+                .block_on(run.executor.run_task(task, protocol.as_ref()))
+                .unwrap();
+            assert!(commands.is_empty(), "still waiting: {commands:?}");
+            run
+        });
+}
+
+/// One more completion delivered to a cached run with `n` activities pending
+/// (a task of four events): the executor applies it and polls the code, which
+/// stays blocked on the other activities.
 #[divan::bench(args = [10, 1000])]
 fn activation_with_pending_activities(bencher: divan::Bencher<'_, '_>, n: u32) {
     let (runtime, protocol) = runtime();
     bencher
-        .with_inputs(|| {
-            let (mut run, first) = Run::first(n);
-            let commands = runtime
-                .block_on(run.executor.run_task(first, protocol.as_ref()))
-                .unwrap();
-            assert_eq!(commands.len(), n as usize);
-            let next = run.completion(n, 1);
-            (run, next)
-        })
+        .with_inputs(|| pending_run(&runtime, protocol.as_ref(), n, false))
         .bench_local_values(|(run, task)| {
             let commands = runtime
                 .block_on(run.executor.run_task(task, protocol.as_ref()))
