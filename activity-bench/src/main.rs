@@ -231,8 +231,15 @@ enum Backend {
     Embedded(Engine),
     Remote {
         servers: Vec<ServerChild>,
-        /// One per server; the client uses the first.
+        /// One connection per server for the workers.
         protocols: Vec<Arc<dyn ActivityProtocol>>,
+        /// The client's own connection to the first server, as a client and a
+        /// worker have in separate processes: calls waiting for results never
+        /// take the streams the worker's polls and completions need (a server
+        /// allows a bounded number of calls in flight per connection: 1,000
+        /// standalone result waits on the worker's connection stalled it until
+        /// their long polls ended, a minute later).
+        client: Arc<dyn ActivityProtocol>,
     },
 }
 
@@ -347,7 +354,12 @@ impl Bench {
                     protocols.push(server.connect().await?);
                     servers.push(server);
                 }
-                Backend::Remote { servers, protocols }
+                let client = servers[0].connect().await?;
+                Backend::Remote {
+                    servers,
+                    protocols,
+                    client,
+                }
             }
         };
         Ok(Self {
@@ -362,7 +374,7 @@ impl Bench {
     fn protocol(&self) -> Arc<dyn ActivityProtocol> {
         match &self.backend {
             Backend::Embedded(engine) => engine.protocol(),
-            Backend::Remote { protocols, .. } => protocols[0].clone(),
+            Backend::Remote { client, .. } => client.clone(),
         }
     }
 
@@ -395,13 +407,19 @@ impl Bench {
 
     /// Stops the worker and the engine; the directory stays (see [`Bench::close`]).
     async fn stop(&mut self) {
+        let began = Instant::now();
         for (handle, running) in std::mem::take(&mut self.workers) {
             handle.shutdown();
             let _ = running.await;
         }
+        let workers = began.elapsed();
         match &mut self.backend {
             Backend::Embedded(engine) => engine.close().await,
             Backend::Remote { servers, .. } => servers.iter_mut().for_each(ServerChild::stop),
+        }
+        let engine = began.elapsed() - workers;
+        if workers + engine > Duration::from_secs(1) {
+            eprintln!("   slow stop: workers {workers:?}, engine {engine:?}");
         }
     }
 
