@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --release -p activity-bench -- [--runs 3] [--n 1000] [--pollers 2]
 //!     [--mode embedded|remote|both] [--only fanout,sequential]
-//!     [--store postgres://USER@HOST/DB] [--nodes K]
+//!     [--store postgres://USER@HOST/DB] [--nodes K] [--workflows W]
 //! ```
 //!
 //! With `--store`, the engine keeps its state in that PostgreSQL database (a
@@ -18,6 +18,30 @@
 //! this very binary started with `serve`; worker and client here, on loopback).
 //! It prints progress on stderr, then a table (median and min–max over the runs)
 //! and one JSON line per scenario on stdout.
+//!
+//! `--workflows W` sets how many workflows share the second fan-out (`fanout10`:
+//! W workflows × N/W activities each; 10 by default), e.g. `--workflows 100 --n
+//! 10000` for 100 × 100.
+//!
+//! Besides its own figures (activities/s, latencies), every scenario that runs
+//! activities reports what it cost (module `usage`):
+//!
+//! - `cpu_ms_per_activity`: user + system CPU of every process involved, per
+//!   activity: this process (client and worker, and the engine when embedded),
+//!   each server child (`server1`…), and on PostgreSQL every `postgres` process of
+//!   the machine; each one's share under `cpu_ms_per_activity_by_process`;
+//! - `peak_rss_kib`: each process's peak resident memory during the scenario;
+//! - `bytes_per_in_flight_activity` (fan-outs and standalone, where all N are
+//!   outstanding at once): the growth of the peak RSS over the start, summed over
+//!   this process and the servers, per activity in flight;
+//! - `pg_commits_per_activity` (on PostgreSQL): the database's `xact_commit`
+//!   delta in `pg_stat_database` (read after the engine closed its connections),
+//!   per activity, the engine's start and stop included;
+//! - `load_average_1m` at the start of the run (the machine may be shared).
+//!
+//! In a JSON line, a metric is `{"median", "min", "max"}` over the runs, and the
+//! per-process ones are objects by process: `"peak_rss_kib": {"bench": {…},
+//! "server1": {…}}`.
 
 use std::{
     collections::BTreeMap,
@@ -43,6 +67,9 @@ use activity_dashboard::Dashboard;
 use activity_engine::{store::postgres::PostgresConfig, Engine, EngineConfig, StoreLocation};
 use activity_remote::{ActivityService, RemoteProtocol};
 use activity_worker::{ShutdownHandle, Worker, WorkerReport};
+
+mod usage;
+use usage::{Meter, Process};
 
 /// Start times of activity bodies, for latencies.
 #[derive(Default)]
@@ -132,6 +159,7 @@ struct Options {
     modes: Vec<Mode>,
     store: Option<String>,
     nodes: usize,
+    workflows: u32,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -143,6 +171,7 @@ fn parse_args() -> Result<Options, String> {
         modes: vec![Mode::Embedded, Mode::Remote],
         store: None,
         nodes: 1,
+        workflows: 10,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -164,6 +193,14 @@ fn parse_args() -> Result<Options, String> {
                     .parse()
                     .map_err(|e| format!("--nodes: {e}"))?
             }
+            "--workflows" => {
+                options.workflows = value("--workflows")?
+                    .parse()
+                    .map_err(|e| format!("--workflows: {e}"))?;
+                if options.workflows == 0 {
+                    return Err("--workflows: must be at least 1".into());
+                }
+            }
             "--n" => options.n = value("--n")?.parse().map_err(|e| format!("--n: {e}"))?,
             "--mode" => {
                 options.modes = match value("--mode")?.as_str() {
@@ -181,7 +218,7 @@ fn parse_args() -> Result<Options, String> {
                 options.only = Some(value("--only")?.split(',').map(str::to_owned).collect())
             }
             "--help" | "-h" => {
-                return Err("usage: activity-bench [--runs N] [--n N] [--pollers N] [--mode embedded|remote|both] [--only a,b] [--store postgres://…] [--nodes K]\nscenarios: fanout, fanout10, sequential, standalone, local, heartbeat, recovery".into())
+                return Err("usage: activity-bench [--runs N] [--n N] [--pollers N] [--mode embedded|remote|both] [--only a,b] [--store postgres://…] [--nodes K] [--workflows W]\nscenarios: fanout, fanout10, sequential, standalone, local, heartbeat, recovery".into())
             }
             other => return Err(format!("unknown argument `{other}` (try --help)")),
         }
@@ -194,8 +231,15 @@ enum Backend {
     Embedded(Engine),
     Remote {
         servers: Vec<ServerChild>,
-        /// One per server; the client uses the first.
+        /// One connection per server for the workers.
         protocols: Vec<Arc<dyn ActivityProtocol>>,
+        /// The client's own connection to the first server, as a client and a
+        /// worker have in separate processes: calls waiting for results never
+        /// take the streams the worker's polls and completions need (a server
+        /// allows a bounded number of calls in flight per connection: 1,000
+        /// standalone result waits on the worker's connection stalled it until
+        /// their long polls ended, a minute later).
+        client: Arc<dyn ActivityProtocol>,
     },
 }
 
@@ -250,6 +294,30 @@ impl Target {
         }
     }
 
+    /// Transactions committed in the PostgreSQL database so far
+    /// (`pg_stat_database.xact_commit`); `None` on SQLite or when unreadable.
+    async fn commits(&self) -> Option<f64> {
+        self.schema.as_ref()?;
+        let url = self.db.clone();
+        let read = tokio::task::spawn_blocking(move || -> Result<i64, postgres::Error> {
+            let mut client = postgres::Client::connect(&url, postgres::NoTls)?;
+            let row = client.query_one(
+                "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+                &[],
+            )?;
+            row.try_get(0)
+        })
+        .await;
+        match read {
+            Ok(Ok(commits)) => Some(commits as f64),
+            Ok(Err(err)) => {
+                eprintln!("cannot read pg_stat_database: {err}");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
     /// Drops the run's schema.
     async fn remove(&self) {
         let Some(schema) = self.schema.clone() else {
@@ -286,7 +354,12 @@ impl Bench {
                     protocols.push(server.connect().await?);
                     servers.push(server);
                 }
-                Backend::Remote { servers, protocols }
+                let client = servers[0].connect().await?;
+                Backend::Remote {
+                    servers,
+                    protocols,
+                    client,
+                }
             }
         };
         Ok(Self {
@@ -301,7 +374,7 @@ impl Bench {
     fn protocol(&self) -> Arc<dyn ActivityProtocol> {
         match &self.backend {
             Backend::Embedded(engine) => engine.protocol(),
-            Backend::Remote { protocols, .. } => protocols[0].clone(),
+            Backend::Remote { client, .. } => client.clone(),
         }
     }
 
@@ -334,13 +407,19 @@ impl Bench {
 
     /// Stops the worker and the engine; the directory stays (see [`Bench::close`]).
     async fn stop(&mut self) {
+        let began = Instant::now();
         for (handle, running) in std::mem::take(&mut self.workers) {
             handle.shutdown();
             let _ = running.await;
         }
+        let workers = began.elapsed();
         match &mut self.backend {
             Backend::Embedded(engine) => engine.close().await,
             Backend::Remote { servers, .. } => servers.iter_mut().for_each(ServerChild::stop),
+        }
+        let engine = began.elapsed() - workers;
+        if workers + engine > Duration::from_secs(1) {
+            eprintln!("   slow stop: workers {workers:?}, engine {engine:?}");
         }
     }
 
@@ -349,6 +428,62 @@ impl Bench {
         self.target.remove().await;
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+
+    /// Starts measuring what the scenario costs (see [`Bench::finish`]).
+    async fn meter(&self) -> Measuring {
+        let mut processes = vec![Process {
+            label: "bench".into(),
+            pid: None,
+        }];
+        if let Backend::Remote { servers, .. } = &self.backend {
+            for (i, server) in servers.iter().enumerate() {
+                processes.push(Process {
+                    label: format!("server{}", i + 1),
+                    pid: Some(server.child.id()),
+                });
+            }
+        }
+        Measuring {
+            load: usage::load_average(),
+            commits: self.target.commits().await,
+            meter: Meter::start(processes, self.target.schema.is_some()),
+        }
+    }
+
+    /// Closes the bench and adds the costs of the `activities` run since `meter`
+    /// (of which `in_flight` were outstanding at once) to `sample`.
+    async fn finish(
+        self,
+        measuring: Measuring,
+        activities: u32,
+        in_flight: Option<u32>,
+        mut sample: Sample,
+    ) -> Sample {
+        // Before the servers stop: their peak RSS is read from /proc.
+        sample.extend(measuring.meter.finish(activities, in_flight));
+        sample.insert("load_average_1m".into(), measuring.load);
+        let target = self.target.clone();
+        self.close().await;
+        if let Some(before) = measuring.commits {
+            // A backend reports its counters when it exits: the engine has closed
+            // its connections (a stopped server's exited with it).
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if let Some(after) = target.commits().await {
+                sample.insert(
+                    "pg_commits_per_activity".into(),
+                    (after - before) / f64::from(activities.max(1)),
+                );
+            }
+        }
+        sample
+    }
+}
+
+/// What [`Bench::meter`] sampled at the start of a scenario.
+struct Measuring {
+    load: f64,
+    commits: Option<f64>,
+    meter: Meter,
 }
 
 /// `activity-bench serve DB [SCHEMA]`: the engine on `DB` (a SQLite file, or a
@@ -417,7 +552,7 @@ impl ServerChild {
     }
 
     fn rss_kib(&self) -> f64 {
-        rss_kib_of(&format!("/proc/{}/status", self.child.id()))
+        usage::status_kib(Some(self.child.id()), "VmRSS:")
     }
 
     /// Closes its standard input (a graceful stop) and waits for it to exit.
@@ -437,7 +572,14 @@ impl Drop for ServerChild {
 }
 
 /// What one run of one scenario measured.
-type Sample = BTreeMap<&'static str, f64>;
+type Sample = BTreeMap<String, f64>;
+
+fn sample<const N: usize>(figures: [(&str, f64); N]) -> Sample {
+    figures
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+}
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -460,17 +602,20 @@ async fn fanout(mode: Mode, workflows: u32, n: u32) -> Result<Sample, Box<dyn st
     let mut bench = Bench::open(mode).await?;
     bench.start_worker()?;
     let client = bench.client();
+    let measuring = bench.meter().await;
     let start = Instant::now();
+    let per_workflow = n / workflows;
     let mut handles = Vec::new();
     for _ in 0..workflows {
-        handles.push(fan_out::start(&client, n / workflows).await?);
+        handles.push(fan_out::start(&client, per_workflow).await?);
     }
     for handle in handles {
         handle.result().await?;
     }
     let secs = start.elapsed().as_secs_f64();
-    bench.close().await;
-    Ok(Sample::from([("activities_per_s", f64::from(n) / secs)]))
+    let total = per_workflow * workflows;
+    let figures = sample([("activities_per_s", f64::from(total) / secs)]);
+    Ok(bench.finish(measuring, total, Some(total), figures).await)
 }
 
 async fn sequential_latency(
@@ -481,6 +626,7 @@ async fn sequential_latency(
     let mut bench = Bench::open(mode).await?;
     bench.start_worker()?;
     let client = bench.client();
+    let measuring = bench.meter().await;
     let start = Instant::now();
     if local {
         local_sequential::start(&client, n).await?.result().await?;
@@ -489,18 +635,19 @@ async fn sequential_latency(
     }
     let secs = start.elapsed().as_secs_f64();
     let gaps = gaps_ms(&bench.stamps.take());
-    bench.close().await;
-    Ok(Sample::from([
+    let figures = sample([
         ("p50_ms", percentile(&gaps, 50.0)),
         ("p99_ms", percentile(&gaps, 99.0)),
         ("activities_per_s", f64::from(n) / secs),
-    ]))
+    ]);
+    Ok(bench.finish(measuring, n, None, figures).await)
 }
 
 async fn standalone(mode: Mode, n: u32) -> Result<Sample, Box<dyn std::error::Error>> {
     let mut bench = Bench::open(mode).await?;
     bench.start_worker()?;
     let client = bench.client();
+    let measuring = bench.meter().await;
     let start = Instant::now();
     // Started all at once: concurrent schedules share commits.
     let starts = join_all((0..n).map(|_| client.start(noop::call(&client)))).await;
@@ -509,8 +656,8 @@ async fn standalone(mode: Mode, n: u32) -> Result<Sample, Box<dyn std::error::Er
         result?;
     }
     let secs = start.elapsed().as_secs_f64();
-    bench.close().await;
-    Ok(Sample::from([("activities_per_s", f64::from(n) / secs)]))
+    let figures = sample([("activities_per_s", f64::from(n) / secs)]);
+    Ok(bench.finish(measuring, n, Some(n), figures).await)
 }
 
 async fn heartbeat(mode: Mode) -> Result<Sample, Box<dyn std::error::Error>> {
@@ -521,24 +668,11 @@ async fn heartbeat(mode: Mode) -> Result<Sample, Box<dyn std::error::Error>> {
     let handle = client.start(heartbeat_loop::call(&client, calls)).await?;
     let ns_per_call = handle.result().await?;
     bench.close().await;
-    Ok(Sample::from([("ns_per_call", ns_per_call)]))
+    Ok(sample([("ns_per_call", ns_per_call)]))
 }
 
 fn rss_kib() -> f64 {
-    rss_kib_of("/proc/self/status")
-}
-
-fn rss_kib_of(status: &str) -> f64 {
-    std::fs::read_to_string(status)
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kib| kib.parse().ok())
-        })
-        .unwrap_or(f64::NAN)
+    usage::status_kib(None, "VmRSS:")
 }
 
 async fn recovery(mode: Mode, backlog: u32) -> Result<Sample, Box<dyn std::error::Error>> {
@@ -607,7 +741,7 @@ async fn recovery(mode: Mode, backlog: u32) -> Result<Sample, Box<dyn std::error
         }
     };
     bench.close().await;
-    Ok(Sample::from([
+    Ok(sample([
         ("reopen_ms", reopened.as_secs_f64() * 1000.0),
         ("first_dispatch_ms", dispatched.as_secs_f64() * 1000.0),
         (
@@ -658,7 +792,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let _ = STORE.set(options.store.clone());
     let scenarios: Vec<(&'static str, String)> = vec![
         ("fanout", format!("fan-out 1 x {n}")),
-        ("fanout10", format!("fan-out 10 x {}", n / 10)),
+        (
+            "fanout10",
+            format!("fan-out {} x {}", options.workflows, n / options.workflows),
+        ),
         ("sequential", "sequential 500".into()),
         ("standalone", format!("standalone {n}")),
         ("local", "local sequential 500".into()),
@@ -678,7 +815,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 eprintln!("== {title} ({}): run {run}/{}", mode.name(), options.runs);
                 let sample = match *key {
                     "fanout" => fanout(mode, 1, n).await?,
-                    "fanout10" => fanout(mode, 10, n).await?,
+                    "fanout10" => fanout(mode, options.workflows, n).await?,
                     "sequential" => sequential_latency(mode, 500, false).await?,
                     "standalone" => standalone(mode, n).await?,
                     "local" => sequential_latency(mode, 500, true).await?,
@@ -716,6 +853,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .iter()
                 .filter_map(|s| s.get(metric).copied())
                 .collect();
+            if values.is_empty() {
+                continue;
+            }
             values.sort_by(f64::total_cmp);
             let median = percentile(&values, 50.0);
             let (min, max) = (values[0], values[values.len() - 1]);
@@ -723,10 +863,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "| {title} | {} | {metric} | {median:.3} | {min:.3} | {max:.3} |",
                 mode.name()
             );
-            json.insert(
-                (*metric).to_owned(),
-                serde_json::json!({ "median": median, "min": min, "max": max }),
-            );
+            let figure = serde_json::json!({ "median": median, "min": min, "max": max });
+            // `group/process`: one object per group, by process.
+            match metric.split_once('/') {
+                Some((group, process)) => {
+                    if let serde_json::Value::Object(by_process) = json
+                        .entry(group)
+                        .or_insert_with(|| serde_json::Value::Object(Default::default()))
+                    {
+                        by_process.insert(process.to_owned(), figure);
+                    }
+                }
+                None => {
+                    json.insert(metric.clone(), figure);
+                }
+            }
         }
         lines.push(serde_json::Value::Object(json));
     }

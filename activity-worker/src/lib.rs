@@ -70,3 +70,45 @@ mod workflow;
 pub use options::WorkerOptions;
 pub use shutdown::{shutdown_signal, ShutdownHandle};
 pub use worker::{Worker, WorkerBuilder, WorkerError, WorkerReport};
+
+/// Entry points for the crate's benchmarks (`cargo bench -p activity-worker`): the
+/// workflow executor and the heartbeat throttler's sink, which the worker keeps to
+/// itself. Not part of the API: no stability, no semver.
+#[doc(hidden)]
+pub mod __bench {
+    use std::sync::Arc;
+
+    use activity_core::{
+        context::HeartbeatSink,
+        workflow::{Command, WorkflowTask},
+        ActivityProtocol, Registry,
+    };
+
+    /// The worker's workflow executor, with an instance cache of `capacity` runs.
+    pub struct WorkflowExecutor(crate::workflow::WorkflowExecutor);
+
+    impl WorkflowExecutor {
+        /// Every workflow registered in the program; `registry` for local activities.
+        pub fn new(registry: Registry, capacity: usize) -> Result<Self, String> {
+            crate::workflow::WorkflowExecutor::new(registry, capacity).map(Self)
+        }
+
+        /// Runs one workflow task: the commands, or why the task failed.
+        pub async fn run_task(
+            &self,
+            task: WorkflowTask,
+            protocol: &dyn ActivityProtocol,
+        ) -> Result<Vec<Command>, String> {
+            self.0
+                .run_task(task, protocol)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    }
+
+    /// The sink `ctx.heartbeat` writes to in a worker (the throttler's side of it;
+    /// nothing sends here).
+    pub fn heartbeat_sink() -> Arc<dyn HeartbeatSink> {
+        Arc::new(crate::heartbeat::PendingHeartbeat::default())
+    }
+}
