@@ -493,18 +493,32 @@ async fn serve_child(target: Target) -> Result<(), Box<dyn std::error::Error>> {
     let engine = Engine::open(target.config()).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     println!("listening on {}", listener.local_addr()?);
-    let stdin_closed = tokio::task::spawn_blocking(|| {
+    let (closed, stdin_closed) = tokio::sync::watch::channel(false);
+    tokio::task::spawn_blocking(move || {
         let mut sink = Vec::new();
         let _ = std::io::stdin().read_to_end(&mut sink);
+        let _ = closed.send(true);
+    });
+    // As `activity-server serve` does after its shutdown grace: closing the
+    // engine ends the long polls still in flight (a worker's 60 s polls), so
+    // the server's drain does not wait for them.
+    tokio::spawn({
+        let (engine, mut stdin_closed) = (engine.clone(), stdin_closed.clone());
+        async move {
+            let _ = stdin_closed.wait_for(|closed| *closed).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            engine.close().await;
+        }
     });
     // Served as `activity-server serve` serves it: the dashboard on the same port.
     let mut service = ActivityService::new(engine.protocol());
     if std::env::var_os("BENCH_NO_DASHBOARD").is_none() {
         service = service.with_http_routes(Dashboard::new(engine.protocol()).router()?);
     }
+    let mut shutdown = stdin_closed;
     service
-        .serve(listener, async {
-            let _ = stdin_closed.await;
+        .serve(listener, async move {
+            let _ = shutdown.wait_for(|closed| *closed).await;
         })
         .await?;
     engine.close().await;
