@@ -237,6 +237,23 @@ struct Node {
     waits: GrpcClient,
 }
 
+/// How many times a call refused by HTTP/2 before the server read it
+/// (`REFUSED_STREAM`) is sent again.
+const MAX_REFUSALS: u32 = 5;
+
+/// Whether the server refused the call's stream before reading it (HTTP/2
+/// `REFUSED_STREAM`): nothing of the call was done.
+fn refused_stream(status: &Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(error) = source {
+        if let Some(h2) = error.downcast_ref::<h2::Error>() {
+            return h2.reason() == Some(h2::Reason::REFUSED_STREAM);
+        }
+        source = error.source();
+    }
+    false
+}
+
 /// Whether `operation` is a caller waiting for an outcome (which may hold its
 /// stream for the whole wait), as opposed to a worker's poll or a short call.
 fn is_caller_wait(operation: Operation) -> bool {
@@ -515,28 +532,38 @@ impl RemoteProtocol {
         call: &impl Fn(GrpcClient, Request<Req>) -> Fut,
     ) -> Result<Resp, ProtocolError>
     where
+        Req: Clone,
         Fut: Future<Output = Result<Response<Resp>, Status>>,
     {
         let rpc = crate::rpcs::rpc_name(operation);
         let bound = wait.saturating_add(self.call_timeout);
-        let mut request = Request::new(message);
-        request.set_timeout(bound);
         // The server enforces the deadline it is sent; this bounds a server that
         // does not answer at all (a half-open connection).
         let grace = Duration::from_secs(1);
-        match tokio::time::timeout(
-            bound.saturating_add(grace),
-            call(
-                if is_caller_wait(operation) {
-                    node.waits.clone()
-                } else {
-                    node.client.clone()
-                },
-                request,
-            ),
-        )
-        .await
-        {
+        let client = if is_caller_wait(operation) {
+            &node.waits
+        } else {
+            &node.client
+        };
+        let mut refusals = 0;
+        let answer = loop {
+            let mut request = Request::new(message.clone());
+            request.set_timeout(bound);
+            let answer =
+                tokio::time::timeout(bound.saturating_add(grace), call(client.clone(), request))
+                    .await;
+            match answer {
+                // Refused before the server read it (a burst past the stream
+                // limit of a connection whose settings had not arrived): sent
+                // again, whatever the operation, since nothing was done.
+                Ok(Err(status)) if refused_stream(&status) && refusals < MAX_REFUSALS => {
+                    refusals += 1;
+                    tokio::time::sleep(Duration::from_millis(10 << refusals)).await;
+                }
+                answer => break answer,
+            }
+        };
+        match answer {
             Ok(Ok(response)) => Ok(response.into_inner()),
             Ok(Err(status)) => Err(from_status(&status, rpc, &node.endpoint)),
             Err(_) => Err(ProtocolError::Unavailable {
