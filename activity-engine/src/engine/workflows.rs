@@ -408,6 +408,35 @@ fn new_run_record(
     }
 }
 
+/// Sets the durable workflow timer `kind` (`seq`) of run `run_key`, due at
+/// `due_at`, and wakes the engine's timer loop for it.
+fn set_timer(
+    tx: &mut dyn Tx,
+    fx: &mut Effects,
+    run_key: i64,
+    kind: WorkflowTimerKind,
+    seq: u32,
+    due_at: i64,
+) -> Result<(), ProtocolError> {
+    tx.set_workflow_timer(&WorkflowTimerRecord {
+        run_key,
+        kind,
+        seq,
+        due_at,
+    })?;
+    fx.timer_set(due_at);
+    Ok(())
+}
+
+/// `record`, made the activity `seq` of `run`.
+fn of_run(mut record: ExecutionRecord, run: &RunRecord, seq: u32) -> ExecutionRecord {
+    record.scope = run.run_id.clone();
+    record.workflow_id = Some(run.workflow_id.clone());
+    record.workflow_run_id = Some(run.run_id.clone());
+    record.workflow_seq = Some(seq);
+    record
+}
+
 /// Sets the durable timers of a new run's timeouts: its run timeout from
 /// `now`, and its chain's execution deadline. The engine's timer machinery
 /// fires them once ([`fire_timer`]); closing the run drops them.
@@ -425,13 +454,7 @@ fn set_run_timeouts(
         (WorkflowTimerKind::ExecutionTimeout, execution_due),
     ] {
         if let Some(due_at) = due {
-            tx.set_workflow_timer(&WorkflowTimerRecord {
-                run_key: run.key,
-                kind,
-                seq: 0,
-                due_at,
-            })?;
-            fx.timer_set(due_at);
+            set_timer(tx, fx, run.key, kind, 0, due_at)?;
         }
     }
     Ok(())
@@ -560,13 +583,14 @@ pub(crate) fn claim(
         },
     )?;
     let due_at = now.saturating_add(ms(task_timeout));
-    tx.set_workflow_timer(&WorkflowTimerRecord {
-        run_key: run.key,
-        kind: WorkflowTimerKind::TaskTimeout,
-        seq: run.task_seq,
+    set_timer(
+        tx,
+        fx,
+        run.key,
+        WorkflowTimerKind::TaskTimeout,
+        run.task_seq,
         due_at,
-    })?;
-    fx.timer_set(due_at);
+    )?;
     tx.update_run(&run)?;
     let history = match previous {
         Some(after) if after < run.history_length => tx.history_after(run.key, after)?,
@@ -793,13 +817,7 @@ pub(crate) fn complete_task(
             }
             Command::StartTimer { seq, duration } => {
                 let due_at = now.saturating_add(ms(duration));
-                tx.set_workflow_timer(&WorkflowTimerRecord {
-                    run_key: run.key,
-                    kind: WorkflowTimerKind::Timer,
-                    seq,
-                    due_at,
-                })?;
-                fx.timer_set(due_at);
+                set_timer(tx, fx, run.key, WorkflowTimerKind::Timer, seq, due_at)?;
             }
             Command::CancelTimer { seq } => {
                 tx.clear_workflow_timer(run.key, WorkflowTimerKind::Timer, Some(seq))?;
@@ -841,23 +859,30 @@ pub(crate) fn complete_task(
                 run_timeout,
                 execution_timeout,
             } => {
-                let timeouts = super::runs::check_timeouts(run_timeout, execution_timeout);
-                let new = NewRun {
-                    workflow_id: workflow_id.clone(),
-                    run_id: child_run_ids.next().cloned().unwrap_or_default(),
-                    workflow_type,
-                    task_queue,
-                    input,
-                    // A child continues its parent's trace.
-                    trace_context: run.trace_context.clone(),
-                    timeouts: timeouts.clone().unwrap_or_default(),
-                    id_reuse_policy: WorkflowIdReusePolicy::AllowDuplicate,
-                    parent: Some((
-                        ParentRun::new(&run.workflow_id, &run.run_id, seq),
-                        parent_close_policy,
-                    )),
-                };
-                let event = match timeouts.and_then(|_| start_child(tx, fx, &run, new, now)) {
+                // Drawn whether or not the child starts: later children keep
+                // theirs.
+                let run_id = child_run_ids.next().cloned().unwrap_or_default();
+                let started = super::runs::check_timeouts(run_timeout, execution_timeout).and_then(
+                    |timeouts| {
+                        let new = NewRun {
+                            workflow_id: workflow_id.clone(),
+                            run_id,
+                            workflow_type,
+                            task_queue,
+                            input,
+                            // A child continues its parent's trace.
+                            trace_context: run.trace_context.clone(),
+                            timeouts,
+                            id_reuse_policy: WorkflowIdReusePolicy::AllowDuplicate,
+                            parent: Some((
+                                ParentRun::new(&run.workflow_id, &run.run_id, seq),
+                                parent_close_policy,
+                            )),
+                        };
+                        start_child(tx, fx, &run, new, now)
+                    },
+                );
+                let event = match started {
                     Ok(run_id) => EventKind::ChildWorkflowStarted {
                         seq,
                         workflow_id,
@@ -1088,11 +1113,8 @@ fn schedule_activity(
         tx.buffer_event(run.key, now, &event)?;
         return Ok(());
     }
-    let mut record = rules::new_record(activity_id, activity_type, input, validated, now);
-    record.scope = run.run_id.clone();
-    record.workflow_id = Some(run.workflow_id.clone());
-    record.workflow_run_id = Some(run.run_id.clone());
-    record.workflow_seq = Some(seq);
+    let new = rules::new_record(activity_id, activity_type, input, validated, now);
+    let mut record = of_run(new, run, seq);
     // The workflow task that scheduled it, else the run (docs/semantics.md §5.1).
     record.trace_context = trace_context.or_else(|| run.trace_context.clone());
     rules::schedule(tx, fx, record)?;
@@ -1174,13 +1196,14 @@ pub(crate) fn fail_task(
     }
     let delay = task_backoff(backoff.0, backoff.1, run.task_failures);
     let due_at = now.saturating_add(ms(delay));
-    tx.set_workflow_timer(&WorkflowTimerRecord {
-        run_key: run.key,
-        kind: WorkflowTimerKind::TaskBackoff,
-        seq: run.task_seq,
+    set_timer(
+        tx,
+        fx,
+        run.key,
+        WorkflowTimerKind::TaskBackoff,
+        run.task_seq,
         due_at,
-    })?;
-    fx.timer_set(due_at);
+    )?;
     tracing::debug!(workflow_id = %run.workflow_id, run_id = %run.run_id, failures = run.task_failures, retry_in = ?delay, "workflow task failed");
     tx.update_run(&run)?;
     Ok(())
@@ -1501,28 +1524,18 @@ fn reopen(
         let Some(exec) = tx.execution_by_seq(&old.run_id, seq)? else {
             continue;
         };
-        let mut record = rules::new_record(
+        let new = rules::new_record(
             exec.activity_id,
             exec.activity_type,
             exec.input,
             exec.options,
             now,
         );
-        record.scope = run.run_id.clone();
-        record.workflow_id = Some(run.workflow_id.clone());
-        record.workflow_run_id = Some(run.run_id.clone());
-        record.workflow_seq = Some(seq);
-        rules::schedule(tx, fx, record)?;
+        rules::schedule(tx, fx, of_run(new, run, seq))?;
     }
     for (seq, due_at) in timers {
         let due_at = due_at.max(now);
-        tx.set_workflow_timer(&WorkflowTimerRecord {
-            run_key: run.key,
-            kind: WorkflowTimerKind::Timer,
-            seq,
-            due_at,
-        })?;
-        fx.timer_set(due_at);
+        set_timer(tx, fx, run.key, WorkflowTimerKind::Timer, seq, due_at)?;
     }
     Ok(())
 }
